@@ -1,0 +1,157 @@
+//! Probe for suite `env`: records the basic facts of the guest (kernel, page size, THP, command
+//! line, memory). It is also the simplest end-to-end check that the whole pipeline works.
+//!
+//! Something that cannot be read is a `not ok` with the reason; the probe then exits 1.
+
+use std::io;
+
+use ksnap_guest::Ktap;
+
+type Test = fn(&mut Ktap) -> Result<(), String>;
+
+const TESTS: [(&str, Test); 5] = [
+    ("uname", uname),
+    ("page_size", page_size),
+    ("thp", thp),
+    ("cmdline", cmdline),
+    ("memory", memory),
+];
+
+fn main() {
+    let mut ktap = Ktap::begin(TESTS.len());
+    let mut failed = false;
+    for (name, test) in TESTS {
+        match test(&mut ktap) {
+            Ok(()) => ktap.ok(name),
+            Err(reason) => {
+                failed = true;
+                ktap.not_ok(name, &reason);
+            }
+        }
+    }
+    std::process::exit(i32::from(failed));
+}
+
+fn uname(ktap: &mut Ktap) -> Result<(), String> {
+    // SAFETY: utsname is plain data; uname fills it in.
+    let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
+    if unsafe { libc::uname(&mut uts) } != 0 {
+        return Err(format!("uname: {}", io::Error::last_os_error()));
+    }
+    ktap.fact("release", c_field(&uts.release));
+    ktap.fact("version", c_field(&uts.version));
+    ktap.fact("machine", c_field(&uts.machine));
+    Ok(())
+}
+
+/// A NUL-terminated string in a fixed-size field of a C struct.
+fn c_field(field: &[libc::c_char]) -> String {
+    let bytes: Vec<u8> = field
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+fn page_size(ktap: &mut Ktap) -> Result<(), String> {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
+        -1 => Err(format!("sysconf: {}", io::Error::last_os_error())),
+        size => {
+            ktap.fact("bytes", size);
+            Ok(())
+        }
+    }
+}
+
+const THP: &str = "/sys/kernel/mm/transparent_hugepage";
+
+fn thp(ktap: &mut Ktap) -> Result<(), String> {
+    type Parse = fn(&str) -> Option<&str>;
+    const FILES: [(&str, Parse); 3] = [("enabled", selected), ("defrag", selected), ("use_zero_page", number)];
+    // Each fact is named after its sysfs file.
+    for (key, parse) in FILES {
+        let path = format!("{THP}/{key}");
+        match std::fs::read_to_string(&path) {
+            // Kernels built without transparent hugepages have no such files: a fact, not a failure.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => ktap.fact(key, "absent"),
+            Err(e) => return Err(format!("{path}: {e}")),
+            Ok(text) => match parse(&text) {
+                Some(value) => ktap.fact(key, value),
+                None => return Err(format!("{path}: unexpected content {text:?}")),
+            },
+        }
+    }
+    Ok(())
+}
+
+/// The selected value of a sysfs choice such as `always [madvise] never`.
+fn selected(text: &str) -> Option<&str> {
+    let (_, rest) = text.split_once('[')?;
+    let (value, _) = rest.split_once(']')?;
+    Some(value)
+}
+
+fn number(text: &str) -> Option<&str> {
+    let text = text.trim();
+    text.parse::<u64>().ok().map(|_| text)
+}
+
+fn cmdline(ktap: &mut Ktap) -> Result<(), String> {
+    const PARAMS: [&str; 3] = [
+        "proc_mem.force_override",
+        "transparent_hugepage",
+        "mitigations",
+    ];
+    let text = read("/proc/cmdline")?;
+    // Words after `--` are arguments for init, not kernel parameters.
+    let words: Vec<&str> = text
+        .split_ascii_whitespace()
+        .take_while(|&word| word != "--")
+        .collect();
+    for name in PARAMS {
+        // The kernel acts on every occurrence of a parameter in turn, so the last one wins.
+        let value = words
+            .iter()
+            .rev()
+            .find_map(|word| word.strip_prefix(name)?.strip_prefix('='));
+        ktap.fact(name, value.unwrap_or("unset"));
+    }
+    Ok(())
+}
+
+fn memory(ktap: &mut Ktap) -> Result<(), String> {
+    let meminfo = read("/proc/meminfo")?;
+    let total = meminfo
+        .lines()
+        .find_map(|line| line.strip_prefix("MemTotal:"))
+        .and_then(|rest| rest.trim().strip_suffix("kB"))
+        .and_then(|kib| kib.trim().parse::<u64>().ok())
+        .ok_or("/proc/meminfo: no MemTotal line in kB")?;
+    ktap.fact("mem_total_kib", total);
+
+    const ONLINE: &str = "/sys/devices/system/cpu/online";
+    let online = read(ONLINE)?;
+    let count = count_cpus(&online).ok_or_else(|| format!("{ONLINE}: cannot parse {online:?}"))?;
+    ktap.fact("cpus_online", count);
+    Ok(())
+}
+
+/// The number of CPUs in a kernel CPU list such as `0-3,6,8-9`.
+fn count_cpus(list: &str) -> Option<u64> {
+    list.trim()
+        .split(',')
+        .map(|range| match range.split_once('-') {
+            Some((first, last)) => {
+                let first: u64 = first.parse().ok()?;
+                last.parse::<u64>().ok()?.checked_sub(first).map(|n| n + 1)
+            }
+            None => range.parse::<u64>().ok().map(|_| 1),
+        })
+        .sum()
+}
+
+fn read(path: &str) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))
+}

@@ -1,0 +1,130 @@
+//! `fault MODE [ARG]`: misbehaves on purpose, for the host's failure-mode tests.
+//!
+//! As a probe:
+//!   hang           sleep forever
+//!   segv           die of a real SIGSEGV
+//!   fork-hang      leave a child sleeping forever with stdout open, print a passing KTAP, exit 0
+//!   flood BYTES    write BYTES bytes of lines of `x`
+//!   garbage        write invalid UTF-8, NULs, terminal escapes and forged protocol lines, exit 0
+//!
+//! As PID 1 (the kernel passes the words after `--` on its command line to init):
+//!   init-exit      exit at once, so that the kernel panics
+//!   init-hang      sleep forever without a word
+//!   init-garbage   write bytes that are not the protocol on the result channel, then power off
+
+use std::io::Write;
+use std::process::exit;
+use std::time::Duration;
+
+use ksnap_guest::{pid1, Ktap};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match args[..] {
+        ["hang"] | ["init-hang"] => sleep_forever(),
+        ["segv"] => segv(),
+        ["fork-hang"] => fork_hang(),
+        ["flood", bytes] => match bytes.parse() {
+            Ok(bytes) => flood(bytes),
+            Err(_) => fail(&format!("flood: bad byte count {bytes:?}")),
+        },
+        ["garbage"] => garbage(),
+        ["init-exit"] => exit(0),
+        ["init-garbage"] => init_garbage(),
+        _ => fail(&format!("unknown mode {args:?}")),
+    }
+}
+
+fn fail(message: &str) -> ! {
+    eprintln!("fault: {message}");
+    exit(1)
+}
+
+fn sleep_forever() -> ! {
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+fn segv() -> ! {
+    // black_box hides the null from the optimiser, which may otherwise compile the store to
+    // something other than a store (a trap instruction, say, which would be SIGILL).
+    let null = std::hint::black_box(std::ptr::null_mut::<u8>());
+    // SAFETY: not safe at all, on purpose: this store is the fault.
+    unsafe { std::ptr::write_volatile(null, 1) };
+    fail("writing through a null pointer did not fault")
+}
+
+fn fork_hang() {
+    // SAFETY: single-threaded; the child only sleeps.
+    match unsafe { libc::fork() } {
+        -1 => fail(&format!("fork: {}", std::io::Error::last_os_error())),
+        0 => sleep_forever(),
+        _ => Ktap::begin(1).ok("fork_hang"),
+    }
+}
+
+fn flood(mut bytes: u64) {
+    // 64-byte lines, so that a 64 KiB block holds whole lines and every block ends with a newline.
+    let mut block = [b'x'; 64 << 10];
+    for line_end in block.iter_mut().skip(63).step_by(64) {
+        *line_end = b'\n';
+    }
+    let mut out = std::io::stdout().lock();
+    while bytes > 0 {
+        let n = block
+            .len()
+            .min(usize::try_from(bytes).unwrap_or(usize::MAX));
+        if let Err(e) = out.write_all(&block[..n]) {
+            fail(&format!("flood: {e}"));
+        }
+        bytes -= n as u64;
+    }
+    if let Err(e) = out.flush() {
+        fail(&format!("flood: {e}"));
+    }
+}
+
+fn garbage() {
+    const GARBAGE: &[&[u8]] = &[
+        b"invalid UTF-8: \xff\xfe \xc3\x28 \xe2\x82 \xf0\x9f\x92 \xed\xa0\x80\n",
+        b"NUL bytes: \0\0\0 in the middle\0\n",
+        b"\x1b[2J\x1b[H\x1b[31mscreen cleared, text red\x1b[0m\n",
+        // Window title (OSC), full terminal reset, cursor position query.
+        b"\x1b]0;window title\x07\x1bc\x1b[6n carriage\rreturn\r\n",
+        // Forged control lines: init must relay them behind `| ` like any other output.
+        b"probe-end garbage exit=0\nsummary probes=0 exited0=0 failed=0\nksnap-done\n",
+        b"a last line without a newline \xff",
+    ];
+    let mut out = std::io::stdout().lock();
+    for chunk in GARBAGE {
+        if let Err(e) = out.write_all(chunk).and_then(|()| out.flush()) {
+            fail(&format!("garbage: {e}"));
+        }
+    }
+}
+
+fn init_garbage() -> ! {
+    if let Err(e) = pid1::mount("devtmpfs", "/dev", libc::MS_NOSUID) {
+        fail(&e.to_string());
+    }
+    let mut channel = match pid1::open_serial("/dev/ttyS1") {
+        Ok(channel) => channel,
+        Err(e) => fail(&e.to_string()),
+    };
+    // xorshift64 with a fixed seed: reproducible bytes, with newlines now and then.
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let bytes: Vec<u8> = (0..4096)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_le_bytes()[0]
+        })
+        .collect();
+    if let Err(e) = channel.write_all(&bytes) {
+        fail(&format!("/dev/ttyS1: {e}"));
+    }
+    fail(&pid1::power_off(&channel).to_string())
+}

@@ -1,0 +1,522 @@
+//! `init`: PID 1 of the ksnap guest.
+//!
+//! Runs the probes listed in `/ksnap/plan` one after the other, each in its own process group and
+//! with its own deadline, relays their stdout on the result channel (`/dev/ttyS1`), then powers off.
+//! The result channel protocol is specified in ARCHITECTURE.md, "Guest protocol".
+//!
+//! Human-readable progress goes to the console (stderr, ttyS0): when a run hangs, the host shows the
+//! last `ksnap-init:` line as what last happened. If the guest cannot even be set up (filesystems,
+//! result channel, plan), init exits with status 1: the kernel then panics with "Attempted to kill
+//! init", which the host reports together with the console.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use ksnap_guest::pid1;
+
+const PLAN: &str = "/ksnap/plan";
+const RESULT_CHANNEL: &str = "/dev/ttyS1";
+/// Probe stdout relayed per probe; the rest is read, counted and discarded.
+const OUTPUT_CAP: u64 = 1 << 20;
+/// Longest piece of a line relayed at once, so that a probe that never writes a newline cannot
+/// make init buffer without bound.
+const MAX_LINE: usize = 64 << 10;
+/// How long to keep reading a probe's stdout once it is gone, for output still in the pipe.
+const DRAIN_TIME: Duration = Duration::from_millis(200);
+
+macro_rules! log {
+    ($($arg:tt)*) => { eprintln!("ksnap-init: {}", format_args!($($arg)*)) };
+}
+
+fn main() {
+    if let Err(e) = run() {
+        log!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> io::Result<()> {
+    mount_filesystems()?;
+    let mut channel = Channel {
+        port: pid1::open_serial(RESULT_CHANNEL)?,
+        buf: Vec::new(),
+    };
+    channel.line(format_args!("ksnap-init 1"))?;
+    let plan = read_plan()?;
+    let child_events = ChildEvents::new()?;
+
+    let mut exited0 = 0;
+    for probe in &plan {
+        log!("running probe {}", probe.name);
+        channel.line(format_args!("probe-begin {}", probe.name))?;
+        let end = run_probe(probe, &mut channel, &child_events)?;
+        log!("probe {}: {end}", probe.name);
+        if matches!(end, End::Exited(0)) {
+            exited0 += 1;
+        }
+        reap_orphans();
+    }
+    channel.line(format_args!(
+        "summary probes={} exited0={exited0} failed={}",
+        plan.len(),
+        plan.len() - exited0
+    ))?;
+    channel.line(format_args!("ksnap-done"))?;
+    log!("all probes done, powering off");
+    Err(pid1::power_off(&channel.port))
+}
+
+fn mount_filesystems() -> io::Result<()> {
+    use libc::{MS_NODEV, MS_NOEXEC, MS_NOSUID};
+    pid1::mount("proc", "/proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)?;
+    pid1::mount("sysfs", "/sys", MS_NOSUID | MS_NODEV | MS_NOEXEC)?;
+    pid1::mount("devtmpfs", "/dev", MS_NOSUID)?;
+    ensure_std_fds();
+    pid1::mount("tmpfs", "/tmp", MS_NOSUID | MS_NODEV)
+}
+
+/// Makes sure fds 0-2 are open.
+///
+/// The kernel opens the console as init's fds 0-2, but only if the initramfs has `/dev/console`.
+/// If they were free, the pipes made for a probe could get those numbers, and `dup2` onto its own
+/// number in the child would leave the close-on-exec flag set: the probe would start without stdout.
+fn ensure_std_fds() {
+    loop {
+        // SAFETY: opening a path given as a NUL-terminated literal.
+        let fd = unsafe { libc::open(c"/dev/console".as_ptr(), libc::O_RDWR | libc::O_NOCTTY) };
+        if fd > 2 {
+            // SAFETY: `fd` was just opened and is not used anywhere else.
+            unsafe { libc::close(fd) };
+        }
+        if !(0..=2).contains(&fd) {
+            return;
+        }
+    }
+}
+
+/// The result channel: every write is one whole protocol line.
+struct Channel {
+    port: File,
+    buf: Vec<u8>,
+}
+
+impl Channel {
+    fn line(&mut self, text: std::fmt::Arguments) -> io::Result<()> {
+        self.buf.clear();
+        self.buf.write_fmt(text)?;
+        self.send()
+    }
+
+    /// Relays one line (or piece of a line) of probe output, behind `| ` so that it can never be
+    /// mistaken for a control line.
+    fn relay(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.buf.clear();
+        self.buf.extend_from_slice(b"| ");
+        self.buf.extend_from_slice(bytes);
+        self.send()
+    }
+
+    fn send(&mut self) -> io::Result<()> {
+        self.buf.push(b'\n');
+        // write_all retries after EINTR and partial writes.
+        self.port
+            .write_all(&self.buf)
+            .map_err(|e| io::Error::new(e.kind(), format!("{RESULT_CHANNEL}: {e}")))
+    }
+}
+
+struct Probe {
+    name: String,
+    timeout_ms: u64,
+    /// PATH followed by the arguments; PATH is also the program's `argv[0]`.
+    argv: Vec<CString>,
+}
+
+/// Reads the plan: `NAME TIMEOUT_MS PATH [ARG...]` per line, `#` comment lines, blank lines.
+fn read_plan() -> io::Result<Vec<Probe>> {
+    let text = std::fs::read_to_string(PLAN)
+        .map_err(|e| io::Error::new(e.kind(), format!("{PLAN}: {e}")))?;
+    let mut plan = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let bad = |what: &str| io::Error::other(format!("{PLAN} line {}: {what}", index + 1));
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut words = line.split_ascii_whitespace();
+        let (Some(name), Some(timeout)) = (words.next(), words.next()) else {
+            return Err(bad("expected NAME TIMEOUT_MS PATH [ARG...]"));
+        };
+        let timeout_ms = timeout
+            .parse()
+            .map_err(|_| bad(&format!("bad timeout {timeout:?}")))?;
+        let argv: Vec<CString> = words
+            .map(CString::new)
+            .collect::<Result<_, _>>()
+            .map_err(|_| bad("NUL byte"))?;
+        if argv.is_empty() {
+            return Err(bad("expected NAME TIMEOUT_MS PATH [ARG...]"));
+        }
+        plan.push(Probe {
+            name: name.to_owned(),
+            timeout_ms,
+            argv,
+        });
+    }
+    Ok(plan)
+}
+
+/// How a probe ended: the tail of its `probe-end` line.
+enum End {
+    Exited(i32),
+    Signaled(i32),
+    TimedOut(u64),
+    SpawnError(i32),
+}
+
+impl std::fmt::Display for End {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            End::Exited(code) => write!(f, "exit={code}"),
+            End::Signaled(signal) => write!(f, "signal={signal}"),
+            End::TimedOut(ms) => write!(f, "timeout={ms}"),
+            End::SpawnError(errno) => match errno_name(*errno) {
+                Some(name) => write!(f, "spawn-error={name}"),
+                None => write!(f, "spawn-error={errno}"),
+            },
+        }
+    }
+}
+
+/// Runs one probe to its end and reports it on the result channel. A failure to start the probe
+/// is part of the report; errors returned are fatal to init (result channel, waitpid).
+fn run_probe(probe: &Probe, channel: &mut Channel, child_events: &ChildEvents) -> io::Result<End> {
+    let (pid, stdout) = match spawn(probe) {
+        Ok(running) => running,
+        Err(errno) => {
+            let end = End::SpawnError(errno);
+            channel.line(format_args!("probe-end {} {end}", probe.name))?;
+            return Ok(end);
+        }
+    };
+
+    let deadline = Instant::now() + Duration::from_millis(probe.timeout_ms);
+    let mut relay = Relay::default();
+    let mut stdout_open = true;
+    let status = loop {
+        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+            break None;
+        };
+        let mut fds = [
+            poll_fd(child_events.fd.as_raw_fd()),
+            // poll skips negative fds: once stdout is at EOF only the probe's exit matters.
+            poll_fd(if stdout_open { stdout.as_raw_fd() } else { -1 }),
+        ];
+        poll(&mut fds, left)?;
+        if fds[1].revents != 0 {
+            stdout_open = relay.read_from(&stdout, channel)?;
+        }
+        if fds[0].revents != 0 {
+            child_events.clear();
+            if let Some(status) = wait(pid, libc::WNOHANG)? {
+                break Some(status);
+            }
+        }
+    };
+
+    if status.is_none() {
+        log!(
+            "probe {} timed out after {} ms, killing it",
+            probe.name,
+            probe.timeout_ms
+        );
+    }
+    // The probe is gone or overdue. Kill its whole process group: anything it forked could hold
+    // its stdout open and keep running into the next probe. (Once the probe has exited, the group
+    // may well be empty already; ESRCH is fine.)
+    // SAFETY: plain system call.
+    unsafe { libc::kill(-pid, libc::SIGKILL) };
+    let end = match status {
+        Some(status) => end_of(status),
+        None => {
+            wait(pid, 0)?;
+            End::TimedOut(probe.timeout_ms)
+        }
+    };
+    if stdout_open {
+        relay.drain(&stdout, channel)?;
+    }
+    relay.finish(channel)?;
+    channel.line(format_args!("probe-end {} {end}", probe.name))?;
+    if relay.discarded > 0 {
+        channel.line(format_args!(
+            "probe-note {} truncated={}",
+            probe.name, relay.discarded
+        ))?;
+    }
+    Ok(end)
+}
+
+fn end_of(status: libc::c_int) -> End {
+    if libc::WIFSIGNALED(status) {
+        End::Signaled(libc::WTERMSIG(status))
+    } else {
+        End::Exited(libc::WEXITSTATUS(status))
+    }
+}
+
+/// Starts a probe with stdin on /dev/null and stdout on a pipe, in a process group of its own.
+/// Returns its pid and the read end of the pipe, or the errno of what kept it from starting.
+fn spawn(probe: &Probe) -> Result<(libc::pid_t, File), i32> {
+    let errno = |e: io::Error| e.raw_os_error().unwrap_or(libc::EIO);
+    // Everything the child needs is prepared here: between fork and exec it only makes system calls.
+    let mut argv: Vec<*const libc::c_char> = probe.argv.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let devnull = File::open("/dev/null").map_err(errno)?;
+    // Both pipes are close-on-exec. The child's dup2 onto fd 1 makes a copy without that flag;
+    // the exec-error pipe closes on a successful exec, which is how the parent learns of it.
+    let (stdout_r, stdout_w) = pipe().map_err(errno)?;
+    let (error_r, error_w) = pipe().map_err(errno)?;
+
+    // SAFETY: init is single-threaded, so the child may do anything; it only makes system calls.
+    match unsafe { libc::fork() } {
+        -1 => Err(errno(io::Error::last_os_error())),
+        0 => exec_child(&argv, &devnull, &stdout_w, &error_w),
+        pid => {
+            drop(error_w);
+            let mut report = Vec::new();
+            // EOF (nothing read) means the exec succeeded. Waiting for it also guarantees the child
+            // has called setpgid before the parent may kill its group.
+            (&error_r).read_to_end(&mut report).map_err(errno)?;
+            match <[u8; 4]>::try_from(report.as_slice()) {
+                Err(_) => Ok((pid, stdout_r)),
+                Ok(bytes) => {
+                    wait(pid, 0).map_err(errno)?;
+                    Err(i32::from_ne_bytes(bytes))
+                }
+            }
+        }
+    }
+}
+
+/// The child's side of `spawn`: set up, exec, or report errno on `errors` and exit 127.
+fn exec_child(argv: &[*const libc::c_char], stdin: &File, stdout: &File, errors: &File) -> ! {
+    // SAFETY: system calls on open fds and valid NUL-terminated strings; `argv` is null-terminated.
+    unsafe {
+        let mut no_signals: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut no_signals);
+        let ready = libc::setpgid(0, 0) == 0
+            && libc::dup2(stdin.as_raw_fd(), 0) == 0
+            && libc::dup2(stdout.as_raw_fd(), 1) == 1
+            && libc::chdir(c"/tmp".as_ptr()) == 0
+            // The signal mask and ignored signals survive exec. Undo init's: SIGCHLD is blocked for
+            // the signalfd, and the Rust runtime ignores SIGPIPE.
+            && libc::sigprocmask(libc::SIG_SETMASK, &no_signals, std::ptr::null_mut()) == 0
+            && libc::signal(libc::SIGPIPE, libc::SIG_DFL) != libc::SIG_ERR;
+        if ready {
+            libc::execv(argv[0], argv.as_ptr());
+        }
+        let errno = *libc::__errno_location();
+        libc::write(
+            errors.as_raw_fd(),
+            std::ptr::addr_of!(errno).cast(),
+            size_of_val(&errno),
+        );
+        libc::_exit(127)
+    }
+}
+
+fn pipe() -> io::Result<(File, File)> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two fds pipe2 writes.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: pipe2 succeeded, so both fds are open and owned by nobody else.
+    Ok(unsafe {
+        (
+            OwnedFd::from_raw_fd(fds[0]).into(),
+            OwnedFd::from_raw_fd(fds[1]).into(),
+        )
+    })
+}
+
+/// Turns a probe's stdout into `| LINE` protocol lines, within bounded memory and output.
+#[derive(Default)]
+struct Relay {
+    /// The current line, not yet relayed: at most MAX_LINE bytes plus one read.
+    line: Vec<u8>,
+    relayed: u64,
+    discarded: u64,
+}
+
+impl Relay {
+    /// Reads and relays what is available on `stdout`; returns false at EOF.
+    fn read_from(&mut self, stdout: &File, channel: &mut Channel) -> io::Result<bool> {
+        let mut buf = [0; 64 << 10];
+        let n = loop {
+            match (&*stdout).read(&mut buf) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                read => break read?,
+            }
+        };
+        self.feed(&buf[..n], channel)?;
+        Ok(n > 0)
+    }
+
+    fn feed(&mut self, data: &[u8], channel: &mut Channel) -> io::Result<()> {
+        let room = usize::try_from(OUTPUT_CAP - self.relayed).unwrap_or(usize::MAX);
+        let (kept, dropped) = data.split_at(data.len().min(room));
+        self.relayed += kept.len() as u64;
+        self.discarded += dropped.len() as u64;
+        for piece in kept.split_inclusive(|&b| b == b'\n') {
+            let (text, complete) = match piece.strip_suffix(b"\n") {
+                Some(text) => (text, true),
+                None => (piece, false),
+            };
+            self.line.extend_from_slice(text);
+            // Strictly longer: a line of exactly MAX_LINE bytes is still relayed whole.
+            while self.line.len() > MAX_LINE {
+                channel.relay(&self.line[..MAX_LINE])?;
+                self.line.drain(..MAX_LINE);
+            }
+            if complete {
+                channel.relay(&self.line)?;
+                self.line.clear();
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads what is left in the pipe after the probe is gone, until EOF or for DRAIN_TIME at
+    /// most: a process that escaped the probe's group could keep the pipe open forever.
+    fn drain(&mut self, stdout: &File, channel: &mut Channel) -> io::Result<()> {
+        let deadline = Instant::now() + DRAIN_TIME;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            let mut fds = [poll_fd(stdout.as_raw_fd())];
+            if poll(&mut fds, left)? == 0 || !self.read_from(stdout, channel)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Relays a last line that had no newline.
+    fn finish(&mut self, channel: &mut Channel) -> io::Result<()> {
+        if !self.line.is_empty() {
+            channel.relay(&self.line)?;
+            self.line.clear();
+        }
+        Ok(())
+    }
+}
+
+/// A signalfd that becomes readable when a child exits.
+///
+/// It lets `poll` notice the probe's exit even while something it forked keeps its stdout open.
+/// SIGCHLD has to be blocked for that, before the first fork; `exec_child` unblocks it again.
+struct ChildEvents {
+    fd: File,
+}
+
+impl ChildEvents {
+    fn new() -> io::Result<Self> {
+        // SAFETY: `mask` is initialised by sigemptyset before use; signalfd returns a new fd.
+        unsafe {
+            let mut mask: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut mask);
+            libc::sigaddset(&mut mask, libc::SIGCHLD);
+            if libc::sigprocmask(libc::SIG_BLOCK, &mask, std::ptr::null_mut()) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let fd = libc::signalfd(-1, &mask, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK);
+            if fd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(ChildEvents {
+                fd: OwnedFd::from_raw_fd(fd).into(),
+            })
+        }
+    }
+
+    /// Consumes the pending SIGCHLD. Several exits merge into one pending signal, so after a
+    /// wake-up the caller checks on its child with waitpid rather than counting signals.
+    fn clear(&self) {
+        let mut info = [0u8; size_of::<libc::signalfd_siginfo>()];
+        // Nonblocking: nothing pending (EAGAIN) is fine, there is nothing to clear.
+        let _ = (&self.fd).read(&mut info);
+    }
+}
+
+fn poll_fd(fd: libc::c_int) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    }
+}
+
+/// Polls until an fd is ready or `timeout` has passed; returns how many fds are ready.
+fn poll(fds: &mut [libc::pollfd], timeout: Duration) -> io::Result<usize> {
+    // Rounded up, so as not to spin through the last fraction of a millisecond.
+    let ms = timeout.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32;
+    // SAFETY: `fds` is a valid slice of pollfd for the duration of the call.
+    match unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) } {
+        -1 => match io::Error::last_os_error() {
+            e if e.kind() == io::ErrorKind::Interrupted => Ok(0),
+            e => Err(e),
+        },
+        ready => Ok(ready as usize),
+    }
+}
+
+/// waitpid for one child; with WNOHANG, `None` means it is still running.
+fn wait(pid: libc::pid_t, flags: libc::c_int) -> io::Result<Option<libc::c_int>> {
+    let mut status = 0;
+    loop {
+        // SAFETY: `status` is a valid out-pointer.
+        match unsafe { libc::waitpid(pid, &mut status, flags) } {
+            0 => return Ok(None),
+            -1 => match io::Error::last_os_error() {
+                e if e.kind() == io::ErrorKind::Interrupted => continue,
+                e => return Err(io::Error::new(e.kind(), format!("waitpid {pid}: {e}"))),
+            },
+            _ => return Ok(Some(status)),
+        }
+    }
+}
+
+/// As PID 1, init inherits every orphaned process; reap the ones that have exited. Only called
+/// between probes, when this cannot take the status of a probe init is still waiting for.
+fn reap_orphans() {
+    // SAFETY: waitpid without a status pointer.
+    while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) } > 0 {}
+}
+
+/// The symbolic name of the errno values exec and the rest of `spawn` can fail with.
+fn errno_name(errno: i32) -> Option<&'static str> {
+    Some(match errno {
+        libc::E2BIG => "E2BIG",
+        libc::EACCES => "EACCES",
+        libc::EAGAIN => "EAGAIN",
+        libc::EFAULT => "EFAULT",
+        libc::EINVAL => "EINVAL",
+        libc::EIO => "EIO",
+        libc::EISDIR => "EISDIR",
+        libc::ELIBBAD => "ELIBBAD",
+        libc::ELOOP => "ELOOP",
+        libc::EMFILE => "EMFILE",
+        libc::ENAMETOOLONG => "ENAMETOOLONG",
+        libc::ENFILE => "ENFILE",
+        libc::ENOENT => "ENOENT",
+        libc::ENOEXEC => "ENOEXEC",
+        libc::ENOMEM => "ENOMEM",
+        libc::ENOTDIR => "ENOTDIR",
+        libc::EPERM => "EPERM",
+        libc::ETXTBSY => "ETXTBSY",
+        _ => return None,
+    })
+}

@@ -1,0 +1,78 @@
+//! Code shared by the guest binaries: the KTAP writer every probe uses ([`Ktap`]), and the few
+//! system calls a stand-in PID 1 needs ([`pid1`]), used by `init` and by `fault`'s init modes.
+
+pub mod pid1;
+
+use std::fmt::{Arguments, Display};
+use std::io::Write;
+
+/// Writes a KTAP document to stdout, numbering the results itself.
+///
+/// Every line is flushed as soon as it is written: a probe may crash or be killed at any point, and
+/// what it printed up to then must already be in the pipe to `init`.
+///
+/// Test names and fact keys are chosen by the probe's author, so they are only checked in debug
+/// builds; reasons and fact values may come from the system and are made single-line here.
+pub struct Ktap {
+    next: usize,
+}
+
+impl Ktap {
+    /// Prints the header and the plan: `plan` result lines will follow.
+    pub fn begin(plan: usize) -> Self {
+        emit(format_args!("KTAP version 1"));
+        emit(format_args!("1..{plan}"));
+        Ktap { next: 1 }
+    }
+
+    /// Prints `# fact: KEY = VALUE`, which belongs to the test whose result line comes next.
+    pub fn fact(&mut self, key: &str, value: impl Display) {
+        debug_assert!(
+            !key.is_empty()
+                && key
+                    .bytes()
+                    .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'.' | b'-')),
+            "invalid fact key {key:?}"
+        );
+        emit(format_args!(
+            "# fact: {key} = {}",
+            one_line(&value.to_string())
+        ));
+    }
+
+    pub fn ok(&mut self, name: &str) {
+        self.result("ok", name, format_args!(""));
+    }
+
+    /// `not ok N NAME # REASON`: KTAP allows diagnostic text after the `#` of a result line.
+    pub fn not_ok(&mut self, name: &str, reason: &str) {
+        self.result("not ok", name, format_args!(" # {}", one_line(reason)));
+    }
+
+    pub fn skip(&mut self, name: &str, reason: &str) {
+        self.result("ok", name, format_args!(" # SKIP {}", one_line(reason)));
+    }
+
+    fn result(&mut self, status: &str, name: &str, directive: Arguments) {
+        debug_assert!(
+            !name.is_empty() && !name.contains(['#', '\n', '\r']),
+            "invalid test name {name:?}"
+        );
+        emit(format_args!("{status} {} {name}{directive}", self.next));
+        self.next += 1;
+    }
+}
+
+/// KTAP is line-based: a value or reason spanning lines would corrupt the document.
+fn one_line(text: &str) -> String {
+    text.replace(['\n', '\r'], " ")
+}
+
+fn emit(line: Arguments) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush()) {
+        // With stdout gone the probe can report nothing; the panic message at least reaches
+        // the console through stderr.
+        panic!("ktap: cannot write to stdout: {e}");
+    }
+}

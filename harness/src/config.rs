@@ -1,0 +1,228 @@
+//! `ksnap.toml`: the matrix of kernels, variants and suites.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use ksnap_vm::kernel::KernelSource;
+use serde::Deserialize;
+
+pub const CONFIG_FILE: &str = "ksnap.toml";
+
+/// The parsed and checked `ksnap.toml`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The directory holding `ksnap.toml`: the workspace root. Relative paths in the file are relative to it.
+    pub root: PathBuf,
+    pub kernels: BTreeMap<String, KernelSource>,
+    pub variants: BTreeMap<String, Variant>,
+    pub suites: BTreeMap<String, Suite>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Variant {
+    pub name: String,
+    pub cmdline: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Suite {
+    pub name: String,
+    /// Probe binaries (of the guest-tests crate) the suite runs, in order.
+    pub probes: Vec<String>,
+    pub memory_mib: u32,
+    pub cpus: u32,
+    pub probe_timeout: Duration,
+    /// Variants the suite runs under.
+    pub variants: Vec<String>,
+}
+
+/// The file as written; checked and turned into [`Config`] by [`Config::from_toml`].
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    kernels: BTreeMap<String, RawKernel>,
+    #[serde(default)]
+    variants: BTreeMap<String, RawVariant>,
+    #[serde(default)]
+    suites: BTreeMap<String, RawSuite>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKernel {
+    apt: Option<String>,
+    deb: Option<PathBuf>,
+    bzimage: Option<PathBuf>,
+    config: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVariant {
+    #[serde(default)]
+    cmdline: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSuite {
+    probes: Vec<String>,
+    #[serde(default = "default_memory")]
+    memory_mib: u32,
+    #[serde(default = "default_cpus")]
+    cpus: u32,
+    #[serde(default = "default_probe_timeout")]
+    probe_timeout_s: u64,
+    #[serde(default = "default_variants")]
+    variants: Vec<String>,
+}
+
+fn default_memory() -> u32 {
+    512
+}
+fn default_cpus() -> u32 {
+    1
+}
+fn default_probe_timeout() -> u64 {
+    60
+}
+fn default_variants() -> Vec<String> {
+    vec!["default".into()]
+}
+
+/// Names show up in test names (`6.12::default::env`) and snapshot file names (`env@6.12+force-never`).
+fn check_name(kind: &str, name: &str) -> Result<()> {
+    let ok = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    if !ok {
+        bail!("{kind} name `{name}` may only contain letters, digits, `.`, `_` and `-`");
+    }
+    Ok(())
+}
+
+impl Config {
+    /// Find `ksnap.toml` in `start` or its ancestors and load it.
+    pub fn discover(start: &Path) -> Result<Config> {
+        let found = start.ancestors().map(|dir| dir.join(CONFIG_FILE)).find(|candidate| candidate.is_file());
+        match found {
+            Some(path) => Config::load(&path),
+            None => bail!("no {CONFIG_FILE} in {} or any parent directory; run ksnap inside a ksnap checkout or pass --config", start.display()),
+        }
+    }
+
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let root = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let root = if root.as_os_str().is_empty() { PathBuf::from(".") } else { root };
+        Config::from_toml(&text, root).with_context(|| format!("in {}", path.display()))
+    }
+
+    pub fn from_toml(text: &str, root: PathBuf) -> Result<Config> {
+        let raw: RawConfig = toml::from_str(text)?;
+        let mut kernels = BTreeMap::new();
+        for (name, kernel) in raw.kernels {
+            check_name("kernel", &name)?;
+            let resolve = |p: PathBuf| if p.is_absolute() { p } else { root.join(p) };
+            let source = match (kernel.apt, kernel.deb, kernel.bzimage) {
+                (Some(package), None, None) if kernel.config.is_none() => KernelSource::Apt { package },
+                (None, Some(path), None) if kernel.config.is_none() => KernelSource::Deb { path: resolve(path) },
+                (None, None, Some(path)) => KernelSource::BzImage { path: resolve(path), config: kernel.config.map(resolve) },
+                _ => bail!("kernel `{name}` needs exactly one of `apt`, `deb` or `bzimage` (`config` goes with `bzimage`)"),
+            };
+            kernels.insert(name, source);
+        }
+        let mut variants = BTreeMap::new();
+        for (name, variant) in raw.variants {
+            check_name("variant", &name)?;
+            variants.insert(name.clone(), Variant { name, cmdline: variant.cmdline });
+        }
+        variants.entry("default".into()).or_insert_with(|| Variant { name: "default".into(), cmdline: vec![] });
+        let mut suites = BTreeMap::new();
+        for (name, suite) in raw.suites {
+            check_name("suite", &name)?;
+            if suite.probes.is_empty() {
+                bail!("suite `{name}` lists no probes");
+            }
+            for probe in &suite.probes {
+                check_name("probe", probe)?;
+            }
+            for variant in &suite.variants {
+                if !variants.contains_key(variant) {
+                    bail!("suite `{name}` names variant `{variant}`, which is not defined under [variants]");
+                }
+            }
+            if suite.memory_mib < 64 || suite.cpus == 0 || suite.probe_timeout_s == 0 {
+                bail!("suite `{name}`: memory_mib must be at least 64, cpus and probe_timeout_s at least 1");
+            }
+            suites.insert(
+                name.clone(),
+                Suite {
+                    name,
+                    probes: suite.probes,
+                    memory_mib: suite.memory_mib,
+                    cpus: suite.cpus,
+                    probe_timeout: Duration::from_secs(suite.probe_timeout_s),
+                    variants: suite.variants,
+                },
+            );
+        }
+        if kernels.is_empty() || suites.is_empty() {
+            bail!("the matrix needs at least one [kernels.NAME] and one [suites.NAME]");
+        }
+        Ok(Config { root, kernels, variants, suites })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_repository_matrix_loads() {
+        let config = Config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(CONFIG_FILE)).unwrap();
+        assert!(config.kernels.contains_key("6.1") && config.kernels.contains_key("6.12"));
+        assert_eq!(config.kernels["6.1"], KernelSource::Apt { package: "linux-image-cloud-amd64".into() });
+        assert!(config.suites.contains_key("env"));
+    }
+
+    #[test]
+    fn kernel_sources_and_defaults() {
+        let config = Config::from_toml(
+            r#"
+            [kernels.local]
+            bzimage = "k/bzImage"
+            config = "/abs/config"
+            [kernels.deb]
+            deb = "/x.deb"
+            [suites.s]
+            probes = ["p"]
+            "#,
+            PathBuf::from("/repo"),
+        )
+        .unwrap();
+        assert_eq!(
+            config.kernels["local"],
+            KernelSource::BzImage { path: "/repo/k/bzImage".into(), config: Some("/abs/config".into()) }
+        );
+        let suite = &config.suites["s"];
+        assert_eq!((suite.memory_mib, suite.cpus, suite.variants.clone()), (512, 1, vec!["default".to_string()]));
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let cases = [
+            ("[kernels.a]\napt='x'\ndeb='y'\n[suites.s]\nprobes=['p']", "exactly one of"),
+            ("[kernels.a]\napt='x'\n[suites.s]\nprobes=['p']\nvariants=['nope']", "variant `nope`"),
+            ("[kernels.'a b']\napt='x'\n[suites.s]\nprobes=['p']", "may only contain"),
+            ("[kernels.a]\napt='x'\n[suites.s]\nprobes=[]", "lists no probes"),
+            ("[kernels.a]\napt='x'\n[suites.s]\nprobes=['p']\nmemroy_mib=5", "unknown field"),
+            ("[suites.s]\nprobes=['p']", "at least one"),
+        ];
+        for (text, expected) in cases {
+            let err = format!("{:#}", Config::from_toml(text, PathBuf::from("/")).unwrap_err());
+            assert!(err.contains(expected), "{text}: {err}");
+        }
+    }
+}

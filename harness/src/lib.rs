@@ -1,0 +1,10 @@
+//! The `ksnap` command's library: the matrix from `ksnap.toml`, sessions that run its cells, and the
+//! rendering of results. `main.rs` is a thin CLI over it; the test targets use it directly.
+
+pub mod config;
+pub mod guest;
+pub mod matrix;
+pub mod progress;
+pub mod results;
+pub mod session;
+pub mod signals;

@@ -1,0 +1,62 @@
+//! Telling the user what ksnap is doing: an indicatif spinner on a terminal, plain lines otherwise
+//! (CI logs, pipes), so long steps — downloads, builds, boots — never look like a hang.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    interactive: bool,
+}
+
+/// One long step in progress.
+pub struct Task {
+    bar: Option<ProgressBar>,
+    label: String,
+}
+
+impl Progress {
+    /// Spinners when stderr is a terminal, plain lines otherwise.
+    pub fn detect() -> Progress {
+        Progress { interactive: std::io::stderr().is_terminal() }
+    }
+
+    /// Plain lines only.
+    pub fn plain() -> Progress {
+        Progress { interactive: false }
+    }
+
+    pub fn start(&self, label: &str) -> Task {
+        let bar = if self.interactive {
+            let bar = ProgressBar::new_spinner();
+            bar.set_style(ProgressStyle::with_template("{spinner} {prefix} {msg} [{elapsed}]").expect("valid template"));
+            bar.set_prefix(label.to_string());
+            bar.enable_steady_tick(Duration::from_millis(120));
+            Some(bar)
+        } else {
+            eprintln!("{label} …");
+            None
+        };
+        Task { bar, label: label.to_string() }
+    }
+}
+
+impl Task {
+    /// What the step is doing now.
+    pub fn step(&self, message: &str) {
+        match &self.bar {
+            Some(bar) => bar.set_message(message.to_string()),
+            None => eprintln!("{}: {message}", self.label),
+        }
+    }
+
+    /// The step is over; `summary` says how it went.
+    pub fn finish(self, summary: &str) {
+        match self.bar {
+            Some(bar) => bar.finish_with_message(summary.to_string()),
+            None => eprintln!("{}: {summary}", self.label),
+        }
+    }
+}

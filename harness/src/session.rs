@@ -1,0 +1,126 @@
+//! A session: everything needed to run cells of the matrix — QEMU, the accelerator, the guest binaries,
+//! the cache and the kernels resolved so far — and running one cell.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use anyhow::{Context, Result};
+use ksnap_vm::cache::Cache;
+use ksnap_vm::initramfs::{InitramfsSpec, ProbePlan};
+use ksnap_vm::kernel::Kernel;
+use ksnap_vm::{Accel, AccelChoice, Qemu, RunReport, Timeouts, VmSpec};
+
+use crate::config::Config;
+use crate::guest::{self, GuestBinaries};
+use crate::matrix::Cell;
+use crate::progress::Progress;
+
+pub struct Session {
+    pub config: Config,
+    pub qemu: Qemu,
+    pub accel: Accel,
+    pub cache: Cache,
+    guest: GuestBinaries,
+    kernels: Mutex<HashMap<String, Kernel>>,
+    progress: Progress,
+    /// Where each cell's console log is written.
+    pub log_dir: PathBuf,
+}
+
+/// One cell's run.
+#[derive(Debug)]
+pub struct CellRun {
+    pub cell: Cell,
+    pub kernel: Kernel,
+    pub report: RunReport,
+    pub console_log: PathBuf,
+}
+
+impl CellRun {
+    /// The cell passed: the VM completed and every probe passed.
+    pub fn passed(&self) -> bool {
+        match &self.report.outcome {
+            ksnap_vm::Outcome::Completed(guest) => guest.probes.iter().all(|p| p.passed()),
+            _ => false,
+        }
+    }
+}
+
+impl Session {
+    /// Check for QEMU (first: it is the most likely thing to be missing), choose the accelerator, open
+    /// the cache and build the guest binaries.
+    pub fn start(config: Config, accel: AccelChoice, progress: Progress) -> Result<Session> {
+        let qemu = Qemu::locate()?;
+        let accel = accel.resolve(&qemu)?;
+        let cache = Cache::user_default()?;
+        let task = progress.start("guest binaries");
+        let guest = guest::build(&config.root)?;
+        task.finish("built");
+        let log_dir = config.root.join("target").join("ksnap").join("logs");
+        Ok(Session { config, qemu, accel, cache, guest, kernels: Mutex::new(HashMap::new()), progress, log_dir })
+    }
+
+    /// The kernel named `name` in the matrix, fetched into the cache if needed (once per session).
+    pub fn kernel(&self, name: &str) -> Result<Kernel> {
+        if let Some(kernel) = self.kernels.lock().unwrap().get(name) {
+            return Ok(kernel.clone());
+        }
+        let source = self.config.kernels.get(name).with_context(|| format!("unknown kernel `{name}`"))?;
+        let task = self.progress.start(&format!("kernel {name}"));
+        let kernel = source
+            .resolve(&self.cache, &mut |step| task.step(step))
+            .with_context(|| format!("getting kernel `{name}` ({source})"))?;
+        task.finish(&format!("{} ({})", kernel.release, kernel.image.display()));
+        self.kernels.lock().unwrap().insert(name.to_string(), kernel.clone());
+        Ok(kernel)
+    }
+
+    /// Boot the cell's kernel with its suite's probes and return what happened. An `Err` is a problem on
+    /// the host (no kernel, QEMU would not start); what happened in the guest is in the report's outcome.
+    pub fn run_cell(&self, cell: &Cell) -> Result<CellRun> {
+        let kernel = self.kernel(&cell.kernel)?;
+        let suite = &self.config.suites[&cell.suite];
+        let variant = &self.config.variants[&cell.variant];
+        let probes = suite
+            .probes
+            .iter()
+            .map(|probe| {
+                Ok(ProbePlan { name: probe.clone(), binary: self.guest.get(probe)?, args: vec![], timeout: suite.probe_timeout })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let initramfs = InitramfsSpec { init: self.guest.get("init")?, probes };
+        let spec = VmSpec {
+            kernel: kernel.image.clone(),
+            initramfs: initramfs.build(&self.cache)?,
+            memory_mib: suite.memory_mib,
+            cpus: suite.cpus,
+            accel: self.accel,
+            extra_cmdline: variant.cmdline.clone(),
+            init_args: vec![],
+            timeouts: Timeouts {
+                overall: Timeouts::default().boot + suite.probe_timeout * (suite.probes.len() as u32 + 1),
+                ..Timeouts::default()
+            },
+        };
+        let task = self.progress.start(&cell.id());
+        task.step(&format!("booting {} under {}", kernel.release, self.accel));
+        let report = ksnap_vm::run(&self.qemu, &spec, &initramfs.probe_timeouts())?;
+        task.finish(&format!("{} in {:.1}s", report.outcome, report.duration.as_secs_f64()));
+        let console_log = self.write_console_log(cell, &report)?;
+        Ok(CellRun { cell: cell.clone(), kernel, report, console_log })
+    }
+
+    fn write_console_log(&self, cell: &Cell, report: &RunReport) -> Result<PathBuf> {
+        let path = self.log_dir.join(format!("{}.console.log", cell.id().replace("::", "--")));
+        write_file(&path, report.console.as_bytes())?;
+        Ok(path)
+    }
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
+}

@@ -1,0 +1,91 @@
+//! The `ksnap` command as a user meets it: errors, exit statuses, interrupts.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::cargo::CommandCargoExt;
+
+fn ksnap() -> Command {
+    let mut command = Command::cargo_bin("ksnap").unwrap();
+    command.current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap());
+    command.env_remove("KSNAP_QEMU");
+    command
+}
+
+#[test]
+fn missing_qemu_says_what_to_install() {
+    let empty = tempfile::tempdir().unwrap();
+    let output = ksnap().args(["run", "--suite", "env"]).env("PATH", empty.path()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("ksnap: error: QEMU not found (qemu-system-x86_64). Install it with `apt-get install qemu-system-x86`"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn unknown_names_list_the_known_ones() {
+    let output = ksnap().args(["run", "--suite", "nope"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr.contains("unknown suite `nope`; ksnap.toml defines: env"), "{stderr}");
+}
+
+#[test]
+fn bad_accelerator_is_a_usage_error() {
+    let output = ksnap().args(["run", "--accel", "hvf"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("expected auto, kvm or tcg"));
+}
+
+/// QEMU processes whose parent is `parent`.
+fn qemu_children(parent: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        // comm is in parentheses and may contain spaces; fields after it are space-separated.
+        let Some((comm, rest)) = stat.split_once(" (").and_then(|(_, r)| r.rsplit_once(") ")) else { continue };
+        let ppid = rest.split(' ').nth(1).and_then(|p| p.parse::<u32>().ok());
+        if comm.starts_with("qemu-system") && ppid == Some(parent) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+fn interrupt_mid_run(signal: i32, expected_status: i32) {
+    let mut child = ksnap()
+        .args(["run", "--kernel", "6.12", "--suite", "env", "--accel", "tcg"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let qemu = loop {
+        let found = qemu_children(child.id());
+        if let Some(&pid) = found.first() {
+            break pid;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "ksnap ended before starting QEMU");
+        assert!(Instant::now() < deadline, "ksnap never started QEMU");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // SAFETY: sending a signal to our own child.
+    unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+    let status = child.wait().unwrap();
+    assert_eq!(std::os::unix::process::ExitStatusExt::into_raw(status) >> 8, expected_status, "{status:?}");
+    assert!(!Path::new(&format!("/proc/{qemu}")).exists(), "QEMU {qemu} outlived ksnap");
+}
+
+#[test]
+fn sigint_stops_qemu_and_exits_130() {
+    interrupt_mid_run(libc::SIGINT, 130);
+}
+
+#[test]
+fn sigterm_stops_qemu_and_exits_143() {
+    interrupt_mid_run(libc::SIGTERM, 143);
+}

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Install what ksnap needs on a Debian/Ubuntu machine: QEMU, the tools that build guest binaries and
+# initramfs tests, and fresh apt package lists (kernels are fetched through the system's apt sources).
+# As root it installs; otherwise it prints the exact command to run. Idempotent and quick when done.
+set -euo pipefail
+
+# program → package that provides it
+declare -A needed=(
+  [qemu-system-x86_64]=qemu-system-x86
+  [musl-gcc]=musl-tools
+  [cpio]=cpio
+  [gcc]=gcc
+  [as]=binutils
+  [apt-get]=apt
+)
+
+missing=()
+for program in "${!needed[@]}"; do
+  command -v "$program" >/dev/null 2>&1 || missing+=("${needed[$program]}")
+done
+# qboot makes boots faster; Debian ships it with qemu-system-x86 (in qemu-system-data).
+[ -f /usr/share/qemu/qboot.rom ] || missing+=(qemu-system-data)
+
+# Kernels are resolved through apt: the package lists must know the kernel metapackages.
+lists_ok=true
+apt-cache show --no-all-versions linux-image-cloud-amd64 >/dev/null 2>&1 || lists_ok=false
+
+if [ ${#missing[@]} -eq 0 ] && $lists_ok; then
+  exit 0
+fi
+
+mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+if [ "$(id -u)" -ne 0 ]; then
+  echo "ksnap setup: run this as root (or with sudo), then try again:" >&2
+  echo "  apt-get update${missing:+ && apt-get install -y --no-install-recommends ${missing[*]}}" >&2
+  exit 1
+fi
+
+echo "ksnap setup: apt-get update" >&2
+apt-get update -q >&2
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "ksnap setup: installing ${missing[*]}" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+fi

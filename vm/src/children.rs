@@ -1,0 +1,136 @@
+//! Every child process ksnap starts (QEMU, apt-get, cargo) is registered here, so that an interrupt can
+//! end them all and no QEMU ever outlives ksnap.
+//!
+//! Three layers make that true:
+//! 1. [`ChildGuard`] kills and reaps its child when dropped (normal return, `?`, panic unwinding).
+//! 2. [`cancel_all`] — called by the harness's signal thread on SIGINT/SIGTERM — marks the process as
+//!    cancelled and kills every registered child; the code waiting on a child then sees it die, checks
+//!    [`is_cancelled`] and returns [`crate::Error::Cancelled`], unwinding normally so temp dirs are removed.
+//! 3. Children get `PR_SET_PDEATHSIG(SIGKILL)`, so even a SIGKILLed ksnap takes its VMs with it.
+
+use std::collections::HashSet;
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+static RUNNING: Mutex<Option<HashSet<u32>>> = Mutex::new(None);
+static CANCELLED: AtomicBool = AtomicBool::new(false);
+
+/// Whether [`cancel_all`] has been called in this process.
+pub fn is_cancelled() -> bool {
+    CANCELLED.load(Ordering::SeqCst)
+}
+
+/// Kill every registered child and make every later [`spawn`] fail. Safe to call from any thread (not
+/// from a signal handler: it takes a lock).
+pub fn cancel_all() {
+    CANCELLED.store(true, Ordering::SeqCst);
+    let running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
+    for &pid in running.iter().flatten() {
+        // SAFETY: kill(2) has no memory-safety preconditions.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+    }
+}
+
+/// A registered child: killed and reaped on drop.
+#[derive(Debug)]
+pub struct ChildGuard {
+    child: Child,
+    finished: bool,
+}
+
+/// Spawn `command` as a registered child that dies with ksnap.
+///
+/// The child dies when the *thread* that spawned it exits (that is how PR_SET_PDEATHSIG works), so spawn
+/// from the thread that waits for it.
+pub fn spawn(command: &mut Command) -> io::Result<ChildGuard> {
+    if is_cancelled() {
+        return Err(io::Error::new(io::ErrorKind::Interrupted, "ksnap was interrupted"));
+    }
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
+    let child = command.spawn()?;
+    running.get_or_insert_with(HashSet::new).insert(child.id());
+    drop(running);
+    // A cancel that raced with the spawn must still reach this child.
+    if is_cancelled() {
+        // SAFETY: as above.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGKILL) };
+    }
+    Ok(ChildGuard { child, finished: false })
+}
+
+impl ChildGuard {
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn child_mut(&mut self) -> &mut Child {
+        &mut self.child
+    }
+
+    /// Non-blocking: the exit status once the child has ended.
+    pub fn try_wait(&mut self) -> io::Result<Option<std::process::ExitStatus>> {
+        let status = self.child.try_wait()?;
+        if status.is_some() {
+            self.finish();
+        }
+        Ok(status)
+    }
+
+    /// Block until the child ends.
+    pub fn wait(&mut self) -> io::Result<std::process::ExitStatus> {
+        let status = self.child.wait()?;
+        self.finish();
+        Ok(status)
+    }
+
+    /// Kill the child (if still running) and reap it.
+    pub fn kill(&mut self) {
+        if !self.finished {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            self.finish();
+        }
+    }
+
+    fn finish(&mut self) {
+        self.finished = true;
+        let mut running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(set) = running.as_mut() {
+            set.remove(&self.child.id());
+        }
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dropping_the_guard_kills_the_child() {
+        let guard = spawn(Command::new("sleep").arg("100")).unwrap();
+        let pid = guard.id() as libc::pid_t;
+        drop(guard);
+        // SAFETY: signal 0 only checks existence. The pid was reaped, so it no longer exists (pid reuse
+        // within this instant is not a practical concern).
+        let alive = unsafe { libc::kill(pid, 0) } == 0;
+        assert!(!alive, "child {pid} survived its guard");
+    }
+}

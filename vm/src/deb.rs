@@ -1,0 +1,807 @@
+//! Unpacking a Debian kernel package (`linux-image-*.deb`) without `dpkg`.
+//!
+//! A `.deb` is an `ar` archive of `debian-binary`, `control.tar.*` and `data.tar.*`. ksnap needs
+//! two files of `data.tar` (`boot/vmlinuz-RELEASE` and `boot/config-RELEASE`) and two fields of
+//! the `control` file (Package, Version). Everything is streamed: the package (30 MB) is read
+//! once, and only the kernel image touches the disk.
+//!
+//! Extraction reads the data archive to its very end even after the kernel has been found: the
+//! checksums (always present in xz, present in zstd frames written with one, as the `zstd` tool
+//! does by default) are only verified there, and a corrupt download must not slip through as a
+//! kernel that fails to boot for no visible reason.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Component, Path, PathBuf};
+
+/// The first bytes of every `ar` archive, hence of every `.deb`.
+const AR_MAGIC: &[u8; 8] = b"!<arch>\n";
+/// Kernel configs are held in memory until the kernel's release is known; a config is about
+/// 300 KB, so this is plenty for all of them together.
+const MAX_CONFIG_BYTES: u64 = 16 << 20;
+/// A compressed kernel image is 10 to 20 MB; a far bigger `boot/vmlinuz-*` is not one, and is
+/// not written to disk.
+const MAX_KERNEL_BYTES: u64 = 512 << 20;
+/// A control file is a few KB.
+const MAX_CONTROL_BYTES: u64 = 1 << 20;
+
+/// Why a `.deb` could not be read. Every message names the package file.
+#[derive(Debug, thiserror::Error)]
+pub enum DebError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read { path: PathBuf, source: io::Error },
+
+    #[error("{} is not a .deb package: it does not start with the ar archive signature `!<arch>`", path.display())]
+    NotArArchive { path: PathBuf },
+
+    #[error(
+        "{} has no {member}.* member: it is not a Debian binary package, or it is truncated",
+        path.display()
+    )]
+    MissingMember { path: PathBuf, member: &'static str },
+
+    #[error(
+        "{}: member {member} uses a compression ksnap cannot read; only xz (.xz), zstd (.zst) and \
+         uncompressed members are supported",
+        path.display()
+    )]
+    UnsupportedCompression { path: PathBuf, member: String },
+
+    #[error("{} is truncated or corrupt: reading {member} failed: {source}", path.display())]
+    Corrupt {
+        path: PathBuf,
+        member: String,
+        source: io::Error,
+    },
+
+    #[error(
+        "{} contains no boot/vmlinuz-*: it is not a kernel image package (a meta-package such as \
+         linux-image-amd64 only depends on one)",
+        path.display()
+    )]
+    NoVmlinuz { path: PathBuf },
+
+    #[error("{}: {problem}", path.display())]
+    InvalidControl {
+        path: PathBuf,
+        problem: &'static str,
+    },
+
+    #[error("cannot write {}: {source}", path.display())]
+    Write { path: PathBuf, source: io::Error },
+}
+
+/// What [`extract_kernel`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnpackedKernel {
+    /// `DEST/vmlinuz-RELEASE`.
+    pub vmlinuz: PathBuf,
+    /// `DEST/config-RELEASE`, if the package ships the config of that release.
+    pub config: Option<PathBuf>,
+    /// The kernel release, e.g. `6.1.0-56-cloud-amd64`: what `vmlinuz-` is followed by.
+    pub release: String,
+}
+
+/// The fields of a package's `control` file that ksnap records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DebControl {
+    pub package: String,
+    pub version: String,
+}
+
+/// Extracts `boot/vmlinuz-*` and the matching `boot/config-*` of the kernel package `deb` into
+/// the existing directory `dest`, under their own names.
+///
+/// Both files appear in `dest` only after the whole package has been read and checked.
+pub fn extract_kernel(deb: &Path, dest: &Path) -> Result<UnpackedKernel, DebError> {
+    with_member(deb, "data.tar", |data, member| {
+        let corrupt = |source| DebError::Corrupt {
+            path: deb.to_owned(),
+            member: member.to_owned(),
+            source,
+        };
+        let mut vmlinuz: Option<(String, tempfile::NamedTempFile)> = None;
+        let mut configs: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut config_budget = MAX_CONFIG_BYTES;
+        let mut archive = tar::Archive::new(data);
+        for entry in archive.entries().map_err(corrupt)? {
+            let mut entry = entry.map_err(corrupt)?;
+            if !entry.header().entry_type().is_file() {
+                continue;
+            }
+            let path = entry.path().map_err(corrupt)?.into_owned();
+            let Some(name) = boot_file_name(&path) else {
+                continue;
+            };
+            let size = entry.size();
+            if let Some(release) = name.strip_prefix("vmlinuz-") {
+                if vmlinuz.is_none() && is_release(release) && size <= MAX_KERNEL_BYTES {
+                    let release = release.to_owned();
+                    let file = copy_to_temp(&mut entry, size, dest, deb, member)?;
+                    vmlinuz = Some((release, file));
+                }
+            } else if let Some(release) = name.strip_prefix("config-") {
+                if is_release(release) && size <= config_budget {
+                    config_budget -= size;
+                    let release = release.to_owned();
+                    let mut text = Vec::new();
+                    entry.read_to_end(&mut text).map_err(corrupt)?;
+                    check_length(text.len() as u64, size).map_err(corrupt)?;
+                    configs.push((release, text));
+                }
+            }
+        }
+        // The rest: tar's end-of-archive padding, and the compressor's checksum.
+        io::copy(&mut archive.into_inner(), &mut io::sink()).map_err(corrupt)?;
+
+        let Some((release, image)) = vmlinuz else {
+            return Err(DebError::NoVmlinuz {
+                path: deb.to_owned(),
+            });
+        };
+        let vmlinuz = dest.join(format!("vmlinuz-{release}"));
+        image.persist(&vmlinuz).map_err(|e| DebError::Write {
+            path: vmlinuz.clone(),
+            source: e.error,
+        })?;
+        let config = match configs.into_iter().find(|(r, _)| *r == release) {
+            Some((_, text)) => {
+                let path = dest.join(format!("config-{release}"));
+                std::fs::write(&path, text).map_err(|source| DebError::Write {
+                    path: path.clone(),
+                    source,
+                })?;
+                Some(path)
+            }
+            None => None,
+        };
+        Ok(UnpackedKernel {
+            vmlinuz,
+            config,
+            release,
+        })
+    })
+}
+
+/// Reads the Package and Version fields of `deb`'s `control` file.
+pub fn read_control(deb: &Path) -> Result<DebControl, DebError> {
+    let text = with_member(deb, "control.tar", |control, member| {
+        let corrupt = |source| DebError::Corrupt {
+            path: deb.to_owned(),
+            member: member.to_owned(),
+            source,
+        };
+        let mut archive = tar::Archive::new(control);
+        for entry in archive.entries().map_err(corrupt)? {
+            let entry = entry.map_err(corrupt)?;
+            let path = entry.path().map_err(corrupt)?;
+            if entry.header().entry_type().is_file() && normal_components(&path) == ["control"] {
+                let mut text = Vec::new();
+                entry
+                    .take(MAX_CONTROL_BYTES)
+                    .read_to_end(&mut text)
+                    .map_err(corrupt)?;
+                return Ok(String::from_utf8_lossy(&text).into_owned());
+            }
+        }
+        Err(DebError::InvalidControl {
+            path: deb.to_owned(),
+            problem: "control.tar has no `control` file",
+        })
+    })?;
+    let field = |name: &'static str, problem: &'static str| {
+        control_field(&text, name).ok_or_else(|| DebError::InvalidControl {
+            path: deb.to_owned(),
+            problem,
+        })
+    };
+    Ok(DebControl {
+        package: field("Package", "the control file has no Package field")?,
+        version: field("Version", "the control file has no Version field")?,
+    })
+}
+
+/// Opens `deb`, finds the member `PREFIX[.xz|.zst]` and hands `body` a decompressing reader of
+/// it, with the member's name.
+fn with_member<T>(
+    deb: &Path,
+    prefix: &'static str,
+    body: impl FnOnce(&mut dyn Read, &str) -> Result<T, DebError>,
+) -> Result<T, DebError> {
+    let read_error = |source| DebError::Read {
+        path: deb.to_owned(),
+        source,
+    };
+    let mut file = BufReader::new(File::open(deb).map_err(read_error)?);
+    let mut magic = [0; AR_MAGIC.len()];
+    match file.read_exact(&mut magic) {
+        Ok(()) if magic == *AR_MAGIC => {}
+        Err(e) if e.kind() != io::ErrorKind::UnexpectedEof => return Err(read_error(e)),
+        _ => {
+            return Err(DebError::NotArArchive {
+                path: deb.to_owned(),
+            })
+        }
+    }
+    file.seek(SeekFrom::Start(0)).map_err(read_error)?;
+
+    let mut archive = ar::Archive::new(file);
+    while let Some(entry) = archive.next_entry() {
+        let entry = entry.map_err(|source| DebError::Corrupt {
+            path: deb.to_owned(),
+            member: "the ar archive".to_owned(),
+            source,
+        })?;
+        // GNU ar ends names with '/'; dpkg pads them with spaces.
+        let name = String::from_utf8_lossy(entry.header().identifier());
+        let name = name.trim_end().trim_end_matches('/').to_owned();
+        let Some(extension) = name.strip_prefix(prefix) else {
+            continue;
+        };
+        let size = entry.header().size();
+        let member = ExactSize {
+            inner: entry,
+            remaining: size,
+        };
+        let corrupt = |source| DebError::Corrupt {
+            path: deb.to_owned(),
+            member: name.clone(),
+            source,
+        };
+        let mut reader: Box<dyn Read> = match extension {
+            "" => Box::new(member),
+            ".xz" => Box::new(xz2::read::XzDecoder::new(member)),
+            ".zst" => Box::new(zstd::Decoder::new(member).map_err(corrupt)?),
+            _ if extension.starts_with('.') => {
+                return Err(DebError::UnsupportedCompression {
+                    path: deb.to_owned(),
+                    member: name,
+                })
+            }
+            _ => continue,
+        };
+        return body(&mut reader, &name);
+    }
+    Err(DebError::MissingMember {
+        path: deb.to_owned(),
+        member: prefix,
+    })
+}
+
+/// A member's data, failing with `UnexpectedEof` when the file ends before the size its header
+/// announced (the `ar` crate just stops, and a decompressor may take that as a clean end).
+struct ExactSize<R> {
+    inner: R,
+    remaining: u64,
+}
+
+impl<R: Read> Read for ExactSize<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.remaining == 0 || buf.is_empty() {
+            return Ok(0);
+        }
+        let want = buf
+            .len()
+            .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "the file ends {} bytes before the end of the member",
+                    self.remaining
+                ),
+            ));
+        }
+        self.remaining -= n as u64;
+        Ok(n)
+    }
+}
+
+/// The file name of `boot/NAME` (or `./boot/NAME`); `None` for any other path.
+fn boot_file_name(path: &Path) -> Option<&str> {
+    match normal_components(path).as_slice() {
+        ["boot", name] => Some(name),
+        _ => None,
+    }
+}
+
+/// The components of `path` without `.`; empty if it has `..`, a root or non-UTF-8 names.
+fn normal_components(path: &Path) -> Vec<&str> {
+    let mut names = Vec::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::Normal(name) => match name.to_str() {
+                Some(name) => names.push(name),
+                None => return Vec::new(),
+            },
+            _ => return Vec::new(),
+        }
+    }
+    names
+}
+
+/// A release is used in a file name in `dest`: it must be one plain, non-empty name.
+fn is_release(release: &str) -> bool {
+    !release.is_empty() && release != "." && release != ".." && !release.contains(['/', '\0'])
+}
+
+/// Streams the kernel image into a temporary file in `dest`, which becomes `vmlinuz-RELEASE`
+/// only once the whole package has checked out.
+fn copy_to_temp(
+    entry: &mut impl Read,
+    size: u64,
+    dest: &Path,
+    deb: &Path,
+    member: &str,
+) -> Result<tempfile::NamedTempFile, DebError> {
+    let write_error = |source| DebError::Write {
+        path: dest.to_owned(),
+        source,
+    };
+    let corrupt = |source| DebError::Corrupt {
+        path: deb.to_owned(),
+        member: member.to_owned(),
+        source,
+    };
+    let mut file = tempfile::Builder::new()
+        .prefix(".vmlinuz-")
+        .tempfile_in(dest)
+        .map_err(write_error)?;
+    let mut buffer = vec![0; 256 * 1024];
+    let mut copied = 0u64;
+    loop {
+        let n = match entry.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(corrupt(e)),
+        };
+        file.write_all(&buffer[..n]).map_err(write_error)?;
+        copied += n as u64;
+    }
+    check_length(copied, size).map_err(corrupt)?;
+    file.as_file().sync_all().map_err(write_error)?;
+    Ok(file)
+}
+
+/// tar's entry reader stops quietly at the end of its input; a short entry means a cut archive.
+fn check_length(read: u64, expected: u64) -> io::Result<()> {
+    if read == expected {
+        return Ok(());
+    }
+    Err(io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        format!("a file of {expected} bytes ends after {read} bytes"),
+    ))
+}
+
+/// The value of the single-line field `name` in the first paragraph of a control file. Field
+/// names are case-insensitive (Debian Policy 5.1).
+fn control_field(text: &str, name: &str) -> Option<String> {
+    text.lines()
+        .take_while(|line| !line.trim().is_empty())
+        .filter(|line| !line.starts_with([' ', '\t']))
+        .find_map(|line| {
+            let (field, value) = line.split_once(':')?;
+            field
+                .trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| value.trim().to_owned())
+        })
+        .filter(|value| !value.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RELEASE: &str = "6.1.0-99-cloud-amd64";
+    const CONTROL: &str = "Package: linux-image-6.1.0-99-cloud-amd64\nSource: linux-signed-amd64\n\
+        Version: 6.1.200-1\nArchitecture: amd64\nDescription: Linux 6.1 for x86-64 cloud\n \
+        The Linux kernel 6.1 and modules for use on x86-64 cloud platforms.\n";
+
+    /// Incompressible bytes, so that the archive is large and a cut lands inside the kernel.
+    fn noise(len: usize) -> Vec<u8> {
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect()
+    }
+
+    fn kernel_image() -> Vec<u8> {
+        let mut image = b"MZ kernel image ".to_vec();
+        image.extend(noise(200_000));
+        image
+    }
+
+    enum Entry<'a> {
+        Dir(&'a str),
+        File(&'a str, Vec<u8>),
+        Symlink(&'a str, &'a str),
+    }
+
+    fn tar_of(entries: Vec<Entry>) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for entry in entries {
+            let mut header = tar::Header::new_gnu();
+            header.set_mode(0o644);
+            match entry {
+                Entry::Dir(path) => {
+                    header.set_entry_type(tar::EntryType::Directory);
+                    header.set_size(0);
+                    builder.append_data(&mut header, path, io::empty()).unwrap();
+                }
+                Entry::File(path, data) => {
+                    header.set_size(data.len() as u64);
+                    builder
+                        .append_data(&mut header, path, data.as_slice())
+                        .unwrap();
+                }
+                Entry::Symlink(path, target) => {
+                    header.set_entry_type(tar::EntryType::Symlink);
+                    header.set_size(0);
+                    builder.append_link(&mut header, path, target).unwrap();
+                }
+            }
+        }
+        builder.into_inner().unwrap()
+    }
+
+    /// The data.tar of a Debian kernel image package, in dpkg's order.
+    fn kernel_data() -> Vec<u8> {
+        tar_of(vec![
+            Entry::Dir("./"),
+            Entry::Dir("./boot/"),
+            Entry::File(
+                &format!("./boot/System.map-{RELEASE}"),
+                b"ffffffff81000000 T _text\n".to_vec(),
+            ),
+            Entry::File(
+                &format!("./boot/config-{RELEASE}"),
+                b"CONFIG_64BIT=y\n".to_vec(),
+            ),
+            Entry::File(&format!("./boot/vmlinuz-{RELEASE}"), kernel_image()),
+            Entry::Dir("./lib/modules/"),
+            Entry::File("./usr/share/doc/linux-image/changelog.gz", noise(5_000)),
+        ])
+    }
+
+    fn control_tar(control: &str) -> Vec<u8> {
+        tar_of(vec![
+            Entry::Dir("./"),
+            Entry::File("./md5sums", b"0123 boot/vmlinuz\n".to_vec()),
+            Entry::File("./control", control.as_bytes().to_vec()),
+        ])
+    }
+
+    fn xz(bytes: &[u8]) -> Vec<u8> {
+        let mut encoder = xz2::write::XzEncoder::new(Vec::new(), 1);
+        encoder.write_all(bytes).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    /// With a content checksum, as dpkg-deb and the zstd tool write it.
+    fn zst(bytes: &[u8]) -> Vec<u8> {
+        let mut encoder = zstd::Encoder::new(Vec::new(), 3).unwrap();
+        encoder.include_checksum(true).unwrap();
+        encoder.write_all(bytes).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    fn ar_of(members: &[(&str, Vec<u8>)]) -> Vec<u8> {
+        let mut builder = ar::Builder::new(Vec::new());
+        for (name, data) in members {
+            let header = ar::Header::new(name.as_bytes().to_vec(), data.len() as u64);
+            builder.append(&header, data.as_slice()).unwrap();
+        }
+        builder.into_inner().unwrap()
+    }
+
+    fn deb_xz() -> Vec<u8> {
+        ar_of(&[
+            ("debian-binary", b"2.0\n".to_vec()),
+            ("control.tar.xz", xz(&control_tar(CONTROL))),
+            ("data.tar.xz", xz(&kernel_data())),
+        ])
+    }
+
+    /// Writes `bytes` as a .deb in a fresh directory; returns (dir, deb path, empty dest dir).
+    fn on_disk(bytes: &[u8]) -> (tempfile::TempDir, PathBuf, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let deb = dir.path().join("linux-image.deb");
+        std::fs::write(&deb, bytes).unwrap();
+        let dest = dir.path().join("out");
+        std::fs::create_dir(&dest).unwrap();
+        (dir, deb, dest)
+    }
+
+    fn files_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn assert_unpacks(bytes: &[u8]) {
+        let (_dir, deb, dest) = on_disk(bytes);
+        let kernel = extract_kernel(&deb, &dest).unwrap();
+        assert_eq!(kernel.release, RELEASE);
+        assert_eq!(kernel.vmlinuz, dest.join(format!("vmlinuz-{RELEASE}")));
+        assert_eq!(kernel.config, Some(dest.join(format!("config-{RELEASE}"))));
+        assert_eq!(std::fs::read(&kernel.vmlinuz).unwrap(), kernel_image());
+        assert_eq!(
+            std::fs::read(kernel.config.unwrap()).unwrap(),
+            b"CONFIG_64BIT=y\n"
+        );
+        assert_eq!(
+            files_in(&dest),
+            [format!("config-{RELEASE}"), format!("vmlinuz-{RELEASE}")]
+        );
+    }
+
+    #[test]
+    fn extracts_the_kernel_and_its_config_from_xz() {
+        assert_unpacks(&deb_xz());
+    }
+
+    #[test]
+    fn extracts_from_zstd_and_uncompressed_members() {
+        let zstd_deb = ar_of(&[
+            ("debian-binary", b"2.0\n".to_vec()),
+            ("control.tar.zst", zst(&control_tar(CONTROL))),
+            ("data.tar.zst", zst(&kernel_data())),
+        ]);
+        assert_unpacks(&zstd_deb);
+        let plain_deb = ar_of(&[
+            ("debian-binary", b"2.0\n".to_vec()),
+            ("control.tar", control_tar(CONTROL)),
+            ("data.tar", kernel_data()),
+        ]);
+        assert_unpacks(&plain_deb);
+    }
+
+    #[test]
+    fn reads_package_and_version_from_control() {
+        for deb in [
+            deb_xz(),
+            ar_of(&[("control.tar.zst", zst(&control_tar(CONTROL)))]),
+        ] {
+            let (_dir, path, _) = on_disk(&deb);
+            assert_eq!(
+                read_control(&path).unwrap(),
+                DebControl {
+                    package: "linux-image-6.1.0-99-cloud-amd64".into(),
+                    version: "6.1.200-1".into()
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn control_fields_are_case_insensitive_and_continuations_skipped() {
+        let text = "package: a\nDescription: x\n Version: not-this\nVERSION:  1.2 \n\nVersion: 9\n";
+        assert_eq!(control_field(text, "Package").as_deref(), Some("a"));
+        assert_eq!(control_field(text, "Version").as_deref(), Some("1.2"));
+        assert_eq!(control_field("Package:\n", "Package"), None);
+    }
+
+    #[test]
+    fn control_without_version_is_an_error() {
+        let deb = ar_of(&[(
+            "control.tar.xz",
+            xz(&control_tar("Package: linux-image-x\n")),
+        )]);
+        let (_dir, path, _) = on_disk(&deb);
+        let err = read_control(&path).unwrap_err();
+        assert!(matches!(err, DebError::InvalidControl { .. }), "{err:?}");
+        assert!(
+            err.to_string()
+                .ends_with("the control file has no Version field"),
+            "{err}"
+        );
+
+        let deb = ar_of(&[("control.tar.xz", xz(&tar_of(vec![Entry::Dir("./")])))]);
+        let (_dir, path, _) = on_disk(&deb);
+        assert!(read_control(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("has no `control` file"));
+    }
+
+    #[test]
+    fn a_file_that_is_not_an_ar_archive_is_named_as_such() {
+        for bytes in [
+            &b""[..],
+            b"!<arch",
+            b"\x1f\x8b\x08\x00 gzip, not a deb",
+            b"<html>404</html>",
+        ] {
+            let (_dir, deb, dest) = on_disk(bytes);
+            let err = extract_kernel(&deb, &dest).unwrap_err();
+            assert!(
+                matches!(err, DebError::NotArArchive { .. }),
+                "{bytes:?}: {err:?}"
+            );
+            assert!(
+                err.to_string().contains(&deb.display().to_string()),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_file_is_a_read_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = read_control(&dir.path().join("nope.deb")).unwrap_err();
+        assert!(matches!(err, DebError::Read { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn a_package_without_data_is_reported() {
+        let deb = ar_of(&[("debian-binary", b"2.0\n".to_vec())]);
+        let (_dir, path, dest) = on_disk(&deb);
+        let err = extract_kernel(&path, &dest).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DebError::MissingMember {
+                    member: "data.tar",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn unsupported_compression_is_named() {
+        let deb = ar_of(&[("data.tar.gz", b"\x1f\x8b\x08\x00".to_vec())]);
+        let (_dir, path, dest) = on_disk(&deb);
+        let err = extract_kernel(&path, &dest).unwrap_err();
+        assert!(
+            matches!(&err, DebError::UnsupportedCompression { member, .. } if member == "data.tar.gz")
+        );
+        assert!(
+            err.to_string()
+                .contains("only xz (.xz), zstd (.zst) and uncompressed"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_meta_package_has_no_vmlinuz() {
+        let data = tar_of(vec![
+            Entry::Dir("./"),
+            Entry::File(
+                "./usr/share/doc/linux-image-cloud-amd64/copyright",
+                b"GPL".to_vec(),
+            ),
+            // Not in boot/, or not a regular file: none of these is the kernel.
+            Entry::File("./usr/lib/boot/vmlinuz-1", b"x".to_vec()),
+            Entry::Symlink("./boot/vmlinuz-2", "../vmlinuz"),
+            Entry::File("./boot/vmlinuz-", b"x".to_vec()),
+        ]);
+        let deb = ar_of(&[("data.tar.xz", xz(&data))]);
+        let (_dir, path, dest) = on_disk(&deb);
+        let err = extract_kernel(&path, &dest).unwrap_err();
+        assert!(matches!(err, DebError::NoVmlinuz { .. }), "{err:?}");
+        assert!(err.to_string().contains("meta-package"), "{err}");
+        assert!(files_in(&dest).is_empty());
+    }
+
+    #[test]
+    fn a_config_of_another_release_is_not_returned() {
+        let data = tar_of(vec![
+            Entry::File("boot/config-5.10.0-1-amd64", b"CONFIG_OLD=y\n".to_vec()),
+            Entry::File(&format!("boot/vmlinuz-{RELEASE}"), b"MZ".to_vec()),
+        ]);
+        let deb = ar_of(&[("data.tar.zst", zst(&data))]);
+        let (_dir, path, dest) = on_disk(&deb);
+        let kernel = extract_kernel(&path, &dest).unwrap();
+        assert_eq!(kernel.config, None);
+        assert_eq!(files_in(&dest), [format!("vmlinuz-{RELEASE}")]);
+    }
+
+    #[test]
+    fn truncated_packages_are_errors_and_leave_nothing_behind() {
+        for (name, deb) in [
+            ("xz", deb_xz()),
+            ("zst", ar_of(&[("data.tar.zst", zst(&kernel_data()))])),
+            ("plain", ar_of(&[("data.tar", kernel_data())])),
+        ] {
+            let len = deb.len();
+            for cut in (1..20).map(|i| len * i / 20).chain([len - 1]) {
+                let (_dir, path, dest) = on_disk(&deb[..cut]);
+                let err = extract_kernel(&path, &dest).unwrap_err();
+                assert!(
+                    matches!(
+                        err,
+                        DebError::Corrupt { .. }
+                            | DebError::NotArArchive { .. }
+                            | DebError::MissingMember { .. }
+                    ),
+                    "{name} cut at {cut}/{len}: {err:?}"
+                );
+                assert!(
+                    files_in(&dest).is_empty(),
+                    "{name} cut at {cut}: {:?}",
+                    files_in(&dest)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_cut_inside_the_data_member_is_reported_as_truncated() {
+        let deb = deb_xz();
+        let (_dir, path, dest) = on_disk(&deb[..deb.len() / 2]);
+        let err = extract_kernel(&path, &dest).unwrap_err();
+        let DebError::Corrupt { member, .. } = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(member, "data.tar.xz");
+        assert!(err.to_string().contains("is truncated or corrupt"), "{err}");
+    }
+
+    #[test]
+    fn corrupt_compressed_data_is_detected() {
+        for (name, mut deb) in [
+            ("xz", deb_xz()),
+            ("zst", ar_of(&[("data.tar.zst", zst(&kernel_data()))])),
+        ] {
+            let middle = deb.len() / 2;
+            for byte in &mut deb[middle..middle + 16] {
+                *byte ^= 0x5a;
+            }
+            let (_dir, path, dest) = on_disk(&deb);
+            let err = extract_kernel(&path, &dest).unwrap_err();
+            assert!(matches!(err, DebError::Corrupt { .. }), "{name}: {err:?}");
+            assert!(files_in(&dest).is_empty(), "{name}");
+        }
+    }
+
+    #[test]
+    fn an_unwritable_destination_is_a_write_error() {
+        let (dir, deb, _) = on_disk(&deb_xz());
+        let err = extract_kernel(&deb, &dir.path().join("missing")).unwrap_err();
+        assert!(matches!(err, DebError::Write { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn exact_size_reports_a_short_member() {
+        let mut short = ExactSize {
+            inner: &b"abc"[..],
+            remaining: 5,
+        };
+        let mut out = Vec::new();
+        let err = short.read_to_end(&mut out).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        assert_eq!(out, b"abc");
+    }
+
+    #[test]
+    fn releases_must_be_plain_names() {
+        assert!(is_release(RELEASE));
+        assert!(is_release("6.12.117+deb12-cloud-amd64"));
+        for bad in ["", ".", "..", "a\0b"] {
+            assert!(!is_release(bad), "{bad:?}");
+        }
+        assert_eq!(
+            boot_file_name(Path::new("./boot/vmlinuz-1")),
+            Some("vmlinuz-1")
+        );
+        assert_eq!(boot_file_name(Path::new("boot/config-1")), Some("config-1"));
+        assert_eq!(boot_file_name(Path::new("/boot/vmlinuz-1")), None);
+        assert_eq!(boot_file_name(Path::new("boot/../boot/vmlinuz-1")), None);
+        assert_eq!(boot_file_name(Path::new("boot/x/vmlinuz-1")), None);
+    }
+}

@@ -1,0 +1,49 @@
+//! Errors of the host side: things that stop ksnap from running a guest at all. What happens *inside*
+//! a guest (panic, hang, malformed output) is not an error but an [`crate::Outcome`].
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "QEMU not found ({looked_for}). Install it with `apt-get install qemu-system-x86` \
+         (or run scripts/setup.sh), or set KSNAP_QEMU to a qemu-system-x86_64 binary"
+    )]
+    QemuNotFound { looked_for: String },
+
+    #[error("could not start QEMU: {source}")]
+    QemuSpawn { source: std::io::Error },
+
+    #[error("--accel kvm was requested but KVM does not work here: {why}. Use --accel tcg (or auto)")]
+    KvmUnusable { why: String },
+
+    #[error("kernel package `{package}` is not known to apt ({detail}). Check the name with `apt-cache policy {package}`; run `apt-get update` if the package lists are stale")]
+    UnknownPackage { package: String, detail: String },
+
+    #[error("`{command}` failed: {stderr}")]
+    AptFailed { command: String, stderr: String },
+
+    #[error("{path} is not a bootable x86 kernel image: {why}")]
+    NotAKernel { path: PathBuf, why: String },
+
+    #[error(transparent)]
+    Deb(#[from] crate::deb::DebError),
+
+    #[error("the ksnap cache at {path} is not usable: {source}. Set XDG_CACHE_HOME to a writable directory")]
+    CacheUnusable { path: PathBuf, source: std::io::Error },
+
+    #[error("initramfs: {0}")]
+    Initramfs(#[from] crate::cpio::CpioError),
+
+    #[error("{context}: {source}")]
+    Io { context: String, source: std::io::Error },
+
+    #[error("interrupted")]
+    Cancelled,
+}
+
+impl Error {
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Error {
+        Error::Io { context: context.into(), source }
+    }
+}

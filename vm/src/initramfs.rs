@@ -1,0 +1,143 @@
+//! The guest's initramfs: `/init`, the probes under `/ksnap/probes/`, and the plan `/ksnap/plan`
+//! (format: ARCHITECTURE.md, "Guest protocol"). The archive is deterministic, so it is stored in the cache
+//! under its content hash and a rerun with the same binaries reuses it.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::cache::{self, Cache};
+use crate::cpio::CpioBuilder;
+use crate::error::Error;
+
+/// One probe the guest's init runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbePlan {
+    /// Unique within a run; `[A-Za-z0-9_.-]+`.
+    pub name: String,
+    /// The static binary on the host.
+    pub binary: PathBuf,
+    pub args: Vec<String>,
+    /// init kills the probe after this long.
+    pub timeout: Duration,
+}
+
+/// What goes into an initramfs.
+#[derive(Debug, Clone)]
+pub struct InitramfsSpec {
+    /// Becomes `/init`: ksnap's init, or a stand-in in tests.
+    pub init: PathBuf,
+    pub probes: Vec<ProbePlan>,
+}
+
+impl InitramfsSpec {
+    /// Each probe's timeout by name, as the run loop wants them.
+    pub fn probe_timeouts(&self) -> HashMap<String, Duration> {
+        self.probes.iter().map(|p| (p.name.clone(), p.timeout)).collect()
+    }
+
+    /// The text of `/ksnap/plan`.
+    pub fn plan(&self) -> String {
+        let mut plan = String::from("# NAME TIMEOUT_MS PATH [ARG...]\n");
+        for probe in &self.probes {
+            let mut words = vec![probe.name.clone(), probe.timeout.as_millis().to_string(), guest_path(&probe.name)];
+            words.extend(probe.args.iter().cloned());
+            plan.push_str(&words.join(" "));
+            plan.push('\n');
+        }
+        plan
+    }
+
+    /// The archive's bytes.
+    pub fn to_cpio(&self) -> Result<Vec<u8>, Error> {
+        let mut seen = std::collections::HashSet::new();
+        for probe in &self.probes {
+            let valid = !probe.name.is_empty()
+                && probe.name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+            if !valid || !seen.insert(&probe.name) {
+                return Err(Error::io(
+                    "building the initramfs",
+                    std::io::Error::other(format!("probe name `{}` is invalid or repeated", probe.name)),
+                ));
+            }
+            if probe.args.iter().any(|a| a.is_empty() || a.contains(char::is_whitespace)) {
+                return Err(Error::io(
+                    "building the initramfs",
+                    std::io::Error::other(format!("arguments of probe `{}` must be non-empty words", probe.name)),
+                ));
+            }
+        }
+        let read = |path: &Path| std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e));
+        let mut archive = CpioBuilder::new();
+        archive.add_file("init", 0o755, read(&self.init)?)?;
+        archive.add_file("ksnap/plan", 0o644, self.plan().into_bytes())?;
+        for dir in ["proc", "sys", "dev", "tmp"] {
+            archive.add_dir(dir, 0o755)?;
+        }
+        for probe in &self.probes {
+            archive.add_file(&guest_path(&probe.name)[1..], 0o755, read(&probe.binary)?)?;
+        }
+        Ok(archive.finish())
+    }
+
+    /// Write the archive into the cache (once per distinct content) and return its path.
+    pub fn build(&self, cache: &Cache) -> Result<PathBuf, Error> {
+        let bytes = self.to_cpio()?;
+        let path = cache.root().join("initramfs").join(format!("{}.cpio", &cache::sha256_bytes(&bytes)[..32]));
+        if !path.exists() {
+            cache::write_atomic(&path, &bytes)?;
+        }
+        Ok(path)
+    }
+}
+
+fn guest_path(probe: &str) -> String {
+    format!("/ksnap/probes/{probe}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(dir: &Path) -> InitramfsSpec {
+        std::fs::write(dir.join("init"), b"\x7fELF init").unwrap();
+        std::fs::write(dir.join("env"), b"\x7fELF env").unwrap();
+        InitramfsSpec {
+            init: dir.join("init"),
+            probes: vec![ProbePlan {
+                name: "env".into(),
+                binary: dir.join("env"),
+                args: vec!["--all".into()],
+                timeout: Duration::from_secs(30),
+            }],
+        }
+    }
+
+    #[test]
+    fn plan_lists_probes_with_timeouts_in_ms() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(spec(dir.path()).plan(), "# NAME TIMEOUT_MS PATH [ARG...]\nenv 30000 /ksnap/probes/env --all\n");
+    }
+
+    #[test]
+    fn same_inputs_same_archive_in_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::at(dir.path().join("cache")).unwrap();
+        let first = spec(dir.path()).build(&cache).unwrap();
+        let second = spec(dir.path()).build(&cache).unwrap();
+        assert_eq!(first, second);
+        let listing = std::process::Command::new("cpio").args(["-t", "--quiet", "-F"]).arg(&first).output().unwrap();
+        let names = String::from_utf8(listing.stdout).unwrap();
+        for expected in ["init", "ksnap/plan", "ksnap/probes/env", "proc", "dev"] {
+            assert!(names.lines().any(|l| l == expected), "{expected} missing from:\n{names}");
+        }
+    }
+
+    #[test]
+    fn rejects_bad_probe_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bad = spec(dir.path());
+        bad.probes[0].name = "../x".into();
+        assert!(bad.to_cpio().unwrap_err().to_string().contains("invalid or repeated"));
+    }
+}

@@ -1,0 +1,27 @@
+//! ksnap-vm: boot a Linux kernel under QEMU with an initramfs of probes, and tell what happened.
+//!
+//! The pieces, in the order a run uses them:
+//! - [`kernel`]: kernel sources (apt package, `.deb`, bzImage) resolved into the [`cache`];
+//! - [`deb`]: unpacking a kernel `.deb` in Rust;
+//! - [`initramfs`] (over [`cpio`]): `/init`, the probes and their plan;
+//! - [`qemu`]: finding QEMU, choosing the accelerator, building the command line;
+//! - [`run`]: booting and watching one VM; its [`Outcome`];
+//! - [`protocol`], [`ktap`], [`console`]: reading what the guest said;
+//! - [`children`]: making sure no child process outlives ksnap.
+
+pub mod cache;
+pub mod children;
+pub mod console;
+pub mod cpio;
+pub mod deb;
+mod error;
+pub mod initramfs;
+pub mod kernel;
+pub mod ktap;
+pub mod protocol;
+pub mod qemu;
+pub mod run;
+
+pub use error::Error;
+pub use qemu::{Accel, AccelChoice, Qemu, Timeouts, VmSpec};
+pub use run::{run, Outcome, RunReport};

@@ -1,0 +1,325 @@
+//! The host side of the guest protocol: turns the result channel's lines into a [`GuestReport`].
+//!
+//! The format is specified in ARCHITECTURE.md ("Guest protocol"). Only `init` writes control lines and it
+//! writes them whole, so the parser is strict about them: anything unexpected makes the run's output
+//! malformed. Probe output (behind `| `) is untrusted bytes, decoded lossily and parsed leniently as KTAP.
+
+use std::time::Duration;
+
+use crate::ktap::{self, KtapDocument};
+
+/// How a probe process ended, as init saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeEnd {
+    Exited(i32),
+    Signaled(i32),
+    /// init killed it at its timeout.
+    TimedOut(Duration),
+    /// It could not be started (the errno init reported).
+    SpawnError(String),
+}
+
+impl std::fmt::Display for ProbeEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProbeEnd::Exited(code) => write!(f, "exited with status {code}"),
+            ProbeEnd::Signaled(signal) => write!(f, "killed by signal {signal} ({})", signal_name(*signal)),
+            ProbeEnd::TimedOut(after) => write!(f, "timed out after {} ms", after.as_millis()),
+            ProbeEnd::SpawnError(errno) => write!(f, "could not be started ({errno})"),
+        }
+    }
+}
+
+fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGILL => "SIGILL",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGTRAP => "SIGTRAP",
+        libc::SIGSYS => "SIGSYS",
+        _ => "?",
+    }
+}
+
+/// One probe's run in the guest.
+#[derive(Debug, Clone)]
+pub struct ProbeRun {
+    pub name: String,
+    pub end: ProbeEnd,
+    /// Its stdout, line by line, lossily decoded.
+    pub output: Vec<String>,
+    /// Bytes init discarded because the probe wrote more than the relay limit.
+    pub truncated_bytes: Option<u64>,
+    pub ktap: KtapDocument,
+}
+
+impl ProbeRun {
+    /// Whether the probe ran to its end and reported a complete KTAP document with no failures. A probe
+    /// that crashed, hung or wrote a truncated stream has not passed, whatever results it printed.
+    pub fn passed(&self) -> bool {
+        self.end == ProbeEnd::Exited(0)
+            && self.truncated_bytes.is_none()
+            && self.ktap.complete
+            && self.ktap.problems.is_empty()
+            && !self.ktap.any_failed()
+    }
+}
+
+/// Everything the guest reported on its result channel.
+#[derive(Debug, Clone, Default)]
+pub struct GuestReport {
+    pub probes: Vec<ProbeRun>,
+    /// init's `summary` line, as written.
+    pub summary: Option<String>,
+}
+
+/// A milestone the run loop uses to move its deadlines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Milestone {
+    Hello,
+    ProbeBegin(String),
+    ProbeEnd(String),
+    Done,
+}
+
+/// The guest broke the protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProtocolError {
+    pub reason: String,
+    /// The offending line, escaped and shortened for display.
+    pub line: String,
+}
+
+/// Protocol version this host speaks.
+const VERSION: &str = "1";
+
+/// An incremental parser: feed it lines as they arrive.
+#[derive(Debug, Default)]
+pub struct ResultChannel {
+    state: State,
+    report: GuestReport,
+    current: Option<OpenProbe>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum State {
+    #[default]
+    AwaitingHello,
+    Running,
+    Done,
+}
+
+#[derive(Debug)]
+struct OpenProbe {
+    name: String,
+    output: Vec<String>,
+}
+
+impl ResultChannel {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether init said `ksnap-done`.
+    pub fn is_done(&self) -> bool {
+        self.state == State::Done
+    }
+
+    /// Whether init said hello.
+    pub fn has_started(&self) -> bool {
+        self.state != State::AwaitingHello
+    }
+
+    /// The probe running now, if any.
+    pub fn current_probe(&self) -> Option<&str> {
+        self.current.as_ref().map(|p| p.name.as_str())
+    }
+
+    /// Feed one line (without its `\n`).
+    pub fn feed(&mut self, line: &[u8]) -> Result<Option<Milestone>, ProtocolError> {
+        let fail = |reason: &str| Err(ProtocolError { reason: reason.to_string(), line: display_line(line) });
+        if self.state == State::Done {
+            return fail("output after ksnap-done");
+        }
+        if let Some(relayed) = line.strip_prefix(b"| ").or(if line == b"|" { Some(&[][..]) } else { None }) {
+            return match self.current.as_mut() {
+                Some(probe) => {
+                    probe.output.push(String::from_utf8_lossy(relayed).into_owned());
+                    Ok(None)
+                }
+                None => fail("probe output outside any probe"),
+            };
+        }
+        let Ok(text) = std::str::from_utf8(line) else { return fail("control line is not UTF-8") };
+        let mut words = text.split(' ');
+        let keyword = words.next().unwrap_or("");
+        let rest: Vec<&str> = words.collect();
+        match (self.state, keyword, rest.as_slice()) {
+            (State::AwaitingHello, "ksnap-init", [version]) if *version == VERSION => {
+                self.state = State::Running;
+                Ok(Some(Milestone::Hello))
+            }
+            (State::AwaitingHello, "ksnap-init", _) => fail("unsupported protocol version (expected ksnap-init 1)"),
+            (State::AwaitingHello, _, _) => fail("expected ksnap-init first"),
+            (State::Running, "probe-begin", [name]) => {
+                if self.current.is_some() {
+                    return fail("probe-begin while another probe is running");
+                }
+                self.current = Some(OpenProbe { name: name.to_string(), output: Vec::new() });
+                Ok(Some(Milestone::ProbeBegin(name.to_string())))
+            }
+            (State::Running, "probe-end", [name, how]) => {
+                let Some(open) = self.current.take_if(|p| p.name == *name) else {
+                    return fail("probe-end for a probe that is not running");
+                };
+                let Some(end) = parse_end(how) else { return fail("unknown probe-end status") };
+                let ktap = ktap::parse(&open.output.join("\n"));
+                self.report.probes.push(ProbeRun {
+                    name: open.name,
+                    end,
+                    output: open.output,
+                    truncated_bytes: None,
+                    ktap,
+                });
+                Ok(Some(Milestone::ProbeEnd(name.to_string())))
+            }
+            (State::Running, "probe-note", [name, note]) => {
+                let bytes = note.strip_prefix("truncated=").and_then(|n| n.parse::<u64>().ok());
+                match (self.report.probes.last_mut(), bytes) {
+                    (Some(last), Some(bytes)) if last.name == *name => {
+                        last.truncated_bytes = Some(bytes);
+                        Ok(None)
+                    }
+                    _ => fail("probe-note that does not follow its probe-end"),
+                }
+            }
+            (State::Running, "summary", _) if self.current.is_none() => {
+                self.report.summary = Some(text.to_string());
+                Ok(None)
+            }
+            (State::Running, "ksnap-done", []) if self.current.is_none() => {
+                self.state = State::Done;
+                Ok(Some(Milestone::Done))
+            }
+            _ => fail("not a line of the ksnap guest protocol"),
+        }
+    }
+
+    /// The report so far. A probe still open (the guest stopped mid-probe) is not included.
+    pub fn into_report(self) -> GuestReport {
+        self.report
+    }
+}
+
+fn parse_end(how: &str) -> Option<ProbeEnd> {
+    let (key, value) = how.split_once('=')?;
+    match key {
+        "exit" => value.parse().ok().map(ProbeEnd::Exited),
+        "signal" => value.parse().ok().map(ProbeEnd::Signaled),
+        "timeout" => value.parse().ok().map(|ms| ProbeEnd::TimedOut(Duration::from_millis(ms))),
+        "spawn-error" if !value.is_empty() => Some(ProbeEnd::SpawnError(value.to_string())),
+        _ => None,
+    }
+}
+
+/// Render untrusted bytes for an error message: printable ASCII as is, the rest escaped, at most 120 chars.
+pub fn display_line(line: &[u8]) -> String {
+    let mut shown: String = line.iter().take(120).flat_map(|&b| std::ascii::escape_default(b)).map(char::from).collect();
+    if line.len() > 120 {
+        shown.push('…');
+    }
+    shown
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed_all(channel: &mut ResultChannel, text: &[u8]) -> Result<Vec<Milestone>, ProtocolError> {
+        let mut milestones = Vec::new();
+        for line in text.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            milestones.extend(channel.feed(line)?);
+        }
+        Ok(milestones)
+    }
+
+    const GOOD: &[u8] = b"ksnap-init 1
+probe-begin env
+| KTAP version 1
+| 1..1
+| # fact: page_size = 4096
+| ok 1 page_size
+probe-end env exit=0
+probe-begin crasher
+| KTAP version 1
+probe-end crasher signal=11
+probe-begin flood
+| x
+probe-end flood exit=0
+probe-note flood truncated=1234
+summary probes=3 exited0=2 failed=1
+ksnap-done
+";
+
+    #[test]
+    fn parses_a_complete_run() {
+        let mut channel = ResultChannel::new();
+        let milestones = feed_all(&mut channel, GOOD).unwrap();
+        assert_eq!(milestones.first(), Some(&Milestone::Hello));
+        assert_eq!(milestones.last(), Some(&Milestone::Done));
+        assert!(channel.is_done());
+        let report = channel.into_report();
+        assert_eq!(report.probes.len(), 3);
+        let env = &report.probes[0];
+        assert_eq!(env.end, ProbeEnd::Exited(0));
+        assert_eq!(env.output.len(), 4);
+        assert!(env.passed());
+        assert_eq!(report.probes[1].end, ProbeEnd::Signaled(11));
+        assert!(!report.probes[1].passed());
+        assert_eq!(report.probes[2].truncated_bytes, Some(1234));
+        assert!(!report.probes[2].passed(), "a truncated probe has not passed");
+        assert_eq!(report.summary.as_deref(), Some("summary probes=3 exited0=2 failed=1"));
+    }
+
+    #[test]
+    fn relayed_output_may_be_any_bytes() {
+        let mut channel = ResultChannel::new();
+        feed_all(&mut channel, b"ksnap-init 1\nprobe-begin p\n").unwrap();
+        channel.feed(b"| \xff\x00\x1b[2J").unwrap();
+        channel.feed(b"|").unwrap();
+        channel.feed(b"probe-end p timeout=2000").unwrap();
+        let report = channel.into_report();
+        assert_eq!(report.probes[0].output, vec!["\u{fffd}\u{0}\u{1b}[2J".to_string(), String::new()]);
+        assert_eq!(report.probes[0].end, ProbeEnd::TimedOut(Duration::from_millis(2000)));
+    }
+
+    #[test]
+    fn rejects_lines_init_would_never_write() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"garbage", "expected ksnap-init first"),
+            (b"ksnap-init 2", "unsupported protocol version"),
+            (b"ksnap-init 1\n| stray", "outside any probe"),
+            (b"ksnap-init 1\nprobe-begin a\nprobe-begin b", "while another probe"),
+            (b"ksnap-init 1\nprobe-begin a\nprobe-end b exit=0", "not running"),
+            (b"ksnap-init 1\nprobe-begin a\nprobe-end a exit=x", "unknown probe-end status"),
+            (b"ksnap-init 1\nprobe-begin a\nksnap-done", "not a line"),
+            (b"ksnap-init 1\nksnap-done\nksnap-done", "after ksnap-done"),
+            (b"ksnap-init 1\n\xff\xfe", "not UTF-8"),
+            (b"ksnap-init 1\nprobe-note a truncated=1", "does not follow"),
+        ];
+        for (input, reason) in cases {
+            let err = feed_all(&mut ResultChannel::new(), input).unwrap_err();
+            assert!(err.reason.contains(reason), "{:?}: got {:?}", String::from_utf8_lossy(input), err.reason);
+        }
+    }
+
+    #[test]
+    fn display_line_escapes_and_shortens() {
+        assert_eq!(display_line(b"a\x1b[0m\xff"), "a\\x1b[0m\\xff");
+        assert!(display_line(&[b'x'; 500]).ends_with('…'));
+    }
+}

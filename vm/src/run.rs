@@ -1,0 +1,405 @@
+//! Boot one VM and watch it until it powers off, panics, misbehaves or runs out of time.
+//!
+//! QEMU connects to two Unix sockets ksnap listens on: the console (ttyS0) and the result channel
+//! (ttyS1). A reader thread per socket (and one for QEMU's stderr) turns bytes into bounded lines and
+//! sends them here; this loop feeds the console scanner and the protocol parser and moves deadlines
+//! on each protocol milestone. However the loop ends, the QEMU child is killed and reaped
+//! ([`crate::children::ChildGuard`]).
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::children::{self, ChildGuard};
+use crate::console::ConsoleScan;
+use crate::error::Error;
+use crate::protocol::{display_line, GuestReport, Milestone, ResultChannel};
+use crate::qemu::{Qemu, VmSpec};
+
+/// A line longer than this is split; init never writes one (it splits long probe output itself).
+const MAX_LINE: usize = 128 * 1024;
+/// The result channel may carry at most this much; init relays at most 1 MiB per probe.
+const MAX_RESULT_BYTES: u64 = 64 * 1024 * 1024;
+/// The console kept in memory (and in the run's log); later output is counted, not kept.
+const MAX_CONSOLE_BYTES: usize = 8 * 1024 * 1024;
+/// QEMU's stderr kept for error messages.
+const MAX_STDERR_BYTES: usize = 64 * 1024;
+/// How long QEMU may take to connect its serial ports after it starts.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long to wait between `ksnap-done` and QEMU exiting.
+const POWER_OFF_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What happened in one VM run.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// init ran every probe and powered off.
+    Completed(GuestReport),
+    /// The kernel panicked. `lines` starts at the "Kernel panic - not syncing" line.
+    KernelPanic { headline: String, lines: Vec<String> },
+    /// ksnap gave up waiting.
+    Timeout { waiting_for: String, after: Duration, last_console: Vec<String> },
+    /// QEMU itself failed (bad option, missing file, crash).
+    QemuFailed { status: String, stderr: String },
+    /// The guest wrote something that is not the ksnap protocol, or stopped in the middle of it.
+    MalformedOutput { reason: String, line: String },
+}
+
+impl Outcome {
+    pub fn is_completed(&self) -> bool {
+        matches!(self, Outcome::Completed(_))
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Completed(report) => write!(f, "completed ({} probes)", report.probes.len()),
+            Outcome::KernelPanic { headline, .. } => write!(f, "kernel panic: {headline}"),
+            Outcome::Timeout { waiting_for, after, last_console } => {
+                write!(f, "timeout: no {waiting_for} after {:.1}s", after.as_secs_f64())?;
+                match last_console.last() {
+                    Some(last) => write!(f, "; last console line: {last}"),
+                    None => write!(f, "; the console stayed silent"),
+                }
+            }
+            Outcome::QemuFailed { status, stderr } => {
+                write!(f, "QEMU failed ({status})")?;
+                match stderr.trim() {
+                    "" => Ok(()),
+                    stderr => write!(f, ": {stderr}"),
+                }
+            }
+            Outcome::MalformedOutput { reason, line } if line.is_empty() => write!(f, "malformed guest output: {reason}"),
+            Outcome::MalformedOutput { reason, line } => write!(f, "malformed guest output: {reason}: `{line}`"),
+        }
+    }
+}
+
+/// One VM run: its outcome and what was seen on the way.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub outcome: Outcome,
+    /// The whole console (up to 8 MiB), for the run's log.
+    pub console: String,
+    /// Oops/BUG/WARNING events found on the console, whatever the outcome.
+    pub console_events: Vec<crate::console::ConsoleEvent>,
+    /// Wall time from QEMU's start to its end.
+    pub duration: Duration,
+}
+
+/// Boot `spec` and watch it. `probe_timeouts` holds each planned probe's own timeout, which init
+/// enforces; the host waits that long plus [`crate::Timeouts::probe_grace`] before it gives up on init.
+pub fn run(qemu: &Qemu, spec: &VmSpec, probe_timeouts: &HashMap<String, Duration>) -> Result<RunReport, Error> {
+    let dir = tempfile::Builder::new()
+        .prefix("ksnap-vm-")
+        .tempdir()
+        .map_err(|e| Error::io("creating a temporary directory for the VM", e))?;
+    let console_path = dir.path().join("console.sock");
+    let results_path = dir.path().join("results.sock");
+    let console_listener = listen(&console_path)?;
+    let results_listener = listen(&results_path)?;
+
+    let mut command = Command::new(&qemu.path);
+    command
+        .args(spec.qemu_args(qemu, &console_path, &results_path))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let started = Instant::now();
+    let mut child = children::spawn(&mut command).map_err(|source| Error::QemuSpawn { source })?;
+
+    let (events, receiver) = mpsc::channel();
+    let stderr = child.child_mut().stderr.take().expect("stderr is piped");
+    let stderr_thread = std::thread::spawn(move || read_bounded(stderr, MAX_STDERR_BYTES));
+
+    let mut watch = Watch {
+        spec,
+        probe_timeouts,
+        started,
+        console: ConsoleScan::new(),
+        console_text: String::new(),
+        console_dropped: 0,
+        channel: ResultChannel::new(),
+        result_bytes: 0,
+        protocol_error: None,
+        deadline: started + spec.timeouts.boot,
+        waiting_for: "hello from init (boot)".to_string(),
+    };
+    let ending = match accept_both(&mut child, &console_listener, &results_listener)? {
+        Some((console, results)) => {
+            spawn_line_reader(console, Stream::Console, events.clone());
+            spawn_line_reader(results, Stream::Results, events);
+            watch.watch(&mut child, &receiver)?
+        }
+        None => Ending::Exited,
+    };
+    let status = child.try_wait().ok().flatten();
+    child.kill();
+    let duration = started.elapsed();
+    // The readers end at EOF now that QEMU is gone; take what they still had.
+    while let Ok(event) = receiver.recv_timeout(Duration::from_millis(200)) {
+        watch.handle(event);
+    }
+    let stderr = stderr_thread.join().unwrap_or_default();
+    if children::is_cancelled() {
+        return Err(Error::Cancelled);
+    }
+
+    let mut console = std::mem::take(&mut watch.console_text);
+    if watch.console_dropped > 0 {
+        console.push_str(&format!("[ksnap: {} more console bytes not kept]\n", watch.console_dropped));
+    }
+    let console_events = watch.console.events().to_vec();
+    let outcome = watch.outcome(ending, status, &stderr);
+    Ok(RunReport { outcome, console, console_events, duration })
+}
+
+fn listen(path: &Path) -> Result<UnixListener, Error> {
+    let listener = UnixListener::bind(path).map_err(|e| Error::io(format!("listening on {}", path.display()), e))?;
+    listener.set_nonblocking(true).map_err(|e| Error::io("configuring a socket", e))?;
+    Ok(listener)
+}
+
+/// Wait for QEMU to connect both serial ports. `None` if QEMU exited first (a bad option, say).
+fn accept_both(
+    child: &mut ChildGuard,
+    console: &UnixListener,
+    results: &UnixListener,
+) -> Result<Option<(UnixStream, UnixStream)>, Error> {
+    let deadline = Instant::now() + CONNECT_TIMEOUT;
+    let (mut console_stream, mut results_stream) = (None, None);
+    loop {
+        for (listener, slot) in [(console, &mut console_stream), (results, &mut results_stream)] {
+            if slot.is_none() {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        stream.set_nonblocking(false).map_err(|e| Error::io("configuring a socket", e))?;
+                        *slot = Some(stream);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(Error::io("accepting QEMU's serial connection", e)),
+                }
+            }
+        }
+        if let (Some(_), Some(_)) = (&console_stream, &results_stream) {
+            return Ok(console_stream.zip(results_stream));
+        }
+        if child.try_wait().map_err(|e| Error::io("waiting for QEMU", e))?.is_some() {
+            return Ok(None);
+        }
+        if children::is_cancelled() {
+            return Err(Error::Cancelled);
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::io(
+                "QEMU did not connect its serial ports",
+                std::io::Error::new(std::io::ErrorKind::TimedOut, format!("waited {}s", CONNECT_TIMEOUT.as_secs())),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stream {
+    Console,
+    Results,
+}
+
+/// A line from one of QEMU's serial ports. A reader thread ends at EOF by dropping its sender.
+enum Event {
+    Line(Stream, Vec<u8>),
+}
+
+/// Read `stream` line by line (lines capped at [`MAX_LINE`]) and send each to the run loop.
+fn spawn_line_reader(stream: UnixStream, which: Stream, events: mpsc::Sender<Event>) {
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stream);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match (&mut reader).take(MAX_LINE as u64).read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    if line.last() == Some(&b'\n') {
+                        line.pop();
+                    }
+                    if line.last() == Some(&b'\r') && which == Stream::Console {
+                        line.pop();
+                    }
+                    if events.send(Event::Line(which, std::mem::take(&mut line))).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+}
+
+fn read_bounded(stream: impl Read, limit: usize) -> String {
+    let mut kept = Vec::new();
+    let mut reader = stream;
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = reader.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        let room = limit.saturating_sub(kept.len());
+        kept.extend_from_slice(&buf[..n.min(room)]);
+    }
+    String::from_utf8_lossy(&kept).into_owned()
+}
+
+/// Why the watch loop stopped.
+enum Ending {
+    /// QEMU exited by itself.
+    Exited,
+    /// ksnap stopped waiting; QEMU was still running.
+    GaveUp { waiting_for: String, after: Duration },
+}
+
+struct Watch<'a> {
+    spec: &'a VmSpec,
+    probe_timeouts: &'a HashMap<String, Duration>,
+    started: Instant,
+    console: ConsoleScan,
+    console_text: String,
+    console_dropped: usize,
+    channel: ResultChannel,
+    result_bytes: u64,
+    protocol_error: Option<crate::protocol::ProtocolError>,
+    /// When ksnap gives up unless the next milestone arrives.
+    deadline: Instant,
+    waiting_for: String,
+}
+
+impl Watch<'_> {
+    fn watch(&mut self, child: &mut ChildGuard, events: &mpsc::Receiver<Event>) -> Result<Ending, Error> {
+        let overall = self.started + self.spec.timeouts.overall;
+        loop {
+            if child.try_wait().map_err(|e| Error::io("waiting for QEMU", e))?.is_some() {
+                return Ok(Ending::Exited);
+            }
+            if children::is_cancelled() {
+                return Err(Error::Cancelled);
+            }
+            let now = Instant::now();
+            if now >= overall {
+                return Ok(Ending::GaveUp {
+                    waiting_for: format!("end of the run within the overall limit ({})", self.waiting_for),
+                    after: now - self.started,
+                });
+            }
+            if now >= self.deadline {
+                return Ok(Ending::GaveUp { waiting_for: self.waiting_for.clone(), after: now - self.started });
+            }
+            // A panicking kernel with panic=-1 reboots at once and QEMU exits; a kernel that is stuck
+            // after a panic still must not be waited on until the deadline.
+            if self.console.panic().is_some() {
+                self.deadline = self.deadline.min(now + Duration::from_secs(2));
+            }
+            match events.recv_timeout(Duration::from_millis(20)) {
+                Ok(event) => self.handle(event),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                // Both readers ended: QEMU closed its sockets, so it is exiting; try_wait will see it.
+                Err(mpsc::RecvTimeoutError::Disconnected) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    }
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Line(Stream::Console, line) => {
+                let text = String::from_utf8_lossy(&line);
+                self.console.feed_line(&text);
+                if self.console_text.len() + text.len() < MAX_CONSOLE_BYTES {
+                    self.console_text.push_str(&text);
+                    self.console_text.push('\n');
+                } else {
+                    self.console_dropped += text.len() + 1;
+                }
+            }
+            Event::Line(Stream::Results, line) => {
+                self.result_bytes += line.len() as u64 + 1;
+                if self.protocol_error.is_some() {
+                    return;
+                }
+                if self.result_bytes > MAX_RESULT_BYTES {
+                    self.protocol_error = Some(crate::protocol::ProtocolError {
+                        reason: format!("the result channel carried more than {} MiB", MAX_RESULT_BYTES >> 20),
+                        line: String::new(),
+                    });
+                    return;
+                }
+                match self.channel.feed(&line) {
+                    Ok(Some(milestone)) => self.reached(milestone),
+                    Ok(None) => {}
+                    Err(e) => {
+                        self.protocol_error = Some(e);
+                        // Nothing the guest says now can be trusted; stop soon.
+                        self.deadline = Instant::now();
+                        self.waiting_for = "a well-formed result channel".into();
+                    }
+                }
+            }
+        }
+    }
+
+    fn reached(&mut self, milestone: Milestone) {
+        let now = Instant::now();
+        let grace = self.spec.timeouts.probe_grace;
+        match milestone {
+            Milestone::Hello | Milestone::ProbeEnd(_) => {
+                self.deadline = now + grace;
+                self.waiting_for = "next probe from init".into();
+            }
+            Milestone::ProbeBegin(name) => {
+                let own = self.probe_timeouts.get(&name).copied().unwrap_or_default();
+                self.deadline = now + own + grace;
+                self.waiting_for = format!("end of probe `{name}` (its timeout is {} ms)", own.as_millis());
+            }
+            Milestone::Done => {
+                self.deadline = now + POWER_OFF_TIMEOUT;
+                self.waiting_for = "power-off after ksnap-done".into();
+            }
+        }
+    }
+
+    fn last_console(&self) -> Vec<String> {
+        self.console.last_lines().to_vec()
+    }
+
+    fn outcome(self, ending: Ending, status: Option<std::process::ExitStatus>, stderr: &str) -> Outcome {
+        // A panic explains everything after it, so it wins over any other reading.
+        if let Some(panic) = self.console.panic() {
+            return Outcome::KernelPanic { headline: panic.headline.clone(), lines: panic.lines.clone() };
+        }
+        if let Some(error) = &self.protocol_error {
+            return Outcome::MalformedOutput { reason: error.reason.clone(), line: error.line.clone() };
+        }
+        if let Ending::GaveUp { waiting_for, after } = ending {
+            return Outcome::Timeout { waiting_for, after, last_console: self.last_console() };
+        }
+        let status_text = status.map_or_else(|| "unknown status".to_string(), |s| s.to_string());
+        if !status.is_some_and(|s| s.success()) {
+            return Outcome::QemuFailed { status: status_text, stderr: stderr.trim().to_string() };
+        }
+        if !self.channel.has_started() && self.console.last_lines().is_empty() {
+            return Outcome::QemuFailed { status: status_text, stderr: "QEMU exited before the guest printed anything".into() };
+        }
+        if !self.channel.is_done() {
+            let reason = match self.channel.current_probe() {
+                Some(probe) => format!("the guest stopped while probe `{probe}` was running, before ksnap-done"),
+                None if self.channel.has_started() => "the guest stopped before ksnap-done".to_string(),
+                None => "the guest stopped before init said hello".to_string(),
+            };
+            let last = self.console.last_lines().last().cloned().unwrap_or_default();
+            return Outcome::MalformedOutput { reason, line: display_line(last.as_bytes()) };
+        }
+        Outcome::Completed(self.channel.into_report())
+    }
+}
