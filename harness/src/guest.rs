@@ -12,6 +12,8 @@ use anyhow::{bail, Context, Result};
 
 pub const GUEST_PACKAGE: &str = "ksnap-guest";
 pub const GUEST_TARGET: &str = "x86_64-unknown-linux-gnu";
+/// The Cargo profile for guest binaries (see the workspace Cargo.toml).
+pub const GUEST_PROFILE: &str = "guest";
 
 /// Where the built guest binaries are.
 #[derive(Debug, Clone)]
@@ -36,7 +38,7 @@ pub fn build(root: &Path) -> Result<GuestBinaries> {
     let target_dir = root.join("target").join("guest");
     let mut command = Command::new(&cargo);
     command
-        .args(["build", "--release", "--quiet", "--package", GUEST_PACKAGE, "--target", GUEST_TARGET])
+        .args(["build", "--profile", GUEST_PROFILE, "--quiet", "--package", GUEST_PACKAGE, "--target", GUEST_TARGET])
         .arg("--target-dir")
         .arg(&target_dir)
         .current_dir(root)
@@ -60,5 +62,5 @@ pub fn build(root: &Path) -> Result<GuestBinaries> {
     if !status.success() {
         bail!("building the guest binaries failed ({status}):\n{}", stderr.trim_end());
     }
-    Ok(GuestBinaries { dir: target_dir.join(GUEST_TARGET).join("release") })
+    Ok(GuestBinaries { dir: target_dir.join(GUEST_TARGET).join(GUEST_PROFILE) })
 }

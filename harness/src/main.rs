@@ -90,12 +90,11 @@ fn run(config: Option<PathBuf>, selection: Selection, accel: AccelChoice) -> Res
     print!("{}", ksnap::results::render(&runs));
     let failed = runs.iter().filter(|r| !r.passed()).count();
     println!(
-        "\n{} cells, {} passed, {} failed (accelerator {}, {})",
+        "\n{} cells, {} passed, {} failed (accelerator {})",
         runs.len(),
         runs.len() - failed,
         failed,
         session.accel,
-        session.qemu.version
     );
     Ok(failed == 0)
 }
@@ -105,10 +104,10 @@ fn kernels(config: Option<PathBuf>, fetch: bool) -> Result<bool> {
     let config = load_config(config)?;
     let cache = ksnap_vm::cache::Cache::user_default()?;
     let progress = Progress::detect();
+    let mut rows = Vec::new();
     let mut all_ok = true;
-    println!("{:<10} {:<44} {:<24} {}", "NAME", "PACKAGE", "VERSION", "CACHED");
     for (name, source) in &config.kernels {
-        let state = if fetch {
+        let kernel = if fetch {
             let task = progress.start(&format!("kernel {name}"));
             let kernel = source.resolve(&cache, &mut |step| task.step(step));
             task.finish(if kernel.is_ok() { "ready" } else { "failed" });
@@ -116,30 +115,28 @@ fn kernels(config: Option<PathBuf>, fetch: bool) -> Result<bool> {
         } else {
             source.cached(&cache)
         };
-        match state {
-            Ok(kernel) => {
-                let package = match (&kernel, source.resolve_package()) {
-                    (Some(k), _) if k.package.is_some() => k.package.clone(),
-                    (_, Ok(package)) => package,
-                    (_, Err(e)) => {
-                        all_ok = false;
-                        println!("{name:<10} {e}");
-                        continue;
-                    }
-                };
-                let (package_name, version) =
-                    package.map(|p| (p.name, p.version)).unwrap_or_else(|| (source.to_string(), "-".into()));
-                let cached = match kernel {
-                    Some(k) => format!("yes, release {}", k.release),
-                    None => "no (ksnap kernels --fetch)".into(),
-                };
-                println!("{name:<10} {package_name:<44} {version:<24} {cached}");
+        let row = match kernel {
+            Ok(Some(kernel)) => {
+                let (package, version) = kernel.package.map_or((source.to_string(), "-".into()), |p| (p.name, p.version));
+                let config = kernel.config_hash.map_or("-".into(), |h| h[..12].to_string());
+                [name.clone(), package, version, kernel.release, config, kernel.image.display().to_string()]
             }
+            Ok(None) => match source.resolve_package(&cache) {
+                Ok(Some(p)) => [name.clone(), p.name, p.version, "-".into(), "-".into(), "not cached: ksnap kernels --fetch".into()],
+                Ok(None) => [name.clone(), source.to_string(), "-".into(), "-".into(), "-".into(), "not unpacked: ksnap kernels --fetch".into()],
+                Err(e) => {
+                    all_ok = false;
+                    [name.clone(), source.to_string(), "-".into(), "-".into(), "-".into(), format!("error: {e}")]
+                }
+            },
             Err(e) => {
                 all_ok = false;
-                println!("{name:<10} error: {e}");
+                [name.clone(), source.to_string(), "-".into(), "-".into(), "-".into(), format!("error: {e}")]
             }
-        }
+        };
+        rows.push(row);
     }
+    let header = ["NAME", "PACKAGE", "VERSION", "RELEASE", "CONFIG", "IMAGE"].map(String::from);
+    print!("{}", ksnap::results::table(&[&[header][..], &rows].concat()));
     Ok(all_ok)
 }

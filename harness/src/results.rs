@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use ksnap_vm::ktap::{KtapResult, KtapTest};
+use ksnap_vm::ktap::KtapTest;
 use ksnap_vm::protocol::ProbeRun;
 use ksnap_vm::Outcome;
 
@@ -28,22 +28,12 @@ pub fn facts_of(probes: &[ProbeRun]) -> Facts {
 }
 
 fn collect_test(prefix: &str, test: &KtapTest, facts: &mut Facts) {
-    facts.insert(prefix.to_string(), result_word(&test.result));
+    facts.insert(prefix.to_string(), test.result.to_string());
     for (key, value) in &test.facts {
         facts.insert(format!("{prefix}.{key}"), value.clone());
     }
     for sub in &test.subtests {
         collect_test(&format!("{prefix}.{}", sub.name), sub, facts);
-    }
-}
-
-pub fn result_word(result: &KtapResult) -> String {
-    match result {
-        KtapResult::Ok => "ok".into(),
-        KtapResult::NotOk => "not ok".into(),
-        KtapResult::Skip { reason } if reason.is_empty() => "skip".into(),
-        KtapResult::Skip { reason } => format!("skip ({reason})"),
-        other => format!("{other:?}").to_lowercase(),
     }
 }
 
@@ -119,8 +109,8 @@ fn render_failure(run: &CellRun) -> String {
                 for problem in &probe.ktap.problems {
                     let _ = writeln!(out, "    KTAP: {problem}");
                 }
-                for test in probe.ktap.tests.iter().filter(|t| t.result == KtapResult::NotOk) {
-                    let _ = writeln!(out, "    not ok: {}", test.name);
+                for test in probe.ktap.tests.iter().filter(|t| t.result.is_failure()) {
+                    let _ = writeln!(out, "    {}: {}", test.result, test.name);
                     for line in &test.diagnostics {
                         let _ = writeln!(out, "      {line}");
                     }
@@ -148,7 +138,7 @@ fn first_line(text: &str) -> String {
 }
 
 /// Left-aligned columns separated by two spaces.
-fn table<R: AsRef<[String]>>(rows: &[R]) -> String {
+pub fn table<R: AsRef<[String]>>(rows: &[R]) -> String {
     let width = rows.iter().map(|r| r.as_ref().len()).max().unwrap_or(0);
     let mut widths = vec![0; width];
     for row in rows {

@@ -173,5 +173,5 @@ fn a_file_that_is_not_a_kernel_is_rejected_before_booting() {
 fn qemu_is_checked() {
     // Keep the test honest: QEMU really is here, so the CLI test below is about PATH only.
     let found = qemu();
-    assert!(found.version.starts_with("QEMU emulator version"), "{}", found.version);
+    assert!(found.version().starts_with("QEMU emulator version"), "{}", found.version());
 }

@@ -75,9 +75,9 @@ const CACHE_KIND: &str = "kernels";
 
 impl KernelSource {
     /// The package this source names, resolved through apt to the real image package (no download).
-    pub fn resolve_package(&self) -> Result<Option<Package>, Error> {
+    pub fn resolve_package(&self, cache: &Cache) -> Result<Option<Package>, Error> {
         match self {
-            KernelSource::Apt { package } => resolve_apt(package).map(Some),
+            KernelSource::Apt { package } => resolve_apt(cache, package).map(Some),
             _ => Ok(None),
         }
     }
@@ -86,7 +86,7 @@ impl KernelSource {
     pub fn resolve(&self, cache: &Cache, report: StepReporter) -> Result<Kernel, Error> {
         match self {
             KernelSource::Apt { package } => {
-                let package = resolve_apt(package)?;
+                let package = resolve_apt(cache, package)?;
                 let key = format!("{}_{}", package.name, package.version);
                 cached_or_unpack(cache, &key, report, |staging, report| {
                     report(&format!("downloading {} {}", package.name, package.version));
@@ -95,8 +95,7 @@ impl KernelSource {
                 })
             }
             KernelSource::Deb { path } => {
-                let digest = cache::sha256_file(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-                cached_or_unpack(cache, &format!("deb-{}", &digest[..16]), report, |_, _| {
+                cached_or_unpack(cache, &deb_key(path)?, report, |_, _| {
                     let control = crate::deb::read_control(path)?;
                     Ok((path.clone(), Some(Package { name: control.package, version: control.version })))
                 })
@@ -114,17 +113,24 @@ impl KernelSource {
         }
     }
 
-    /// Whether the kernel is already in the cache (without fetching). `None` for local files.
+    /// The kernel, if it can be had without downloading or unpacking anything: a valid cache entry, or
+    /// a local bzImage. Never fetches.
     pub fn cached(&self, cache: &Cache) -> Result<Option<Kernel>, Error> {
         match self {
             KernelSource::Apt { package } => {
-                let package = resolve_apt(package)?;
-                let entry = cache.entry(CACHE_KIND, &format!("{}_{}", package.name, package.version));
-                Ok(read_valid_entry(&entry))
+                let package = resolve_apt(cache, package)?;
+                Ok(read_valid_entry(&cache.entry(CACHE_KIND, &format!("{}_{}", package.name, package.version))))
             }
-            _ => Ok(None),
+            KernelSource::Deb { path } => Ok(read_valid_entry(&cache.entry(CACHE_KIND, &deb_key(path)?))),
+            KernelSource::BzImage { .. } => self.resolve(cache, &mut |_| {}).map(Some),
         }
     }
+}
+
+/// A local `.deb` is cached under its content hash: a rebuilt package with the same name is a new kernel.
+fn deb_key(path: &Path) -> Result<String, Error> {
+    let digest = cache::sha256_file(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    Ok(format!("deb-{}", &digest[..16]))
 }
 
 /// Reuse a valid cache entry, or fetch (`fetch` returns the `.deb` and its package) and unpack it.
@@ -190,7 +196,53 @@ fn read_valid_entry(entry: &Path) -> Option<Kernel> {
 }
 
 /// Follow a (meta)package to the real image package, with the candidate version apt would install.
-fn resolve_apt(name: &str) -> Result<Package, Error> {
+///
+/// `apt-cache` re-reads every package list on each call (about 0.5 s here, where apt keeps no binary
+/// cache), so the answer is memoised in the cache, valid while apt's lists and sources are unchanged.
+fn resolve_apt(cache: &Cache, name: &str) -> Result<Package, Error> {
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Memo {
+        apt_state: String,
+        package: Package,
+    }
+    let memo_path = cache.entry("apt-resolved", name).with_extension("json");
+    let apt_state = apt_state_fingerprint();
+    let memo: Option<Memo> = std::fs::read(&memo_path).ok().and_then(|bytes| serde_json::from_slice(&bytes).ok());
+    if let Some(memo) = memo.filter(|m| Some(&m.apt_state) == apt_state.as_ref()) {
+        return Ok(memo.package);
+    }
+    let package = resolve_apt_uncached(name)?;
+    if let Some(apt_state) = apt_state {
+        let memo = Memo { apt_state, package: package.clone() };
+        // A memo that cannot be written only costs time on the next run.
+        let _ = cache::write_atomic(&memo_path, &serde_json::to_vec(&memo).expect("memo serializes"));
+    }
+    Ok(package)
+}
+
+/// Changes whenever `apt-get update` or an edit of the apt configuration could change what a package
+/// name resolves to: names, sizes and modification times of the package lists and of /etc/apt.
+fn apt_state_fingerprint() -> Option<String> {
+    let mut state = String::new();
+    for dir in ["/var/lib/apt/lists", "/etc/apt", "/etc/apt/sources.list.d", "/etc/apt/preferences.d"] {
+        let Ok(entries) = std::fs::read_dir(dir) else { continue };
+        let mut files: Vec<(String, u64, i64, i64)> = entries
+            .flatten()
+            .filter_map(|entry| {
+                let meta = entry.metadata().ok()?;
+                use std::os::unix::fs::MetadataExt;
+                Some((entry.path().display().to_string(), meta.size(), meta.mtime(), meta.mtime_nsec()))
+            })
+            .collect();
+        files.sort();
+        for file in files {
+            state.push_str(&format!("{file:?}\n"));
+        }
+    }
+    (!state.is_empty()).then(|| cache::sha256_bytes(state.as_bytes()))
+}
+
+fn resolve_apt_uncached(name: &str) -> Result<Package, Error> {
     let mut name = name.to_string();
     // linux-image-cloud-amd64 → linux-image-6.1.0-56-cloud-amd64: one hop in Debian; allow a few.
     for _ in 0..4 {
@@ -347,7 +399,7 @@ mod tests {
 
     #[test]
     fn invalid_package_names_are_rejected_before_apt() {
-        let err = resolve_apt("linux image; rm -rf").unwrap_err();
+        let err = resolve_apt_uncached("linux image; rm -rf").unwrap_err();
         assert!(err.to_string().contains("not a valid Debian package name"), "{err}");
     }
 }

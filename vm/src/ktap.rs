@@ -128,6 +128,26 @@ impl KtapResult {
     }
 }
 
+/// How results read in tables and snapshots: `ok`, `not ok`, `skip (reason)`, `todo (reason)`, …
+impl std::fmt::Display for KtapResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (word, detail) = match self {
+            KtapResult::Ok => ("ok", ""),
+            KtapResult::NotOk => ("not ok", ""),
+            KtapResult::Skip { reason } => ("skip", reason.as_str()),
+            KtapResult::Todo { reason } => ("todo", reason.as_str()),
+            KtapResult::Xfail { reason } => ("xfail", reason.as_str()),
+            KtapResult::Timeout { detail } => ("timeout", detail.as_str()),
+            KtapResult::Error { detail } => ("error", detail.as_str()),
+            KtapResult::Missing => ("missing (no result line)", ""),
+        };
+        match detail {
+            "" => f.write_str(word),
+            detail => write!(f, "{word} ({detail})"),
+        }
+    }
+}
+
 /// Parses `text`, which the caller has already decoded (lossily) from the guest's bytes.
 pub fn parse(text: &str) -> KtapDocument {
     let root_indent = text

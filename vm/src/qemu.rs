@@ -14,8 +14,9 @@ use crate::error::Error;
 #[derive(Debug, Clone)]
 pub struct Qemu {
     pub path: PathBuf,
-    /// First line of `qemu-system-x86_64 --version`, e.g. `QEMU emulator version 7.2.22 (Debian …)`.
-    pub version: String,
+    /// Asked for only when needed: `--version` costs a QEMU start (~70 ms), a tenth of a fast run's
+    /// overhead budget.
+    version: OnceLock<String>,
 }
 
 pub const QEMU_PROGRAM: &str = "qemu-system-x86_64";
@@ -27,16 +28,24 @@ impl Qemu {
             Some(explicit) => PathBuf::from(explicit),
             None => find_in_path(QEMU_PROGRAM).ok_or(Error::QemuNotFound { looked_for: QEMU_PROGRAM.into() })?,
         };
-        let output = Command::new(&path)
-            .arg("--version")
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|_| Error::QemuNotFound { looked_for: path.display().to_string() })?;
-        let version = String::from_utf8_lossy(&output.stdout).lines().next().unwrap_or("").trim().to_string();
-        if !output.status.success() || !version.starts_with("QEMU") {
+        if !path.is_file() {
             return Err(Error::QemuNotFound { looked_for: path.display().to_string() });
         }
-        Ok(Qemu { path, version })
+        Ok(Qemu { path, version: OnceLock::new() })
+    }
+
+    /// First line of `qemu-system-x86_64 --version`, e.g. `QEMU emulator version 7.2.22 (Debian …)`, or
+    /// what went wrong asking for it.
+    pub fn version(&self) -> &str {
+        self.version.get_or_init(|| {
+            match Command::new(&self.path).arg("--version").stdin(Stdio::null()).output() {
+                Ok(output) if output.status.success() => {
+                    String::from_utf8_lossy(&output.stdout).lines().next().unwrap_or("").trim().to_string()
+                }
+                Ok(output) => format!("unknown (--version: {})", output.status),
+                Err(e) => format!("unknown (--version: {e})"),
+            }
+        })
     }
 
     /// qboot, if this QEMU ships it (`PREFIX/share/qemu/qboot.rom` beside `PREFIX/bin/qemu-system-x86_64`,
@@ -275,7 +284,7 @@ mod tests {
     }
 
     fn qemu() -> Qemu {
-        Qemu { path: "/nonexistent/bin/qemu-system-x86_64".into(), version: "QEMU emulator version 7.2.0".into() }
+        Qemu { path: "/nonexistent/bin/qemu-system-x86_64".into(), version: OnceLock::new() }
     }
 
     #[test]
