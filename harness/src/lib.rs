@@ -8,3 +8,4 @@ pub mod progress;
 pub mod results;
 pub mod session;
 pub mod signals;
+pub mod snapshot;

@@ -17,8 +17,15 @@ pub type Facts = BTreeMap<String, String>;
 pub fn facts_of(probes: &[ProbeRun]) -> Facts {
     let mut facts = Facts::new();
     for probe in probes {
+        // How the probe itself fared is a fact too: a crash or a broken KTAP stream must show in a diff.
         if probe.end != ksnap_vm::protocol::ProbeEnd::Exited(0) {
             facts.insert(format!("{}.(process)", probe.name), probe.end.to_string());
+        }
+        if let Some(bytes) = probe.truncated_bytes {
+            facts.insert(format!("{}.(output)", probe.name), format!("truncated, {bytes} bytes discarded"));
+        }
+        if !probe.ktap.problems.is_empty() {
+            facts.insert(format!("{}.(ktap)", probe.name), probe.ktap.problems.join("; "));
         }
         for test in &probe.ktap.tests {
             collect_test(&format!("{}.{}", probe.name, test.name), test, &mut facts);

@@ -1,0 +1,95 @@
+//! What a cell's snapshot says: the facts its probes observed, one per line, and — as insta metadata,
+//! outside the compared body — the environment it ran in.
+//!
+//! The body holds only properties of the kernel: sorted `PROBE.TEST[.KEY] = VALUE` lines. Host details,
+//! timings, PIDs and addresses never enter it (probes report none; the harness adds none), so two runs
+//! give the same bytes.
+
+use std::path::{Path, PathBuf};
+
+use ksnap_vm::protocol::ProbeRun;
+
+use crate::matrix::Cell;
+use crate::session::Session;
+
+/// The directory of committed snapshots.
+pub fn dir(root: &Path) -> PathBuf {
+    root.join("snapshots")
+}
+
+/// `SUITE@KERNEL` for the default variant, `SUITE@KERNEL+VARIANT` otherwise; the file is `NAME.snap`.
+pub fn name(cell: &Cell) -> String {
+    format!("{}@{}", cell.suite, cell.column())
+}
+
+/// The compared text: every fact and test result, sorted, `KEY = VALUE`.
+pub fn body(probes: &[ProbeRun]) -> String {
+    crate::results::facts_of(probes).iter().map(|(key, value)| format!("{key} = {value}\n")).collect()
+}
+
+/// Where and how the snapshot was taken (insta's `info`): shown in reviews, not compared.
+#[derive(Debug, serde::Serialize)]
+pub struct Environment {
+    pub kernel: String,
+    pub package: Option<String>,
+    pub package_version: Option<String>,
+    pub release: String,
+    pub config_sha256: Option<String>,
+    pub variant: String,
+    pub cmdline: String,
+    pub memory_mib: u32,
+    pub cpus: u32,
+    pub qemu: String,
+    pub accel: String,
+    pub cpu_model: String,
+}
+
+impl Environment {
+    pub fn of(session: &Session, cell: &Cell, kernel: &ksnap_vm::kernel::Kernel) -> Environment {
+        let suite = &session.config.suites[&cell.suite];
+        let variant = &session.config.variants[&cell.variant];
+        let mut cmdline: Vec<&str> = ksnap_vm::qemu::BASE_CMDLINE.to_vec();
+        cmdline.extend(variant.cmdline.iter().map(String::as_str));
+        Environment {
+            kernel: cell.kernel.clone(),
+            package: kernel.package.as_ref().map(|p| p.name.clone()),
+            package_version: kernel.package.as_ref().map(|p| p.version.clone()),
+            release: kernel.release.clone(),
+            config_sha256: kernel.config_hash.clone(),
+            variant: cell.variant.clone(),
+            cmdline: cmdline.join(" "),
+            memory_mib: suite.memory_mib,
+            cpus: suite.cpus,
+            qemu: session.qemu.version().to_string(),
+            accel: session.accel.to_string(),
+            cpu_model: ksnap_vm::qemu::CPU_MODEL.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_suite_at_kernel_plus_variant_scheme() {
+        let cell = |variant: &str| Cell { kernel: "6.12".into(), variant: variant.into(), suite: "proc_mem".into() };
+        assert_eq!(name(&cell("default")), "proc_mem@6.12");
+        assert_eq!(name(&cell("force-never")), "proc_mem@6.12+force-never");
+    }
+
+    #[test]
+    fn body_is_sorted_key_value_lines() {
+        let probes = vec![ProbeRun {
+            name: "env".into(),
+            end: ksnap_vm::protocol::ProbeEnd::Signaled(11),
+            output: vec![],
+            truncated_bytes: None,
+            ktap: ksnap_vm::ktap::parse("KTAP version 1\n1..2\n# fact: b = 2\n# fact: a = 1\nok 1 z\nnot ok 2 y\n"),
+        }];
+        assert_eq!(
+            body(&probes),
+            "env.(process) = killed by signal 11 (SIGSEGV)\nenv.y = not ok\nenv.z = ok\nenv.z.a = 1\nenv.z.b = 2\n"
+        );
+    }
+}

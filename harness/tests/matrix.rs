@@ -1,0 +1,86 @@
+//! The kernel matrix as tests: one trial per (kernel, variant, suite) cell of `ksnap.toml`, named
+//! `KERNEL::VARIANT::SUITE`, each asserting the cell's facts against `snapshots/SUITE@KERNEL[+VARIANT].snap`.
+//!
+//! - `cargo test --test matrix -- 6.12::` runs one kernel's cells; `-- --list` lists them; nextest runs
+//!   and shards them like any test (`cargo nextest run --partition hash:1/2`).
+//! - A guest that panics, hangs or breaks the protocol, or a host problem (no QEMU, no kernel), fails the
+//!   trial with that error; it is never written as a snapshot.
+//! - Without QEMU the trials fail, saying what to install; `KSNAP_SKIP_VM=1` marks them ignored instead.
+//! - insta decides what a mismatch does: under `CI=true` nothing is written and the diff fails the trial;
+//!   locally a `.snap.new` is written for `cargo insta review`.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use ksnap::config::Config;
+use ksnap::matrix::{self, Cell, Selection};
+use ksnap::progress::Progress;
+use ksnap::session::Session;
+use ksnap::snapshot;
+use ksnap_vm::{AccelChoice, Outcome};
+use libtest_mimic::{Arguments, Failed, Trial};
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("harness/ is inside the workspace").to_path_buf()
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let config = Config::discover(&workspace_root()).unwrap_or_else(|e| panic!("{e:#}"));
+    let cells = matrix::cells(&config, &Selection::default()).unwrap_or_else(|e| panic!("{e:#}"));
+    let skip = std::env::var("KSNAP_SKIP_VM").is_ok_and(|v| v == "1");
+    // Started by the first trial that runs, not when nextest merely lists the trials.
+    let session: &'static OnceLock<Result<Session, String>> = Box::leak(Box::new(OnceLock::new()));
+    let trials = cells
+        .into_iter()
+        .map(|cell| {
+            let config = config.clone();
+            Trial::test(cell.id(), move || {
+                let session = session
+                    .get_or_init(|| Session::start(config, AccelChoice::Auto, Progress::plain()).map_err(|e| format!("{e:#}")));
+                match session {
+                    Ok(session) => check_cell(session, &cell),
+                    Err(e) => Err(format!(
+                        "{e}\nVM trials need QEMU and the kernels: run scripts/setup.sh (and `cargo run -p ksnap -- kernels --fetch`), \
+                         or set KSNAP_SKIP_VM=1 to mark them ignored"
+                    )
+                    .into()),
+                }
+            })
+            .with_ignored_flag(skip)
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit();
+}
+
+fn check_cell(session: &Session, cell: &Cell) -> Result<(), Failed> {
+    let run = session.run_cell(cell).map_err(|e| format!("{cell}: {e:#}"))?;
+    let Outcome::Completed(guest) = &run.report.outcome else {
+        return Err(format!("{cell}: {} (console log: {})", run.report.outcome, run.console_log.display()).into());
+    };
+    // A kernel that oopses, BUGs or WARNs under a suite needs a person, not a snapshot. OOM kills are
+    // left to the suites, which provoke them on purpose and record them as facts.
+    let trouble: Vec<&str> = run
+        .report
+        .console_events
+        .iter()
+        .filter(|e| e.kind != ksnap_vm::console::EventKind::OutOfMemory)
+        .map(|e| e.headline.as_str())
+        .collect();
+    if !trouble.is_empty() {
+        let events = trouble;
+        return Err(format!("{cell}: the kernel logged {}", events.join("; ")).into());
+    }
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path(snapshot::dir(&session.config.root));
+    settings.set_prepend_module_to_snapshot(false);
+    settings.set_omit_expression(true);
+    settings.set_description(format!(
+        "Facts suite `{}` observed on kernel `{}` (variant `{}`)",
+        cell.suite, cell.kernel, cell.variant
+    ));
+    settings.set_info(&snapshot::Environment::of(session, cell, &run.kernel));
+    let body = snapshot::body(&guest.probes);
+    settings.bind(|| insta::assert_snapshot!(snapshot::name(cell), body));
+    Ok(())
+}
