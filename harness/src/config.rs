@@ -29,13 +29,29 @@ pub struct Variant {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Suite {
     pub name: String,
-    /// Probe binaries (of the guest-tests crate) the suite runs, in order.
-    pub probes: Vec<String>,
+    /// The probes the suite runs, in order.
+    pub probes: Vec<Probe>,
     pub memory_mib: u32,
     pub cpus: u32,
     pub probe_timeout: Duration,
     /// Variants the suite runs under.
     pub variants: Vec<String>,
+}
+
+/// A guest program that prints KTAP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    /// Unique in its suite; the first part of every fact key it reports.
+    pub name: String,
+    pub kind: ProbeKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeKind {
+    /// A binary of the guest-tests crate (`guest-tests/src/bin/NAME.rs`).
+    Rust { bin: String },
+    /// C (and assembly) sources compiled statically with `cc` (`gcc`, `musl-gcc`).
+    C { sources: Vec<PathBuf>, cc: String },
 }
 
 /// The file as written; checked and turned into [`Config`] by [`Config::from_toml`].
@@ -69,7 +85,7 @@ struct RawVariant {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSuite {
-    probes: Vec<String>,
+    probes: Vec<RawProbe>,
     #[serde(default = "default_memory")]
     memory_mib: u32,
     #[serde(default = "default_cpus")]
@@ -78,6 +94,18 @@ struct RawSuite {
     probe_timeout_s: u64,
     #[serde(default = "default_variants")]
     variants: Vec<String>,
+}
+
+/// `"env"` (a guest-tests binary) or `{ name = "musl", sources = ["…c"], cc = "musl-gcc" }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawProbe {
+    Rust(String),
+    C {
+        name: String,
+        sources: Vec<PathBuf>,
+        cc: String,
+    },
 }
 
 fn default_memory() -> u32 {
@@ -91,6 +119,15 @@ fn default_probe_timeout() -> u64 {
 }
 fn default_variants() -> Vec<String> {
     vec!["default".into()]
+}
+
+/// Paths in ksnap.toml are relative to the directory holding it.
+fn relative_to(root: &Path, path: PathBuf) -> PathBuf {
+    if path.is_absolute() {
+        path
+    } else {
+        root.join(path)
+    }
 }
 
 /// Names show up in test names (`6.12::default::env`) and snapshot file names (`env@6.12+force-never`).
@@ -124,7 +161,7 @@ impl Config {
         let mut kernels = BTreeMap::new();
         for (name, kernel) in raw.kernels {
             check_name("kernel", &name)?;
-            let resolve = |p: PathBuf| if p.is_absolute() { p } else { root.join(p) };
+            let resolve = |p: PathBuf| relative_to(&root, p);
             let source = match (kernel.apt, kernel.deb, kernel.bzimage) {
                 (Some(package), None, None) if kernel.config.is_none() => KernelSource::Apt { package },
                 (None, Some(path), None) if kernel.config.is_none() => KernelSource::Deb { path: resolve(path) },
@@ -145,8 +182,23 @@ impl Config {
             if suite.probes.is_empty() {
                 bail!("suite `{name}` lists no probes");
             }
-            for probe in &suite.probes {
-                check_name("probe", probe)?;
+            let mut probes: Vec<Probe> = Vec::new();
+            for raw in suite.probes {
+                let probe = match raw {
+                    RawProbe::Rust(bin) => Probe { name: bin.clone(), kind: ProbeKind::Rust { bin } },
+                    RawProbe::C { name: probe_name, sources, cc } => {
+                        if sources.is_empty() {
+                            bail!("C probe `{probe_name}` of suite `{name}` lists no sources");
+                        }
+                        let sources = sources.into_iter().map(|p| relative_to(&root, p)).collect();
+                        Probe { name: probe_name, kind: ProbeKind::C { sources, cc } }
+                    }
+                };
+                check_name("probe", &probe.name)?;
+                if probes.iter().any(|p| p.name == probe.name) {
+                    bail!("suite `{name}` lists probe `{}` twice", probe.name);
+                }
+                probes.push(probe);
             }
             for variant in &suite.variants {
                 if !variants.contains_key(variant) {
@@ -160,7 +212,7 @@ impl Config {
                 name.clone(),
                 Suite {
                     name,
-                    probes: suite.probes,
+                    probes,
                     memory_mib: suite.memory_mib,
                     cpus: suite.cpus,
                     probe_timeout: Duration::from_secs(suite.probe_timeout_s),
@@ -211,6 +263,29 @@ mod tests {
     }
 
     #[test]
+    fn rust_and_c_probes() {
+        let config = Config::from_toml(
+            r#"
+            [kernels.k]
+            apt = "a"
+            [suites.setjmp]
+            probes = ["env", { name = "musl", sources = ["guest-tests/c/setjmp.c"], cc = "musl-gcc" }]
+            "#,
+            PathBuf::from("/repo"),
+        )
+        .unwrap();
+        let probes = &config.suites["setjmp"].probes;
+        assert_eq!(probes[0], Probe { name: "env".into(), kind: ProbeKind::Rust { bin: "env".into() } });
+        assert_eq!(
+            probes[1],
+            Probe {
+                name: "musl".into(),
+                kind: ProbeKind::C { sources: vec!["/repo/guest-tests/c/setjmp.c".into()], cc: "musl-gcc".into() }
+            }
+        );
+    }
+
+    #[test]
     fn mistakes_are_named() {
         let cases = [
             ("[kernels.a]\napt='x'\ndeb='y'\n[suites.s]\nprobes=['p']", "exactly one of"),
@@ -219,6 +294,7 @@ mod tests {
             ("[kernels.a]\napt='x'\n[suites.s]\nprobes=[]", "lists no probes"),
             ("[kernels.a]\napt='x'\n[suites.s]\nprobes=['p']\nmemroy_mib=5", "unknown field"),
             ("[suites.s]\nprobes=['p']", "at least one"),
+            ("[kernels.a]\napt='x'\n[suites.s]\nprobes=['p', 'p']", "lists probe `p` twice"),
         ];
         for (text, expected) in cases {
             let err = format!("{:#}", Config::from_toml(text, PathBuf::from("/")).unwrap_err());

@@ -64,3 +64,42 @@ pub fn build(root: &Path) -> Result<GuestBinaries> {
     }
     Ok(GuestBinaries { dir: target_dir.join(GUEST_TARGET).join(GUEST_PROFILE) })
 }
+
+/// Compile a C probe (`sources`, C and assembly) into a static executable with `cc`, under
+/// `target/guest/c/SUITE/NAME`. Recompiled when a source is newer than the executable.
+pub fn build_c_probe(root: &Path, suite: &str, name: &str, sources: &[PathBuf], cc: &str) -> Result<PathBuf> {
+    let output = root.join("target").join("guest").join("c").join(suite).join(name);
+    let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    let built = modified(&output);
+    let mut stale = built.is_none();
+    for source in sources {
+        let changed = modified(source).with_context(|| format!("C probe `{name}`: cannot read {}", source.display()))?;
+        stale |= built.is_some_and(|built| changed > built);
+    }
+    if !stale {
+        return Ok(output);
+    }
+    std::fs::create_dir_all(output.parent().expect("has a parent"))?;
+    let mut command = Command::new(cc);
+    // -O1: probes read registers and stack slots through asm helpers; keep the code close to the source.
+    command
+        .args(["-static", "-O1", "-g0", "-Wall", "-Wextra", "-o"])
+        .arg(&output)
+        .args(sources)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = ksnap_vm::children::spawn(&mut command).with_context(|| {
+        format!("running `{cc}` for C probe `{name}`: is it installed? (scripts/setup.sh installs gcc and musl-tools)")
+    })?;
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.child_mut().stderr.take() {
+        std::io::Read::read_to_string(&mut pipe, &mut stderr).ok();
+    }
+    let status = child.wait().context("waiting for the C compiler")?;
+    if !status.success() {
+        let _ = std::fs::remove_file(&output);
+        bail!("compiling C probe `{name}` with {cc} failed ({status}):\n{}", stderr.trim_end());
+    }
+    Ok(output)
+}

@@ -11,7 +11,7 @@ use ksnap_vm::initramfs::{InitramfsSpec, ProbePlan};
 use ksnap_vm::kernel::Kernel;
 use ksnap_vm::{Accel, AccelChoice, Qemu, RunReport, Timeouts, VmSpec};
 
-use crate::config::Config;
+use crate::config::{Config, ProbeKind};
 use crate::guest::{self, GuestBinaries};
 use crate::matrix::Cell;
 use crate::progress::Progress;
@@ -86,7 +86,13 @@ impl Session {
             .probes
             .iter()
             .map(|probe| {
-                Ok(ProbePlan { name: probe.clone(), binary: self.guest.get(probe)?, args: vec![], timeout: suite.probe_timeout })
+                let binary = match &probe.kind {
+                    ProbeKind::Rust { bin } => self.guest.get(bin)?,
+                    ProbeKind::C { sources, cc } => {
+                        guest::build_c_probe(&self.config.root, &suite.name, &probe.name, sources, cc)?
+                    }
+                };
+                Ok(ProbePlan { name: probe.name.clone(), binary, args: vec![], timeout: suite.probe_timeout })
             })
             .collect::<Result<Vec<_>>>()?;
         let initramfs = InitramfsSpec { init: self.guest.get("init")?, probes };
