@@ -36,6 +36,8 @@ pub struct Suite {
     pub probe_timeout: Duration,
     /// Variants the suite runs under.
     pub variants: Vec<String>,
+    /// Kernel config options whose values the suite's snapshots state (`CONFIG_PROC_MEM_NO_FORCE`, …).
+    pub kernel_config: Vec<String>,
 }
 
 /// A guest program that prints KTAP.
@@ -50,8 +52,9 @@ pub struct Probe {
 pub enum ProbeKind {
     /// A binary of the guest-tests crate (`guest-tests/src/bin/NAME.rs`).
     Rust { bin: String },
-    /// C (and assembly) sources compiled statically with `cc` (`gcc`, `musl-gcc`).
-    C { sources: Vec<PathBuf>, cc: String },
+    /// C (and assembly) sources compiled statically with `cc` (`gcc`, `musl-gcc`). `libc_package` is the
+    /// Debian package of the libc it links, whose version the snapshot metadata records.
+    C { sources: Vec<PathBuf>, cc: String, libc_package: Option<String> },
 }
 
 /// The file as written; checked and turned into [`Config`] by [`Config::from_toml`].
@@ -94,6 +97,8 @@ struct RawSuite {
     probe_timeout_s: u64,
     #[serde(default = "default_variants")]
     variants: Vec<String>,
+    #[serde(default)]
+    kernel_config: Vec<String>,
 }
 
 /// `"env"` (a guest-tests binary) or `{ name = "musl", sources = ["…c"], cc = "musl-gcc" }`.
@@ -105,6 +110,7 @@ enum RawProbe {
         name: String,
         sources: Vec<PathBuf>,
         cc: String,
+        libc_package: Option<String>,
     },
 }
 
@@ -186,12 +192,12 @@ impl Config {
             for raw in suite.probes {
                 let probe = match raw {
                     RawProbe::Rust(bin) => Probe { name: bin.clone(), kind: ProbeKind::Rust { bin } },
-                    RawProbe::C { name: probe_name, sources, cc } => {
+                    RawProbe::C { name: probe_name, sources, cc, libc_package } => {
                         if sources.is_empty() {
                             bail!("C probe `{probe_name}` of suite `{name}` lists no sources");
                         }
                         let sources = sources.into_iter().map(|p| relative_to(&root, p)).collect();
-                        Probe { name: probe_name, kind: ProbeKind::C { sources, cc } }
+                        Probe { name: probe_name, kind: ProbeKind::C { sources, cc, libc_package } }
                     }
                 };
                 check_name("probe", &probe.name)?;
@@ -205,6 +211,9 @@ impl Config {
                     bail!("suite `{name}` names variant `{variant}`, which is not defined under [variants]");
                 }
             }
+            if let Some(bad) = suite.kernel_config.iter().find(|o| !o.starts_with("CONFIG_")) {
+                bail!("suite `{name}`: kernel_config entry `{bad}` is not a CONFIG_ option");
+            }
             if suite.memory_mib < 64 || suite.cpus == 0 || suite.probe_timeout_s == 0 {
                 bail!("suite `{name}`: memory_mib must be at least 64, cpus and probe_timeout_s at least 1");
             }
@@ -217,6 +226,7 @@ impl Config {
                     cpus: suite.cpus,
                     probe_timeout: Duration::from_secs(suite.probe_timeout_s),
                     variants: suite.variants,
+                    kernel_config: suite.kernel_config,
                 },
             );
         }
@@ -280,7 +290,11 @@ mod tests {
             probes[1],
             Probe {
                 name: "musl".into(),
-                kind: ProbeKind::C { sources: vec!["/repo/guest-tests/c/setjmp.c".into()], cc: "musl-gcc".into() }
+                kind: ProbeKind::C {
+                    sources: vec!["/repo/guest-tests/c/setjmp.c".into()],
+                    cc: "musl-gcc".into(),
+                    libc_package: None
+                }
             }
         );
     }

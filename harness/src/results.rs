@@ -82,13 +82,7 @@ fn render_cells(runs: &[CellRun]) -> String {
 fn render_facts(suite: &str, runs: &[&CellRun]) -> String {
     let columns: Vec<(String, Facts)> = runs
         .iter()
-        .map(|run| {
-            let facts = match &run.report.outcome {
-                Outcome::Completed(guest) => facts_of(&guest.probes),
-                _ => Facts::new(),
-            };
-            (run.cell.column(), facts)
-        })
+        .map(|run| (run.cell.column(), run.facts()))
         .collect();
     let mut keys: Vec<&String> = columns.iter().flat_map(|(_, facts)| facts.keys()).collect();
     keys.sort();

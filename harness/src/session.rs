@@ -15,6 +15,7 @@ use crate::config::{Config, ProbeKind};
 use crate::guest::{self, GuestBinaries};
 use crate::matrix::Cell;
 use crate::progress::Progress;
+use crate::results::{facts_of, Facts};
 
 pub struct Session {
     pub config: Config,
@@ -35,9 +36,25 @@ pub struct CellRun {
     pub kernel: Kernel,
     pub report: RunReport,
     pub console_log: PathBuf,
+    /// The suite's `kernel_config` options with this kernel's values (`y`, `m`, a string, or `unset`;
+    /// `unknown` when the kernel came without its config).
+    pub kernel_config: Vec<(String, String)>,
 }
 
 impl CellRun {
+    /// Every fact of the run: what the probes observed, and the suite's kernel config options as
+    /// `(config).CONFIG_…`.
+    pub fn facts(&self) -> Facts {
+        let mut facts = match &self.report.outcome {
+            ksnap_vm::Outcome::Completed(guest) => facts_of(&guest.probes),
+            _ => Facts::new(),
+        };
+        for (option, value) in &self.kernel_config {
+            facts.insert(format!("(config).{option}"), value.clone());
+        }
+        facts
+    }
+
     /// The cell passed: the VM completed and every probe passed.
     pub fn passed(&self) -> bool {
         match &self.report.outcome {
@@ -88,7 +105,7 @@ impl Session {
             .map(|probe| {
                 let binary = match &probe.kind {
                     ProbeKind::Rust { bin } => self.guest.get(bin)?,
-                    ProbeKind::C { sources, cc } => {
+                    ProbeKind::C { sources, cc, .. } => {
                         guest::build_c_probe(&self.config.root, &suite.name, &probe.name, sources, cc)?
                     }
                 };
@@ -114,7 +131,18 @@ impl Session {
         let report = ksnap_vm::run(&self.qemu, &spec, &initramfs.probe_timeouts())?;
         task.finish(&format!("{} in {:.1}s", report.outcome, report.duration.as_secs_f64()));
         let console_log = self.write_console_log(cell, &report)?;
-        Ok(CellRun { cell: cell.clone(), kernel, report, console_log })
+        let kernel_config = suite
+            .kernel_config
+            .iter()
+            .map(|option| {
+                let value = match &kernel.config {
+                    None => "unknown".to_string(),
+                    Some(_) => kernel.config_value(option).unwrap_or_else(|| "unset".into()),
+                };
+                (option.clone(), value)
+            })
+            .collect();
+        Ok(CellRun { cell: cell.clone(), kernel, report, console_log, kernel_config })
     }
 
     fn write_console_log(&self, cell: &Cell, report: &RunReport) -> Result<PathBuf> {

@@ -7,8 +7,9 @@
 
 use std::path::{Path, PathBuf};
 
-use ksnap_vm::protocol::ProbeRun;
+use crate::results::Facts;
 
+use crate::config::ProbeKind;
 use crate::matrix::Cell;
 use crate::session::Session;
 
@@ -23,8 +24,8 @@ pub fn name(cell: &Cell) -> String {
 }
 
 /// The compared text: every fact and test result, sorted, `KEY = VALUE`.
-pub fn body(probes: &[ProbeRun]) -> String {
-    crate::results::facts_of(probes).iter().map(|(key, value)| format!("{key} = {value}\n")).collect()
+pub fn body(facts: &Facts) -> String {
+    facts.iter().map(|(key, value)| format!("{key} = {value}\n")).collect()
 }
 
 /// Where and how the snapshot was taken (insta's `info`): shown in reviews, not compared.
@@ -42,6 +43,9 @@ pub struct Environment {
     pub qemu: String,
     pub accel: String,
     pub cpu_model: String,
+    /// For C probes: the compiler and the Debian version of the libc they link, by probe name.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub toolchains: std::collections::BTreeMap<String, String>,
 }
 
 impl Environment {
@@ -63,7 +67,27 @@ impl Environment {
             qemu: session.qemu.version().to_string(),
             accel: session.accel.to_string(),
             cpu_model: ksnap_vm::qemu::CPU_MODEL.to_string(),
+            toolchains: suite
+                .probes
+                .iter()
+                .filter_map(|probe| match &probe.kind {
+                    ProbeKind::C { cc, libc_package, .. } => {
+                        let libc = libc_package.as_deref().map(|p| format!(", {p} {}", package_version(p)));
+                        Some((probe.name.clone(), format!("{cc}{}", libc.unwrap_or_default())))
+                    }
+                    ProbeKind::Rust { .. } => None,
+                })
+                .collect(),
         }
+    }
+}
+
+/// The installed version of a Debian package, as dpkg knows it.
+fn package_version(package: &str) -> String {
+    let output = std::process::Command::new("dpkg-query").args(["-W", "-f", "${Version}", package]).output();
+    match output {
+        Ok(out) if out.status.success() && !out.stdout.is_empty() => String::from_utf8_lossy(&out.stdout).into_owned(),
+        _ => "(not installed)".into(),
     }
 }
 
@@ -78,6 +102,8 @@ mod tests {
         assert_eq!(name(&cell("force-never")), "proc_mem@6.12+force-never");
     }
 
+    use ksnap_vm::protocol::ProbeRun;
+
     #[test]
     fn body_is_sorted_key_value_lines() {
         let probes = vec![ProbeRun {
@@ -88,7 +114,7 @@ mod tests {
             ktap: ksnap_vm::ktap::parse("KTAP version 1\n1..2\n# fact: b = 2\n# fact: a = 1\nok 1 z\nnot ok 2 y\n"),
         }];
         assert_eq!(
-            body(&probes),
+            body(&crate::results::facts_of(&probes)),
             "env.(process) = killed by signal 11 (SIGSEGV)\nenv.y = not ok\nenv.z = ok\nenv.z.a = 1\nenv.z.b = 2\n"
         );
     }
