@@ -6,6 +6,9 @@ use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::CommandCargoExt;
 
+mod common;
+use common::qemu_children;
+
 fn ksnap() -> Command {
     let mut command = Command::cargo_bin("ksnap").unwrap();
     command.current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap());
@@ -38,22 +41,6 @@ fn bad_accelerator_is_a_usage_error() {
     let output = ksnap().args(["run", "--accel", "hvf"]).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("expected auto, kvm or tcg"));
-}
-
-/// QEMU processes whose parent is `parent`.
-fn qemu_children(parent: u32) -> Vec<u32> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        // comm is in parentheses and may contain spaces; fields after it are space-separated.
-        let Some((comm, rest)) = stat.split_once(" (").and_then(|(_, r)| r.rsplit_once(") ")) else { continue };
-        let ppid = rest.split(' ').nth(1).and_then(|p| p.parse::<u32>().ok());
-        if comm.starts_with("qemu-system") && ppid == Some(parent) {
-            found.push(pid);
-        }
-    }
-    found
 }
 
 fn interrupt_mid_run(signal: i32, expected_status: i32) {

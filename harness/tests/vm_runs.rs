@@ -4,6 +4,7 @@
 //! They need QEMU and apt access to the Debian kernel packages (`scripts/setup.sh`); without them they
 //! fail with a message saying what to install — never a silent pass.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -16,6 +17,8 @@ use ksnap::session::Session;
 use ksnap_vm::initramfs::{InitramfsSpec, ProbePlan};
 use ksnap_vm::protocol::ProbeEnd;
 use ksnap_vm::{AccelChoice, Outcome, Qemu, Timeouts, VmSpec};
+
+mod common;
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
@@ -63,8 +66,9 @@ fn env_suite_runs_on_debian_6_12() {
     env_on("6.12");
 }
 
-/// Boot the 6.12 kernel with `init` as /init (its arguments after `--`) and `probes` in the plan.
-fn boot(init: &str, init_args: &[&str], probes: Vec<ProbePlan>, timeouts: Timeouts) -> ksnap_vm::RunReport {
+/// A VM of the 6.12 kernel with `init` as /init (its arguments after `--`) and `probes` in the plan,
+/// and the probes' timeouts.
+fn vm(init: &str, init_args: &[&str], probes: Vec<ProbePlan>, timeouts: Timeouts) -> (VmSpec, HashMap<String, Duration>) {
     let session = session();
     let kernel = session.kernel("6.12").unwrap();
     let initramfs = InitramfsSpec { init: guest().get(init).unwrap(), probes };
@@ -78,7 +82,12 @@ fn boot(init: &str, init_args: &[&str], probes: Vec<ProbePlan>, timeouts: Timeou
         init_args: init_args.iter().map(|s| s.to_string()).collect(),
         timeouts,
     };
-    ksnap_vm::run(&session.qemu, &spec, &initramfs.probe_timeouts()).unwrap()
+    (spec, initramfs.probe_timeouts())
+}
+
+fn boot(init: &str, init_args: &[&str], probes: Vec<ProbePlan>, timeouts: Timeouts) -> ksnap_vm::RunReport {
+    let (spec, probe_timeouts) = vm(init, init_args, probes, timeouts);
+    ksnap_vm::run(&session().qemu, &spec, &probe_timeouts).unwrap()
 }
 
 fn fault_probe(name: &str, args: &[&str], timeout: Duration) -> ProbePlan {
@@ -174,4 +183,69 @@ fn qemu_is_checked() {
     // Keep the test honest: QEMU really is here, so the CLI test below is about PATH only.
     let found = qemu();
     assert!(found.version().starts_with("QEMU emulator version"), "{}", found.version());
+}
+
+#[test]
+fn a_flooding_probe_is_truncated_and_host_memory_stays_bounded() {
+    let probes = vec![fault_probe("flood", &["flood", "300000000"], Duration::from_secs(120))];
+    let report = boot("init", &[], probes, Timeouts::default());
+    let Outcome::Completed(guest) = &report.outcome else { panic!("{}", report.outcome) };
+    let flood = &guest.probes[0];
+    assert_eq!(flood.end, ProbeEnd::Exited(0));
+    // init relays 1 MiB and counts the rest; the host keeps only what was relayed.
+    assert_eq!(flood.truncated_bytes, Some(300_000_000 - (1 << 20)));
+    let kept: usize = flood.output.iter().map(|l| l.len() + 1).sum();
+    assert!(kept <= 1 << 20, "host kept {kept} bytes");
+    assert!(!flood.passed());
+    let facts = ksnap::results::facts_of(&guest.probes);
+    assert_eq!(facts["flood.(output)"], "truncated, 298951424 bytes discarded");
+}
+
+#[test]
+fn hostile_probe_output_is_kept_lossily_and_lying_ktap_is_caught() {
+    let probes = vec![
+        fault_probe("garbage", &["garbage"], Duration::from_secs(20)),
+        fault_probe("liar", &["ktap-lie"], Duration::from_secs(20)),
+    ];
+    let report = boot("init", &[], probes, Timeouts::default());
+    let Outcome::Completed(guest) = &report.outcome else { panic!("{}", report.outcome) };
+    let garbage = &guest.probes[0];
+    assert_eq!(garbage.end, ProbeEnd::Exited(0));
+    let text = garbage.output.join("\n");
+    assert!(text.contains('\u{fffd}') && text.contains('\0') && text.contains('\u{1b}'), "{text:?}");
+    // Forged protocol lines arrive as probe output, not as control lines.
+    assert!(garbage.output.iter().any(|l| l.contains("ksnap-done")));
+    assert!(!garbage.passed(), "garbage is no complete KTAP document");
+    let liar = &guest.probes[1];
+    assert!(!liar.passed());
+    let problems = liar.ktap.problems.join("\n");
+    for expected in ["plan says 5 tests but 2 results", "appears twice", "ended without its test's result line"] {
+        assert!(problems.contains(expected), "no `{expected}` problem in:\n{problems}");
+    }
+}
+
+#[test]
+fn qemu_killed_from_outside_is_a_qemu_failure() {
+    // A probe name no other test uses makes this VM's initramfs, and so its command line, unique.
+    let probes = vec![fault_probe("victim", &["hang"], Duration::from_secs(300))];
+    let (spec, probe_timeouts) = vm("init", &[], probes, Timeouts::default());
+    let initramfs = spec.initramfs.display().to_string();
+    let runner = std::thread::spawn(move || ksnap_vm::run(&session().qemu, &spec, &probe_timeouts).unwrap());
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let victim = loop {
+        let found = common::qemu_children(std::process::id()).into_iter().find(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains(&initramfs))
+        });
+        if let Some(pid) = found {
+            break pid;
+        }
+        assert!(std::time::Instant::now() < deadline, "QEMU never started");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    // SAFETY: signalling the QEMU this test started.
+    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    let report = runner.join().unwrap();
+    let Outcome::QemuFailed { status, .. } = &report.outcome else { panic!("{}", report.outcome) };
+    assert!(status.contains("signal: 9"), "{status}");
 }

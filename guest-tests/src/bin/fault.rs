@@ -6,6 +6,7 @@
 //!   fork-hang      leave a child sleeping forever with stdout open, print a passing KTAP, exit 0
 //!   flood BYTES    write BYTES bytes of lines of `x`
 //!   garbage        write invalid UTF-8, NULs, terminal escapes and forged protocol lines, exit 0
+//!   ktap-lie       KTAP that lies: plan 1..5 with 2 results, a duplicate number, a subtest never closed
 //!
 //! As PID 1 (the kernel passes the words after `--` on its command line to init):
 //!   init-exit      exit at once, so that the kernel panics
@@ -30,10 +31,18 @@ fn main() {
             Err(_) => fail(&format!("flood: bad byte count {bytes:?}")),
         },
         ["garbage"] => garbage(),
+        ["ktap-lie"] => ktap_lie(),
         ["init-exit"] => exit(0),
         ["init-garbage"] => init_garbage(),
         _ => fail(&format!("unknown mode {args:?}")),
     }
+}
+
+/// Written raw, not with the KTAP writer, which would not tell these lies.
+fn ktap_lie() {
+    let lies = "KTAP version 1\n1..5\nok 1 first\nok 1 first_again\n  KTAP version 1\n  1..3\n  ok 1 inner\n";
+    print!("{lies}");
+    std::io::stdout().flush().ok();
 }
 
 fn fail(message: &str) -> ! {
