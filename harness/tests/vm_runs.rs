@@ -249,3 +249,34 @@ fn qemu_killed_from_outside_is_a_qemu_failure() {
     let Outcome::QemuFailed { status, .. } = &report.outcome else { panic!("{}", report.outcome) };
     assert!(status.contains("signal: 9"), "{status}");
 }
+
+#[test]
+fn a_panic_during_boot_is_reported() {
+    // No init in the initramfs at that path: the kernel falls back to mounting a root device, finds
+    // none, and panics before any user space runs.
+    let (mut spec, probe_timeouts) = vm("init", &[], vec![], Timeouts::default());
+    spec.extra_cmdline = vec!["rdinit=/ksnap-no-such-init".into()];
+    let report = ksnap_vm::run(&session().qemu, &spec, &probe_timeouts).unwrap();
+    let Outcome::KernelPanic { headline, .. } = &report.outcome else { panic!("{}", report.outcome) };
+    assert!(headline.contains("Unable to mount root fs"), "{headline}");
+}
+
+#[test]
+fn kernel_warnings_and_oom_kills_are_collected_from_the_console() {
+    let probes = vec![
+        fault_probe("warn", &["kmsg-warn"], Duration::from_secs(20)),
+        fault_probe("hog", &["oom"], Duration::from_secs(120)),
+    ];
+    let report = boot("init", &[], probes, Timeouts::default());
+    let Outcome::Completed(guest) = &report.outcome else { panic!("{}", report.outcome) };
+    assert_eq!(guest.probes[0].end, ProbeEnd::Exited(0));
+    assert_eq!(guest.probes[1].end, ProbeEnd::Signaled(libc::SIGKILL), "the OOM killer kills with SIGKILL");
+    let kinds: Vec<_> = report.console_events.iter().map(|e| (e.kind, e.headline.as_str())).collect();
+    use ksnap_vm::console::EventKind;
+    assert!(
+        kinds.iter().any(|(k, h)| *k == EventKind::Warning && h.contains("at mm/ksnap_fault.c:1")),
+        "{kinds:#?}"
+    );
+    // The probe runs as /ksnap/probes/hog, so that is its comm.
+    assert!(kinds.iter().any(|(k, h)| *k == EventKind::OutOfMemory && h.contains("(hog)")), "{kinds:#?}");
+}

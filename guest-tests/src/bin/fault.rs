@@ -7,6 +7,8 @@
 //!   flood BYTES    write BYTES bytes of lines of `x`
 //!   garbage        write invalid UTF-8, NULs, terminal escapes and forged protocol lines, exit 0
 //!   ktap-lie       KTAP that lies: plan 1..5 with 2 results, a duplicate number, a subtest never closed
+//!   kmsg-warn      log a line in the kernel's WARNING format through /dev/kmsg, as a WARN() would
+//!   oom            allocate and touch memory until the OOM killer ends it
 //!
 //! As PID 1 (the kernel passes the words after `--` on its command line to init):
 //!   init-exit      exit at once, so that the kernel panics
@@ -32,6 +34,8 @@ fn main() {
         },
         ["garbage"] => garbage(),
         ["ktap-lie"] => ktap_lie(),
+        ["kmsg-warn"] => kmsg_warn(),
+        ["oom"] => oom(),
         ["init-exit"] => exit(0),
         ["init-garbage"] => init_garbage(),
         _ => fail(&format!("unknown mode {args:?}")),
@@ -43,6 +47,23 @@ fn ktap_lie() {
     let lies = "KTAP version 1\n1..5\nok 1 first\nok 1 first_again\n  KTAP version 1\n  1..3\n  ok 1 inner\n";
     print!("{lies}");
     std::io::stdout().flush().ok();
+}
+
+/// The Debian kernels have no test module to fire a real WARN(); a record written to /dev/kmsg at
+/// level 4 reaches the console exactly as the first line of a WARN() splat would.
+fn kmsg_warn() {
+    let record = "<4>WARNING: CPU: 0 PID: 1 at mm/ksnap_fault.c:1 ksnap_fault+0x0/0x10\n";
+    if let Err(e) = std::fs::OpenOptions::new().write(true).open("/dev/kmsg").and_then(|mut k| k.write_all(record.as_bytes())) {
+        fail(&format!("/dev/kmsg: {e}"));
+    }
+}
+
+/// Touch fresh memory, 1 MiB at a time, until the OOM killer steps in.
+fn oom() -> ! {
+    let mut hoard: Vec<Vec<u8>> = Vec::new();
+    loop {
+        hoard.push(vec![1u8; 1 << 20]);
+    }
 }
 
 fn fail(message: &str) -> ! {
