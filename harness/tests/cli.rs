@@ -44,8 +44,11 @@ fn bad_accelerator_is_a_usage_error() {
 }
 
 fn interrupt_mid_run(signal: i32, expected_status: i32) {
+    // A private TMPDIR shows whether ksnap removed its temporary directories (the VM's sockets).
+    let tmp = tempfile::tempdir().unwrap();
     let mut child = ksnap()
         .args(["run", "--kernel", "6.12", "--suite", "env", "--accel", "tcg"])
+        .env("TMPDIR", tmp.path())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -65,6 +68,8 @@ fn interrupt_mid_run(signal: i32, expected_status: i32) {
     let status = child.wait().unwrap();
     assert_eq!(std::os::unix::process::ExitStatusExt::into_raw(status) >> 8, expected_status, "{status:?}");
     assert!(!Path::new(&format!("/proc/{qemu}")).exists(), "QEMU {qemu} outlived ksnap");
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().flatten().map(|e| e.path()).collect();
+    assert!(left.is_empty(), "temporary files left behind: {left:?}");
 }
 
 #[test]
