@@ -18,7 +18,7 @@
 
 static int ktap_next = 1;
 
-static void ktap_emit(const char *text)
+static inline void ktap_emit(const char *text)
 {
 	fputs(text, stdout);
 	fputc('\n', stdout);
@@ -29,7 +29,7 @@ static void ktap_emit(const char *text)
 }
 
 /* A line made single-line: KTAP is line-based. */
-static void ktap_vemit(const char *prefix, const char *fmt, va_list ap)
+static inline void ktap_vemit(const char *prefix, const char *fmt, va_list ap)
 {
 	char line[1024];
 	size_t n = strlen(prefix);
@@ -44,7 +44,7 @@ static void ktap_vemit(const char *prefix, const char *fmt, va_list ap)
 	ktap_emit(line);
 }
 
-static void ktap_begin(int plan)
+static inline void ktap_begin(int plan)
 {
 	char line[32];
 	ktap_emit("KTAP version 1");
@@ -53,7 +53,7 @@ static void ktap_begin(int plan)
 }
 
 __attribute__((format(printf, 2, 3)))
-static void ktap_fact(const char *key, const char *fmt, ...)
+static inline void ktap_fact(const char *key, const char *fmt, ...)
 {
 	char prefix[160];
 	va_list ap;
@@ -68,7 +68,7 @@ static void ktap_fact(const char *key, const char *fmt, ...)
 	va_end(ap);
 }
 
-static void ktap_result(const char *status, const char *name, const char *directive)
+static inline void ktap_result(const char *status, const char *name, const char *directive)
 {
 	char prefix[160];
 	if (!*name || strpbrk(name, "#\n\r")) {
@@ -88,11 +88,11 @@ static void ktap_result(const char *status, const char *name, const char *direct
 	}
 }
 
-static void ktap_ok(const char *name) { ktap_result("ok", name, NULL); }
+static inline void ktap_ok(const char *name) { ktap_result("ok", name, NULL); }
 
-static void ktap_not_ok(const char *name, const char *reason) { ktap_result("not ok", name, reason); }
+static inline void ktap_not_ok(const char *name, const char *reason) { ktap_result("not ok", name, reason); }
 
-static void ktap_skip(const char *name, const char *reason)
+static inline void ktap_skip(const char *name, const char *reason)
 {
 	char directive[960];
 	snprintf(directive, sizeof directive, "SKIP %s", reason);
