@@ -2,10 +2,13 @@
 //! rendering of results. `main.rs` is a thin CLI over it; the test targets use it directly.
 
 pub mod config;
+pub mod diff;
 pub mod guest;
 pub mod matrix;
 pub mod progress;
+pub mod report;
 pub mod results;
 pub mod session;
 pub mod signals;
+pub mod snapfile;
 pub mod snapshot;

@@ -21,6 +21,19 @@ struct Cli {
     command: Command,
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Format {
+    Text,
+    Markdown,
+    Json,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ReportFormat {
+    Html,
+    Markdown,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run suites on kernels and print the results.
@@ -37,6 +50,33 @@ enum Command {
         /// Accelerator: `auto` uses KVM only where a test guest really runs under it.
         #[arg(long, default_value = "auto", value_name = "auto|kvm|tcg")]
         accel: AccelChoice,
+    },
+    /// Show which observed facts differ between two columns of the matrix, suite by suite.
+    ///
+    /// A and B are `KERNEL` or `KERNEL+VARIANT` (e.g. `6.1 6.12`, `6.12 6.12+force-never`). Exit status: 0
+    /// when they agree, 1 when they differ, 2 on error.
+    Diff {
+        a: String,
+        b: String,
+        /// Only this suite (repeatable).
+        #[arg(long = "suite", value_name = "NAME")]
+        suites: Vec<String>,
+        /// Run both now instead of reading the committed snapshots.
+        #[arg(long)]
+        fresh: bool,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+        /// Accelerator for --fresh.
+        #[arg(long, default_value = "auto", value_name = "auto|kvm|tcg")]
+        accel: AccelChoice,
+    },
+    /// The whole matrix from the committed snapshots: an HTML page, or Markdown for a CI job summary.
+    Report {
+        /// Directory for index.html.
+        #[arg(short, long, default_value = "target/ksnap/report")]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value = "html")]
+        format: ReportFormat,
     },
     /// List the matrix's kernels: resolved package, release and cache state.
     Kernels {
@@ -56,6 +96,8 @@ fn main() -> ExitCode {
             run(cli.config, Selection { kernels, variants, suites }, accel)
         }
         Command::Kernels { fetch } => kernels(cli.config, fetch),
+        Command::Diff { a, b, suites, fresh, format, accel } => diff(cli.config, &a, &b, &suites, fresh, format, accel),
+        Command::Report { out, format } => report(cli.config, &out, format),
     };
     if let Some(signal) = ksnap::signals::received() {
         eprintln!("ksnap: interrupted; every VM was stopped");
@@ -97,6 +139,79 @@ fn run(config: Option<PathBuf>, selection: Selection, accel: AccelChoice) -> Res
         session.accel,
     );
     Ok(failed == 0)
+}
+
+/// `ksnap diff`: true when the two columns agree.
+fn diff(
+    config: Option<PathBuf>,
+    a: &str,
+    b: &str,
+    suites: &[String],
+    fresh: bool,
+    format: Format,
+    accel: AccelChoice,
+) -> Result<bool> {
+    let config = load_config(config)?;
+    let (column_a, column_b) = if fresh {
+        let session = Session::start(config.clone(), accel, Progress::detect())?;
+        (fresh_column(&session, a, suites)?, fresh_column(&session, b, suites)?)
+    } else {
+        let snapshots = ksnap::snapfile::read_dir(&ksnap::snapshot::dir(&config.root))?;
+        let mut columns = ksnap::snapfile::columns(&snapshots);
+        let known: Vec<String> = columns.keys().cloned().collect();
+        let mut take = |name: &str| {
+            let mut column = columns.remove(name).with_context(|| {
+                format!("no snapshots for `{name}` in snapshots/; columns with snapshots: {}", known.join(", "))
+            })?;
+            column.retain(|suite, _| suites.is_empty() || suites.contains(suite));
+            anyhow::Ok(column)
+        };
+        let column_a = take(a)?;
+        let column_b = if a == b { column_a.clone() } else { take(b)? };
+        (column_a, column_b)
+    };
+    let diff = ksnap::diff::compare(a, &column_a, b, &column_b);
+    match format {
+        Format::Text => print!("{}", diff.to_text()),
+        Format::Markdown => print!("{}", diff.to_markdown()),
+        Format::Json => println!("{}", diff.to_json()),
+    }
+    Ok(!diff.differs())
+}
+
+/// Run every (selected) suite that runs under the column's variant on its kernel, now.
+fn fresh_column(session: &Session, column: &str, suites: &[String]) -> Result<ksnap::diff::Column> {
+    let (kernel, variant) = column.split_once('+').unwrap_or((column, "default"));
+    let selection = Selection { kernels: vec![kernel.into()], variants: vec![variant.into()], suites: suites.to_vec() };
+    let mut facts = ksnap::diff::Column::new();
+    for cell in matrix::cells(&session.config, &selection)? {
+        let run = session.run_cell(&cell)?;
+        if !run.report.outcome.is_completed() {
+            anyhow::bail!("{cell}: {} (console log: {})", run.report.outcome, run.console_log.display());
+        }
+        facts.insert(cell.suite.clone(), run.facts());
+    }
+    Ok(facts)
+}
+
+/// `ksnap report`.
+fn report(config: Option<PathBuf>, out: &std::path::Path, format: ReportFormat) -> Result<bool> {
+    let config = load_config(config)?;
+    let snapshots_dir = ksnap::snapshot::dir(&config.root);
+    let snapshots = ksnap::snapfile::read_dir(&snapshots_dir)?;
+    match format {
+        ReportFormat::Markdown => print!("{}", ksnap::report::markdown(&snapshots)),
+        ReportFormat::Html => {
+            std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+            let out = out.canonicalize()?;
+            let links = ksnap::report::relative_path(&out, &snapshots_dir.canonicalize()?);
+            let page = out.join("index.html");
+            std::fs::write(&page, ksnap::report::html(&snapshots, &links))
+                .with_context(|| format!("writing {}", page.display()))?;
+            println!("{}", page.display());
+        }
+    }
+    Ok(true)
 }
 
 /// `ksnap kernels`: true unless a kernel could not be resolved or fetched.

@@ -81,3 +81,30 @@ fn sigint_stops_qemu_and_exits_130() {
 fn sigterm_stops_qemu_and_exits_143() {
     interrupt_mid_run(libc::SIGTERM, 143);
 }
+
+#[test]
+fn diff_exits_like_diff_and_reads_committed_snapshots() {
+    let differ = ksnap().args(["diff", "6.1", "6.12", "--suite", "env"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&differ.stdout);
+    assert_eq!(differ.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("env.uname.release") && stdout.contains("6.1.0-56-cloud-amd64"), "{stdout}");
+    let same = ksnap().args(["diff", "6.12", "6.12"]).output().unwrap();
+    assert_eq!(same.status.code(), Some(0));
+    let json = ksnap().args(["diff", "6.1", "6.12", "--format", "json"]).output().unwrap();
+    let parsed: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(parsed["a"], "6.1");
+    let unknown = ksnap().args(["diff", "6.1", "9.9"]).output().unwrap();
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no snapshots for `9.9`"));
+}
+
+#[test]
+fn report_writes_a_self_contained_page() {
+    let out = tempfile::tempdir().unwrap();
+    let output = ksnap().args(["report", "-o"]).arg(out.path()).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let page = std::fs::read_to_string(out.path().join("index.html")).unwrap();
+    assert!(page.starts_with("<!DOCTYPE html>") && page.contains("Suite <code>env</code>"));
+    let markdown = ksnap().args(["report", "--format", "markdown"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&markdown.stdout).contains("## env"));
+}
