@@ -130,6 +130,9 @@ fn run(config: Option<PathBuf>, selection: Selection, accel: AccelChoice) -> Res
         runs.push(session.run_cell(cell)?);
     }
     print!("{}", ksnap::results::render(&runs));
+    for path in write_plots(&session, &runs)? {
+        println!("plot: {}", path.display());
+    }
     let failed = runs.iter().filter(|r| !r.passed()).count();
     println!(
         "\n{} cells, {} passed, {} failed (accelerator {})",
@@ -139,6 +142,27 @@ fn run(config: Option<PathBuf>, selection: Selection, accel: AccelChoice) -> Res
         session.accel,
     );
     Ok(failed == 0)
+}
+
+/// For each suite whose facts hold curves (`….curve.X.METRIC`), an SVG plot of them, one line per
+/// kernel/variant and metric, next to the run's logs.
+fn write_plots(session: &Session, runs: &[ksnap::session::CellRun]) -> Result<Vec<PathBuf>> {
+    let mut by_suite: std::collections::BTreeMap<&str, Vec<(String, ksnap::results::Facts)>> = Default::default();
+    for run in runs {
+        by_suite.entry(&run.cell.suite).or_default().push((run.cell.column(), run.facts()));
+    }
+    let mut written = Vec::new();
+    for (suite, columns) in by_suite {
+        let curves = ksnap::report::curves(columns.iter().map(|(c, f)| (c.as_str(), f)));
+        if curves.is_empty() {
+            continue;
+        }
+        let path = session.log_dir.parent().unwrap_or(&session.log_dir).join(format!("{suite}-curves.svg"));
+        std::fs::write(&path, ksnap::report::svg_file(&curves, "touched regions", "kB"))
+            .with_context(|| format!("writing {}", path.display()))?;
+        written.push(path);
+    }
+    Ok(written)
 }
 
 /// `ksnap diff`: true when the two columns agree.

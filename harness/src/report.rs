@@ -11,6 +11,7 @@ use std::path::{Component, Path, PathBuf};
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
 use crate::diff::md;
+use crate::results::Facts;
 use crate::snapfile::SnapshotFile;
 
 /// One suite's matrix: rows are facts, columns are kernel[+variant].
@@ -73,17 +74,17 @@ pub struct Curve {
     pub points: Vec<(f64, f64)>,
 }
 
-pub fn curves(matrix: &SuiteMatrix) -> Vec<Curve> {
+pub fn curves<'a>(columns: impl IntoIterator<Item = (&'a str, &'a Facts)>) -> Vec<Curve> {
     let mut curves: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
-    for column in &matrix.columns {
-        for (key, value) in &column.facts {
+    for (column, facts) in columns {
+        for (key, value) in facts {
             let parts: Vec<&str> = key.split('.').collect();
             let Some(at) = parts.iter().rposition(|p| *p == "curve") else { continue };
             let (Some(x), Some(metric), Ok(y)) = (parts.get(at + 1), parts.get(at + 2), value.parse::<f64>()) else {
                 continue;
             };
             let Ok(x) = x.parse::<f64>() else { continue };
-            curves.entry(format!("{} {metric}", column.column)).or_default().push((x, y));
+            curves.entry(format!("{column} {metric}")).or_default().push((x, y));
         }
     }
     curves
@@ -96,6 +97,11 @@ pub fn curves(matrix: &SuiteMatrix) -> Vec<Curve> {
 }
 
 const PALETTE: &[&str] = &["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"];
+
+/// A standalone SVG file of `curves`.
+pub fn svg_file(curves: &[Curve], x_label: &str, y_label: &str) -> String {
+    format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{}\n", plot(curves, x_label, y_label).into_string())
+}
 
 /// An SVG line plot of `curves` (x: touched regions, y: kB).
 pub fn plot(curves: &[Curve], x_label: &str, y_label: &str) -> Markup {
@@ -185,7 +191,7 @@ pub fn html(snapshots: &[SnapshotFile], snapshot_links: &Path) -> String {
                                 }
                             }
                         }
-                        @let curves = curves(m);
+                        @let curves = curves(m.columns.iter().map(|c| (c.column.as_str(), &c.facts)));
                         @if !curves.is_empty() {
                             h3 { "Curves" }
                             (plot(&curves, "touched regions", "kB"))
@@ -308,8 +314,7 @@ mod tests {
             "6.1",
             &[("dp.curve.curve.0000.vmpte_kb", "0"), ("dp.curve.curve.0256.vmpte_kb", "1024"), ("dp.curve.x", "ok")],
         )];
-        let matrix = &matrices(&snaps)[0];
-        let found = curves(matrix);
+        let found = curves(snaps.iter().map(|s| (s.column.as_str(), &s.facts)));
         assert_eq!(found, vec![Curve { label: "6.1 vmpte_kb".into(), points: vec![(0.0, 0.0), (256.0, 1024.0)] }]);
         let svg = plot(&found, "touched", "kB").into_string();
         assert!(svg.starts_with("<svg") && svg.contains("<polyline"), "{svg}");
