@@ -50,6 +50,9 @@ enum Command {
         /// Accelerator: `auto` uses KVM only where a test guest really runs under it.
         #[arg(long, default_value = "auto", value_name = "auto|kvm|tcg")]
         accel: AccelChoice,
+        /// VMs at once (default: the number of CPUs).
+        #[arg(short, long)]
+        jobs: Option<usize>,
     },
     /// Show which observed facts differ between two columns of the matrix, suite by suite.
     ///
@@ -92,8 +95,8 @@ fn main() -> ExitCode {
         eprintln!("ksnap: warning: cannot handle interrupts ({e}); Ctrl-C may leave QEMU running");
     }
     let result = match cli.command {
-        Command::Run { kernels, suites, variants, accel } => {
-            run(cli.config, Selection { kernels, variants, suites }, accel)
+        Command::Run { kernels, suites, variants, accel, jobs } => {
+            run(cli.config, Selection { kernels, variants, suites }, accel, jobs)
         }
         Command::Kernels { fetch } => kernels(cli.config, fetch),
         Command::Diff { a, b, suites, fresh, format, accel } => diff(cli.config, &a, &b, &suites, fresh, format, accel),
@@ -121,14 +124,12 @@ fn load_config(path: Option<PathBuf>) -> Result<Config> {
 }
 
 /// `ksnap run`: true when every cell passed.
-fn run(config: Option<PathBuf>, selection: Selection, accel: AccelChoice) -> Result<bool> {
+fn run(config: Option<PathBuf>, selection: Selection, accel: AccelChoice, jobs: Option<usize>) -> Result<bool> {
     let config = load_config(config)?;
     let cells = matrix::cells(&config, &selection)?;
     let session = Session::start(config, accel, Progress::detect())?;
-    let mut runs = Vec::new();
-    for cell in &cells {
-        runs.push(session.run_cell(cell)?);
-    }
+    let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let runs = session.run_cells(&cells, jobs)?;
     print!("{}", ksnap::results::render(&runs));
     for path in write_plots(&session, &runs)? {
         println!("plot: {}", path.display());

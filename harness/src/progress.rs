@@ -4,11 +4,12 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
-#[derive(Debug, Clone, Copy)]
+/// Cells run in parallel, so on a terminal every step gets its own line in a `MultiProgress`.
+#[derive(Debug, Clone)]
 pub struct Progress {
-    interactive: bool,
+    terminal: Option<MultiProgress>,
 }
 
 /// One long step in progress.
@@ -20,17 +21,17 @@ pub struct Task {
 impl Progress {
     /// Spinners when stderr is a terminal, plain lines otherwise.
     pub fn detect() -> Progress {
-        Progress { interactive: std::io::stderr().is_terminal() }
+        Progress { terminal: std::io::stderr().is_terminal().then(MultiProgress::new) }
     }
 
     /// Plain lines only.
     pub fn plain() -> Progress {
-        Progress { interactive: false }
+        Progress { terminal: None }
     }
 
     pub fn start(&self, label: &str) -> Task {
-        let bar = if self.interactive {
-            let bar = ProgressBar::new_spinner();
+        let bar = if let Some(terminal) = &self.terminal {
+            let bar = terminal.add(ProgressBar::new_spinner());
             bar.set_style(ProgressStyle::with_template("{spinner} {prefix} {msg} [{elapsed}]").expect("valid template"));
             bar.set_prefix(label.to_string());
             bar.enable_steady_tick(Duration::from_millis(120));

@@ -309,7 +309,7 @@ mod tests {
 
     #[test]
     fn curves_become_an_svg_plot() {
-        let snaps = vec![snapshot(
+        let snaps = [snapshot(
             "dp",
             "6.1",
             &[("dp.curve.curve.0000.vmpte_kb", "0"), ("dp.curve.curve.0256.vmpte_kb", "1024"), ("dp.curve.x", "ok")],

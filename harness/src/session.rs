@@ -93,6 +93,32 @@ impl Session {
         Ok(kernel)
     }
 
+    /// Run `cells` on up to `jobs` threads (one VM each: a TCG guest keeps one core busy), returning the
+    /// runs in the cells' order. After a host error no new cell is started and the first error is returned.
+    pub fn run_cells(&self, cells: &[Cell], jobs: usize) -> Result<Vec<CellRun>> {
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let failed = std::sync::atomic::AtomicBool::new(false);
+        let results: Vec<Mutex<Option<Result<CellRun>>>> = cells.iter().map(|_| Mutex::new(None)).collect();
+        std::thread::scope(|scope| {
+            for _ in 0..jobs.clamp(1, cells.len().max(1)) {
+                scope.spawn(|| loop {
+                    let index = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    if index >= cells.len() || failed.load(std::sync::atomic::Ordering::SeqCst) {
+                        break;
+                    }
+                    let run = self.run_cell(&cells[index]);
+                    if run.is_err() {
+                        failed.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    *results[index].lock().unwrap() = Some(run);
+                });
+            }
+        });
+        // Cells not started after an error are `None`; the error itself comes first in order or later,
+        // and `collect` returns the first `Err` it meets either way.
+        results.into_iter().filter_map(|r| r.into_inner().unwrap()).collect()
+    }
+
     /// Boot the cell's kernel with its suite's probes and return what happened. An `Err` is a problem on
     /// the host (no kernel, QEMU would not start); what happened in the guest is in the report's outcome.
     pub fn run_cell(&self, cell: &Cell) -> Result<CellRun> {
