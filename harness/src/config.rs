@@ -50,8 +50,8 @@ pub struct Probe {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProbeKind {
-    /// A binary of the guest-tests crate (`guest-tests/src/bin/NAME.rs`).
-    Rust { bin: String },
+    /// A binary of the guest-tests crate (`guest-tests/src/bin/BIN.rs`), run with `args`.
+    Rust { bin: String, args: Vec<String> },
     /// C (and assembly) sources compiled statically with `cc` (`gcc`, `musl-gcc`). `libc_package` is the
     /// Debian package of the libc it links, whose version the snapshot metadata records.
     C { sources: Vec<PathBuf>, cc: String, libc_package: Option<String> },
@@ -106,6 +106,12 @@ struct RawSuite {
 #[serde(untagged)]
 enum RawProbe {
     Rust(String),
+    /// `{ name = "oom", bin = "demand_paging", args = ["oom"] }`: a guest-tests binary with arguments.
+    RustWithArgs {
+        name: Option<String>,
+        bin: String,
+        args: Vec<String>,
+    },
     C {
         name: String,
         sources: Vec<PathBuf>,
@@ -191,7 +197,13 @@ impl Config {
             let mut probes: Vec<Probe> = Vec::new();
             for raw in suite.probes {
                 let probe = match raw {
-                    RawProbe::Rust(bin) => Probe { name: bin.clone(), kind: ProbeKind::Rust { bin } },
+                    RawProbe::Rust(bin) => Probe { name: bin.clone(), kind: ProbeKind::Rust { bin, args: vec![] } },
+                    RawProbe::RustWithArgs { name: probe_name, bin, args } => {
+                        if let Some(bad) = args.iter().find(|a| a.is_empty() || a.contains(char::is_whitespace)) {
+                            bail!("probe `{bin}` of suite `{name}`: argument {bad:?} must be one non-empty word");
+                        }
+                        Probe { name: probe_name.unwrap_or_else(|| bin.clone()), kind: ProbeKind::Rust { bin, args } }
+                    }
                     RawProbe::C { name: probe_name, sources, cc, libc_package } => {
                         if sources.is_empty() {
                             bail!("C probe `{probe_name}` of suite `{name}` lists no sources");
@@ -285,7 +297,7 @@ mod tests {
         )
         .unwrap();
         let probes = &config.suites["setjmp"].probes;
-        assert_eq!(probes[0], Probe { name: "env".into(), kind: ProbeKind::Rust { bin: "env".into() } });
+        assert_eq!(probes[0], Probe { name: "env".into(), kind: ProbeKind::Rust { bin: "env".into(), args: vec![] } });
         assert_eq!(
             probes[1],
             Probe {

@@ -124,7 +124,9 @@ pub fn plot(curves: &[Curve], x_label: &str, y_label: &str) -> Markup {
             text x=(margin - 6.0) y=(margin + 4.0) text-anchor="end" font-size="11" { (max_y) }
             @for (i, curve) in curves.iter().enumerate() {
                 @let color = PALETTE[i % PALETTE.len()];
-                polyline fill="none" stroke=(color) stroke-width="2"
+                // Curves often coincide across kernels; dashes keep a second metric visible on top.
+                @let dash = if i % 2 == 1 { "6 4" } else { "none" };
+                polyline fill="none" stroke=(color) stroke-width="2" stroke-dasharray=(dash)
                     points=(curve.points.iter().map(|&(x, y)| format!("{:.1},{:.1}", sx(x), sy(y))).collect::<Vec<_>>().join(" ")) {}
                 rect x=(margin) y=(height + 20.0 * i as f64 - 10.0) width="14" height="4" fill=(color) {}
                 text x=(margin + 20.0) y=(height + 20.0 * i as f64 - 4.0) font-size="12" { (curve.label) }

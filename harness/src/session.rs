@@ -129,13 +129,13 @@ impl Session {
             .probes
             .iter()
             .map(|probe| {
-                let binary = match &probe.kind {
-                    ProbeKind::Rust { bin } => self.guest.get(bin)?,
+                let (binary, args) = match &probe.kind {
+                    ProbeKind::Rust { bin, args } => (self.guest.get(bin)?, args.clone()),
                     ProbeKind::C { sources, cc, .. } => {
-                        guest::build_c_probe(&self.config.root, &suite.name, &probe.name, sources, cc)?
+                        (guest::build_c_probe(&self.config.root, &suite.name, &probe.name, sources, cc)?, vec![])
                     }
                 };
-                Ok(ProbePlan { name: probe.name.clone(), binary, args: vec![], timeout: suite.probe_timeout })
+                Ok(ProbePlan { name: probe.name.clone(), binary, args, timeout: suite.probe_timeout })
             })
             .collect::<Result<Vec<_>>>()?;
         let initramfs = InitramfsSpec { init: self.guest.get("init")?, probes };

@@ -1,0 +1,1367 @@
+//! Probe for suite `demand_paging`: what the kernel allocates, and when, for anonymous memory.
+//!
+//! `mmap` reserves nothing: the kernel allocates on first touch. A read of untouched anonymous memory
+//! maps the shared zero page (or, with THP, the huge zero page); a write allocates a page (or a
+//! 2 MiB THP). Page tables are memory too (`VmPTE`), and the OOM killer counts them: a process can be
+//! OOM-killed while its RSS is almost nothing.
+//!
+//! Usage: `demand_paging` runs every case but the OOM experiment; `demand_paging oom` runs only the
+//! OOM experiment. Both begin with the `setup` test. The OOM experiment needs a VM of its own: where
+//! it ends depends on what ran before it in the same boot (see [`oom`]).
+//!
+//! # How the numbers are made deterministic
+//!
+//! - Every case maps its memory with `MAP_FIXED_NOREPLACE` at [`CASE_BASE`], which is aligned to
+//!   512 GiB: a mapping there starts in an empty top-level page-table slot, so the page tables it
+//!   needs (one PUD table, PMD tables, PTE tables) do not depend on ASLR, and `munmap` at the end of
+//!   each case frees them all again (`free_pgtables`: no other mapping shares them).
+//! - Facts are differences between two samples ([`Sample`]) of `/proc/self/status` (RssAnon, VmPTE),
+//!   `getrusage` minor faults and the mapping's `/proc/self/smaps` entry. Nothing is allocated between
+//!   two samples: /proc files are read with raw read(2) into one buffer that is allocated and touched
+//!   up front, and facts are printed only after the last sample of a case.
+//! - Linux 6.1 counts RSS changes of the current task in a per-task cache that it folds into the
+//!   `mm` counters only every 64 faults (`SPLIT_RSS_COUNTING`, mm/memory.c `check_sync_rss_stat`), and
+//!   /proc/self/status reads the `mm` counters only. Before every sample the probe makes the kernel
+//!   fold the cache in ([`Meter::sync_rss`]), so RssAnon is exact on 6.1 too.
+//!
+//! Sizes are in kB, as /proc prints them; `*_kb` facts of a step are that step's change.
+
+use std::ffi::CStr;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::Instant;
+
+use ksnap_guest::Ktap;
+
+const PAGE: usize = 4096;
+/// The size of a PMD mapping, and of a THP, on x86-64.
+const HUGE: usize = 2 << 20;
+const GIB: usize = 1 << 30;
+
+/// Where every case maps its memory: aligned to 512 GiB, the span of one top-level (PGD) entry, and
+/// below where the kernel places mappings without an address (mmap_base is at least 0x7eff_f000_0000
+/// even with the largest ASLR offset, 2^28 pages below the stack gap).
+const CASE_BASE: usize = 0x7e00_0000_0000;
+/// The OOM experiment's 1 TiB mapping: 1 TiB-aligned, clear of [`CASE_BASE`] and of mmap_base.
+const OOM_BASE: usize = 0x7c00_0000_0000;
+/// The page [`Meter::sync_rss`] zaps: in a top-level slot of its own, so that it never shares a page
+/// table with a case's mapping (which would then not free that table at munmap).
+const SCRATCH_ADDR: usize = 0x7a00_0000_0000;
+
+const RW: libc::c_int = libc::PROT_READ | libc::PROT_WRITE;
+const RO: libc::c_int = libc::PROT_READ;
+
+/// Pages touched by the small cases: just under 4 MiB, so two PTE tables.
+const SMALL_PAGES: usize = 1000;
+
+type Test = fn(&mut Ktap, &mut Meter) -> Result<(), String>;
+
+const MAIN_TESTS: [(&str, Test); 15] = [
+    ("setup", setup),
+    ("write_touch", write_touch),
+    ("read_then_write", read_then_write),
+    ("read_then_write_thp", read_then_write_thp),
+    ("dontneed_munmap", dontneed_munmap),
+    ("sparse_read_thp", |k, m| sparse_read(k, m, Thp::Allowed)),
+    ("sparse_read_nohugepage", |k, m| {
+        sparse_read(k, m, Thp::NoHugePage)
+    }),
+    ("sparse_write_thp", |k, m| sparse_write(k, m, Thp::Allowed)),
+    ("sparse_write_nohugepage", |k, m| {
+        sparse_write(k, m, Thp::NoHugePage)
+    }),
+    ("populate_rw", |k, m| populate(k, m, RW)),
+    ("populate_ro", |k, m| populate(k, m, RO)),
+    ("overcommit", overcommit),
+    ("alignment", alignment),
+    ("mthp", mthp),
+    ("curve", curve),
+];
+
+const OOM_TESTS: [(&str, Test); 2] = [("setup", setup), ("oom", oom)];
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let tests: &[(&str, Test)] = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        [] => &MAIN_TESTS,
+        ["oom"] => &OOM_TESTS,
+        _ => {
+            eprintln!("usage: demand_paging [oom]");
+            std::process::exit(2);
+        }
+    };
+
+    let mut ktap = Ktap::begin(tests.len());
+    let mut meter = match Meter::new() {
+        Ok(meter) => meter,
+        Err(reason) => {
+            for (name, _) in tests {
+                ktap.not_ok(name, &reason);
+            }
+            std::process::exit(1);
+        }
+    };
+    let mut failed = false;
+    for (name, test) in tests {
+        let start = Instant::now();
+        let result = test(&mut ktap, &mut meter);
+        // Timings go to the console log, not into the snapshot.
+        eprintln!("demand_paging: {name}: {} ms", start.elapsed().as_millis());
+        match result {
+            Ok(()) => ktap.ok(name),
+            Err(reason) => {
+                failed = true;
+                ktap.not_ok(name, &reason);
+            }
+        }
+    }
+    std::process::exit(i32::from(failed));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The cases
+// ---------------------------------------------------------------------------------------------
+
+const THP_DIR: &str = "/sys/kernel/mm/transparent_hugepage";
+
+/// The settings every other result depends on, as the guest actually ran with them, and a check
+/// that the measurement itself moves nothing.
+fn setup(ktap: &mut Ktap, meter: &mut Meter) -> Result<(), String> {
+    for name in ["enabled", "defrag"] {
+        let text = read_text(&format!("{THP_DIR}/{name}"))?;
+        let value = selected(&text).ok_or_else(|| format!("{THP_DIR}/{name}: {text:?}"))?;
+        ktap.fact(&format!("thp.{name}"), value);
+    }
+    ktap.fact(
+        "thp.use_zero_page",
+        read_text(&format!("{THP_DIR}/use_zero_page"))?.trim(),
+    );
+    // Rounded down to MiB: MemTotal moves by a page between boots of the same kernel (see env).
+    ktap.fact("mem_total_mib", mem_total_kb()? / 1024);
+    ktap.fact("overcommit_memory", read_text(OVERCOMMIT)?.trim());
+    // The reserve below which the page allocator wakes reclaim and, failing that, the OOM killer.
+    // With THP enabled khugepaged raises it (mm/khugepaged.c set_recommended_min_free_kbytes), which
+    // moves where the OOM experiment ends. Rounded down to MiB: without THP it is
+    // int_sqrt(16 × free kB), which can move with the free memory of a boot.
+    let min_free_kb: u64 = read_text(MIN_FREE)?
+        .trim()
+        .parse()
+        .map_err(|_| format!("{MIN_FREE}: not a number"))?;
+    ktap.fact("min_free_mib", min_free_kb / 1024);
+
+    // Two samples with nothing in between must differ in nothing, or no delta below means anything.
+    let first = meter.sample(CASE_BASE)?;
+    let second = meter.sample(CASE_BASE)?;
+    report(ktap, "null_step", &first, &second);
+    Ok(())
+}
+
+/// Case 1: write one byte to each of 1000 pages of a fresh mapping, with 4 KiB pages forced.
+fn write_touch(ktap: &mut Ktap, meter: &mut Meter) -> Result<(), String> {
+    let before_map = meter.sample(CASE_BASE)?;
+    let map = Mapping::fixed(CASE_BASE, SMALL_PAGES * PAGE, RW, 0)?;
+    map.advise(libc::MADV_NOHUGEPAGE)?;
+    let mapped = meter.sample(map.addr)?;
+    write_bytes(map.addr, PAGE, SMALL_PAGES);
+    let written = meter.sample(map.addr)?;
+    let mapped_as = meter.mapped_as(map.addr)?;
+
+    report(ktap, "map", &before_map, &mapped);
+    report(ktap, "write", &mapped, &written);
+    ktap.fact("write.mapped_as", mapped_as);
+    Ok(())
+}
+
+/// Case 2: read 1000 pages (zero page), then write the same pages (copy-on-write from the zero
+/// page), with 4 KiB pages forced.
+fn read_then_write(ktap: &mut Ktap, meter: &mut Meter) -> Result<(), String> {
+    let map = Mapping::fixed(CASE_BASE, SMALL_PAGES * PAGE, RW, 0)?;
+    map.advise(libc::MADV_NOHUGEPAGE)?;
+    read_write_steps(ktap, meter, &map, SMALL_PAGES)
+}
+
+/// Case 2 with THP allowed (the sysfs policy decides): one 2 MiB-aligned 2 MiB mapping, every page
+/// read, then every page written.
+fn read_then_write_thp(ktap: &mut Ktap, meter: &mut Meter) -> Result<(), String> {
+    let map = Mapping::fixed(CASE_BASE, HUGE, RW, 0)?;
+    read_write_steps(ktap, meter, &map, HUGE / PAGE)
+}
+
+fn read_write_steps(
+    ktap: &mut Ktap,
+    meter: &mut Meter,
+    map: &Mapping,
+    pages: usize,
+) -> Result<(), String> {
+    let start = meter.sample(map.addr)?;
+    read_bytes(map.addr, PAGE, pages);
+    let read = meter.sample(map.addr)?;
+    let read_as = meter.mapped_as(map.addr)?;
+    write_bytes(map.addr, PAGE, pages);
+    let written = meter.sample(map.addr)?;
+    let written_as = meter.mapped_as(map.addr)?;
+
+    report(ktap, "read", &start, &read);
+    ktap.fact("read.mapped_as", read_as);
+    report(ktap, "write", &read, &written);
+    ktap.fact("write.mapped_as", written_as);
+    Ok(())
+}
+
+/// Case 3: write 1000 pages as in case 1, drop them with MADV_DONTNEED, then munmap.
+fn dontneed_munmap(ktap: &mut Ktap, meter: &mut Meter) -> Result<(), String> {
+    let map = Mapping::fixed(CASE_BASE, SMALL_PAGES * PAGE, RW, 0)?;
+    map.advise(libc::MADV_NOHUGEPAGE)?;
+    let start = meter.sample(map.addr)?;
+    write_bytes(map.addr, PAGE, SMALL_PAGES);
+    let written = meter.sample(map.addr)?;
+    map.advise(libc::MADV_DONTNEED)?;
+    let dropped = meter.sample(map.addr)?;
+    let addr = map.addr;
+    map.unmap()?;
+    let unmapped = meter.sample(addr)?;
+
+    report(ktap, "write", &start, &written);
+    report(ktap, "dontneed", &written, &dropped);
+    report(ktap, "munmap", &dropped, &unmapped);
+    Ok(())
+}
+
+/// Whether a case leaves THP to the sysfs policy or forbids it for its mapping.
+#[derive(Clone, Copy)]
+enum Thp {
+    Allowed,
+    NoHugePage,
+}
+
+const SPARSE_READ_LEN: usize = 64 * GIB;
+const SPARSE_READ_TOUCHES: usize = 1024;
+
+/// Case 4: a 64 GiB read-only MAP_NORESERVE mapping, one byte read every 2 MiB, 1024 times: page
+/// tables grow, RSS does not.
+fn sparse_read(ktap: &mut Ktap, meter: &mut Meter, thp: Thp) -> Result<(), String> {
+    let map = Mapping::fixed(CASE_BASE, SPARSE_READ_LEN, RO, libc::MAP_NORESERVE)?;
+    if let Thp::NoHugePage = thp {
+        map.advise(libc::MADV_NOHUGEPAGE)?;
+    }
+    let start = meter.sample(map.addr)?;
+    read_bytes(map.addr, HUGE, SPARSE_READ_TOUCHES);
+    let read = meter.sample(map.addr)?;
+    let mapped_as = meter.mapped_as(map.addr)?;
+
+    report(ktap, "read", &start, &read);
+    ktap.fact("read.mapped_as", mapped_as);
+    Ok(())
+}
+
+const SPARSE_WRITE_TOUCHES: usize = 64;
+
+/// Case 5: one byte written every 2 MiB of a 2 MiB-aligned 128 MiB mapping, 64 times.
+fn sparse_write(ktap: &mut Ktap, meter: &mut Meter, thp: Thp) -> Result<(), String> {
+    let map = Mapping::fixed(CASE_BASE, SPARSE_WRITE_TOUCHES * HUGE, RW, 0)?;
+    if let Thp::NoHugePage = thp {
+        map.advise(libc::MADV_NOHUGEPAGE)?;
+    }
+    let start = meter.sample(map.addr)?;
+    write_bytes(map.addr, HUGE, SPARSE_WRITE_TOUCHES);
+    let written = meter.sample(map.addr)?;
+    let mapped_as = meter.mapped_as(map.addr)?;
+
+    report(ktap, "write", &start, &written);
+    ktap.fact("write.mapped_as", mapped_as);
+    Ok(())
+}
+
+const POPULATE_LEN: usize = 16 << 20;
+
+/// Case 6: MAP_POPULATE of 16 MiB (2 MiB-aligned): the kernel faults the whole mapping in at mmap
+/// time, through get_user_pages, with write faults only for a writable mapping.
+fn populate(ktap: &mut Ktap, meter: &mut Meter, prot: libc::c_int) -> Result<(), String> {
+    let start = meter.sample(CASE_BASE)?;
+    let map = Mapping::fixed(CASE_BASE, POPULATE_LEN, prot, libc::MAP_POPULATE)?;
+    let populated = meter.sample(map.addr)?;
+    let mapped_as = meter.mapped_as(map.addr)?;
+
+    report(ktap, "populate", &start, &populated);
+    ktap.fact("populate.mapped_as", mapped_as);
+    Ok(())
+}
+
+const OVERCOMMIT: &str = "/proc/sys/vm/overcommit_memory";
+const MIN_FREE: &str = "/proc/sys/vm/min_free_kbytes";
+
+/// What each overcommit experiment tries, in the order of [`OvercommitResults`].
+const OVERCOMMIT_EXPERIMENTS: [&str; 5] = [
+    "private_rw",
+    "private_rw_noreserve",
+    "private_ro",
+    "private_ro.mprotect_rw",
+    "private_ro_noreserve.mprotect_rw",
+];
+/// 0 for success, else the errno, per experiment.
+type OvercommitResults = [i32; 5];
+
+/// Case 7: which mappings of 4 × MemTotal each vm.overcommit_memory mode lets through
+/// (mm/util.c `__vm_enough_memory`), each mode in a fresh process so that no charge of an earlier
+/// experiment counts against a later one.
+fn overcommit(ktap: &mut Ktap, _meter: &mut Meter) -> Result<(), String> {
+    let len = 4 * mem_total_kb()? as usize * 1024;
+    ktap.fact("len", "4 x MemTotal");
+    let restore = SysctlRestore::save(OVERCOMMIT)?;
+    for mode in ["0", "1", "2"] {
+        write_text(OVERCOMMIT, mode)?;
+        let (bytes, status) = in_child(|pipe| {
+            let results = overcommit_experiments(len);
+            write_all(pipe, as_bytes(&results));
+            0
+        })?;
+        let results: OvercommitResults = match (exit_code(status), from_bytes(&bytes)) {
+            (Some(0), Some(results)) => results,
+            _ => {
+                return Err(format!(
+                    "mode {mode}: child ended with {}",
+                    describe_status(status)
+                ))
+            }
+        };
+        for (name, errno) in OVERCOMMIT_EXPERIMENTS.iter().zip(results) {
+            ktap.fact(&format!("mode{mode}.{name}"), errno_result(errno));
+        }
+    }
+    restore.restore()
+}
+
+/// Runs in the forked child; only system calls.
+fn overcommit_experiments(len: usize) -> OvercommitResults {
+    let map = |prot, flags| match Mapping::anywhere(len, prot, flags) {
+        Ok(map) => (0, Some(map)),
+        Err(e) => (e.raw_os_error().unwrap_or(-1), None),
+    };
+    let mprotect_rw = |map: Option<Mapping>| match map {
+        Some(map) => map
+            .protect(RW)
+            .err()
+            .map_or(0, |e| e.raw_os_error().unwrap_or(-1)),
+        // The read-only mapping itself failed: report that instead.
+        None => -1,
+    };
+    // `_` drops the mapping at once: a charged mapping must not count against the next experiment.
+    let (rw, _) = map(RW, 0);
+    let (rw_noreserve, _) = map(RW, libc::MAP_NORESERVE);
+    let (ro, ro_map) = map(RO, 0);
+    let (_, ro_noreserve_map) = map(RO, libc::MAP_NORESERVE);
+    [
+        rw,
+        rw_noreserve,
+        ro,
+        mprotect_rw(ro_map),
+        mprotect_rw(ro_noreserve_map),
+    ]
+}
+
+/// Case 8: does the kernel place a large anonymous mapping (no address hint) on a 2 MiB boundary?
+/// Asked for a length that is a multiple of 2 MiB and one that is not.
+fn alignment(ktap: &mut Ktap, _meter: &mut Meter) -> Result<(), String> {
+    for (key, len) in [("len_4096kb", 4 << 20), ("len_4100kb", (4 << 20) + PAGE)] {
+        ktap.fact(&format!("{key}.aligned_2m"), yes_no(both_aligned(len)?));
+    }
+    Ok(())
+}
+
+/// Maps `len` twice with a one-page mapping in between and says whether both are 2 MiB-aligned.
+///
+/// One mapping could be aligned by chance (mmap_base is random, page-granular). The kernel places
+/// mappings top-down, each just below the last: the page in between makes the second one start
+/// `len` + 4 KiB below the first, so unless the kernel aligns on purpose the two cannot both be
+/// aligned.
+fn both_aligned(len: usize) -> Result<bool, String> {
+    let first = Mapping::anywhere(len, RW, 0).map_err(|e| format!("mmap {len}: {e}"))?;
+    // PROT_NONE so that it cannot merge with either neighbour.
+    let _spacer = Mapping::anywhere(PAGE, libc::PROT_NONE, 0).map_err(|e| format!("mmap: {e}"))?;
+    let second = Mapping::anywhere(len, RW, 0).map_err(|e| format!("mmap {len}: {e}"))?;
+    Ok(first.addr % HUGE == 0 && second.addr % HUGE == 0)
+}
+
+/// Case 8, continued: the per-size ("multi-size THP") knobs, /sys/kernel/mm/transparent_hugepage/
+/// hugepages-<size>kB, and the `enabled` setting of those that have one.
+fn mthp(ktap: &mut Ktap, _meter: &mut Meter) -> Result<(), String> {
+    let entries = std::fs::read_dir(THP_DIR).map_err(|e| format!("{THP_DIR}: {e}"))?;
+    let mut sizes_kb = Vec::new();
+    for entry in entries {
+        let name = entry.map_err(|e| format!("{THP_DIR}: {e}"))?.file_name();
+        let size = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("hugepages-")?.strip_suffix("kB"));
+        if let Some(size) = size {
+            sizes_kb.push(
+                size.parse::<u64>()
+                    .map_err(|_| format!("{THP_DIR}: {name:?}"))?,
+            );
+        }
+    }
+    sizes_kb.sort_unstable();
+    ktap.fact("count", sizes_kb.len());
+    let list: Vec<String> = sizes_kb.iter().map(u64::to_string).collect();
+    ktap.fact(
+        "sizes_kb",
+        if list.is_empty() {
+            "none".into()
+        } else {
+            list.join(" ")
+        },
+    );
+    for size in sizes_kb {
+        let path = format!("{THP_DIR}/hugepages-{size}kB/enabled");
+        // Only sizes anonymous memory can use have `enabled` (6.12: 8 kB is for the page cache only).
+        let value = match std::fs::read_to_string(&path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => "absent".to_owned(),
+            Err(e) => return Err(format!("{path}: {e}")),
+            Ok(text) => selected(&text)
+                .ok_or_else(|| format!("{path}: {text:?}"))?
+                .to_owned(),
+        };
+        ktap.fact(&format!("size_{size:04}kb.enabled"), value);
+    }
+    Ok(())
+}
+
+const CURVE_STEP: usize = 256;
+const CURVE_POINTS: usize = 17;
+
+/// Case 10: VmPTE and RssAnon after 0, 256, … 4096 sparse read touches (one per 2 MiB) of a
+/// read-only MAP_NORESERVE mapping, THP left to the sysfs policy: the OOM experiment in miniature.
+fn curve(ktap: &mut Ktap, meter: &mut Meter) -> Result<(), String> {
+    let touches = CURVE_STEP * (CURVE_POINTS - 1);
+    let start = meter.status()?;
+    let map = Mapping::fixed(CASE_BASE, touches * HUGE, RO, libc::MAP_NORESERVE)?;
+    let mut points = [Status::default(); CURVE_POINTS];
+    for (i, point) in points.iter_mut().enumerate() {
+        if i > 0 {
+            read_bytes(map.addr + (i - 1) * CURVE_STEP * HUGE, HUGE, CURVE_STEP);
+        }
+        *point = meter.status()?;
+    }
+    let mapped_as = meter.mapped_as(map.addr)?;
+
+    ktap.fact("mapped_as", mapped_as);
+    for (i, point) in points.iter().enumerate() {
+        let touches = i * CURVE_STEP;
+        ktap.fact(
+            &format!("{touches:04}.vmpte_kb"),
+            point.vmpte_kb - start.vmpte_kb,
+        );
+        ktap.fact(
+            &format!("{touches:04}.rss_anon_kb"),
+            point.rss_anon_kb - start.rss_anon_kb,
+        );
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Case 9: the OOM experiment
+// ---------------------------------------------------------------------------------------------
+
+const OOM_LEN: usize = 1 << 40;
+/// The child reports after every this many touches (1 GiB of address space, 2 MiB of PTE tables).
+const OOM_REPORT_EVERY: usize = 512;
+
+/// What the OOM child sends its parent after every [`OOM_REPORT_EVERY`] touches.
+#[derive(Clone, Copy, Default)]
+#[repr(C)]
+struct OomReport {
+    touches: u64,
+    vmpte_kb: u64,
+    rss_anon_kb: u64,
+    /// Index into [`MAPPED_AS`] of what the first touch mapped.
+    mapped_as: u64,
+}
+
+/// Case 9: a child reads one byte every 2 MiB of a 1 TiB read-only MAP_NORESERVE mapping until the
+/// OOM killer ends it. Every read maps only a zero page (RSS stays flat) but needs a 4 KiB page
+/// table (a PTE table, or the table deposited for a huge zero PMD), so page tables fill memory.
+///
+/// How far page tables grow before the kill is not exact. Freed pages wait on per-CPU free lists,
+/// which count as used and may hold tens of MB (their limit follows the zone's low watermark, which
+/// THP raises); the allocator drains them only after reclaim made progress (mm/page_alloc.c
+/// `__alloc_pages_direct_reclaim`), which here it never does. So the kill comes with however much
+/// those lists hold at the time: over 1 GiB, between boots of the same cell, page tables reached
+/// 91% to 97% of MemTotal; after the other cases of this probe in the same boot (freed THPs on the
+/// lists), down to 86%. Sizes are therefore stated coarsely, with the rule in the `rounding` fact:
+/// page-table sizes as the quarter of MemTotal they reached (`75..100` is at least 75%), RSS
+/// figures rounded down to MiB (they are far below 1 MiB; the exact kB depend on the probe binary,
+/// and on 6.12 the kill line's on per-CPU counter slack). Exact values go to the console log.
+fn oom(ktap: &mut Ktap, meter: &mut Meter) -> Result<(), String> {
+    let mem_total_kb = mem_total_kb()?;
+    // The probe must outlive its child, and init is never an OOM victim (oom_unkillable_task):
+    // with -1000 here and +1000 in the child, the child is the only candidate (oom_badness).
+    write_text("/proc/self/oom_score_adj", "-1000")?;
+    let kmsg = Kmsg::open_at_end()?;
+
+    let start = Instant::now();
+    let (pipe_r, pipe_w) = pipe()?;
+    // SAFETY: the probe is single-threaded, so the child may do anything; it only makes system calls.
+    let pid = match unsafe { libc::fork() } {
+        -1 => return Err(format!("fork: {}", io::Error::last_os_error())),
+        0 => {
+            drop(pipe_r);
+            let code = oom_child(meter, &pipe_w);
+            // SAFETY: _exit skips the parent's atexit handlers and buffers, as a forked child must.
+            unsafe { libc::_exit(code) }
+        }
+        pid => pid,
+    };
+    drop(pipe_w);
+    // The child's reports, until it dies and the pipe reaches EOF: the last one is what it saw
+    // last. Fixed-size records of less than PIPE_BUF bytes are written and read whole.
+    let (mut last, mut previous) = (None, None);
+    let mut record = OomReport::default();
+    while read_exact(&pipe_r, as_bytes_mut(&mut record))? {
+        previous = last.replace(record);
+    }
+    let status = wait(pid)?;
+    let elapsed = start.elapsed();
+    let records = kmsg.read_new()?;
+
+    let (Some(last), Some(previous)) = (last, previous) else {
+        return Err(format!(
+            "the child sent under two reports; it ended with {}",
+            describe_status(status)
+        ));
+    };
+    eprintln!(
+        "demand_paging: oom: child ended after {} ms; last report: {} touches, VmPTE {} kB, \
+         RssAnon {} kB; MemTotal {mem_total_kb} kB",
+        elapsed.as_millis(),
+        last.touches,
+        last.vmpte_kb,
+        last.rss_anon_kb
+    );
+    let pct_of_mem_total = |kb: u64| {
+        let quarter = kb * 4 / mem_total_kb;
+        format!("{}..{}", quarter * 25, quarter * 25 + 25)
+    };
+    ktap.fact(
+        "rounding",
+        "*_pct_of_mem_total: the quarter of MemTotal reached (A..B: at least A%, under B%); \
+         *_mib: rounded down",
+    );
+    ktap.fact("child.end", describe_status(status));
+    ktap.fact(
+        "child.mapped_as",
+        MAPPED_AS
+            .get(last.mapped_as as usize)
+            .copied()
+            .unwrap_or("?"),
+    );
+    // Exact: 512 PTE tables (or deposited tables) and one PMD table per 512 touches.
+    ktap.fact(
+        "child.vmpte_kb_per_512_touches",
+        last.vmpte_kb - previous.vmpte_kb,
+    );
+    ktap.fact(
+        "child.last_report.vmpte_pct_of_mem_total",
+        pct_of_mem_total(last.vmpte_kb),
+    );
+    ktap.fact("child.last_report.rss_anon_mib", last.rss_anon_kb / 1024);
+
+    match records.iter().find_map(|r| OomInvocation::parse(r)) {
+        Some(invoked) => {
+            ktap.fact("invoked.by", invoked.comm);
+            ktap.fact("invoked.gfp_mask", invoked.gfp_mask);
+            ktap.fact("invoked.order", invoked.order);
+        }
+        None => ktap.fact("invoked", "no 'invoked oom-killer' line"),
+    }
+    match records.iter().find_map(|r| OomKill::parse(r)) {
+        Some(kill) => {
+            eprintln!("demand_paging: oom: exact kill line: {}", kill.line);
+            let rss_kb = kill.anon_rss_kb + kill.file_rss_kb + kill.shmem_rss_kb;
+            ktap.fact("kill.comm", kill.comm);
+            ktap.fact("kill.total_vm_gib", kill.total_vm_kb >> 20);
+            ktap.fact("kill.anon_rss_mib", kill.anon_rss_kb / 1024);
+            ktap.fact("kill.file_rss_mib", kill.file_rss_kb / 1024);
+            ktap.fact("kill.shmem_rss_mib", kill.shmem_rss_kb / 1024);
+            ktap.fact("kill.uid", kill.uid);
+            ktap.fact(
+                "kill.pgtables_pct_of_mem_total",
+                pct_of_mem_total(kill.pgtables_kb),
+            );
+            // oom_badness scores RSS + swap entries + page-table pages: how much of that score
+            // the page tables made, in whole percent (rounded down).
+            ktap.fact(
+                "kill.pgtables_pct_of_badness",
+                kill.pgtables_kb * 100 / (kill.pgtables_kb + rss_kb),
+            );
+            ktap.fact("kill.oom_score_adj", kill.oom_score_adj);
+        }
+        None => ktap.fact("kill", "no 'Out of memory: Killed process' line"),
+    }
+    Ok(())
+}
+
+/// The child's side of the OOM experiment; returns its exit code if it is not killed.
+fn oom_child(meter: &mut Meter, pipe: &File) -> i32 {
+    let fail = |what: &str| {
+        eprintln!("demand_paging: oom child: {what}");
+        2
+    };
+    if let Err(e) = write_text("/proc/self/oom_score_adj", "1000") {
+        return fail(&e);
+    }
+    let map = match Mapping::fixed(OOM_BASE, OOM_LEN, RO, libc::MAP_NORESERVE) {
+        Ok(map) => map,
+        Err(e) => return fail(&e),
+    };
+    let mut report = OomReport::default();
+    for i in 0..OOM_LEN / HUGE {
+        read_bytes(map.addr + i * HUGE, HUGE, 1);
+        if i == 0 {
+            let kind = meter.mapped_as(map.addr).unwrap_or("?");
+            report.mapped_as = MAPPED_AS
+                .iter()
+                .position(|&k| k == kind)
+                .unwrap_or(usize::MAX) as u64;
+        }
+        if (i + 1) % OOM_REPORT_EVERY == 0 {
+            // Not a full sample: smaps would walk every PTE table of the mapping each time.
+            let status = match meter.status() {
+                Ok(status) => status,
+                Err(e) => return fail(&e),
+            };
+            report.touches = (i + 1) as u64;
+            report.vmpte_kb = status.vmpte_kb as u64;
+            report.rss_anon_kb = status.rss_anon_kb as u64;
+            write_all(pipe, as_bytes(&report));
+        }
+    }
+    // Read the whole terabyte without being killed: the parent reports the exit code.
+    0
+}
+
+/// The first lines of the kernel's OOM report (mm/oom_kill.c `dump_header`):
+/// `COMM invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=1000`.
+struct OomInvocation<'a> {
+    comm: &'a str,
+    gfp_mask: &'a str,
+    order: &'a str,
+}
+
+impl<'a> OomInvocation<'a> {
+    fn parse(line: &'a str) -> Option<Self> {
+        let (comm, rest) = line.split_once(" invoked oom-killer: ")?;
+        let gfp_mask = rest.strip_prefix("gfp_mask=")?.split(", ").next()?;
+        let order = rest.split(", ").find_map(|f| f.strip_prefix("order="))?;
+        Some(OomInvocation {
+            comm,
+            gfp_mask,
+            order,
+        })
+    }
+}
+
+/// `Out of memory: Killed process PID (COMM) total-vm:NkB, anon-rss:NkB, file-rss:NkB,
+/// shmem-rss:NkB, UID:N pgtables:NkB oom_score_adj:N` (mm/oom_kill.c `__oom_kill_process`).
+struct OomKill<'a> {
+    line: &'a str,
+    comm: &'a str,
+    total_vm_kb: u64,
+    anon_rss_kb: u64,
+    file_rss_kb: u64,
+    shmem_rss_kb: u64,
+    uid: u64,
+    pgtables_kb: u64,
+    oom_score_adj: i64,
+}
+
+impl<'a> OomKill<'a> {
+    fn parse(line: &'a str) -> Option<Self> {
+        let rest = line.strip_prefix("Out of memory: Killed process ")?;
+        let (_pid, rest) = rest.split_once(" (")?;
+        let (comm, rest) = rest.split_once(") ")?;
+        let field = |name: &str| -> Option<&'a str> {
+            rest.split([' ', ','])
+                .find_map(|word| word.strip_prefix(name)?.strip_prefix(':'))
+        };
+        let kb = |name: &str| field(name)?.strip_suffix("kB")?.parse().ok();
+        Some(OomKill {
+            line,
+            comm,
+            total_vm_kb: kb("total-vm")?,
+            anon_rss_kb: kb("anon-rss")?,
+            file_rss_kb: kb("file-rss")?,
+            shmem_rss_kb: kb("shmem-rss")?,
+            uid: field("UID")?.parse().ok()?,
+            pgtables_kb: kb("pgtables")?,
+            oom_score_adj: field("oom_score_adj")?.parse().ok()?,
+        })
+    }
+}
+
+/// /dev/kmsg, read from where the log ended when it was opened.
+struct Kmsg {
+    fd: OwnedFd,
+}
+
+impl Kmsg {
+    fn open_at_end() -> Result<Self, String> {
+        let fd = open(c"/dev/kmsg", libc::O_RDONLY | libc::O_NONBLOCK)?;
+        // SAFETY: plain system call on an open fd.
+        if unsafe { libc::lseek(fd.as_raw_fd(), 0, libc::SEEK_END) } < 0 {
+            return Err(format!(
+                "/dev/kmsg: seek to end: {}",
+                io::Error::last_os_error()
+            ));
+        }
+        Ok(Kmsg { fd })
+    }
+
+    /// The message text of every record logged since, until there are none left.
+    fn read_new(&self) -> Result<Vec<String>, String> {
+        let mut records = Vec::new();
+        // One record per read(2); the kernel caps a record's text at 1024 bytes (PRINTK_MESSAGE_MAX
+        // plus the prefix), so this always fits.
+        let mut buf = [0u8; 8192];
+        loop {
+            // SAFETY: `buf` is valid for writes of its length.
+            let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n < 0 {
+                match io::Error::last_os_error().raw_os_error() {
+                    Some(libc::EAGAIN) => return Ok(records),
+                    Some(libc::EINTR) => continue,
+                    // Records were overwritten before we read them; reading goes on after the gap.
+                    Some(libc::EPIPE) => continue,
+                    _ => return Err(format!("/dev/kmsg: {}", io::Error::last_os_error())),
+                }
+            }
+            // `PRIORITY,SEQ,TIMESTAMP,FLAGS;TEXT\n` then optional ` KEY=VALUE` lines.
+            let record = String::from_utf8_lossy(&buf[..n as usize]);
+            if let Some((_, text)) = record.split_once(';') {
+                records.push(text.lines().next().unwrap_or("").to_owned());
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Measurement
+// ---------------------------------------------------------------------------------------------
+
+/// One reading of the counters a case looks at.
+#[derive(Clone, Copy, Default)]
+struct Sample {
+    minflt: i64,
+    rss_anon_kb: i64,
+    vmpte_kb: i64,
+    /// The mapping's /proc/self/smaps entry; all zero when there is no mapping at its address.
+    smaps: SmapsEntry,
+}
+
+/// The part of a [`Sample`] that /proc/self/status gives.
+#[derive(Clone, Copy, Default)]
+struct Status {
+    rss_anon_kb: i64,
+    vmpte_kb: i64,
+}
+
+#[derive(Clone, Copy, Default)]
+struct SmapsEntry {
+    rss_kb: i64,
+    anonymous_kb: i64,
+    anon_huge_kb: i64,
+}
+
+/// Prints the change from `before` to `after` as facts named `STEP.*`.
+fn report(ktap: &mut Ktap, step: &str, before: &Sample, after: &Sample) {
+    let deltas = [
+        ("minflt", after.minflt - before.minflt),
+        ("rss_anon_kb", after.rss_anon_kb - before.rss_anon_kb),
+        ("vmpte_kb", after.vmpte_kb - before.vmpte_kb),
+        ("smaps_rss_kb", after.smaps.rss_kb - before.smaps.rss_kb),
+        (
+            "smaps_anonymous_kb",
+            after.smaps.anonymous_kb - before.smaps.anonymous_kb,
+        ),
+        (
+            "smaps_anon_huge_kb",
+            after.smaps.anon_huge_kb - before.smaps.anon_huge_kb,
+        ),
+    ];
+    for (name, delta) in deltas {
+        ktap.fact(&format!("{step}.{name}"), delta);
+    }
+}
+
+/// Takes [`Sample`]s and classifies pages, without allocating.
+struct Meter {
+    /// Holds one /proc file at a time; allocated and touched once, so that reading into it never
+    /// faults.
+    buf: Vec<u8>,
+    /// The page [`Meter::sync_rss`] zaps. Never unmapped.
+    scratch: Mapping,
+    kpageflags: OwnedFd,
+}
+
+impl Meter {
+    fn new() -> Result<Self, String> {
+        let mut buf = vec![0u8; 256 << 10];
+        // vec! of zeros may come from calloc's fresh, untouched mmap: write every page now.
+        buf.fill(1);
+        std::hint::black_box(&mut buf);
+
+        let scratch = Mapping::fixed(SCRATCH_ADDR, PAGE, RW, 0)?;
+        // The first write allocates the page tables down to the PTE table, which stay after the
+        // page itself is zapped: sync_rss needs a PTE table to walk (see there).
+        write_bytes(scratch.addr, PAGE, 1);
+        scratch.advise(libc::MADV_DONTNEED)?;
+
+        let meter = Meter {
+            buf,
+            scratch,
+            kpageflags: open(c"/proc/kpageflags", libc::O_RDONLY)?,
+        };
+        Ok(meter)
+    }
+
+    /// Folds Linux 6.1's per-task RSS cache into the mm's counters.
+    ///
+    /// 6.1 (`SPLIT_RSS_COUNTING`) adds faults to `current->rss_stat` and folds that into the mm's
+    /// counters every 64 faults, which is all /proc/self/status shows. Unmapping pages folds it
+    /// too: `zap_pte_range` ends with `add_mm_rss_vec`, which calls `sync_mm_rss`. MADV_DONTNEED of
+    /// the scratch page runs `zap_pte_range` over its (empty) PTE table without a fault or any
+    /// other change. 6.2 and later count in per-CPU counters that /proc sums; this is a no-op there.
+    fn sync_rss(&self) -> Result<(), String> {
+        self.scratch.advise(libc::MADV_DONTNEED)
+    }
+
+    /// Reads every counter; `region` is the start address of the mapping whose smaps entry counts.
+    fn sample(&mut self, region: usize) -> Result<Sample, String> {
+        let Status {
+            rss_anon_kb,
+            vmpte_kb,
+        } = self.status()?;
+        let n = read_file(c"/proc/self/smaps", &mut self.buf)?;
+        let smaps = smaps_entry(&self.buf[..n], region)?;
+        // Last, so that anything the reads above might fault in would show (they fault nothing).
+        let minflt = minor_faults()?;
+        Ok(Sample {
+            minflt,
+            rss_anon_kb,
+            vmpte_kb,
+            smaps,
+        })
+    }
+
+    /// RssAnon and VmPTE only. Much cheaper than [`Meter::sample`] for a mapping with many page
+    /// tables: smaps walks every PTE of the mapping.
+    fn status(&mut self) -> Result<Status, String> {
+        self.sync_rss()?;
+        let n = read_file(c"/proc/self/status", &mut self.buf)?;
+        let status = &self.buf[..n];
+        Ok(Status {
+            rss_anon_kb: status_kb(status, b"RssAnon:")?,
+            vmpte_kb: status_kb(status, b"VmPTE:")?,
+        })
+    }
+
+    /// What the page table maps at `addr`: one of [`MAPPED_AS`], from /proc/self/pagemap (is it
+    /// present, which PFN) and /proc/kpageflags (what that page is; fs/proc/page.c
+    /// `stable_page_flags` marks both the zero page and the huge zero page ZERO_PAGE, and the
+    /// latter and anonymous THPs THP).
+    fn mapped_as(&self, addr: usize) -> Result<&'static str, String> {
+        const PRESENT: u64 = 1 << 63;
+        const PFN_MASK: u64 = (1 << 55) - 1;
+        const KPF_ANON: u64 = 1 << 12;
+        const KPF_THP: u64 = 1 << 22;
+        const KPF_ZERO_PAGE: u64 = 1 << 24;
+
+        // Opened for each question: an open pagemap stays bound to the mm it was opened for, and
+        // the OOM child asks about its own. PFNs are shown to CAP_SYS_ADMIN only
+        // (fs/proc/task_mmu.c `pagemap_open`): the probe runs as root.
+        let pagemap = open(c"/proc/self/pagemap", libc::O_RDONLY)?;
+        let entry = pread_u64(&pagemap, (addr / PAGE * 8) as u64, "/proc/self/pagemap")?;
+        if entry & PRESENT == 0 {
+            return Ok("not_present");
+        }
+        let pfn = entry & PFN_MASK;
+        if pfn == 0 {
+            return Err("/proc/self/pagemap shows no PFNs (no CAP_SYS_ADMIN?)".into());
+        }
+        let flags = pread_u64(&self.kpageflags, pfn * 8, "/proc/kpageflags")?;
+        Ok(
+            match (
+                flags & KPF_ZERO_PAGE != 0,
+                flags & KPF_THP != 0,
+                flags & KPF_ANON != 0,
+            ) {
+                (true, true, _) => "huge_zero_page",
+                (true, false, _) => "zero_page",
+                (false, true, true) => "anon_thp",
+                (false, false, true) => "anon_page",
+                _ => "other",
+            },
+        )
+    }
+}
+
+/// Every answer of [`Meter::mapped_as`], so that the OOM child can send one as a number.
+const MAPPED_AS: [&str; 7] = [
+    "not_present",
+    "huge_zero_page",
+    "zero_page",
+    "anon_thp",
+    "anon_page",
+    "other",
+    "?",
+];
+
+/// The value in kB of a `NAME:   N kB` line of /proc/self/status.
+fn status_kb(status: &[u8], name: &[u8]) -> Result<i64, String> {
+    status
+        .split(|&b| b == b'\n')
+        .find_map(|line| kb_value(line.strip_prefix(name)?))
+        .ok_or_else(|| {
+            format!(
+                "/proc/self/status: no {} line in kB",
+                String::from_utf8_lossy(name)
+            )
+        })
+}
+
+/// `   1234 kB` → 1234.
+fn kb_value(rest: &[u8]) -> Option<i64> {
+    let rest = rest.trim_ascii().strip_suffix(b" kB")?.trim_ascii();
+    if rest.is_empty() || !rest.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    rest.iter().try_fold(0i64, |n, &d| {
+        n.checked_mul(10)?.checked_add(i64::from(d - b'0'))
+    })
+}
+
+/// The smaps entry of the mapping that starts at `start`, or zeros if there is none.
+///
+/// An entry is a header line `START-END PERMS …` followed by `Name:   N kB` lines and ends with
+/// `VmFlags:`. Parsed in place, without allocating.
+fn smaps_entry(smaps: &[u8], start: usize) -> Result<SmapsEntry, String> {
+    let mut hex = [0u8; 17];
+    let header = hex_prefix(start, &mut hex);
+    let mut lines = smaps.split(|&b| b == b'\n');
+    if !lines.by_ref().any(|line| line.starts_with(header)) {
+        return Ok(SmapsEntry::default());
+    }
+    const FIELDS: [&[u8]; 3] = [b"Rss:", b"Anonymous:", b"AnonHugePages:"];
+    let mut values = [None; 3];
+    for line in lines.take_while(|line| !line.starts_with(b"VmFlags:")) {
+        for (name, value) in FIELDS.iter().zip(&mut values) {
+            if let Some(rest) = line.strip_prefix(*name) {
+                *value = Some(kb_value(rest).ok_or("/proc/self/smaps: a size that is not N kB")?);
+            }
+        }
+    }
+    match values {
+        [Some(rss_kb), Some(anonymous_kb), Some(anon_huge_kb)] => Ok(SmapsEntry {
+            rss_kb,
+            anonymous_kb,
+            anon_huge_kb,
+        }),
+        _ => Err("/proc/self/smaps: entry without Rss, Anonymous and AnonHugePages".into()),
+    }
+}
+
+/// `start` as smaps prints it (lower-case hex, at least 8 digits) followed by `-`, in `buf`.
+fn hex_prefix(start: usize, buf: &mut [u8; 17]) -> &[u8] {
+    let digits = (usize::BITS - start.leading_zeros()).div_ceil(4).max(8) as usize;
+    for (i, digit) in buf[..digits].iter_mut().enumerate() {
+        let nibble = (start >> (4 * (digits - 1 - i))) & 0xf;
+        *digit = b"0123456789abcdef"[nibble];
+    }
+    buf[digits] = b'-';
+    &buf[..=digits]
+}
+
+fn minor_faults() -> Result<i64, String> {
+    // SAFETY: rusage is plain data; getrusage fills it in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is a valid out-pointer.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return Err(format!("getrusage: {}", io::Error::last_os_error()));
+    }
+    Ok(usage.ru_minflt)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Memory
+// ---------------------------------------------------------------------------------------------
+
+/// A private anonymous mapping, unmapped when dropped.
+struct Mapping {
+    addr: usize,
+    len: usize,
+}
+
+impl Mapping {
+    /// Maps exactly at `addr`, failing rather than replacing anything already there.
+    fn fixed(
+        addr: usize,
+        len: usize,
+        prot: libc::c_int,
+        flags: libc::c_int,
+    ) -> Result<Self, String> {
+        let flags = flags | libc::MAP_FIXED_NOREPLACE;
+        let map = Self::map(addr, len, prot, flags)
+            .map_err(|e| format!("mmap {len:#x} bytes at {addr:#x}: {e}"))?;
+        // Kernels before 4.17 take MAP_FIXED_NOREPLACE for a hint and may map elsewhere.
+        if map.addr != addr {
+            return Err(format!("mmap at {addr:#x} mapped at {:#x}", map.addr));
+        }
+        Ok(map)
+    }
+
+    /// Maps wherever the kernel chooses.
+    fn anywhere(len: usize, prot: libc::c_int, flags: libc::c_int) -> io::Result<Self> {
+        Self::map(0, len, prot, flags)
+    }
+
+    fn map(addr: usize, len: usize, prot: libc::c_int, flags: libc::c_int) -> io::Result<Self> {
+        let flags = flags | libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
+        // SAFETY: a new anonymous mapping; MAP_FIXED_NOREPLACE never replaces an existing one, and
+        // without it `addr` is only a hint.
+        let ptr = unsafe { libc::mmap(addr as *mut libc::c_void, len, prot, flags, -1, 0) };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Mapping {
+            addr: ptr as usize,
+            len,
+        })
+    }
+
+    fn advise(&self, advice: libc::c_int) -> Result<(), String> {
+        // SAFETY: the range is this mapping; no Rust reference points into it.
+        if unsafe { libc::madvise(self.addr as *mut libc::c_void, self.len, advice) } != 0 {
+            return Err(format!("madvise({advice}): {}", io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+
+    fn protect(&self, prot: libc::c_int) -> io::Result<()> {
+        // SAFETY: the range is this mapping; no Rust reference points into it.
+        if unsafe { libc::mprotect(self.addr as *mut libc::c_void, self.len, prot) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Unmaps now, reporting failure (drop ignores it).
+    fn unmap(self) -> Result<(), String> {
+        let this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: the range is this mapping, which is not used again.
+        if unsafe { libc::munmap(this.addr as *mut libc::c_void, this.len) } != 0 {
+            return Err(format!("munmap: {}", io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: the range is this mapping, which is not used again.
+        unsafe { libc::munmap(self.addr as *mut libc::c_void, self.len) };
+    }
+}
+
+/// Reads one byte at `base`, `base + stride`, … (`count` bytes).
+fn read_bytes(base: usize, stride: usize, count: usize) {
+    for i in 0..count {
+        // SAFETY: callers pass a range inside a readable mapping of their own. Volatile, so that
+        // every read happens: the fault is the point.
+        unsafe { std::ptr::read_volatile((base + i * stride) as *const u8) };
+    }
+}
+
+/// Writes 1 at `base`, `base + stride`, … (`count` bytes). Not 0: Linux 6.12 may split a THP whose
+/// subpages are all zero-filled (mm/huge_memory.c `thp_underused`) under memory pressure.
+fn write_bytes(base: usize, stride: usize, count: usize) {
+    for i in 0..count {
+        // SAFETY: callers pass a range inside a writable mapping of their own, which no Rust
+        // reference points into.
+        unsafe { std::ptr::write_volatile((base + i * stride) as *mut u8, 1) };
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Files and processes
+// ---------------------------------------------------------------------------------------------
+
+fn open(path: &CStr, flags: libc::c_int) -> Result<OwnedFd, String> {
+    // SAFETY: `path` is NUL-terminated.
+    let fd = unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(format!(
+            "{}: {}",
+            path.to_string_lossy(),
+            io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: `fd` was just opened and belongs to nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Reads a whole file into `buf` with open/read/close, allocating nothing; returns its length.
+fn read_file(path: &CStr, buf: &mut [u8]) -> Result<usize, String> {
+    let fd = open(path, libc::O_RDONLY)?;
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            return Err(format!(
+                "{}: larger than {} bytes",
+                path.to_string_lossy(),
+                buf.len()
+            ));
+        }
+        let rest = &mut buf[len..];
+        // SAFETY: `rest` is valid for writes of its length.
+        let n = unsafe { libc::read(fd.as_raw_fd(), rest.as_mut_ptr().cast(), rest.len()) };
+        match n {
+            0 => return Ok(len),
+            1.. => len += n as usize,
+            _ if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
+            _ => {
+                return Err(format!(
+                    "{}: {}",
+                    path.to_string_lossy(),
+                    io::Error::last_os_error()
+                ))
+            }
+        }
+    }
+}
+
+fn pread_u64(fd: &OwnedFd, offset: u64, what: &str) -> Result<u64, String> {
+    let mut value = [0u8; 8];
+    // SAFETY: `value` is valid for writes of 8 bytes.
+    let n = unsafe {
+        libc::pread(
+            fd.as_raw_fd(),
+            value.as_mut_ptr().cast(),
+            8,
+            offset as libc::off_t,
+        )
+    };
+    if n != 8 {
+        return Err(format!(
+            "{what} at {offset:#x}: {}",
+            io::Error::last_os_error()
+        ));
+    }
+    Ok(u64::from_ne_bytes(value))
+}
+
+fn read_text(path: &str) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))
+}
+
+fn write_text(path: &str, text: &str) -> Result<(), String> {
+    std::fs::write(path, text).map_err(|e| format!("write {text:?} to {path}: {e}"))
+}
+
+/// The selected value of a sysfs choice such as `always [madvise] never`.
+fn selected(text: &str) -> Option<&str> {
+    let (_, rest) = text.split_once('[')?;
+    let (value, _) = rest.split_once(']')?;
+    Some(value)
+}
+
+fn mem_total_kb() -> Result<u64, String> {
+    read_text("/proc/meminfo")?
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("MemTotal:")?
+                .trim()
+                .strip_suffix(" kB")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .ok_or_else(|| "/proc/meminfo: no MemTotal line in kB".into())
+}
+
+/// Puts a sysctl back to the value it had when saved.
+struct SysctlRestore {
+    path: &'static str,
+    original: String,
+}
+
+impl SysctlRestore {
+    fn save(path: &'static str) -> Result<Self, String> {
+        Ok(SysctlRestore {
+            path,
+            original: read_text(path)?.trim().to_owned(),
+        })
+    }
+
+    /// Restores, reporting failure (drop, on an early return, ignores it).
+    fn restore(self) -> Result<(), String> {
+        let this = std::mem::ManuallyDrop::new(self);
+        write_text(this.path, &this.original)
+    }
+}
+
+impl Drop for SysctlRestore {
+    fn drop(&mut self) {
+        let _ = write_text(self.path, &self.original);
+    }
+}
+
+fn pipe() -> Result<(File, File), String> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two fds pipe2 writes.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(format!("pipe: {}", io::Error::last_os_error()));
+    }
+    // SAFETY: pipe2 succeeded, so both fds are open and owned by nobody else.
+    Ok(unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) })
+}
+
+/// Runs `child` in a forked process, which exits with the code it returns. Returns everything the
+/// child wrote to the pipe it is given, and its wait status.
+fn in_child(child: impl FnOnce(&File) -> i32) -> Result<(Vec<u8>, libc::c_int), String> {
+    let (pipe_r, pipe_w) = pipe()?;
+    // SAFETY: the probe is single-threaded, so the child may do anything.
+    let pid = match unsafe { libc::fork() } {
+        -1 => return Err(format!("fork: {}", io::Error::last_os_error())),
+        0 => {
+            drop(pipe_r);
+            let code = child(&pipe_w);
+            // SAFETY: _exit skips the parent's atexit handlers and buffers, as a forked child must.
+            unsafe { libc::_exit(code) }
+        }
+        pid => pid,
+    };
+    drop(pipe_w);
+    let mut bytes = Vec::new();
+    (&pipe_r)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("pipe: {e}"))?;
+    Ok((bytes, wait(pid)?))
+}
+
+fn wait(pid: libc::pid_t) -> Result<libc::c_int, String> {
+    let mut status = 0;
+    loop {
+        // SAFETY: `status` is a valid out-pointer.
+        if unsafe { libc::waitpid(pid, &mut status, 0) } == pid {
+            return Ok(status);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(format!("waitpid: {e}"));
+        }
+    }
+}
+
+fn exit_code(status: libc::c_int) -> Option<i32> {
+    libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status))
+}
+
+fn describe_status(status: libc::c_int) -> String {
+    if libc::WIFSIGNALED(status) {
+        let signal = libc::WTERMSIG(status);
+        match signal {
+            libc::SIGKILL => "SIGKILL".into(),
+            libc::SIGSEGV => "SIGSEGV".into(),
+            libc::SIGBUS => "SIGBUS".into(),
+            libc::SIGABRT => "SIGABRT".into(),
+            _ => format!("signal {signal}"),
+        }
+    } else {
+        format!("exit {}", libc::WEXITSTATUS(status))
+    }
+}
+
+/// Writes all of `bytes`, ignoring errors: for children, which have nobody to tell.
+fn write_all(file: &File, mut bytes: &[u8]) {
+    while !bytes.is_empty() {
+        // SAFETY: `bytes` is valid for reads of its length.
+        let n = unsafe { libc::write(file.as_raw_fd(), bytes.as_ptr().cast(), bytes.len()) };
+        if n <= 0 {
+            if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return;
+        }
+        bytes = &bytes[n as usize..];
+    }
+}
+
+/// Fills `buf` from `file`; false at EOF before the first byte (a partial record is an error).
+fn read_exact(file: &File, buf: &mut [u8]) -> Result<bool, String> {
+    let mut len = 0;
+    while len < buf.len() {
+        match (&*file).read(&mut buf[len..]) {
+            Ok(0) if len == 0 => return Ok(false),
+            Ok(0) => return Err("pipe: a partial record".into()),
+            Ok(n) => len += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("pipe: {e}")),
+        }
+    }
+    Ok(true)
+}
+
+/// Plain data that can be sent through a pipe as its bytes.
+///
+/// # Safety
+///
+/// Implementors have no padding and are valid for every bit pattern: integers and `#[repr(C)]`
+/// structs of equal-sized integers.
+unsafe trait Plain: Copy + Default {}
+
+// SAFETY: an array of integers.
+unsafe impl Plain for OvercommitResults {}
+// SAFETY: #[repr(C)], four u64.
+unsafe impl Plain for OomReport {}
+
+fn as_bytes<T: Plain>(value: &T) -> &[u8] {
+    // SAFETY: `T: Plain` has no padding, so every byte is initialised.
+    unsafe { std::slice::from_raw_parts((value as *const T).cast(), size_of::<T>()) }
+}
+
+fn as_bytes_mut<T: Plain>(value: &mut T) -> &mut [u8] {
+    // SAFETY: as in `as_bytes`; and any bytes written make a valid `T`.
+    unsafe { std::slice::from_raw_parts_mut((value as *mut T).cast(), size_of::<T>()) }
+}
+
+fn from_bytes<T: Plain>(bytes: &[u8]) -> Option<T> {
+    let mut value = T::default();
+    let target = as_bytes_mut(&mut value);
+    if bytes.len() != target.len() {
+        return None;
+    }
+    target.copy_from_slice(bytes);
+    Some(value)
+}
+
+fn yes_no(value: bool) -> &'static str {
+    if value {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+/// `ok`, or the errno's symbolic name.
+fn errno_result(errno: i32) -> String {
+    match errno {
+        0 => "ok".into(),
+        libc::ENOMEM => "ENOMEM".into(),
+        libc::EINVAL => "EINVAL".into(),
+        libc::EPERM => "EPERM".into(),
+        libc::EACCES => "EACCES".into(),
+        libc::EAGAIN => "EAGAIN".into(),
+        -1 => "not tried".into(),
+        _ => format!("errno {errno}"),
+    }
+}
