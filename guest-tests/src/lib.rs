@@ -76,3 +76,33 @@ fn emit(line: Arguments) {
         panic!("ktap: cannot write to stdout: {e}");
     }
 }
+
+/// `libc::NAME => "NAME"` for each name given.
+macro_rules! name_of {
+    ($value:expr, $($name:ident),* $(,)?) => {
+        match $value {
+            $(libc::$name => Some(stringify!($name)),)*
+            _ => None,
+        }
+    };
+}
+
+/// The symbolic name of an errno value (`EIO`), for facts that must read the same on every machine.
+pub fn errno_name(errno: i32) -> Option<&'static str> {
+    name_of!(
+        errno, EPERM, ENOENT, ESRCH, EINTR, EIO, ENXIO, E2BIG, ENOEXEC, EBADF, ECHILD, EAGAIN, ENOMEM,
+        EACCES, EFAULT, EBUSY, EEXIST, EXDEV, ENODEV, ENOTDIR, EISDIR, EINVAL, ENFILE, EMFILE, ENOTTY,
+        ETXTBSY, EFBIG, ENOSPC, ESPIPE, EROFS, EPIPE, ERANGE, ENAMETOOLONG, ELOOP, ELIBBAD, ENOSYS,
+        EOVERFLOW, EOPNOTSUPP, ETIMEDOUT, EHWPOISON,
+    )
+}
+
+/// The symbolic name of a signal (`SIGSEGV`), or `signal N`.
+pub fn signal_name(signal: i32) -> String {
+    let name = name_of!(
+        signal, SIGHUP, SIGINT, SIGQUIT, SIGILL, SIGTRAP, SIGABRT, SIGBUS, SIGFPE, SIGKILL, SIGUSR1,
+        SIGSEGV, SIGUSR2, SIGPIPE, SIGALRM, SIGTERM, SIGSTKFLT, SIGCHLD, SIGCONT, SIGSTOP, SIGTSTP,
+        SIGTTIN, SIGTTOU, SIGURG, SIGXCPU, SIGXFSZ, SIGVTALRM, SIGPROF, SIGWINCH, SIGIO, SIGPWR, SIGSYS,
+    );
+    name.map_or_else(|| format!("signal {signal}"), str::to_string)
+}

@@ -32,7 +32,7 @@ use std::io::{self, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Instant;
 
-use ksnap_guest::Ktap;
+use ksnap_guest::{errno_name, signal_name, Ktap};
 
 const PAGE: usize = 4096;
 /// The size of a PMD mapping, and of a THP, on x86-64.
@@ -1268,14 +1268,7 @@ fn exit_code(status: libc::c_int) -> Option<i32> {
 
 fn describe_status(status: libc::c_int) -> String {
     if libc::WIFSIGNALED(status) {
-        let signal = libc::WTERMSIG(status);
-        match signal {
-            libc::SIGKILL => "SIGKILL".into(),
-            libc::SIGSEGV => "SIGSEGV".into(),
-            libc::SIGBUS => "SIGBUS".into(),
-            libc::SIGABRT => "SIGABRT".into(),
-            _ => format!("signal {signal}"),
-        }
+        signal_name(libc::WTERMSIG(status))
     } else {
         format!("exit {}", libc::WEXITSTATUS(status))
     }
@@ -1356,12 +1349,7 @@ fn yes_no(value: bool) -> &'static str {
 fn errno_result(errno: i32) -> String {
     match errno {
         0 => "ok".into(),
-        libc::ENOMEM => "ENOMEM".into(),
-        libc::EINVAL => "EINVAL".into(),
-        libc::EPERM => "EPERM".into(),
-        libc::EACCES => "EACCES".into(),
-        libc::EAGAIN => "EAGAIN".into(),
         -1 => "not tried".into(),
-        _ => format!("errno {errno}"),
+        _ => errno_name(errno).map_or_else(|| format!("errno {errno}"), str::to_string),
     }
 }

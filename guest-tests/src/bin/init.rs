@@ -15,7 +15,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use ksnap_guest::pid1;
+use ksnap_guest::{errno_name, pid1};
 
 const PLAN: &str = "/ksnap/plan";
 const RESULT_CHANNEL: &str = "/dev/ttyS1";
@@ -496,27 +496,3 @@ fn reap_orphans() {
     while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) } > 0 {}
 }
 
-/// The symbolic name of the errno values exec and the rest of `spawn` can fail with.
-fn errno_name(errno: i32) -> Option<&'static str> {
-    Some(match errno {
-        libc::E2BIG => "E2BIG",
-        libc::EACCES => "EACCES",
-        libc::EAGAIN => "EAGAIN",
-        libc::EFAULT => "EFAULT",
-        libc::EINVAL => "EINVAL",
-        libc::EIO => "EIO",
-        libc::EISDIR => "EISDIR",
-        libc::ELIBBAD => "ELIBBAD",
-        libc::ELOOP => "ELOOP",
-        libc::EMFILE => "EMFILE",
-        libc::ENAMETOOLONG => "ENAMETOOLONG",
-        libc::ENFILE => "ENFILE",
-        libc::ENOENT => "ENOENT",
-        libc::ENOEXEC => "ENOEXEC",
-        libc::ENOMEM => "ENOMEM",
-        libc::ENOTDIR => "ENOTDIR",
-        libc::EPERM => "EPERM",
-        libc::ETXTBSY => "ETXTBSY",
-        _ => return None,
-    })
-}

@@ -24,7 +24,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::fs::FileExt;
 
-use ksnap_guest::Ktap;
+use ksnap_guest::{errno_name, signal_name, Ktap};
 
 /// x86_64 only (the code-patching tests are x86 assembly), so the page size is known.
 const PAGE: usize = 4096;
@@ -1108,29 +1108,3 @@ fn status(rc: i64) -> String {
     }
 }
 
-/// `libc::NAME => "NAME"` for each name given.
-macro_rules! name_of {
-    ($value:expr, $($name:ident),* $(,)?) => {
-        match $value {
-            $(libc::$name => Some(stringify!($name)),)*
-            _ => None,
-        }
-    };
-}
-
-fn errno_name(errno: i32) -> Option<&'static str> {
-    name_of!(
-        errno, EPERM, ENOENT, ESRCH, EINTR, EIO, ENXIO, E2BIG, ENOEXEC, EBADF, ECHILD, EAGAIN, ENOMEM,
-        EACCES, EFAULT, EBUSY, EEXIST, EXDEV, ENODEV, ENOTDIR, EISDIR, EINVAL, ENFILE, EMFILE, ENOTTY,
-        EFBIG, ENOSPC, ESPIPE, EROFS, EPIPE, ERANGE, ENOSYS, EOVERFLOW, EOPNOTSUPP, ETIMEDOUT, EHWPOISON,
-    )
-}
-
-fn signal_name(signal: i32) -> String {
-    let name = name_of!(
-        signal, SIGHUP, SIGINT, SIGQUIT, SIGILL, SIGTRAP, SIGABRT, SIGBUS, SIGFPE, SIGKILL, SIGUSR1,
-        SIGSEGV, SIGUSR2, SIGPIPE, SIGALRM, SIGTERM, SIGSTKFLT, SIGCHLD, SIGCONT, SIGSTOP, SIGTSTP,
-        SIGTTIN, SIGTTOU, SIGURG, SIGXCPU, SIGXFSZ, SIGVTALRM, SIGPROF, SIGWINCH, SIGIO, SIGPWR, SIGSYS,
-    );
-    name.map_or_else(|| format!("signal {signal}"), str::to_string)
-}
