@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install what ksnap needs on a Debian/Ubuntu machine: QEMU, the tools that build guest binaries and
-# initramfs tests, and fresh apt package lists (kernels are fetched through the system's apt sources).
+# Install what ksnap needs on a Debian/Ubuntu machine: QEMU, the tools that build guest binaries, C probes
+# and kernels from source, and fresh apt package lists (kernels are fetched through the system's apt
+# sources).
 # As root it installs; otherwise it prints the exact command to run. Idempotent and quick when done.
 set -euo pipefail
 
@@ -12,6 +13,12 @@ declare -A needed=(
   [gcc]=gcc
   [as]=binutils
   [apt-get]=apt
+  # Building kernels from source (`source =` kernels in ksnap.toml).
+  [make]=make
+  [flex]=flex
+  [bison]=bison
+  [bc]=bc
+  [lz4]=lz4
 )
 
 missing=()
@@ -20,6 +27,8 @@ for program in "${!needed[@]}"; do
 done
 # qboot makes boots faster; Debian ships it with qemu-system-x86 (in qemu-system-data).
 [ -f /usr/share/qemu/qboot.rom ] || missing+=(qemu-system-data)
+# objtool, built with every x86_64 kernel, needs libelf's headers.
+[ -f /usr/include/libelf.h ] || missing+=(libelf-dev)
 
 # Kernels are resolved through apt: the package lists must know the kernel metapackages.
 lists_ok=true

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use ksnap_vm::build::{BuildRecipe, SourceTree};
 use ksnap_vm::kernel::KernelSource;
 use serde::Deserialize;
 
@@ -75,7 +76,29 @@ struct RawKernel {
     apt: Option<String>,
     deb: Option<PathBuf>,
     bzimage: Option<PathBuf>,
-    config: Option<PathBuf>,
+    /// A Debian kernel source package (`linux-source-6.12`) to build.
+    source: Option<String>,
+    /// A local kernel source tree to build.
+    source_tree: Option<PathBuf>,
+    /// With `bzimage`: its `.config`. With `source`/`source_tree`: the Kconfig fragment(s) to build with.
+    config: Option<RawPaths>,
+}
+
+/// `"path"` or `["path", …]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawPaths {
+    One(PathBuf),
+    Many(Vec<PathBuf>),
+}
+
+impl RawPaths {
+    fn into_vec(self) -> Vec<PathBuf> {
+        match self {
+            RawPaths::One(path) => vec![path],
+            RawPaths::Many(paths) => paths,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -174,11 +197,31 @@ impl Config {
         for (name, kernel) in raw.kernels {
             check_name("kernel", &name)?;
             let resolve = |p: PathBuf| relative_to(&root, p);
-            let source = match (kernel.apt, kernel.deb, kernel.bzimage) {
-                (Some(package), None, None) if kernel.config.is_none() => KernelSource::Apt { package },
-                (None, Some(path), None) if kernel.config.is_none() => KernelSource::Deb { path: resolve(path) },
-                (None, None, Some(path)) => KernelSource::BzImage { path: resolve(path), config: kernel.config.map(resolve) },
-                _ => bail!("kernel `{name}` needs exactly one of `apt`, `deb` or `bzimage` (`config` goes with `bzimage`)"),
+            let config: Option<Vec<PathBuf>> = kernel.config.map(|c| c.into_vec().into_iter().map(resolve).collect());
+            let build = |tree: SourceTree| match config.clone() {
+                Some(fragments) if !fragments.is_empty() => Ok(KernelSource::Build(BuildRecipe { tree, fragments })),
+                _ => Err(anyhow::anyhow!(
+                    "kernel `{name}` is built from source and needs `config`: the Kconfig fragment(s) applied on top \
+                     of tinyconfig, e.g. config = \"vm/configs/minimal\""
+                )),
+            };
+            let source = match (kernel.apt, kernel.deb, kernel.bzimage, kernel.source, kernel.source_tree) {
+                (Some(package), None, None, None, None) if config.is_none() => KernelSource::Apt { package },
+                (None, Some(path), None, None, None) if config.is_none() => KernelSource::Deb { path: resolve(path) },
+                (None, None, Some(path), None, None) => {
+                    let config = match config.as_deref() {
+                        None => None,
+                        Some([one]) => Some(one.clone()),
+                        Some(_) => bail!("kernel `{name}`: a bzimage has one `config`, the .config it was built from"),
+                    };
+                    KernelSource::BzImage { path: resolve(path), config }
+                }
+                (None, None, None, Some(package), None) => build(SourceTree::Apt { package })?,
+                (None, None, None, None, Some(path)) => build(SourceTree::Local { path: resolve(path) })?,
+                _ => bail!(
+                    "kernel `{name}` needs exactly one of `apt`, `deb`, `bzimage`, `source` or `source_tree` \
+                     (`config` goes with `bzimage`, `source` and `source_tree`)"
+                ),
             };
             kernels.insert(name, source);
         }
@@ -285,6 +328,46 @@ mod tests {
     }
 
     #[test]
+    fn kernels_built_from_source() {
+        let config = Config::from_toml(
+            r#"
+            [kernels.minimal]
+            source = "linux-source-6.12"
+            config = "vm/configs/minimal"
+            [kernels.no-force]
+            source = "linux-source-6.12"
+            config = ["vm/configs/minimal", "vm/configs/proc-mem-no-force"]
+            [kernels.mine]
+            source_tree = "/src/linux"
+            config = "/abs/fragment"
+            [suites.s]
+            probes = ["p"]
+            "#,
+            PathBuf::from("/repo"),
+        )
+        .unwrap();
+        let apt = SourceTree::Apt { package: "linux-source-6.12".into() };
+        assert_eq!(
+            config.kernels["minimal"],
+            KernelSource::Build(BuildRecipe { tree: apt.clone(), fragments: vec!["/repo/vm/configs/minimal".into()] })
+        );
+        assert_eq!(
+            config.kernels["no-force"],
+            KernelSource::Build(BuildRecipe {
+                tree: apt,
+                fragments: vec!["/repo/vm/configs/minimal".into(), "/repo/vm/configs/proc-mem-no-force".into()]
+            })
+        );
+        assert_eq!(
+            config.kernels["mine"],
+            KernelSource::Build(BuildRecipe {
+                tree: SourceTree::Local { path: "/src/linux".into() },
+                fragments: vec!["/abs/fragment".into()]
+            })
+        );
+    }
+
+    #[test]
     fn rust_and_c_probes() {
         let config = Config::from_toml(
             r#"
@@ -315,6 +398,11 @@ mod tests {
     fn mistakes_are_named() {
         let cases = [
             ("[kernels.a]\napt='x'\ndeb='y'\n[suites.s]\nprobes=['p']", "exactly one of"),
+            ("[kernels.a]\nsource='x'\nsource_tree='y'\nconfig='c'\n[suites.s]\nprobes=['p']", "exactly one of"),
+            ("[kernels.a]\napt='x'\nconfig='c'\n[suites.s]\nprobes=['p']", "exactly one of"),
+            ("[kernels.a]\nsource='x'\n[suites.s]\nprobes=['p']", "built from source and needs `config`"),
+            ("[kernels.a]\nsource_tree='x'\nconfig=[]\n[suites.s]\nprobes=['p']", "needs `config`"),
+            ("[kernels.a]\nbzimage='x'\nconfig=['a','b']\n[suites.s]\nprobes=['p']", "a bzimage has one `config`"),
             ("[kernels.a]\napt='x'\n[suites.s]\nprobes=['p']\nvariants=['nope']", "variant `nope`"),
             ("[kernels.'a b']\napt='x'\n[suites.s]\nprobes=['p']", "may only contain"),
             ("[kernels.a]\napt='x'\n[suites.s]\nprobes=[]", "lists no probes"),

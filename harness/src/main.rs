@@ -239,6 +239,15 @@ fn report(config: Option<PathBuf>, out: &std::path::Path, format: ReportFormat) 
     Ok(true)
 }
 
+/// What the IMAGE column says of a kernel that is not in the cache yet.
+fn not_ready(source: &ksnap_vm::kernel::KernelSource) -> &'static str {
+    match source {
+        ksnap_vm::kernel::KernelSource::Build(_) => "not built: ksnap kernels --fetch (builds it, minutes)",
+        ksnap_vm::kernel::KernelSource::Deb { .. } => "not unpacked: ksnap kernels --fetch",
+        _ => "not cached: ksnap kernels --fetch",
+    }
+}
+
 /// `ksnap kernels`: true unless a kernel could not be resolved or fetched.
 fn kernels(config: Option<PathBuf>, fetch: bool) -> Result<bool> {
     let config = load_config(config)?;
@@ -262,8 +271,8 @@ fn kernels(config: Option<PathBuf>, fetch: bool) -> Result<bool> {
                 [name.clone(), package, version, kernel.release, config, kernel.image.display().to_string()]
             }
             Ok(None) => match source.resolve_package(&cache) {
-                Ok(Some(p)) => [name.clone(), p.name, p.version, "-".into(), "-".into(), "not cached: ksnap kernels --fetch".into()],
-                Ok(None) => [name.clone(), source.to_string(), "-".into(), "-".into(), "-".into(), "not unpacked: ksnap kernels --fetch".into()],
+                Ok(Some(p)) => [name.clone(), p.name, p.version, "-".into(), "-".into(), not_ready(source).into()],
+                Ok(None) => [name.clone(), source.to_string(), "-".into(), "-".into(), "-".into(), not_ready(source).into()],
                 Err(e) => {
                     all_ok = false;
                     [name.clone(), source.to_string(), "-".into(), "-".into(), "-".into(), format!("error: {e}")]

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use ksnap_vm::cache::Cache;
@@ -23,7 +23,9 @@ pub struct Session {
     pub accel: Accel,
     pub cache: Cache,
     guest: GuestBinaries,
-    kernels: Mutex<HashMap<String, Kernel>>,
+    /// Per kernel name, the kernel once resolved. Cells run in parallel: the slot's lock makes the other
+    /// cells of a kernel that is being fetched or built wait for it instead of starting on it too.
+    kernels: Mutex<HashMap<String, Arc<Mutex<Option<Kernel>>>>>,
     progress: Progress,
     /// Where each cell's console log is written.
     pub log_dir: PathBuf,
@@ -80,16 +82,18 @@ impl Session {
 
     /// The kernel named `name` in the matrix, fetched into the cache if needed (once per session).
     pub fn kernel(&self, name: &str) -> Result<Kernel> {
-        if let Some(kernel) = self.kernels.lock().unwrap().get(name) {
+        let source = self.config.kernels.get(name).with_context(|| format!("unknown kernel `{name}`"))?;
+        let slot = self.kernels.lock().unwrap().entry(name.to_string()).or_default().clone();
+        let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(kernel) = slot.as_ref() {
             return Ok(kernel.clone());
         }
-        let source = self.config.kernels.get(name).with_context(|| format!("unknown kernel `{name}`"))?;
         let task = self.progress.start(&format!("kernel {name}"));
         let kernel = source
             .resolve(&self.cache, &mut |step| task.step(step))
             .with_context(|| format!("getting kernel `{name}` ({source})"))?;
         task.finish(&format!("{} ({})", kernel.release, kernel.image.display()));
-        self.kernels.lock().unwrap().insert(name.to_string(), kernel.clone());
+        *slot = Some(kernel.clone());
         Ok(kernel)
     }
 

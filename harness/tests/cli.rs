@@ -33,7 +33,7 @@ fn unknown_names_list_the_known_ones() {
     let output = ksnap().args(["run", "--suite", "nope"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2));
-    assert!(stderr.contains("unknown suite `nope`; ksnap.toml defines: env"), "{stderr}");
+    assert!(stderr.contains("unknown suite `nope`; ksnap.toml defines: demand_paging, demand_paging_oom, env"), "{stderr}");
 }
 
 #[test]

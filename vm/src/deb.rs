@@ -61,6 +61,16 @@ pub enum DebError {
     )]
     NoVmlinuz { path: PathBuf },
 
+    #[error(
+        "{} contains no usr/src/linux-source-*.tar.xz: it is not a Debian kernel source package \
+         (linux-source-X.Y)",
+        path.display()
+    )]
+    NoSourceTarball { path: PathBuf },
+
+    #[error("unpacking {} was stopped", path.display())]
+    Stopped { path: PathBuf },
+
     #[error("{}: {problem}", path.display())]
     InvalidControl {
         path: PathBuf,
@@ -160,6 +170,62 @@ pub fn extract_kernel(deb: &Path, dest: &Path) -> Result<UnpackedKernel, DebErro
             config,
             release,
         })
+    })
+}
+
+/// Unpacks the kernel source tarball of a `linux-source-X.Y` package (`usr/src/linux-source-X.Y.tar.xz`
+/// inside its data archive) into the existing directory `dest`, streaming: neither the package's data
+/// archive nor the tarball touches the disk, only the tree. `progress` gets the number of files unpacked
+/// so far, after each one, and stops the unpacking ([`DebError::Stopped`]) by returning false. Returns
+/// the tarball's name.
+///
+/// The tar crate refuses entries that would land outside `dest` (`..`, absolute paths, symlinked
+/// parents): the tarball is input from the network.
+pub fn extract_source_tarball(
+    deb: &Path,
+    dest: &Path,
+    progress: &mut dyn FnMut(u64) -> bool,
+) -> Result<String, DebError> {
+    with_member(deb, "data.tar", |data, member| {
+        let corrupt = |member: &str, source| DebError::Corrupt {
+            path: deb.to_owned(),
+            member: member.to_owned(),
+            source,
+        };
+        let mut found = None;
+        let mut archive = tar::Archive::new(data);
+        for entry in archive.entries().map_err(|e| corrupt(member, e))? {
+            let entry = entry.map_err(|e| corrupt(member, e))?;
+            let path = entry.path().map_err(|e| corrupt(member, e))?.into_owned();
+            let tarball = match normal_components(&path).as_slice() {
+                ["usr", "src", name] if name.starts_with("linux-source-") && name.ends_with(".tar.xz") => {
+                    name.to_string()
+                }
+                _ => continue,
+            };
+            if found.is_some() || !entry.header().entry_type().is_file() {
+                continue;
+            }
+            let mut source = tar::Archive::new(xz2::read::XzDecoder::new(entry));
+            source.set_preserve_mtime(true);
+            let mut files = 0u64;
+            for file in source.entries().map_err(|e| corrupt(&tarball, e))? {
+                let mut file = file.map_err(|e| corrupt(&tarball, e))?;
+                file.unpack_in(dest).map_err(|source| DebError::Write {
+                    path: dest.join(file.path().map(|p| p.into_owned()).unwrap_or_default()),
+                    source,
+                })?;
+                files += 1;
+                if !progress(files) {
+                    return Err(DebError::Stopped { path: deb.to_owned() });
+                }
+            }
+            // The xz checksum is only verified at the very end of the stream.
+            io::copy(&mut source.into_inner(), &mut io::sink()).map_err(|e| corrupt(&tarball, e))?;
+            found = Some(tarball);
+        }
+        io::copy(&mut archive.into_inner(), &mut io::sink()).map_err(|e| corrupt(member, e))?;
+        found.ok_or_else(|| DebError::NoSourceTarball { path: deb.to_owned() })
     })
 }
 
@@ -804,4 +870,84 @@ mod tests {
         assert_eq!(boot_file_name(Path::new("boot/../boot/vmlinuz-1")), None);
         assert_eq!(boot_file_name(Path::new("boot/x/vmlinuz-1")), None);
     }
+
+    /// A linux-source-X.Y package: its tarball holds `linux-source-6.12/…` and one hostile entry.
+    fn source_deb(tarball: Vec<u8>) -> Vec<u8> {
+        let data = tar_of(vec![
+            Entry::Dir("./usr/src/"),
+            Entry::File("./usr/share/doc/linux-source-6.12/copyright", b"GPL".to_vec()),
+            Entry::File("./usr/src/linux-source-6.12.tar.xz", xz(&tarball)),
+        ]);
+        ar_of(&[
+            ("debian-binary", b"2.0\n".to_vec()),
+            ("control.tar.xz", xz(&control_tar(CONTROL))),
+            ("data.tar.xz", xz(&data)),
+        ])
+    }
+
+    fn source_tarball() -> Vec<u8> {
+        let mut tarball = tar_of(vec![
+            Entry::Dir("linux-source-6.12/"),
+            Entry::File("linux-source-6.12/Makefile", b"VERSION = 6\n".to_vec()),
+            Entry::Symlink("linux-source-6.12/link", "Makefile"),
+        ]);
+        // An entry that climbs out of the destination; tar::Builder refuses to write one, so its name
+        // is set in the header by hand.
+        let mut evil = tar::Header::new_gnu();
+        evil.as_gnu_mut().unwrap().name[..9].copy_from_slice(b"../escape");
+        evil.set_size(4);
+        evil.set_mode(0o644);
+        evil.set_cksum();
+        let end = tarball.len() - 1024;
+        let mut entry = evil.as_bytes().to_vec();
+        entry.extend(b"evil");
+        entry.resize(1024, 0);
+        tarball.splice(end..end, entry);
+        tarball
+    }
+
+    #[test]
+    fn unpacks_the_source_tarball_inside_the_destination_only() {
+        let (dir, deb, dest) = on_disk(&source_deb(source_tarball()));
+        let mut counts = Vec::new();
+        let tarball = extract_source_tarball(&deb, &dest, &mut |n| {
+            counts.push(n);
+            true
+        })
+        .unwrap();
+        assert_eq!(tarball, "linux-source-6.12.tar.xz");
+        assert_eq!(files_in(&dest), ["linux-source-6.12"]);
+        assert_eq!(std::fs::read(dest.join("linux-source-6.12/link")).unwrap(), b"VERSION = 6\n");
+        assert!(!dir.path().join("escape").exists(), "an entry escaped the destination");
+        assert_eq!(counts.last(), Some(&4));
+    }
+
+    #[test]
+    fn unpacking_stops_when_asked() {
+        let (_dir, deb, dest) = on_disk(&source_deb(source_tarball()));
+        let err = extract_source_tarball(&deb, &dest, &mut |files| files < 2).unwrap_err();
+        assert!(matches!(err, DebError::Stopped { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_package_without_source_tarball_is_named() {
+        let (_dir, deb, dest) = on_disk(&deb_xz());
+        let err = extract_source_tarball(&deb, &dest, &mut |_| true).unwrap_err();
+        assert!(matches!(err, DebError::NoSourceTarball { .. }), "{err}");
+        assert!(err.to_string().contains("not a Debian kernel source package"), "{err}");
+    }
+
+    #[test]
+    fn a_corrupt_source_tarball_is_detected() {
+        let mut tarball = xz(&source_tarball());
+        let middle = tarball.len() / 2;
+        tarball[middle] ^= 0xff;
+        let data = tar_of(vec![Entry::File("./usr/src/linux-source-6.12.tar.xz", tarball)]);
+        let deb = ar_of(&[("debian-binary", b"2.0\n".to_vec()), ("data.tar.xz", xz(&data))]);
+        let (_dir, deb, dest) = on_disk(&deb);
+        // The outer layer is intact: the nested tarball is what is corrupt.
+        let err = extract_source_tarball(&deb, &dest, &mut |_| true).unwrap_err();
+        assert!(matches!(&err, DebError::Corrupt { member, .. } if member.ends_with(".tar.xz")), "{err}");
+    }
+
 }

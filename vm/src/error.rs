@@ -29,6 +29,28 @@ pub enum Error {
     #[error(transparent)]
     Deb(#[from] crate::deb::DebError),
 
+    #[error("config fragment {path}: {why}", path = path.display())]
+    ConfigFragment { path: PathBuf, why: String },
+
+    #[error(
+        "the kernel's .config does not have what {fragments} asks for:\n{mismatches}\nKconfig drops an \
+         option whose dependencies are not met: look each one up (`make menuconfig`, then `/` and its name \
+         shows what it depends on) and add what it needs to the fragment"
+    )]
+    ConfigMismatch { fragments: String, mismatches: String },
+
+    #[error(
+        "building a kernel from source needs {missing}, not found on this system. Install with \
+         `apt-get install {packages}`"
+    )]
+    BuildToolsMissing { missing: String, packages: String },
+
+    #[error("{path} is not a Linux source tree: {why}", path = path.display())]
+    NotASourceTree { path: PathBuf, why: String },
+
+    #[error("`{step}` failed ({status}); the whole output is in {log}. Its last lines:\n{tail}", log = log.display())]
+    BuildFailed { step: String, status: String, log: PathBuf, tail: String },
+
     #[error("the ksnap cache at {path} is not usable: {source}. Set XDG_CACHE_HOME to a writable directory")]
     CacheUnusable { path: PathBuf, source: std::io::Error },
 

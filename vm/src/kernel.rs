@@ -4,10 +4,12 @@
 //! An apt package is resolved through the system's apt sources: a metapackage such as
 //! `linux-image-cloud-amd64` is followed to the real image package it depends on, which is fetched with
 //! `apt-get download` and unpacked in Rust ([`crate::deb`]) into the cache, keyed by package and version.
+//! A kernel built from source ([`crate::build`]) lands in the same kind of cache entry.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use crate::build::BuildRecipe;
 use crate::cache::{self, Cache};
 use crate::error::Error;
 
@@ -20,6 +22,8 @@ pub enum KernelSource {
     Deb { path: PathBuf },
     /// A local bzImage, optionally with the `.config` it was built from.
     BzImage { path: PathBuf, config: Option<PathBuf> },
+    /// Built here from kernel source and Kconfig fragments.
+    Build(BuildRecipe),
 }
 
 impl std::fmt::Display for KernelSource {
@@ -28,6 +32,7 @@ impl std::fmt::Display for KernelSource {
             KernelSource::Apt { package } => write!(f, "apt package {package}"),
             KernelSource::Deb { path } => write!(f, "{}", path.display()),
             KernelSource::BzImage { path, .. } => write!(f, "{}", path.display()),
+            KernelSource::Build(recipe) => write!(f, "{recipe}"),
         }
     }
 }
@@ -71,13 +76,15 @@ struct CacheRecord {
     image_sha256: String,
 }
 
-const CACHE_KIND: &str = "kernels";
+pub(crate) const CACHE_KIND: &str = "kernels";
 
 impl KernelSource {
-    /// The package this source names, resolved through apt to the real image package (no download).
+    /// The package this source names, resolved through apt to the real image (or source) package (no
+    /// download).
     pub fn resolve_package(&self, cache: &Cache) -> Result<Option<Package>, Error> {
         match self {
             KernelSource::Apt { package } => resolve_apt(cache, package).map(Some),
+            KernelSource::Build(recipe) => recipe.source_package(cache),
             _ => Ok(None),
         }
     }
@@ -88,18 +95,18 @@ impl KernelSource {
             KernelSource::Apt { package } => {
                 let package = resolve_apt(cache, package)?;
                 let key = format!("{}_{}", package.name, package.version);
-                cached_or_unpack(cache, &key, report, |staging, report| {
+                cached_or_produce(cache, &key, report, |staging, report| {
                     report(&format!("downloading {} {}", package.name, package.version));
-                    let deb = apt_download(&package, staging)?;
-                    Ok((deb, Some(package.clone())))
+                    let download =
+                        tempfile::tempdir_in(staging).map_err(|e| Error::io("creating a download directory", e))?;
+                    let deb = apt_download(&package, download.path())?;
+                    unpack_deb(&deb, staging, Some(package.clone()), report)
                 })
             }
-            KernelSource::Deb { path } => {
-                cached_or_unpack(cache, &deb_key(path)?, report, |_, _| {
-                    let control = crate::deb::read_control(path)?;
-                    Ok((path.clone(), Some(Package { name: control.package, version: control.version })))
-                })
-            }
+            KernelSource::Deb { path } => cached_or_produce(cache, &deb_key(path)?, report, |staging, report| {
+                let control = crate::deb::read_control(path)?;
+                unpack_deb(path, staging, Some(Package { name: control.package, version: control.version }), report)
+            }),
             KernelSource::BzImage { path, config } => {
                 let release = bzimage_release(path)?;
                 let config_hash = match config {
@@ -110,6 +117,7 @@ impl KernelSource {
                 };
                 Ok(Kernel { image: path.clone(), config: config.clone(), release, package: None, config_hash })
             }
+            KernelSource::Build(recipe) => recipe.resolve(cache, report),
         }
     }
 
@@ -123,6 +131,7 @@ impl KernelSource {
             }
             KernelSource::Deb { path } => Ok(read_valid_entry(&cache.entry(CACHE_KIND, &deb_key(path)?))),
             KernelSource::BzImage { .. } => self.resolve(cache, &mut |_| {}).map(Some),
+            KernelSource::Build(recipe) => recipe.cached(cache),
         }
     }
 }
@@ -133,19 +142,31 @@ fn deb_key(path: &Path) -> Result<String, Error> {
     Ok(format!("deb-{}", &digest[..16]))
 }
 
-/// Reuse a valid cache entry, or fetch (`fetch` returns the `.deb` and its package) and unpack it.
-fn cached_or_unpack(
+/// What a producer of a cache entry leaves in the staging directory it is given.
+pub(crate) struct Produced {
+    /// The kernel image, directly in the staging directory.
+    pub image: PathBuf,
+    /// Its `.config`, directly in the staging directory, if known.
+    pub config: Option<PathBuf>,
+    pub release: String,
+    pub package: Option<Package>,
+}
+
+/// Reuse the valid cache entry `kernels/KEY`, or make it: `produce` writes the kernel into a staging
+/// directory, which becomes the entry once `kernel.json` records its hashes. Runs under the key's lock, so
+/// two ksnap processes never produce the same entry twice (the second waits and reuses the first's).
+pub(crate) fn cached_or_produce(
     cache: &Cache,
     key: &str,
     report: StepReporter,
-    fetch: impl FnOnce(&Path, StepReporter) -> Result<(PathBuf, Option<Package>), Error>,
+    produce: impl FnOnce(&Path, StepReporter) -> Result<Produced, Error>,
 ) -> Result<Kernel, Error> {
     let entry = cache.entry(CACHE_KIND, key);
     if let Some(kernel) = read_valid_entry(&entry) {
         return Ok(kernel);
     }
     let _lock = cache.lock(CACHE_KIND, key)?;
-    // Another process may have built it while we waited for the lock.
+    // Another process may have made it while we waited for the lock.
     if let Some(kernel) = read_valid_entry(&entry) {
         return Ok(kernel);
     }
@@ -153,20 +174,20 @@ fn cached_or_unpack(
         report(&format!("cache entry {} is incomplete or corrupt; fetching it again", entry.display()));
     }
     let staging = cache.staging_dir()?;
-    let download = tempfile::tempdir_in(staging.path()).map_err(|e| Error::io("creating a download directory", e))?;
-    let (deb, package) = fetch(download.path(), report)?;
-    report("unpacking kernel");
-    let unpacked = crate::deb::extract_kernel(&deb, staging.path())?;
-    drop(download);
-    let image = entry.join(file_name(&unpacked.vmlinuz));
-    let config = unpacked.config.as_ref().map(|c| entry.join(file_name(c)));
-    let config_hash = match &unpacked.config {
+    let produced = produce(staging.path(), report)?;
+    let config_hash = match &produced.config {
         Some(c) => Some(cache::sha256_file(c).map_err(|e| Error::io("hashing the kernel config", e))?),
         None => None,
     };
     let record = CacheRecord {
-        image_sha256: cache::sha256_file(&unpacked.vmlinuz).map_err(|e| Error::io("hashing the kernel", e))?,
-        kernel: Kernel { image, config, release: unpacked.release, package, config_hash },
+        image_sha256: cache::sha256_file(&produced.image).map_err(|e| Error::io("hashing the kernel", e))?,
+        kernel: Kernel {
+            image: entry.join(file_name(&produced.image)),
+            config: produced.config.as_ref().map(|c| entry.join(file_name(c))),
+            release: produced.release,
+            package: produced.package,
+            config_hash,
+        },
     };
     let json = serde_json::to_vec_pretty(&record).expect("kernel record serializes");
     cache::write_atomic(&staging.path().join("kernel.json"), &json)?;
@@ -176,12 +197,19 @@ fn cached_or_unpack(
     })
 }
 
+/// Unpack a kernel image package into `staging` (which must end up holding nothing else).
+fn unpack_deb(deb: &Path, staging: &Path, package: Option<Package>, report: StepReporter) -> Result<Produced, Error> {
+    report("unpacking kernel");
+    let unpacked = crate::deb::extract_kernel(deb, staging)?;
+    Ok(Produced { image: unpacked.vmlinuz, config: unpacked.config, release: unpacked.release, package })
+}
+
 fn file_name(path: &Path) -> &std::ffi::OsStr {
     path.file_name().expect("extracted files have names")
 }
 
 /// The kernel recorded in a cache entry, if the entry is whole and its files match their hashes.
-fn read_valid_entry(entry: &Path) -> Option<Kernel> {
+pub(crate) fn read_valid_entry(entry: &Path) -> Option<Kernel> {
     let record: CacheRecord = serde_json::from_slice(&std::fs::read(entry.join("kernel.json")).ok()?).ok()?;
     let kernel = record.kernel;
     if cache::sha256_file(&kernel.image).ok()? != record.image_sha256 {
@@ -199,7 +227,7 @@ fn read_valid_entry(entry: &Path) -> Option<Kernel> {
 ///
 /// `apt-cache` re-reads every package list on each call (about 0.5 s here, where apt keeps no binary
 /// cache), so the answer is memoised in the cache, valid while apt's lists and sources are unchanged.
-fn resolve_apt(cache: &Cache, name: &str) -> Result<Package, Error> {
+pub(crate) fn resolve_apt(cache: &Cache, name: &str) -> Result<Package, Error> {
     #[derive(serde::Serialize, serde::Deserialize)]
     struct Memo {
         apt_state: String,
@@ -244,7 +272,8 @@ fn apt_state_fingerprint() -> Option<String> {
 
 fn resolve_apt_uncached(name: &str) -> Result<Package, Error> {
     let mut name = name.to_string();
-    // linux-image-cloud-amd64 → linux-image-6.1.0-56-cloud-amd64: one hop in Debian; allow a few.
+    // linux-image-cloud-amd64 → linux-image-6.1.0-56-cloud-amd64, linux-source → linux-source-6.1: one
+    // hop in Debian; allow a few.
     for _ in 0..4 {
         let fields = apt_show(&name)?;
         let field = |key: &str| {
@@ -259,7 +288,7 @@ fn resolve_apt_uncached(name: &str) -> Result<Package, Error> {
                 .split(',')
                 .map(|alt| alt.split('|').next().unwrap_or("").trim())
                 .map(|dep| dep.split([' ', '(']).next().unwrap_or("").to_string())
-                .find(|dep| dep.starts_with("linux-image-"))
+                .find(|dep| dep.starts_with("linux-image-") || dep.starts_with("linux-source-"))
         });
         match image_dependency {
             Some(next) => name = next,
@@ -288,7 +317,7 @@ fn apt_show(name: &str) -> Result<String, Error> {
 }
 
 /// `apt-get download NAME=VERSION` into `dir`; the path of the `.deb`.
-fn apt_download(package: &Package, dir: &Path) -> Result<PathBuf, Error> {
+pub(crate) fn apt_download(package: &Package, dir: &Path) -> Result<PathBuf, Error> {
     let spec = format!("{}={}", package.name, package.version);
     let mut command = Command::new("apt-get");
     // As root, apt drops privileges to `_apt`, which cannot write our private directory.
@@ -298,8 +327,10 @@ fn apt_download(package: &Package, dir: &Path) -> Result<PathBuf, Error> {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = crate::children::spawn(&mut command)
-        .map_err(|e| Error::AptFailed { command: format!("apt-get download {spec}"), stderr: e.to_string() })?;
+    let mut child = crate::children::spawn(&mut command).map_err(|e| match crate::children::is_cancelled() {
+        true => Error::Cancelled,
+        false => Error::AptFailed { command: format!("apt-get download {spec}"), stderr: e.to_string() },
+    })?;
     let stderr = child.child_mut().stderr.take().map(|mut s| {
         let mut text = String::new();
         let _ = std::io::Read::read_to_string(&mut s, &mut text);

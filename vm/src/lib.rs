@@ -1,14 +1,16 @@
 //! ksnap-vm: boot a Linux kernel under QEMU with an initramfs of probes, and tell what happened.
 //!
 //! The pieces, in the order a run uses them:
-//! - [`kernel`]: kernel sources (apt package, `.deb`, bzImage) resolved into the [`cache`];
-//! - [`deb`]: unpacking a kernel `.deb` in Rust;
+//! - [`kernel`]: kernel sources (apt package, `.deb`, bzImage, a build) resolved into the [`cache`];
+//! - [`build`] (over [`kconfig`]): kernels built from source with Kconfig fragments;
+//! - [`deb`]: unpacking a kernel `.deb` (or a kernel source package) in Rust;
 //! - [`initramfs`] (over [`cpio`]): `/init`, the probes and their plan;
 //! - [`qemu`]: finding QEMU, choosing the accelerator, building the command line;
 //! - [`run`]: booting and watching one VM; its [`Outcome`];
 //! - [`protocol`], [`ktap`], [`console`]: reading what the guest said;
 //! - [`children`]: making sure no child process outlives ksnap.
 
+pub mod build;
 pub mod cache;
 pub mod children;
 pub mod console;
@@ -16,6 +18,7 @@ pub mod cpio;
 pub mod deb;
 mod error;
 pub mod initramfs;
+pub mod kconfig;
 pub mod kernel;
 pub mod ktap;
 pub mod protocol;

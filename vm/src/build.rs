@@ -1,0 +1,745 @@
+//! Kernels built from source: a Debian kernel source package (`linux-source-6.12`, fetched through apt)
+//! or a local tree, configured as `make tinyconfig` plus Kconfig fragments, built as a bzImage and cached
+//! like the packaged kernels.
+//!
+//! The steps, all under the cache lock of the kernel's key:
+//! 1. the source: the package is downloaded and its tarball unpacked in Rust into its own cache entry
+//!    (`sources/PACKAGE_VERSION`, kept for builds with other fragments); a local tree is used where it is;
+//! 2. `make tinyconfig`, the fragments merged into `.config` ([`crate::kconfig`]), `make olddefconfig`,
+//!    and a check that every option the fragments ask for survived (Kconfig silently drops an option
+//!    whose dependencies are missing);
+//! 3. `make -jN bzImage`; the image and the final `.config` become the cache entry.
+//!
+//! Builds are out of tree (`O=`, a temporary directory in the cache): the source is never written to, and
+//! only the image and its config are kept. An entry is keyed by the source (package and version, or a
+//! fingerprint of the tree) and a hash of the options the fragments set, so a fragment's comments can be
+//! edited without a rebuild. The full output of `make` is kept in `CACHE/build-logs/KEY.log`.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::cache::{self, Cache};
+use crate::error::Error;
+use crate::kconfig::{self, Options};
+use crate::kernel::{self, Kernel, Package, Produced, StepReporter};
+
+/// A kernel to build: a source tree, configured from `make tinyconfig` plus Kconfig fragments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildRecipe {
+    pub tree: SourceTree,
+    /// Merged in order on top of `tinyconfig`: a later fragment overrides an earlier one.
+    pub fragments: Vec<PathBuf>,
+}
+
+/// Where the kernel source comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceTree {
+    /// A Debian kernel source package such as `linux-source-6.12`, fetched through apt.
+    Apt { package: String },
+    /// A kernel source tree on this machine. It must be clean (`make mrproper`): the build is out of tree.
+    Local { path: PathBuf },
+}
+
+impl std::fmt::Display for BuildRecipe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.tree {
+            SourceTree::Apt { package } => write!(f, "source package {package}")?,
+            SourceTree::Local { path } => write!(f, "source tree {}", path.display())?,
+        }
+        write!(f, " with config {}", fragment_names(&self.fragments))
+    }
+}
+
+fn fragment_names(fragments: &[PathBuf]) -> String {
+    let names: Vec<String> = fragments
+        .iter()
+        .map(|path| path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned()))
+        .collect();
+    names.join(" + ")
+}
+
+/// Part of every build's cache key: change it when the way kernels are built changes, so that kernels
+/// built the old way are not taken for kernels built the new way.
+const RECIPE: &str = "ksnap kernel build 1: make ARCH=x86_64 tinyconfig, fragments, olddefconfig, bzImage";
+/// Only x86_64 guests are booted (`qemu-system-x86_64`, `-cpu qemu64`).
+const ARCH: &str = "ARCH=x86_64";
+const SOURCES: &str = "sources";
+/// Lines of `make` output an error message shows.
+const ERROR_TAIL_LINES: usize = 30;
+/// How often the build reports progress: often enough to show it moving, seldom enough that plain
+/// progress lines (CI logs) stay readable through a build of several minutes.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
+
+/// A recipe with everything its cache key depends on resolved.
+struct Plan<'a> {
+    recipe: &'a BuildRecipe,
+    origin: Origin,
+    options: Options,
+    key: String,
+}
+
+enum Origin {
+    Apt(Package),
+    Local { path: PathBuf },
+}
+
+/// The host programs a build runs; the tests substitute a fake `make`.
+struct Host<'a> {
+    make: &'a str,
+    prerequisites: &'a [Prerequisite],
+}
+
+const HOST: Host<'static> = Host { make: "make", prerequisites: &ALWAYS };
+
+impl BuildRecipe {
+    /// The kernel, built (or unpacked and built) into the cache if it is not there yet.
+    pub fn resolve(&self, cache: &Cache, report: StepReporter) -> Result<Kernel, Error> {
+        self.resolve_on(&HOST, cache, report)
+    }
+
+    fn resolve_on(&self, host: &Host, cache: &Cache, report: StepReporter) -> Result<Kernel, Error> {
+        let plan = self.plan(cache)?;
+        kernel::cached_or_produce(cache, &plan.key, report, |staging, report| plan.build(host, cache, staging, report))
+    }
+
+    /// The kernel, if it is already built. Never downloads or builds.
+    pub fn cached(&self, cache: &Cache) -> Result<Option<Kernel>, Error> {
+        let plan = self.plan(cache)?;
+        Ok(kernel::read_valid_entry(&cache.entry(kernel::CACHE_KIND, &plan.key)))
+    }
+
+    /// The source package this recipe builds, resolved through apt (no download).
+    pub fn source_package(&self, cache: &Cache) -> Result<Option<Package>, Error> {
+        match &self.tree {
+            SourceTree::Apt { package } => kernel::resolve_apt(cache, package).map(Some),
+            SourceTree::Local { .. } => Ok(None),
+        }
+    }
+
+    fn plan(&self, cache: &Cache) -> Result<Plan<'_>, Error> {
+        let options = read_fragments(&self.fragments)?;
+        let recipe_hash = cache::sha256_bytes(format!("{RECIPE}\n{}", kconfig::canonical(&options)).as_bytes());
+        let (origin, source_key) = match &self.tree {
+            SourceTree::Apt { package } => {
+                let package = kernel::resolve_apt(cache, package)?;
+                let key = format!("{}_{}", package.name, package.version);
+                (Origin::Apt(package), key)
+            }
+            SourceTree::Local { path } => {
+                check_source_tree(path)?;
+                let fingerprint = tree_fingerprint(path)
+                    .map_err(|e| Error::io(format!("reading the source tree {}", path.display()), e))?;
+                (Origin::Local { path: path.clone() }, format!("tree-{}", &fingerprint[..16]))
+            }
+        };
+        Ok(Plan { recipe: self, origin, options, key: format!("{source_key}+build-{}", &recipe_hash[..16]) })
+    }
+}
+
+/// Every option the fragments set; a later fragment overrides an earlier one.
+fn read_fragments(fragments: &[PathBuf]) -> Result<Options, Error> {
+    let mut options = Options::new();
+    for path in fragments {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::ConfigFragment { path: path.clone(), why: e.to_string() })?;
+        kconfig::parse_fragment(&text, &mut options).map_err(|why| Error::ConfigFragment { path: path.clone(), why })?;
+    }
+    Ok(options)
+}
+
+impl Plan<'_> {
+    /// Build the kernel into `staging` (see the module documentation for the steps).
+    fn build(&self, host: &Host, cache: &Cache, staging: &Path, report: StepReporter) -> Result<Produced, Error> {
+        check_prerequisites(host.prerequisites.iter())?;
+        let (tree, package) = match &self.origin {
+            Origin::Apt(package) => (unpacked_source(cache, package, report)?, Some(package.clone())),
+            Origin::Local { path } => (path.clone(), None),
+        };
+        let out = tempfile::tempdir_in(staging).map_err(|e| Error::io("creating the build directory", e))?;
+        let log = cache.root().join("build-logs").join(format!("{}.log", self.key));
+        let stamp = match &package {
+            Some(p) => format!("{} {}", p.name, p.version),
+            None => "local source tree".to_string(),
+        };
+        let mut make = Make::new(host.make, &tree, out.path(), &log, &stamp)?;
+
+        report(&format!("configuring: tinyconfig + {}", fragment_names(&self.recipe.fragments)));
+        make.run(&["tinyconfig"], &mut |_| {})?;
+        let config_path = out.path().join(".config");
+        let read_config = || std::fs::read_to_string(&config_path).map_err(|e| Error::io("reading the kernel .config", e));
+        let merged = kconfig::merge(&read_config()?, &self.options);
+        std::fs::write(&config_path, merged).map_err(|e| Error::io("writing the kernel .config", e))?;
+        make.run(&["olddefconfig"], &mut |_| {})?;
+        let config = read_config()?;
+        let mismatches = kconfig::verify(&config, &self.options);
+        if !mismatches.is_empty() {
+            let list: Vec<String> = mismatches.iter().map(|m| format!("  {m}")).collect();
+            return Err(Error::ConfigMismatch {
+                fragments: fragment_names(&self.recipe.fragments),
+                mismatches: list.join("\n"),
+            });
+        }
+        let options = kconfig::parse_config(&config);
+        let enabled = |option: &str| matches!(options.get(option), Some(kconfig::Value::Set(v)) if v == "y");
+        check_prerequisites(BY_OPTION.iter().filter(|(option, _)| enabled(option)).map(|(_, needed)| needed))?;
+
+        let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut progress = BuildProgress::new(report);
+        make.run(&[&format!("-j{jobs}"), "bzImage"], &mut |line| progress.line(line))?;
+
+        let release = std::fs::read_to_string(out.path().join("include/config/kernel.release"))
+            .map_err(|e| Error::io("reading the built kernel's release", e))?
+            .trim()
+            .to_string();
+        let image = staging.join(format!("vmlinuz-{release}"));
+        let config = staging.join(format!("config-{release}"));
+        std::fs::copy(out.path().join("arch/x86/boot/bzImage"), &image)
+            .map_err(|e| Error::io("copying the built bzImage", e))?;
+        std::fs::copy(&config_path, &config).map_err(|e| Error::io("copying the kernel .config", e))?;
+        kernel::bzimage_release(&image)?;
+        Ok(Produced { image, config: Some(config), release, package })
+    }
+}
+
+/// `make` in a source tree, building into `out`, its output appended to a log file.
+struct Make {
+    program: String,
+    tree: PathBuf,
+    out: PathBuf,
+    log_path: PathBuf,
+    log: std::fs::File,
+    /// What `uname -v` shows instead of the build time, so that a rebuild is the same kernel.
+    stamp: String,
+}
+
+impl Make {
+    fn new(program: &str, tree: &Path, out: &Path, log_path: &Path, stamp: &str) -> Result<Make, Error> {
+        // make runs in the tree, so O= must not be relative to where ksnap runs.
+        let absolute = |p: &Path| std::path::absolute(p).map_err(|e| Error::io(format!("resolving {}", p.display()), e));
+        if let Some(dir) = log_path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        }
+        let log = std::fs::File::create(log_path).map_err(|e| Error::io(format!("creating {}", log_path.display()), e))?;
+        Ok(Make {
+            program: program.into(),
+            tree: absolute(tree)?,
+            out: absolute(out)?,
+            log_path: log_path.to_path_buf(),
+            log,
+            stamp: stamp.into(),
+        })
+    }
+
+    /// Run `make TARGETS`, feeding each line of its output (stdout and stderr, interleaved as written) to
+    /// `on_line`. A failure carries the last lines of the output.
+    fn run(&mut self, targets: &[&str], on_line: &mut dyn FnMut(&str)) -> Result<(), Error> {
+        let step = format!("make {}", targets.join(" "));
+        let _ = writeln!(self.log, "### {step}");
+        let (reader, writer) = nix::unistd::pipe().map_err(|e| Error::io("creating a pipe", e.into()))?;
+        let writer_for_stderr = writer.try_clone().map_err(|e| Error::io("creating a pipe", e))?;
+        let mut child = {
+            let mut command = Command::new(&self.program);
+            command
+                .arg("-C")
+                .arg(&self.tree)
+                .arg(format!("O={}", self.out.display()))
+                .arg(ARCH)
+                .args(targets)
+                // A reproducible `uname -v` (`#1 SMP …`) and build banner, whatever the machine and time.
+                .env("KBUILD_BUILD_VERSION", "1")
+                .env("KBUILD_BUILD_TIMESTAMP", &self.stamp)
+                .env("KBUILD_BUILD_USER", "ksnap")
+                .env("KBUILD_BUILD_HOST", "ksnap")
+                .env("LC_ALL", "C")
+                // Settings from the user's environment that would change what is built, or where.
+                .env_remove("KBUILD_OUTPUT")
+                .env_remove("KCONFIG_CONFIG")
+                .env_remove("KCONFIG_ALLCONFIG")
+                .env_remove("CROSS_COMPILE")
+                .env_remove("LLVM")
+                .env_remove("MAKEFLAGS")
+                .stdin(Stdio::null())
+                .stdout(Stdio::from(writer))
+                .stderr(Stdio::from(writer_for_stderr));
+            crate::children::spawn(&mut command).map_err(|e| match crate::children::is_cancelled() {
+                true => Error::Cancelled,
+                false => Error::io(format!("starting {}", self.program), e),
+            })?
+            // `command`, holding the pipe's write end, is dropped here: the read end sees EOF when make
+            // and everything it started are done.
+        };
+        let mut tail: VecDeque<String> = VecDeque::with_capacity(ERROR_TAIL_LINES);
+        for line in BufReader::new(std::fs::File::from(reader)).split(b'\n') {
+            let line = line.map_err(|e| Error::io("reading the output of make", e))?;
+            let line = String::from_utf8_lossy(&line);
+            let _ = writeln!(self.log, "{line}");
+            on_line(&line);
+            if tail.len() == ERROR_TAIL_LINES {
+                tail.pop_front();
+            }
+            tail.push_back(line.into_owned());
+        }
+        let status = child.wait().map_err(|e| Error::io("waiting for make", e))?;
+        if crate::children::is_cancelled() {
+            return Err(Error::Cancelled);
+        }
+        if !status.success() {
+            return Err(Error::BuildFailed {
+                step,
+                status: status.to_string(),
+                log: self.log_path.clone(),
+                tail: Vec::from(tail).join("\n"),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Lets a progress report through every [`PROGRESS_INTERVAL`].
+struct Throttle {
+    last: Instant,
+}
+
+impl Throttle {
+    fn new() -> Throttle {
+        Throttle { last: Instant::now() }
+    }
+
+    fn ready(&mut self) -> bool {
+        let ready = self.last.elapsed() >= PROGRESS_INTERVAL;
+        if ready {
+            self.last = Instant::now();
+        }
+        ready
+    }
+}
+
+/// Turns the build's `  CC      mm/memory.o` lines into occasional progress reports.
+struct BuildProgress<'a> {
+    report: StepReporter<'a>,
+    compiled: usize,
+    throttle: Throttle,
+}
+
+impl<'a> BuildProgress<'a> {
+    fn new(report: StepReporter<'a>) -> Self {
+        report("building bzImage");
+        BuildProgress { report, compiled: 0, throttle: Throttle::new() }
+    }
+
+    fn line(&mut self, line: &str) {
+        let Some((tool, file)) = kbuild_step(line) else { return };
+        if tool == "CC" || tool == "AS" {
+            self.compiled += 1;
+        }
+        // Linking is the last long step: always say so.
+        let linking = tool == "LD" && file == "vmlinux";
+        if self.throttle.ready() || linking {
+            (self.report)(&format!("building bzImage: {} files compiled, {tool} {file}", self.compiled));
+        }
+    }
+}
+
+/// `("CC", "mm/memory.o")` for a kbuild quiet-mode line `  CC      mm/memory.o`.
+fn kbuild_step(line: &str) -> Option<(&str, &str)> {
+    let rest = line.strip_prefix("  ")?;
+    let (tool, file) = rest.split_once(' ')?;
+    let file = file.trim();
+    let is_tool = !tool.is_empty() && tool.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+    (is_tool && !file.is_empty()).then_some((tool, file))
+}
+
+/// The unpacked source of a kernel source package, from the cache or downloaded and unpacked into it.
+fn unpacked_source(cache: &Cache, package: &Package, report: StepReporter) -> Result<PathBuf, Error> {
+    let key = format!("{}_{}", package.name, package.version);
+    let entry = cache.entry(SOURCES, &key);
+    if let Some(tree) = read_source_entry(&entry) {
+        return Ok(tree);
+    }
+    let _lock = cache.lock(SOURCES, &key)?;
+    if let Some(tree) = read_source_entry(&entry) {
+        return Ok(tree);
+    }
+    let staging = cache.staging_dir()?;
+    let download = cache.staging_dir()?;
+    report(&format!("downloading {} {}", package.name, package.version));
+    let deb = kernel::apt_download(package, download.path())?;
+    report(&format!("unpacking {}", package.name));
+    let mut throttle = Throttle::new();
+    let tarball = crate::deb::extract_source_tarball(&deb, staging.path(), &mut |files| {
+        if throttle.ready() {
+            report(&format!("unpacking {}: {files} files", package.name));
+        }
+        // An interrupt must not wait for 90,000 files: the staging directory is removed on the way out.
+        !crate::children::is_cancelled()
+    })
+    .map_err(|e| if crate::children::is_cancelled() { Error::Cancelled } else { e.into() })?;
+    drop(download);
+    // The tarball holds one directory, `linux-source-6.12/`.
+    let mut dirs = std::fs::read_dir(staging.path())
+        .map_err(|e| Error::io("listing the unpacked source", e))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()));
+    let (Some(dir), None) = (dirs.next(), dirs.next()) else {
+        return Err(Error::NotASourceTree {
+            path: PathBuf::from(&tarball),
+            why: "it does not hold exactly one top-level directory".into(),
+        });
+    };
+    let record = SourceRecord { package: package.clone(), tree: dir.file_name().to_string_lossy().into_owned() };
+    check_source_tree(&staging.path().join(&record.tree))?;
+    let json = serde_json::to_vec_pretty(&record).expect("source record serializes");
+    cache::write_atomic(&staging.path().join(SOURCE_RECORD), &json)?;
+    cache.commit(staging, &entry)?;
+    read_source_entry(&entry).ok_or_else(|| {
+        Error::io(format!("verifying {}", entry.display()), std::io::Error::other("the entry just written does not verify"))
+    })
+}
+
+/// The record of an unpacked source package (`sources/KEY/source.json`), written last.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SourceRecord {
+    package: Package,
+    /// The tree's directory in the entry.
+    tree: String,
+}
+
+const SOURCE_RECORD: &str = "source.json";
+
+/// The tree of a whole source entry. The tree is not hashed (1.5 GB, 90,000 files): entries appear by
+/// an atomic rename after the record is written, and the build itself would notice a damaged tree.
+fn read_source_entry(entry: &Path) -> Option<PathBuf> {
+    let record: SourceRecord = serde_json::from_slice(&std::fs::read(entry.join(SOURCE_RECORD)).ok()?).ok()?;
+    let tree = entry.join(record.tree);
+    tree.join("Makefile").is_file().then_some(tree)
+}
+
+fn check_source_tree(path: &Path) -> Result<(), Error> {
+    let missing = ["Makefile", "arch/x86/Kconfig", "scripts/kconfig"].into_iter().find(|p| !path.join(p).exists());
+    match missing {
+        Some(file) => Err(Error::NotASourceTree { path: path.to_path_buf(), why: format!("it has no {file}") }),
+        None => Ok(()),
+    }
+}
+
+/// Identifies the state of a local tree without reading it all: every file's path, size and
+/// modification time (`.git` aside). Editing a file, or checking out another commit, changes it.
+fn tree_fingerprint(root: &Path) -> std::io::Result<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut files = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let meta = entry.path().symlink_metadata()?;
+            if meta.is_dir() {
+                if entry.file_name() != ".git" {
+                    dirs.push(entry.path());
+                }
+                continue;
+            }
+            let path = entry.path();
+            let relative = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().into_owned();
+            files.push(format!("{relative}\0{}\0{}.{}\n", meta.size(), meta.mtime(), meta.mtime_nsec()));
+        }
+    }
+    files.sort();
+    Ok(cache::sha256_bytes(files.concat().as_bytes()))
+}
+
+/// Something a kernel build needs from the host, and the Debian package that provides it.
+struct Prerequisite {
+    need: Need,
+    package: &'static str,
+}
+
+enum Need {
+    /// A program on PATH.
+    Program(&'static str),
+    /// A C header the compiler finds.
+    Header(&'static str),
+}
+
+/// What every x86_64 `tinyconfig` build needs: make and a C toolchain, flex and bison for Kconfig's
+/// parser, bc for the timer constants (kernel/time/timeconst.bc), libelf for objtool (which x86_64
+/// always builds: HAVE_STATIC_CALL_INLINE and HAVE_UACCESS_VALIDATION select it).
+const ALWAYS: [Prerequisite; 8] = [
+    Prerequisite { need: Need::Program("make"), package: "make" },
+    Prerequisite { need: Need::Program("gcc"), package: "gcc" },
+    Prerequisite { need: Need::Program("ld"), package: "binutils" },
+    Prerequisite { need: Need::Header("stdlib.h"), package: "libc6-dev" },
+    Prerequisite { need: Need::Program("flex"), package: "flex" },
+    Prerequisite { need: Need::Program("bison"), package: "bison" },
+    Prerequisite { need: Need::Program("bc"), package: "bc" },
+    Prerequisite { need: Need::Header("gelf.h"), package: "libelf-dev" },
+];
+
+/// What some options of the final `.config` add: the kernel image's compressor, the signing tools'
+/// OpenSSL, BTF's pahole.
+const BY_OPTION: [(&str, Prerequisite); 9] = [
+    ("CONFIG_KERNEL_GZIP", Prerequisite { need: Need::Program("gzip"), package: "gzip" }),
+    ("CONFIG_KERNEL_BZIP2", Prerequisite { need: Need::Program("bzip2"), package: "bzip2" }),
+    ("CONFIG_KERNEL_LZMA", Prerequisite { need: Need::Program("lzma"), package: "xz-utils" }),
+    ("CONFIG_KERNEL_XZ", Prerequisite { need: Need::Program("xz"), package: "xz-utils" }),
+    ("CONFIG_KERNEL_LZO", Prerequisite { need: Need::Program("lzop"), package: "lzop" }),
+    ("CONFIG_KERNEL_LZ4", Prerequisite { need: Need::Program("lz4"), package: "lz4" }),
+    ("CONFIG_KERNEL_ZSTD", Prerequisite { need: Need::Program("zstd"), package: "zstd" }),
+    ("CONFIG_SYSTEM_TRUSTED_KEYRING", Prerequisite { need: Need::Header("openssl/opensslv.h"), package: "libssl-dev" }),
+    ("CONFIG_DEBUG_INFO_BTF", Prerequisite { need: Need::Program("pahole"), package: "pahole" }),
+];
+
+/// Fail, naming the packages to install, if any prerequisite is missing.
+fn check_prerequisites<'a>(prerequisites: impl Iterator<Item = &'a Prerequisite>) -> Result<(), Error> {
+    let mut missing: Vec<String> = Vec::new();
+    let mut packages: Vec<&str> = Vec::new();
+    for prerequisite in prerequisites {
+        let (found, what) = match prerequisite.need {
+            Need::Program(name) => (find_program(name), name.to_string()),
+            Need::Header(name) => (header_exists(name), format!("<{name}>")),
+        };
+        if !found {
+            missing.push(what);
+            if !packages.contains(&prerequisite.package) {
+                packages.push(prerequisite.package);
+            }
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Error::BuildToolsMissing { missing: missing.join(", "), packages: packages.join(" ") })
+}
+
+fn find_program(name: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(name).is_file()))
+}
+
+/// Whether the host C compiler finds `<header>` (asked of gcc itself: it knows its include path).
+fn header_exists(header: &str) -> bool {
+    let Ok(mut child) = Command::new("gcc")
+        .args(["-E", "-x", "c", "-o", "/dev/null", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+    else {
+        return false;
+    };
+    let wrote = child.stdin.take().is_some_and(|mut stdin| writeln!(stdin, "#include <{header}>").is_ok());
+    child.wait().is_ok_and(|status| status.success()) && wrote
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kbuild_lines_are_recognised() {
+        assert_eq!(kbuild_step("  CC      mm/memory.o"), Some(("CC", "mm/memory.o")));
+        assert_eq!(kbuild_step("  LD      vmlinux"), Some(("LD", "vmlinux")));
+        assert_eq!(kbuild_step("  HOSTCC  scripts/kconfig/conf.o"), Some(("HOSTCC", "scripts/kconfig/conf.o")));
+        assert_eq!(kbuild_step("make[1]: Entering directory '/x'"), None);
+        assert_eq!(kbuild_step("mm/memory.c:12: warning: unused variable"), None);
+        assert_eq!(kbuild_step("  "), None);
+    }
+
+    #[test]
+    fn progress_counts_compiled_files_and_reports_linking() {
+        let mut reports = Vec::new();
+        {
+            let mut report = |step: &str| reports.push(step.to_string());
+            let mut progress = BuildProgress::new(&mut report);
+            progress.line("  CC      a.o");
+            progress.line("  AS      b.o");
+            progress.line("  AR      built-in.a");
+            progress.line("  LD      vmlinux");
+        }
+        assert_eq!(reports, ["building bzImage", "building bzImage: 2 files compiled, LD vmlinux"]);
+    }
+
+    #[test]
+    fn the_cache_key_follows_the_options_not_the_comments() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::at(dir.path().join("cache")).unwrap();
+        let tree = dir.path().join("linux");
+        for path in ["arch/x86", "scripts/kconfig"] {
+            std::fs::create_dir_all(tree.join(path)).unwrap();
+        }
+        std::fs::write(tree.join("Makefile"), "VERSION = 6\n").unwrap();
+        std::fs::write(tree.join("arch/x86/Kconfig"), "").unwrap();
+        let fragment = dir.path().join("minimal");
+        let recipe = BuildRecipe { tree: SourceTree::Local { path: tree.clone() }, fragments: vec![fragment.clone()] };
+        let key = |text: &str| {
+            std::fs::write(&fragment, text).unwrap();
+            recipe.plan(&cache).unwrap().key
+        };
+        let first = key("CONFIG_A=y\n");
+        assert!(first.starts_with("tree-") && first.contains("+build-"), "{first}");
+        assert_eq!(key("# why A\nCONFIG_A=y\n"), first);
+        assert_ne!(key("CONFIG_A=y\nCONFIG_B=y\n"), first);
+        std::fs::write(&fragment, "CONFIG_A=y\n").unwrap();
+        std::fs::write(tree.join("Makefile"), "VERSION = 7\n").unwrap();
+        assert_ne!(recipe.plan(&cache).unwrap().key, first, "an edited tree is another kernel");
+        assert!(recipe.cached(&cache).unwrap().is_none());
+    }
+
+    #[test]
+    fn fragment_and_tree_mistakes_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::at(dir.path().join("cache")).unwrap();
+        let fragment = dir.path().join("frag");
+        std::fs::write(&fragment, "CONFIG_A=y\nPROC_FS=y\n").unwrap();
+        let recipe = BuildRecipe { tree: SourceTree::Local { path: dir.path().into() }, fragments: vec![fragment] };
+        let err = recipe.plan(&cache).err().unwrap().to_string();
+        assert!(err.contains("frag: line 2: `PROC_FS=y`"), "{err}");
+        let recipe = BuildRecipe { fragments: vec![], ..recipe };
+        let err = recipe.plan(&cache).err().unwrap().to_string();
+        assert!(err.contains("is not a Linux source tree: it has no Makefile"), "{err}");
+    }
+
+    #[test]
+    fn missing_prerequisites_name_their_packages() {
+        let needs = [
+            Prerequisite { need: Need::Program("ksnap-no-such-program"), package: "pkg-a" },
+            Prerequisite { need: Need::Program("sh"), package: "dash" },
+            Prerequisite { need: Need::Header("ksnap/no-such-header.h"), package: "pkg-b" },
+        ];
+        let err = check_prerequisites(needs.iter()).unwrap_err().to_string();
+        assert!(err.contains("ksnap-no-such-program, <ksnap/no-such-header.h>"), "{err}");
+        assert!(err.contains("apt-get install pkg-a pkg-b"), "{err}");
+        assert!(header_exists("stdlib.h"), "libc6-dev is needed to build guest binaries anyway");
+    }
+
+    /// A source tree and a fake `make` that does what kbuild does, in miniature: `tinyconfig` writes a
+    /// `.config`, `olddefconfig` drops CONFIG_NEEDS_DEP (as Kconfig drops an option whose dependencies
+    /// are not met), `bzImage` "compiles" and writes an image, counting its runs, and fails when the
+    /// config has CONFIG_BREAK_BUILD=y.
+    struct Fixture {
+        dir: tempfile::TempDir,
+        cache: Cache,
+        tree: PathBuf,
+        make: String,
+    }
+
+    const FAKE_MAKE: &str = r#"#!/bin/sh
+for arg in "$@"; do case "$arg" in O=*) out="${arg#O=}" ;; esac; done
+case " $* " in
+*" ARCH=x86_64 "*) ;;
+*) echo "no ARCH=x86_64" >&2; exit 2 ;;
+esac
+case " $* " in
+*" tinyconfig "*) printf 'CONFIG_64BIT=y\n# CONFIG_A is not set\n' > "$out/.config" ;;
+*" olddefconfig "*) grep -v '^CONFIG_NEEDS_DEP=' "$out/.config" > "$out/.config.new"; mv "$out/.config.new" "$out/.config" ;;
+*" bzImage "*)
+  echo build >> "DIR/builds"
+  echo "  CC      init/main.o"
+  sleep 0.2
+  if grep -q '^CONFIG_BREAK_BUILD=y' "$out/.config"; then echo "init/main.c:1: error: broken on purpose" >&2; exit 2; fi
+  mkdir -p "$out/arch/x86/boot" "$out/include/config"
+  cp "DIR/bzImage" "$out/arch/x86/boot/bzImage"
+  echo 6.12.0-test > "$out/include/config/kernel.release" ;;
+esac
+"#;
+
+    fn fixture() -> Fixture {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::at(dir.path().join("cache")).unwrap();
+        let tree = dir.path().join("linux");
+        for path in ["arch/x86", "scripts/kconfig"] {
+            std::fs::create_dir_all(tree.join(path)).unwrap();
+        }
+        std::fs::write(tree.join("Makefile"), "VERSION = 6\n").unwrap();
+        std::fs::write(tree.join("arch/x86/Kconfig"), "").unwrap();
+        let mut image = vec![0u8; 0x1000];
+        image[0x1FE..0x200].copy_from_slice(&[0x55, 0xAA]);
+        image[0x202..0x206].copy_from_slice(b"HdrS");
+        image[0x20E..0x210].copy_from_slice(&(0x300u16).to_le_bytes());
+        image[0x500..0x50B].copy_from_slice(b"6.12.0-test");
+        std::fs::write(dir.path().join("bzImage"), image).unwrap();
+        let make = dir.path().join("make");
+        std::fs::write(&make, FAKE_MAKE.replace("DIR", &dir.path().display().to_string())).unwrap();
+        std::fs::set_permissions(&make, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Fixture { cache, tree, make: make.display().to_string(), dir }
+    }
+
+    impl Fixture {
+        fn recipe(&self, fragment: &str) -> BuildRecipe {
+            let path = self.dir.path().join("fragment");
+            std::fs::write(&path, fragment).unwrap();
+            BuildRecipe { tree: SourceTree::Local { path: self.tree.clone() }, fragments: vec![path] }
+        }
+
+        fn build(&self, recipe: &BuildRecipe) -> Result<Kernel, Error> {
+            let host = Host { make: &self.make, prerequisites: &[] };
+            recipe.resolve_on(&host, &self.cache, &mut |_| {})
+        }
+
+        fn builds(&self) -> usize {
+            std::fs::read_to_string(self.dir.path().join("builds")).map_or(0, |text| text.lines().count())
+        }
+    }
+
+    #[test]
+    fn a_build_is_cached_with_its_config() {
+        let fixture = fixture();
+        let recipe = fixture.recipe("CONFIG_A=y\n");
+        assert!(recipe.cached(&fixture.cache).unwrap().is_none());
+        let kernel = fixture.build(&recipe).unwrap();
+        assert_eq!(kernel.release, "6.12.0-test");
+        assert_eq!(kernel.package, None);
+        assert_eq!(kernel.config_value("CONFIG_A").as_deref(), Some("y"));
+        assert_eq!(kernel.config_value("CONFIG_64BIT").as_deref(), Some("y"));
+        assert!(kernel.image.starts_with(fixture.cache.root().join("kernels")), "{}", kernel.image.display());
+        assert_eq!(fixture.build(&recipe).unwrap(), kernel);
+        assert_eq!(recipe.cached(&fixture.cache).unwrap(), Some(kernel));
+        assert_eq!(fixture.builds(), 1, "a cached kernel is not built again");
+        assert!(!fixture.tree.join(".config").exists(), "the build wrote into the source tree");
+        assert_eq!(std::fs::read_dir(fixture.cache.root().join("tmp")).unwrap().count(), 0, "staging left behind");
+    }
+
+    #[test]
+    fn an_option_kconfig_drops_fails_the_build_with_the_list() {
+        let fixture = fixture();
+        let err = fixture.build(&fixture.recipe("CONFIG_A=y\nCONFIG_NEEDS_DEP=y\n")).unwrap_err().to_string();
+        assert!(err.contains("does not have what fragment asks for:\n  CONFIG_NEEDS_DEP requested y, got unset\n"), "{err}");
+        assert!(!err.contains("CONFIG_A "), "{err}");
+        assert_eq!(fixture.builds(), 0, "nothing is compiled with a config that lacks an option");
+    }
+
+    #[test]
+    fn a_failed_build_shows_the_end_of_its_output() {
+        let fixture = fixture();
+        let recipe = fixture.recipe("CONFIG_BREAK_BUILD=y\n");
+        let err = fixture.build(&recipe).unwrap_err();
+        let Error::BuildFailed { step, log, tail, .. } = &err else { panic!("{err}") };
+        assert!(step.starts_with("make -j") && step.ends_with(" bzImage"), "{step}");
+        assert!(tail.ends_with("init/main.c:1: error: broken on purpose"), "{tail}");
+        assert!(std::fs::read_to_string(log).unwrap().contains("### make tinyconfig"));
+        assert!(recipe.cached(&fixture.cache).unwrap().is_none(), "a failed build is not cached");
+        assert_eq!(std::fs::read_dir(fixture.cache.root().join("tmp")).unwrap().count(), 0, "staging left behind");
+    }
+
+    #[test]
+    fn two_builders_of_the_same_kernel_build_it_once() {
+        let fixture = std::sync::Arc::new(fixture());
+        let recipe = fixture.recipe("CONFIG_A=y\n");
+        let start = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let builders: Vec<_> = (0..2)
+            .map(|_| {
+                let (fixture, recipe, start) = (fixture.clone(), recipe.clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    fixture.build(&recipe).unwrap()
+                })
+            })
+            .collect();
+        let kernels: Vec<Kernel> = builders.into_iter().map(|b| b.join().unwrap()).collect();
+        assert_eq!(kernels[0], kernels[1]);
+        assert_eq!(fixture.builds(), 1, "the second builder must wait for the first and reuse its kernel");
+    }
+
+}
