@@ -22,35 +22,16 @@ if [ ${#kernels[@]} -eq 0 ]; then
 fi
 memory=$(awk '/^\[suites.env\]/ {s=1} s && /^memory_mib/ {print $3; exit}' "$config")
 
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cat > "$work/init.c" <<'C'
-#include <sys/reboot.h>
-#include <unistd.h>
-int main(void) { sync(); return reboot(RB_POWER_OFF); }
-C
-musl-gcc -static -O2 -o "$work/root-init" "$work/init.c"
-mkdir -p "$work/root"
-cp "$work/root-init" "$work/root/init"
-(cd "$work/root" && find . | cpio -o -H newc --quiet > "$work/initrd.cpio")
-
-boot() {  # IMAGE EXTRA-CMDLINE: boot to power-off, console in $work/console.log
-  qemu-system-x86_64 -machine pc -accel tcg -cpu qemu64 -m "${memory:-1024}M" -smp 1 -nodefaults -no-user-config \
-    -display none -net none -no-reboot -bios /usr/share/qemu/qboot.rom \
-    -chardev file,id=console,path="$work/console.log" -serial chardev:console \
-    -kernel "$1" -initrd "$work/initrd.cpio" -append "console=ttyS0 panic=-1 loglevel=5 $2" </dev/null
-}
-seconds() { local start=$(date +%s%N); "$@"; echo "scale=3; ($(date +%s%N) - $start) / 1000000000" | bc; }
-median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+source scripts/bench-lib.sh
 
 for name in "${kernels[@]}"; do
   image=$(ksnap kernels | awk -v k="$name" '$1 == k { print $NF }')
   [ -f "$image" ] || { echo "no image for kernel $name" >&2; exit 1; }
   : > "$work/times.txt"
-  for _ in $(seq "$rounds"); do seconds boot "$image" "" >> "$work/times.txt"; done
+  for _ in $(seq "$rounds"); do seconds bare_boot "$image" >> "$work/times.txt"; done
   echo "== kernel $name ($(basename "$image")): boot to power-off, median of $rounds: $(median < "$work/times.txt") s"
   echo "   [$(tr '\n' ' ' < "$work/times.txt")]"
-  boot "$image" "initcall_debug loglevel=8"
+  bare_boot "$image" "initcall_debug loglevel=8"
   echo "-- slowest initcalls (µs):"
   sed -n 's/.*initcall \([^ ]*\) returned .* after \([0-9]*\) usecs.*/\2 \1/p' "$work/console.log" | sort -rn | awk 'NR <= 10'
   echo "-- longest gaps between console lines (ms), with the line before and after:"

@@ -17,34 +17,15 @@ image=$($ksnap kernels | awk -v k="$kernel_name" '$1 == k { print $NF }')
 [ -f "$image" ] || { echo "no image for kernel $kernel_name" >&2; exit 1; }
 memory=$(awk '/^\[suites.env\]/ {s=1} s && /^memory_mib/ {print $3; exit}' ksnap.toml)
 
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cat > "$work/init.c" <<'C'
-#include <sys/reboot.h>
-#include <unistd.h>
-int main(void) { sync(); return reboot(RB_POWER_OFF); }
-C
-musl-gcc -static -O2 -o "$work/root-init" "$work/init.c"
-mkdir -p "$work/root"
-cp "$work/root-init" "$work/root/init"
-(cd "$work/root" && find . | cpio -o -H newc --quiet > "$work/initrd.cpio")
-
-bare() {
-  qemu-system-x86_64 -machine pc -accel tcg -cpu qemu64 -m "${memory}M" -smp 1 -nodefaults -no-user-config \
-    -display none -net none -no-reboot -bios /usr/share/qemu/qboot.rom \
-    -chardev file,id=console,path="$work/console.log" -serial chardev:console \
-    -kernel "$image" -initrd "$work/initrd.cpio" -append "console=ttyS0 panic=-1 loglevel=5" </dev/null
-}
+source scripts/bench-lib.sh
 with_ksnap() {
   $ksnap run --kernel "$kernel_name" --suite env --accel tcg >/dev/null 2>&1
 }
-seconds() { local start=$(date +%s%N); "$@"; echo "scale=3; ($(date +%s%N) - $start) / 1000000000" | bc; }
-median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 with_ksnap  # warm the caches (guest binaries, initramfs, apt resolution)
 : > "$work/bare.txt"; : > "$work/ksnap.txt"
 for _ in $(seq "$rounds"); do
-  seconds bare >> "$work/bare.txt"
+  seconds bare_boot "$image" >> "$work/bare.txt"
   seconds with_ksnap >> "$work/ksnap.txt"
 done
 bare_median=$(median < "$work/bare.txt")
