@@ -562,14 +562,7 @@ mod tests {
 
     #[test]
     fn the_cache_key_follows_the_options_not_the_comments() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = Cache::at(dir.path().join("cache")).unwrap();
-        let tree = dir.path().join("linux");
-        for path in ["arch/x86", "scripts/kconfig"] {
-            std::fs::create_dir_all(tree.join(path)).unwrap();
-        }
-        std::fs::write(tree.join("Makefile"), "VERSION = 6\n").unwrap();
-        std::fs::write(tree.join("arch/x86/Kconfig"), "").unwrap();
+        let Fixture { dir, cache, tree, .. } = fixture();
         let fragment = dir.path().join("minimal");
         let recipe = BuildRecipe { tree: SourceTree::Local { path: tree.clone() }, fragments: vec![fragment.clone()] };
         let key = |text: &str| {
