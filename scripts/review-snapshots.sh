@@ -17,7 +17,8 @@ fi
 for new in "${pending[@]}"; do
   old=${new%.new}
   case "${1:-}" in
-    --accept) mv "$new" "$old"; echo "accepted $old" ;;
+    # insta records the assertion's line in pending snapshots only; cargo-insta drops it on accept too.
+    --accept) grep -v '^assertion_line: ' "$new" > "$old"; rm "$new"; echo "accepted $old" ;;
     --reject) rm "$new"; echo "rejected $new" ;;
     *)
       # Compare the bodies (after the second `---`); the headers carry the environment, not the claims.
