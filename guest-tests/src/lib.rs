@@ -44,6 +44,15 @@ impl Ktap {
         self.result("ok", name, format_args!(""));
     }
 
+    /// `ok` or `not ok` from a test's outcome; whether it passed.
+    pub fn report(&mut self, name: &str, outcome: &Result<(), String>) -> bool {
+        match outcome {
+            Ok(()) => self.ok(name),
+            Err(reason) => self.not_ok(name, reason),
+        }
+        outcome.is_ok()
+    }
+
     /// `not ok N NAME # REASON`: KTAP allows diagnostic text after the `#` of a result line.
     pub fn not_ok(&mut self, name: &str, reason: &str) {
         self.result("not ok", name, format_args!(" # {}", one_line(reason)));
@@ -105,4 +114,17 @@ pub fn signal_name(signal: i32) -> String {
         SIGTTIN, SIGTTOU, SIGURG, SIGXCPU, SIGXFSZ, SIGVTALRM, SIGPROF, SIGWINCH, SIGIO, SIGPWR, SIGSYS,
     );
     name.map_or_else(|| format!("signal {signal}"), str::to_string)
+}
+
+/// The value of kernel parameter `name` (`proc_mem.force_override`) on the running kernel's command line:
+/// the last occurrence before `--` (the kernel acts on each in turn, so the last wins; words after `--` are
+/// init's arguments). `None` when it is not given.
+pub fn cmdline_param(name: &str) -> std::io::Result<Option<String>> {
+    let text = std::fs::read_to_string("/proc/cmdline")?;
+    let value = text
+        .split_ascii_whitespace()
+        .take_while(|&word| word != "--")
+        .filter_map(|word| word.strip_prefix(name)?.strip_prefix('='))
+        .last();
+    Ok(value.map(str::to_string))
 }

@@ -108,13 +108,7 @@ fn main() {
         let result = test(&mut ktap, &mut meter);
         // Timings go to the console log, not into the snapshot.
         eprintln!("demand_paging: {name}: {} ms", start.elapsed().as_millis());
-        match result {
-            Ok(()) => ktap.ok(name),
-            Err(reason) => {
-                failed = true;
-                ktap.not_ok(name, &reason);
-            }
-        }
+        failed |= !ktap.report(name, &result);
     }
     std::process::exit(i32::from(failed));
 }

@@ -5,7 +5,7 @@
 
 use std::io;
 
-use ksnap_guest::Ktap;
+use ksnap_guest::{cmdline_param, Ktap};
 
 type Test = fn(&mut Ktap) -> Result<(), String>;
 
@@ -21,13 +21,8 @@ fn main() {
     let mut ktap = Ktap::begin(TESTS.len());
     let mut failed = false;
     for (name, test) in TESTS {
-        match test(&mut ktap) {
-            Ok(()) => ktap.ok(name),
-            Err(reason) => {
-                failed = true;
-                ktap.not_ok(name, &reason);
-            }
-        }
+        let outcome = test(&mut ktap);
+        failed |= !ktap.report(name, &outcome);
     }
     std::process::exit(i32::from(failed));
 }
@@ -104,19 +99,9 @@ fn cmdline(ktap: &mut Ktap) -> Result<(), String> {
         "transparent_hugepage",
         "mitigations",
     ];
-    let text = read("/proc/cmdline")?;
-    // Words after `--` are arguments for init, not kernel parameters.
-    let words: Vec<&str> = text
-        .split_ascii_whitespace()
-        .take_while(|&word| word != "--")
-        .collect();
     for name in PARAMS {
-        // The kernel acts on every occurrence of a parameter in turn, so the last one wins.
-        let value = words
-            .iter()
-            .rev()
-            .find_map(|word| word.strip_prefix(name)?.strip_prefix('='));
-        ktap.fact(name, value.unwrap_or("unset"));
+        let value = cmdline_param(name).map_err(|e| format!("/proc/cmdline: {e}"))?;
+        ktap.fact(name, value.as_deref().unwrap_or("unset"));
     }
     Ok(())
 }

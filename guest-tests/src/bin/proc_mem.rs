@@ -24,7 +24,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::fs::FileExt;
 
-use ksnap_guest::{errno_name, signal_name, Ktap};
+use ksnap_guest::{cmdline_param, errno_name, signal_name, Ktap};
 
 /// x86_64 only (the code-patching tests are x86 assembly), so the page size is known.
 const PAGE: usize = 4096;
@@ -69,13 +69,7 @@ fn main() {
         for (key, value) in &report.facts {
             ktap.fact(key, value);
         }
-        match report.result {
-            Ok(()) => ktap.ok(name),
-            Err(reason) => {
-                failed = true;
-                ktap.not_ok(name, &reason);
-            }
-        }
+        failed |= !ktap.report(name, &report.result);
     }
     std::process::exit(i32::from(failed));
 }
@@ -86,14 +80,8 @@ fn main() {
 
 /// The setting under test, as the kernel command line gives it.
 fn setup(facts: &mut Facts) -> Result<(), String> {
-    let cmdline = std::fs::read_to_string("/proc/cmdline").map_err(|e| format!("/proc/cmdline: {e}"))?;
-    // Words after `--` are for init; the kernel acts on every occurrence in turn, so the last wins.
-    let value = cmdline
-        .split_ascii_whitespace()
-        .take_while(|&word| word != "--")
-        .filter_map(|word| word.strip_prefix("proc_mem.force_override="))
-        .last();
-    facts.fact("force_override", value.unwrap_or("unset"));
+    let value = cmdline_param("proc_mem.force_override").map_err(|e| format!("/proc/cmdline: {e}"))?;
+    facts.fact("force_override", value.as_deref().unwrap_or("unset"));
     // SAFETY: sysconf has no memory-safety preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     if page != PAGE as libc::c_long {
