@@ -264,6 +264,11 @@ fn kernels(config: Option<PathBuf>, fetch: bool) -> Result<bool> {
         } else {
             source.cached(&cache)
         };
+        // A kernel not ready yet shows what it would be, if apt can say; an error takes the last column.
+        let pending = |package: Option<ksnap_vm::kernel::Package>, state: String| {
+            let (package, version) = package.map_or((source.to_string(), "-".into()), |p| (p.name, p.version));
+            [name.clone(), package, version, "-".into(), "-".into(), state]
+        };
         let row = match kernel {
             Ok(Some(kernel)) => {
                 let (package, version) = kernel.package.map_or((source.to_string(), "-".into()), |p| (p.name, p.version));
@@ -271,16 +276,15 @@ fn kernels(config: Option<PathBuf>, fetch: bool) -> Result<bool> {
                 [name.clone(), package, version, kernel.release, config, kernel.image.display().to_string()]
             }
             Ok(None) => match source.resolve_package(&cache) {
-                Ok(Some(p)) => [name.clone(), p.name, p.version, "-".into(), "-".into(), not_ready(source).into()],
-                Ok(None) => [name.clone(), source.to_string(), "-".into(), "-".into(), "-".into(), not_ready(source).into()],
+                Ok(package) => pending(package, not_ready(source).into()),
                 Err(e) => {
                     all_ok = false;
-                    [name.clone(), source.to_string(), "-".into(), "-".into(), "-".into(), format!("error: {e}")]
+                    pending(None, format!("error: {e}"))
                 }
             },
             Err(e) => {
                 all_ok = false;
-                [name.clone(), source.to_string(), "-".into(), "-".into(), "-".into(), format!("error: {e}")]
+                pending(None, format!("error: {e}"))
             }
         };
         rows.push(row);
