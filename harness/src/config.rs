@@ -17,6 +17,10 @@ pub struct Config {
     /// The directory holding `ksnap.toml`: the workspace root. Relative paths in the file are relative to it.
     pub root: PathBuf,
     pub kernels: BTreeMap<String, KernelSource>,
+    /// Kernels outside the default run (`default = false`): they run only when named (`--kernel 7.3`).
+    pub named_only: std::collections::BTreeSet<String>,
+    /// `[apt] mirror`: the Debian mirror for kernels from a suite, instead of the system's.
+    pub apt_mirror: Option<String>,
     pub variants: BTreeMap<String, Variant>,
     pub suites: BTreeMap<String, Suite>,
 }
@@ -68,16 +72,43 @@ struct RawConfig {
     variants: BTreeMap<String, RawVariant>,
     #[serde(default)]
     suites: BTreeMap<String, RawSuite>,
+    apt: Option<RawApt>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApt {
+    mirror: Option<String>,
+}
+
+/// `"PACKAGE"` (through the system's apt sources) or `{ package = "PACKAGE", suite = "bullseye" }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawPackage {
+    System(String),
+    Suite { package: String, suite: String },
+}
+
+impl RawPackage {
+    fn split(self) -> (String, Option<String>) {
+        match self {
+            RawPackage::System(package) => (package, None),
+            RawPackage::Suite { package, suite } => (package, Some(suite)),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawKernel {
-    apt: Option<String>,
+    apt: Option<RawPackage>,
     deb: Option<PathBuf>,
     bzimage: Option<PathBuf>,
     /// A Debian kernel source package (`linux-source-6.12`) to build.
-    source: Option<String>,
+    source: Option<RawPackage>,
+    /// In the default run (`ksnap run`, `cargo test`); `false`: only when named with `--kernel`.
+    #[serde(default = "yes")]
+    default: bool,
     /// A local kernel source tree to build.
     source_tree: Option<PathBuf>,
     /// With `bzimage`: its `.config`. With `source`/`source_tree`: the Kconfig fragment(s) to build with.
@@ -143,6 +174,9 @@ enum RawProbe {
     },
 }
 
+fn yes() -> bool {
+    true
+}
 fn default_memory() -> u32 {
     512
 }
@@ -194,8 +228,12 @@ impl Config {
     pub fn from_toml(text: &str, root: PathBuf) -> Result<Config> {
         let raw: RawConfig = toml::from_str(text)?;
         let mut kernels = BTreeMap::new();
+        let mut named_only = std::collections::BTreeSet::new();
         for (name, kernel) in raw.kernels {
             check_name("kernel", &name)?;
+            if !kernel.default {
+                named_only.insert(name.clone());
+            }
             let resolve = |p: PathBuf| relative_to(&root, p);
             let config: Option<Vec<PathBuf>> = kernel.config.map(|c| c.into_vec().into_iter().map(resolve).collect());
             let build = |tree: SourceTree| match config.clone() {
@@ -206,7 +244,10 @@ impl Config {
                 )),
             };
             let source = match (kernel.apt, kernel.deb, kernel.bzimage, kernel.source, kernel.source_tree) {
-                (Some(package), None, None, None, None) if config.is_none() => KernelSource::Apt { package },
+                (Some(package), None, None, None, None) if config.is_none() => {
+                    let (package, suite) = package.split();
+                    KernelSource::Apt { package, suite }
+                }
                 (None, Some(path), None, None, None) if config.is_none() => KernelSource::Deb { path: resolve(path) },
                 (None, None, Some(path), None, None) => {
                     let config = match config.as_deref() {
@@ -216,7 +257,10 @@ impl Config {
                     };
                     KernelSource::BzImage { path: resolve(path), config }
                 }
-                (None, None, None, Some(package), None) => build(SourceTree::Apt { package })?,
+                (None, None, None, Some(package), None) => {
+                    let (package, suite) = package.split();
+                    build(SourceTree::Apt { package, suite })?
+                }
                 (None, None, None, None, Some(path)) => build(SourceTree::Local { path: resolve(path) })?,
                 _ => bail!(
                     "kernel `{name}` needs exactly one of `apt`, `deb`, `bzimage`, `source` or `source_tree` \
@@ -288,7 +332,11 @@ impl Config {
         if kernels.is_empty() || suites.is_empty() {
             bail!("the matrix needs at least one [kernels.NAME] and one [suites.NAME]");
         }
-        Ok(Config { root, kernels, variants, suites })
+        if named_only.len() == kernels.len() {
+            bail!("every kernel has `default = false`: the default run would have no kernel");
+        }
+        let apt_mirror = raw.apt.and_then(|apt| apt.mirror);
+        Ok(Config { root, kernels, named_only, apt_mirror, variants, suites })
     }
 }
 
@@ -300,7 +348,12 @@ mod tests {
     fn the_repository_matrix_loads() {
         let config = Config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(CONFIG_FILE)).unwrap();
         assert!(config.kernels.contains_key("6.1") && config.kernels.contains_key("6.12"));
-        assert_eq!(config.kernels["6.1"], KernelSource::Apt { package: "linux-image-cloud-amd64".into() });
+        assert_eq!(config.kernels["6.1"], KernelSource::Apt { package: "linux-image-cloud-amd64".into(), suite: None });
+        assert_eq!(
+            config.kernels["5.10"],
+            KernelSource::Apt { package: "linux-image-cloud-amd64".into(), suite: Some("bullseye".into()) }
+        );
+        assert!(config.named_only.contains("7.3") && !config.named_only.contains("7.2"));
         assert!(config.suites.contains_key("env"));
     }
 
@@ -337,6 +390,10 @@ mod tests {
             [kernels.no-force]
             source = "linux-source-6.12"
             config = ["vm/configs/minimal", "vm/configs/proc-mem-no-force"]
+            [kernels.sid]
+            source = { package = "linux-source-7.2", suite = "sid" }
+            config = "vm/configs/minimal"
+            default = false
             [kernels.mine]
             source_tree = "/src/linux"
             config = "/abs/fragment"
@@ -346,7 +403,7 @@ mod tests {
             PathBuf::from("/repo"),
         )
         .unwrap();
-        let apt = SourceTree::Apt { package: "linux-source-6.12".into() };
+        let apt = SourceTree::Apt { package: "linux-source-6.12".into(), suite: None };
         assert_eq!(
             config.kernels["minimal"],
             KernelSource::Build(BuildRecipe { tree: apt.clone(), fragments: vec!["/repo/vm/configs/minimal".into()] })
@@ -358,6 +415,14 @@ mod tests {
                 fragments: vec!["/repo/vm/configs/minimal".into(), "/repo/vm/configs/proc-mem-no-force".into()]
             })
         );
+        assert_eq!(
+            config.kernels["sid"],
+            KernelSource::Build(BuildRecipe {
+                tree: SourceTree::Apt { package: "linux-source-7.2".into(), suite: Some("sid".into()) },
+                fragments: vec!["/repo/vm/configs/minimal".into()]
+            })
+        );
+        assert_eq!(config.named_only.iter().collect::<Vec<_>>(), ["sid"]);
         assert_eq!(
             config.kernels["mine"],
             KernelSource::Build(BuildRecipe {
@@ -409,6 +474,9 @@ mod tests {
             ("[kernels.a]\napt='x'\n[suites.s]\nprobes=['p']\nmemroy_mib=5", "unknown field"),
             ("[suites.s]\nprobes=['p']", "at least one"),
             ("[kernels.a]\napt='x'\n[suites.s]\nprobes=['p', 'p']", "lists probe `p` twice"),
+            ("[kernels.a]\napt={package='x'}\n[suites.s]\nprobes=['p']", "data did not match"),
+            ("[kernels.a]\napt='x'\ndefault=false\n[suites.s]\nprobes=['p']", "no kernel"),
+            ("[apt]\nmirorr='x'\n[kernels.a]\napt='x'\n[suites.s]\nprobes=['p']", "unknown field"),
         ];
         for (text, expected) in cases {
             let err = format!("{:#}", Config::from_toml(text, PathBuf::from("/")).unwrap_err());

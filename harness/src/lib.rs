@@ -4,6 +4,8 @@
 pub mod config;
 pub mod diff;
 pub mod guest;
+pub mod kernels;
+pub mod lock;
 pub mod matrix;
 pub mod progress;
 pub mod report;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use ksnap::config::Config;
+use ksnap::kernels::{Kernels, LockMode};
 use ksnap::matrix::{self, Selection};
 use ksnap::progress::Progress;
 use ksnap::session::Session;
@@ -17,6 +18,10 @@ struct Cli {
     /// The matrix file (default: ksnap.toml in this directory or a parent).
     #[arg(long, global = true)]
     config: Option<PathBuf>,
+    /// Refuse to change ksnap.lock: a kernel missing from it, or a stale entry, is an error (the default
+    /// when CI is set).
+    #[arg(long, global = true)]
+    locked: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -81,11 +86,17 @@ enum Command {
         #[arg(long, value_enum, default_value = "html")]
         format: ReportFormat,
     },
-    /// List the matrix's kernels: resolved package, release and cache state.
+    /// List the matrix's kernels: locked package, release and cache state, and newer versions apt has.
     Kernels {
-        /// Download and unpack every kernel that is not cached yet.
+        /// Download and unpack (or build) every kernel that is not cached yet.
         #[arg(long)]
         fetch: bool,
+    },
+    /// Write ksnap.lock: pin every kernel of ksnap.toml that is not pinned yet (or whose entry is stale).
+    Lock {
+        /// Re-resolve these kernels (all, if none is named) to what apt serves now, and print each move.
+        #[arg(long, num_args = 0.., value_name = "KERNEL")]
+        update: Option<Vec<String>>,
     },
 }
 
@@ -94,12 +105,16 @@ fn main() -> ExitCode {
     if let Err(e) = ksnap::signals::install() {
         eprintln!("ksnap: warning: cannot handle interrupts ({e}); Ctrl-C may leave QEMU running");
     }
+    let lock = LockMode::detect(cli.locked);
     let result = match cli.command {
         Command::Run { kernels, suites, variants, accel, jobs } => {
-            run(cli.config, Selection { kernels, variants, suites }, accel, jobs)
+            run(cli.config, lock, Selection { kernels, variants, suites }, accel, jobs)
         }
-        Command::Kernels { fetch } => kernels(cli.config, fetch),
-        Command::Diff { a, b, suites, fresh, format, accel } => diff(cli.config, &a, &b, &suites, fresh, format, accel),
+        Command::Kernels { fetch } => kernels(cli.config, lock, fetch),
+        Command::Lock { update } => lock_file(cli.config, lock, update),
+        Command::Diff { a, b, suites, fresh, format, accel } => {
+            diff(cli.config, lock, &a, &b, &suites, fresh, format, accel)
+        }
         Command::Report { out, format } => report(cli.config, &out, format),
     };
     if let Some(signal) = ksnap::signals::received() {
@@ -124,10 +139,10 @@ fn load_config(path: Option<PathBuf>) -> Result<Config> {
 }
 
 /// `ksnap run`: true when every cell passed.
-fn run(config: Option<PathBuf>, selection: Selection, accel: AccelChoice, jobs: Option<usize>) -> Result<bool> {
+fn run(config: Option<PathBuf>, lock: LockMode, selection: Selection, accel: AccelChoice, jobs: Option<usize>) -> Result<bool> {
     let config = load_config(config)?;
     let cells = matrix::cells(&config, &selection)?;
-    let session = Session::start(config, accel, Progress::detect())?;
+    let session = Session::start(config, accel, Progress::detect(), lock)?;
     let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let runs = session.run_cells(&cells, jobs)?;
     print!("{}", ksnap::results::render(&runs));
@@ -167,8 +182,10 @@ fn write_plots(session: &Session, runs: &[ksnap::session::CellRun]) -> Result<Ve
 }
 
 /// `ksnap diff`: true when the two columns agree.
+#[allow(clippy::too_many_arguments)]
 fn diff(
     config: Option<PathBuf>,
+    lock: LockMode,
     a: &str,
     b: &str,
     suites: &[String],
@@ -178,7 +195,7 @@ fn diff(
 ) -> Result<bool> {
     let config = load_config(config)?;
     let (column_a, column_b) = if fresh {
-        let session = Session::start(config.clone(), accel, Progress::detect())?;
+        let session = Session::start(config.clone(), accel, Progress::detect(), lock)?;
         (fresh_column(&session, a, suites)?, fresh_column(&session, b, suites)?)
     } else {
         let snapshots = ksnap::snapfile::read_dir(&ksnap::snapshot::dir(&config.root))?;
@@ -249,47 +266,72 @@ fn not_ready(source: &ksnap_vm::kernel::KernelSource) -> &'static str {
 }
 
 /// `ksnap kernels`: true unless a kernel could not be resolved or fetched.
-fn kernels(config: Option<PathBuf>, fetch: bool) -> Result<bool> {
+fn kernels(config: Option<PathBuf>, lock: LockMode, fetch: bool) -> Result<bool> {
     let config = load_config(config)?;
-    let cache = ksnap_vm::cache::Cache::user_default()?;
+    let kernels = Kernels::open(config, ksnap_vm::cache::Cache::user_default()?, lock)?;
     let progress = Progress::detect();
     let mut rows = Vec::new();
+    let mut newer = Vec::new();
     let mut all_ok = true;
-    for (name, source) in &config.kernels {
-        let kernel = if fetch {
-            let task = progress.start(&format!("kernel {name}"));
-            let kernel = source.resolve(&cache, &mut |step| task.step(step));
-            task.finish(if kernel.is_ok() { "ready" } else { "failed" });
-            kernel.map(Some)
-        } else {
-            source.cached(&cache)
+    for (name, source) in &kernels.config.kernels {
+        let task = progress.start(&format!("kernel {name}"));
+        let kernel = match fetch {
+            true => kernels.resolve(name, &mut |step| task.step(step)).map(Some),
+            false => kernels.pin(name, &mut |step| task.step(step)).and_then(|_| kernels.cached(name).map(|(_, k)| k)),
         };
-        // A kernel not ready yet shows what it would be, if apt can say; an error takes the last column.
-        let pending = |package: Option<ksnap_vm::kernel::Package>, state: String| {
-            let (package, version) = package.map_or((source.to_string(), "-".into()), |p| (p.name, p.version));
-            [name.clone(), package, version, "-".into(), "-".into(), state]
-        };
+        task.finish(match &kernel {
+            Ok(Some(_)) => "ready",
+            Ok(None) => "not cached",
+            Err(_) => "failed",
+        });
+        let pin = kernels.cached(name).ok().and_then(|(pin, _)| pin);
+        // The package and version columns say what the lock pins; a local kernel shows its file.
+        let (package, version) =
+            pin.as_ref().map_or((source.to_string(), "-".into()), |p| (p.packages()[0].name.clone(), p.packages()[0].version.clone()));
         let row = match kernel {
             Ok(Some(kernel)) => {
-                let (package, version) = kernel.package.map_or((source.to_string(), "-".into()), |p| (p.name, p.version));
                 let config = kernel.config_hash.map_or("-".into(), |h| h[..12].to_string());
                 [name.clone(), package, version, kernel.release, config, kernel.image.display().to_string()]
             }
-            Ok(None) => match source.resolve_package(&cache) {
-                Ok(package) => pending(package, not_ready(source).into()),
-                Err(e) => {
-                    all_ok = false;
-                    pending(None, format!("error: {e}"))
-                }
-            },
+            Ok(None) => [name.clone(), package, version, "-".into(), "-".into(), not_ready(source).into()],
             Err(e) => {
                 all_ok = false;
-                pending(None, format!("error: {e}"))
+                [name.clone(), package, version, "-".into(), "-".into(), format!("error: {e:#}")]
             }
         };
         rows.push(row);
+        match kernels.newer(name) {
+            Ok(Some(today)) => newer.push(format!(
+                "  {name}: {today} (locked: {}); `ksnap lock --update {name}` moves it",
+                pin.map_or("-".into(), |p| p.to_string())
+            )),
+            Ok(None) => {}
+            Err(e) => newer.push(format!("  {name}: cannot ask apt for newer versions: {e:#}")),
+        }
     }
     let header = ["NAME", "PACKAGE", "VERSION", "RELEASE", "CONFIG", "IMAGE"].map(String::from);
     print!("{}", ksnap::results::table(&[&[header][..], &rows].concat()));
+    if !newer.is_empty() {
+        println!("\nnewer than ksnap.lock:\n{}", newer.join("\n"));
+    }
     Ok(all_ok)
+}
+
+/// `ksnap lock [--update [KERNEL…]]`.
+fn lock_file(config: Option<PathBuf>, lock: LockMode, update: Option<Vec<String>>) -> Result<bool> {
+    let config = load_config(config)?;
+    if lock == LockMode::Frozen {
+        anyhow::bail!("`ksnap lock` writes ksnap.lock, which --locked (or CI) forbids");
+    }
+    let kernels = Kernels::open(config, ksnap_vm::cache::Cache::user_default()?, lock)?;
+    let all = update.as_ref().is_some_and(Vec::is_empty);
+    let named = update.unwrap_or_default();
+    let moves = kernels.lock(&named, all, &mut |note| eprintln!("ksnap: {note}"))?;
+    for change in &moves {
+        println!("{change}");
+    }
+    if moves.is_empty() {
+        println!("ksnap.lock is up to date");
+    }
+    Ok(true)
 }

@@ -34,7 +34,7 @@ impl std::fmt::Display for Cell {
     }
 }
 
-/// Which cells to run; an empty list means "all".
+/// Which cells to run; an empty list means "all" (for kernels: all but those with `default = false`).
 #[derive(Debug, Clone, Default)]
 pub struct Selection {
     pub kernels: Vec<String>,
@@ -49,7 +49,10 @@ pub fn cells(config: &Config, selection: &Selection) -> Result<Vec<Cell>> {
     check_known("suite", &selection.suites, config.suites.keys())?;
     let picked = |wanted: &[String], name: &str| wanted.is_empty() || wanted.iter().any(|w| w == name);
     let mut cells = Vec::new();
-    for kernel in config.kernels.keys().filter(|k| picked(&selection.kernels, k)) {
+    // A kernel with `default = false` runs only when named.
+    let kernel_picked =
+        |name: &str| if selection.kernels.is_empty() { !config.named_only.contains(name) } else { picked(&selection.kernels, name) };
+    for kernel in config.kernels.keys().filter(|k| kernel_picked(k)) {
         for suite in config.suites.values().filter(|s| picked(&selection.suites, &s.name)) {
             for variant in suite.variants.iter().filter(|v| picked(&selection.variants, v)) {
                 cells.push(Cell { kernel: kernel.clone(), variant: variant.clone(), suite: suite.name.clone() });
@@ -112,6 +115,19 @@ mod tests {
                 "6.12::never::proc_mem"
             ]
         );
+    }
+
+    #[test]
+    fn a_kernel_outside_the_default_run_runs_only_when_named() {
+        let mut config = config();
+        config.named_only.insert("6.12".into());
+        let kernels = |selection: &Selection| {
+            let mut kernels: Vec<String> = cells(&config, selection).unwrap().into_iter().map(|c| c.kernel).collect();
+            kernels.dedup();
+            kernels
+        };
+        assert_eq!(kernels(&Selection::default()), ["6.1"]);
+        assert_eq!(kernels(&Selection { kernels: vec!["6.12".into()], ..Default::default() }), ["6.12"]);
     }
 
     #[test]

@@ -13,6 +13,7 @@ use ksnap_vm::{Accel, AccelChoice, Qemu, RunReport, Timeouts, VmSpec};
 
 use crate::config::{Config, ProbeKind};
 use crate::guest::{self, GuestBinaries};
+use crate::kernels::{Kernels, LockMode};
 use crate::matrix::Cell;
 use crate::progress::Progress;
 use crate::results::{facts_of, Facts};
@@ -22,6 +23,8 @@ pub struct Session {
     pub qemu: Qemu,
     pub accel: Accel,
     pub cache: Cache,
+    /// The matrix's kernels, pinned through ksnap.lock.
+    pub kernels_locked: Kernels,
     guest: GuestBinaries,
     /// Per kernel name, the kernel once resolved. Cells run in parallel: the slot's lock makes the other
     /// cells of a kernel that is being fetched or built wait for it instead of starting on it too.
@@ -69,29 +72,40 @@ impl CellRun {
 impl Session {
     /// Check for QEMU (first: it is the most likely thing to be missing), choose the accelerator, open
     /// the cache and build the guest binaries.
-    pub fn start(config: Config, accel: AccelChoice, progress: Progress) -> Result<Session> {
+    ///
+    /// Kernels boot exactly as `ksnap.lock` pins them; `lock` says whether a missing entry may be added.
+    pub fn start(config: Config, accel: AccelChoice, progress: Progress, lock: LockMode) -> Result<Session> {
         let qemu = Qemu::locate()?;
         let accel = accel.resolve(&qemu)?;
         let cache = Cache::user_default()?;
+        let kernels_locked = Kernels::open(config.clone(), cache.clone(), lock)?;
         let task = progress.start("guest binaries");
         let guest = guest::build(&config.root)?;
         task.finish("built");
         let log_dir = config.root.join("target").join("ksnap").join("logs");
-        Ok(Session { config, qemu, accel, cache, guest, kernels: Mutex::new(HashMap::new()), progress, log_dir })
+        Ok(Session {
+            config,
+            qemu,
+            accel,
+            cache,
+            kernels_locked,
+            guest,
+            kernels: Mutex::new(HashMap::new()),
+            progress,
+            log_dir,
+        })
     }
 
     /// The kernel named `name` in the matrix, fetched into the cache if needed (once per session).
     pub fn kernel(&self, name: &str) -> Result<Kernel> {
-        let source = self.config.kernels.get(name).with_context(|| format!("unknown kernel `{name}`"))?;
+        self.config.kernels.get(name).with_context(|| format!("unknown kernel `{name}`"))?;
         let slot = self.kernels.lock().unwrap().entry(name.to_string()).or_default().clone();
         let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(kernel) = slot.as_ref() {
             return Ok(kernel.clone());
         }
         let task = self.progress.start(&format!("kernel {name}"));
-        let kernel = source
-            .resolve(&self.cache, &mut |step| task.step(step))
-            .with_context(|| format!("getting kernel `{name}` ({source})"))?;
+        let kernel = self.kernels_locked.resolve(name, &mut |step| task.step(step))?;
         task.finish(&format!("{} ({})", kernel.release, kernel.image.display()));
         *slot = Some(kernel.clone());
         Ok(kernel)

@@ -108,3 +108,56 @@ fn report_writes_a_self_contained_page() {
     let markdown = ksnap().args(["report", "--format", "markdown"]).output().unwrap();
     assert!(String::from_utf8_lossy(&markdown.stdout).contains("## env"));
 }
+
+/// A matrix in a scratch directory: a kernel from a Debian suite, and `lock` as ksnap.lock.
+fn scratch_matrix(lock: Option<&str>) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = "[kernels.old]\napt = { package = \"linux-image-cloud-amd64\", suite = \"bullseye\" }\n\
+                [suites.env]\nprobes = [\"env\"]\n";
+    std::fs::write(dir.path().join("ksnap.toml"), toml).unwrap();
+    if let Some(lock) = lock {
+        std::fs::write(dir.path().join("ksnap.lock"), lock).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn under_ci_a_kernel_missing_from_the_lock_is_an_error_that_says_what_to_run() {
+    let dir = scratch_matrix(None);
+    for (ci, flag) in [("true", None), ("", Some("--locked"))] {
+        let mut command = ksnap();
+        command.current_dir(dir.path()).env("CI", ci).env("XDG_CACHE_HOME", dir.path().join("cache")).arg("kernels");
+        command.args(flag);
+        let output = command.output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), Some(1), "{stdout}");
+        assert!(stdout.contains("kernel `old` is not in ksnap.lock"), "{stdout}");
+        assert!(stdout.contains("Run `ksnap lock` (or `ksnap lock --update old`) and commit ksnap.lock"), "{stdout}");
+    }
+    assert!(!dir.path().join("ksnap.lock").exists(), "a frozen lock is never written");
+    let output = ksnap().current_dir(dir.path()).env("CI", "true").arg("lock").output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("`ksnap lock` writes ksnap.lock, which --locked (or CI) forbids"), "{stderr}");
+}
+
+#[test]
+fn under_ci_a_stale_lock_entry_is_an_error() {
+    let lock = "version = 1\n[[kernel]]\nname = \"old\"\napt = \"linux-image-cloud-amd64\"\n\
+                [[kernel.package]]\nname = \"linux-image-5.10.0-32-cloud-amd64\"\nversion = \"5.10.223-1\"\n\
+                sha256 = \"00\"\nsuite = \"bullseye\"\n";
+    let dir = scratch_matrix(Some(lock));
+    let output = ksnap()
+        .current_dir(dir.path())
+        .env("CI", "true")
+        .env("XDG_CACHE_HOME", dir.path().join("cache"))
+        .arg("kernels")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("the ksnap.lock entry of kernel `old` is stale: ksnap.toml asks for apt package linux-image-cloud-amd64 from bullseye, ksnap.lock has apt package linux-image-cloud-amd64 from the system's apt sources"),
+        "{stdout}"
+    );
+}

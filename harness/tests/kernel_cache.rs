@@ -6,27 +6,38 @@ use std::process::Command;
 use std::sync::{Arc, Barrier};
 
 use assert_cmd::cargo::CommandCargoExt;
+use ksnap_vm::apt::Archives;
 use ksnap_vm::cache::Cache;
-use ksnap_vm::kernel::KernelSource;
+use ksnap_vm::kernel::{Kernel, KernelSource, Pin};
 
 fn source() -> KernelSource {
-    KernelSource::Apt { package: "linux-image-6.12-cloud-amd64".into() }
+    KernelSource::Apt { package: "linux-image-6.12-cloud-amd64".into(), suite: None }
+}
+
+/// The kernel, fetched into `cache` exactly as pinned.
+fn resolve(cache: &Cache, pin: &Pin, report: &mut dyn FnMut(&str)) -> Kernel {
+    source().resolve(Some(pin), cache, &Archives::new(cache, None), report).unwrap()
+}
+
+fn pin(cache: &Cache) -> Pin {
+    source().pin(&Archives::new(cache, None)).unwrap().unwrap()
 }
 
 #[test]
 fn a_corrupt_cache_entry_is_detected_and_fetched_again() {
     let dir = tempfile::tempdir().unwrap();
     let cache = Cache::at(dir.path().to_path_buf()).unwrap();
-    let kernel = source().resolve(&cache, &mut |_| {}).unwrap();
+    let pin = pin(&cache);
+    let kernel = resolve(&cache, &pin, &mut |_| {});
     // Flip a byte in the middle of the cached kernel.
     let mut image = std::fs::read(&kernel.image).unwrap();
     let middle = image.len() / 2;
     image[middle] ^= 0xff;
     std::fs::write(&kernel.image, &image).unwrap();
-    assert!(source().cached(&cache).unwrap().is_none(), "a corrupt entry must not count as cached");
+    assert!(source().cached(Some(&pin), &cache).unwrap().is_none(), "a corrupt entry must not count as cached");
 
     let mut steps = Vec::new();
-    let again = source().resolve(&cache, &mut |step| steps.push(step.to_string())).unwrap();
+    let again = resolve(&cache, &pin, &mut |step| steps.push(step.to_string()));
     assert!(steps.iter().any(|s| s.contains("is incomplete or corrupt; fetching it again")), "{steps:?}");
     assert_eq!(again, kernel);
     assert_ne!(std::fs::read(&again.image).unwrap()[middle], image[middle], "the image was not replaced");
@@ -44,9 +55,8 @@ fn two_processes_fetching_the_same_kernel_download_it_once() {
                 let cache = Cache::at(root).unwrap();
                 let mut downloads = 0;
                 start.wait();
-                let kernel = source()
-                    .resolve(&cache, &mut |step| downloads += usize::from(step.starts_with("downloading")))
-                    .unwrap();
+                let pin = pin(&cache);
+                let kernel = resolve(&cache, &pin, &mut |step| downloads += usize::from(step.starts_with("downloading")));
                 (kernel, downloads)
             })
         })

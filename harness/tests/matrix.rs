@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use ksnap::config::Config;
+use ksnap::kernels::LockMode;
 use ksnap::matrix::{self, Cell, Selection};
 use ksnap::progress::Progress;
 use ksnap::session::Session;
@@ -37,7 +38,7 @@ fn main() {
             let config = config.clone();
             Trial::test(cell.id(), move || {
                 let session = session
-                    .get_or_init(|| Session::start(config, AccelChoice::Auto, Progress::plain()).map_err(|e| format!("{e:#}")));
+                    .get_or_init(|| Session::start(config, AccelChoice::Auto, Progress::plain(), LockMode::detect(false)).map_err(|e| format!("{e:#}")));
                 match session {
                     Ok(session) => check_cell(session, &cell),
                     Err(e) => Err(format!(

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use ksnap::config::Config;
 use ksnap::guest::{self, GuestBinaries};
+use ksnap::kernels::LockMode;
 use ksnap::matrix::Cell;
 use ksnap::progress::Progress;
 use ksnap::session::Session;
@@ -37,7 +38,7 @@ fn session() -> &'static Session {
     static SESSION: OnceLock<Session> = OnceLock::new();
     SESSION.get_or_init(|| {
         let config = Config::discover(&workspace_root()).unwrap();
-        Session::start(config, AccelChoice::Tcg, Progress::plain()).unwrap_or_else(|e| panic!("VM tests: {e:#}"))
+        Session::start(config, AccelChoice::Tcg, Progress::plain(), LockMode::detect(false)).unwrap_or_else(|e| panic!("VM tests: {e:#}"))
     })
 }
 
@@ -155,8 +156,9 @@ fn garbage_on_the_result_channel_is_malformed_output() {
 
 #[test]
 fn an_unknown_kernel_package_says_so() {
-    let source = ksnap_vm::kernel::KernelSource::Apt { package: "linux-image-ksnap-no-such-kernel".into() };
-    let err = source.resolve(&session().cache, &mut |_| {}).unwrap_err();
+    let source = ksnap_vm::kernel::KernelSource::Apt { package: "linux-image-ksnap-no-such-kernel".into(), suite: None };
+    let cache = &session().cache;
+    let err = source.resolve(None, cache, &ksnap_vm::apt::Archives::new(cache, None), &mut |_| {}).unwrap_err();
     assert!(
         err.to_string().starts_with("kernel package `linux-image-ksnap-no-such-kernel` is not known to apt"),
         "{err}"
@@ -172,7 +174,7 @@ fn a_file_that_is_not_a_kernel_is_rejected_before_booting() {
         probes = ["env"]
     "#;
     let config = Config::from_toml(toml, workspace_root()).unwrap();
-    let session = Session::start(config, AccelChoice::Tcg, Progress::plain()).unwrap();
+    let session = Session::start(config, AccelChoice::Tcg, Progress::plain(), LockMode::detect(false)).unwrap();
     let cell = Cell { kernel: "bogus".into(), variant: "default".into(), suite: "env".into() };
     let err = format!("{:#}", session.run_cell(&cell).unwrap_err());
     assert!(err.contains("README.md is not a bootable x86 kernel image: no Linux boot-protocol header"), "{err}");

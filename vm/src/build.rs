@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::apt::{Archives, PinnedPackage};
 use crate::cache::{self, Cache};
 use crate::error::Error;
 use crate::kconfig::{self, Options};
@@ -37,8 +38,9 @@ pub struct BuildRecipe {
 /// Where the kernel source comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceTree {
-    /// A Debian kernel source package such as `linux-source-6.12`, fetched through apt.
-    Apt { package: String },
+    /// A Debian kernel source package such as `linux-source-6.12`, fetched through apt: the system's
+    /// sources (`suite: None`) or one Debian suite.
+    Apt { package: String, suite: Option<String> },
     /// A kernel source tree on this machine. It must be clean (`make mrproper`): the build is out of tree.
     Local { path: PathBuf },
 }
@@ -46,7 +48,8 @@ pub enum SourceTree {
 impl std::fmt::Display for BuildRecipe {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.tree {
-            SourceTree::Apt { package } => write!(f, "source package {package}")?,
+            SourceTree::Apt { package, suite: None } => write!(f, "source package {package}")?,
+            SourceTree::Apt { package, suite: Some(suite) } => write!(f, "source package {package} from {suite}")?,
             SourceTree::Local { path } => write!(f, "source tree {}", path.display())?,
         }
         write!(f, " with config {}", fragment_names(&self.fragments))
@@ -76,13 +79,14 @@ const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
 /// A recipe with everything its cache key depends on resolved.
 struct Plan<'a> {
     recipe: &'a BuildRecipe,
-    origin: Origin,
+    origin: Origin<'a>,
     options: Options,
     key: String,
 }
 
-enum Origin {
-    Apt(Package),
+enum Origin<'a> {
+    /// The pinned source package, and the archives to fetch it from.
+    Apt { source: PinnedPackage, archives: &'a Archives },
     Local { path: PathBuf },
 }
 
@@ -95,47 +99,83 @@ struct Host<'a> {
 const HOST: Host<'static> = Host { make: "make", prerequisites: &ALWAYS };
 
 impl BuildRecipe {
-    /// The kernel, built (or unpacked and built) into the cache if it is not there yet.
-    pub fn resolve(&self, cache: &Cache, report: StepReporter) -> Result<Kernel, Error> {
-        self.resolve_on(&HOST, cache, report)
+    /// The kernel built from `source` (the pinned source package; `None` for a local tree), built (or
+    /// downloaded, unpacked and built) into the cache if it is not there yet.
+    pub fn resolve(
+        &self,
+        source: Option<&PinnedPackage>,
+        cache: &Cache,
+        archives: &Archives,
+        report: StepReporter,
+    ) -> Result<Kernel, Error> {
+        self.resolve_on(&HOST, source, cache, archives, report)
     }
 
-    fn resolve_on(&self, host: &Host, cache: &Cache, report: StepReporter) -> Result<Kernel, Error> {
-        let plan = self.plan(cache)?;
+    fn resolve_on(
+        &self,
+        host: &Host,
+        source: Option<&PinnedPackage>,
+        cache: &Cache,
+        archives: &Archives,
+        report: StepReporter,
+    ) -> Result<Kernel, Error> {
+        let origin = match (&self.tree, source) {
+            (SourceTree::Apt { .. }, Some(source)) => Origin::Apt { source: source.clone(), archives },
+            (SourceTree::Local { path }, _) => Origin::Local { path: path.clone() },
+            (SourceTree::Apt { package, .. }, None) => {
+                return Err(Error::UnknownPackage { package: package.clone(), detail: "the build has no pinned source version".into() })
+            }
+        };
+        let plan = self.plan(origin)?;
         kernel::cached_or_produce(cache, &plan.key, report, |staging, report| plan.build(host, cache, staging, report))
     }
 
-    /// The kernel, if it is already built. Never downloads or builds.
-    pub fn cached(&self, cache: &Cache) -> Result<Option<Kernel>, Error> {
-        let plan = self.plan(cache)?;
-        Ok(kernel::read_valid_entry(&cache.entry(kernel::CACHE_KIND, &plan.key)))
+    /// The kernel, if it is already built from `source` (`None` for a local tree). Never downloads or
+    /// builds.
+    pub fn cached(&self, source: Option<&Package>, cache: &Cache) -> Result<Option<Kernel>, Error> {
+        Ok(kernel::read_valid_entry(&cache.entry(kernel::CACHE_KIND, &self.key(source)?)))
     }
 
-    /// The source package this recipe builds, resolved through apt (no download).
-    pub fn source_package(&self, cache: &Cache) -> Result<Option<Package>, Error> {
+    /// The source package this recipe asks for and its suite, if it builds one.
+    pub fn apt_request(&self) -> Option<(&str, Option<&str>)> {
         match &self.tree {
-            SourceTree::Apt { package } => kernel::resolve_apt(cache, package).map(Some),
-            SourceTree::Local { .. } => Ok(None),
+            SourceTree::Apt { package, suite } => Some((package, suite.as_deref())),
+            SourceTree::Local { .. } => None,
         }
     }
 
-    fn plan(&self, cache: &Cache) -> Result<Plan<'_>, Error> {
+    /// The cache key of this build from `source`: the source package and version (or a fingerprint of the
+    /// local tree) and a hash of the options the fragments set.
+    pub fn key(&self, source: Option<&Package>) -> Result<String, Error> {
         let options = read_fragments(&self.fragments)?;
-        let recipe_hash = cache::sha256_bytes(format!("{RECIPE}\n{}", kconfig::canonical(&options)).as_bytes());
-        let (origin, source_key) = match &self.tree {
-            SourceTree::Apt { package } => {
-                let package = kernel::resolve_apt(cache, package)?;
-                let key = format!("{}_{}", package.name, package.version);
-                (Origin::Apt(package), key)
+        self.key_with(source, &options)
+    }
+
+    fn key_with(&self, source: Option<&Package>, options: &Options) -> Result<String, Error> {
+        let recipe_hash = cache::sha256_bytes(format!("{RECIPE}\n{}", kconfig::canonical(options)).as_bytes());
+        let source_key = match (&self.tree, source) {
+            (SourceTree::Apt { .. }, Some(package)) => format!("{}_{}", package.name, package.version),
+            (SourceTree::Apt { package, .. }, None) => {
+                return Err(Error::UnknownPackage { package: package.clone(), detail: "the build has no pinned source version".into() })
             }
-            SourceTree::Local { path } => {
+            (SourceTree::Local { path }, _) => {
                 check_source_tree(path)?;
                 let fingerprint = tree_fingerprint(path)
                     .map_err(|e| Error::io(format!("reading the source tree {}", path.display()), e))?;
-                (Origin::Local { path: path.clone() }, format!("tree-{}", &fingerprint[..16]))
+                format!("tree-{}", &fingerprint[..16])
             }
         };
-        Ok(Plan { recipe: self, origin, options, key: format!("{source_key}+build-{}", &recipe_hash[..16]) })
+        Ok(format!("{source_key}+build-{}", &recipe_hash[..16]))
+    }
+
+    fn plan<'a>(&'a self, origin: Origin<'a>) -> Result<Plan<'a>, Error> {
+        let options = read_fragments(&self.fragments)?;
+        let package = match &origin {
+            Origin::Apt { source, .. } => Some(source.package()),
+            Origin::Local { .. } => None,
+        };
+        let key = self.key_with(package.as_ref(), &options)?;
+        Ok(Plan { recipe: self, origin, options, key })
     }
 }
 
@@ -155,7 +195,10 @@ impl Plan<'_> {
     fn build(&self, host: &Host, cache: &Cache, staging: &Path, report: StepReporter) -> Result<Produced, Error> {
         check_prerequisites(host.prerequisites.iter())?;
         let (tree, package) = match &self.origin {
-            Origin::Apt(package) => (unpacked_source(cache, package, report)?, Some(package.clone())),
+            Origin::Apt { source, archives } => {
+                let suite = self.recipe.apt_request().and_then(|(_, suite)| suite);
+                (unpacked_source(cache, archives, suite, source, report)?, Some(source.package()))
+            }
             Origin::Local { path } => (path.clone(), None),
         };
         let out = tempfile::tempdir_in(staging).map_err(|e| Error::io("creating the build directory", e))?;
@@ -353,7 +396,14 @@ fn kbuild_step(line: &str) -> Option<(&str, &str)> {
 }
 
 /// The unpacked source of a kernel source package, from the cache or downloaded and unpacked into it.
-fn unpacked_source(cache: &Cache, package: &Package, report: StepReporter) -> Result<PathBuf, Error> {
+fn unpacked_source(
+    cache: &Cache,
+    archives: &Archives,
+    suite: Option<&str>,
+    pinned: &PinnedPackage,
+    report: StepReporter,
+) -> Result<PathBuf, Error> {
+    let package = &pinned.package();
     let key = format!("{}_{}", package.name, package.version);
     let entry = cache.entry(SOURCES, &key);
     if let Some(tree) = read_source_entry(&entry) {
@@ -366,7 +416,7 @@ fn unpacked_source(cache: &Cache, package: &Package, report: StepReporter) -> Re
     let staging = cache.staging_dir()?;
     let download = cache.staging_dir()?;
     report(&format!("downloading {} {}", package.name, package.version));
-    let deb = kernel::apt_download(package, download.path())?;
+    let deb = archives.apt(suite)?.download(std::slice::from_ref(pinned), download.path())?.remove(0);
     report(&format!("unpacking {}", package.name));
     let mut throttle = Throttle::new();
     let tarball = crate::deb::extract_source_tarball(&deb, staging.path(), &mut |files| {
@@ -563,11 +613,12 @@ mod tests {
     #[test]
     fn the_cache_key_follows_the_options_not_the_comments() {
         let Fixture { dir, cache, tree, .. } = fixture();
+        let _ = &cache;
         let fragment = dir.path().join("minimal");
         let recipe = BuildRecipe { tree: SourceTree::Local { path: tree.clone() }, fragments: vec![fragment.clone()] };
         let key = |text: &str| {
             std::fs::write(&fragment, text).unwrap();
-            recipe.plan(&cache).unwrap().key
+            recipe.key(None).unwrap()
         };
         let first = key("CONFIG_A=y\n");
         assert!(first.starts_with("tree-") && first.contains("+build-"), "{first}");
@@ -575,21 +626,20 @@ mod tests {
         assert_ne!(key("CONFIG_A=y\nCONFIG_B=y\n"), first);
         std::fs::write(&fragment, "CONFIG_A=y\n").unwrap();
         std::fs::write(tree.join("Makefile"), "VERSION = 7\n").unwrap();
-        assert_ne!(recipe.plan(&cache).unwrap().key, first, "an edited tree is another kernel");
-        assert!(recipe.cached(&cache).unwrap().is_none());
+        assert_ne!(recipe.key(None).unwrap(), first, "an edited tree is another kernel");
+        assert!(recipe.cached(None, &cache).unwrap().is_none());
     }
 
     #[test]
     fn fragment_and_tree_mistakes_are_named() {
         let dir = tempfile::tempdir().unwrap();
-        let cache = Cache::at(dir.path().join("cache")).unwrap();
         let fragment = dir.path().join("frag");
         std::fs::write(&fragment, "CONFIG_A=y\nPROC_FS=y\n").unwrap();
         let recipe = BuildRecipe { tree: SourceTree::Local { path: dir.path().into() }, fragments: vec![fragment] };
-        let err = recipe.plan(&cache).err().unwrap().to_string();
+        let err = recipe.key(None).err().unwrap().to_string();
         assert!(err.contains("frag: line 2: `PROC_FS=y`"), "{err}");
         let recipe = BuildRecipe { fragments: vec![], ..recipe };
-        let err = recipe.plan(&cache).err().unwrap().to_string();
+        let err = recipe.key(None).err().unwrap().to_string();
         assert!(err.contains("is not a Linux source tree: it has no Makefile"), "{err}");
     }
 
@@ -668,7 +718,7 @@ esac
 
         fn build(&self, recipe: &BuildRecipe) -> Result<Kernel, Error> {
             let host = Host { make: &self.make, prerequisites: &[] };
-            recipe.resolve_on(&host, &self.cache, &mut |_| {})
+            recipe.resolve_on(&host, None, &self.cache, &Archives::new(&self.cache, None), &mut |_| {})
         }
 
         fn builds(&self) -> usize {
@@ -680,7 +730,7 @@ esac
     fn a_build_is_cached_with_its_config() {
         let fixture = fixture();
         let recipe = fixture.recipe("CONFIG_A=y\n");
-        assert!(recipe.cached(&fixture.cache).unwrap().is_none());
+        assert!(recipe.cached(None, &fixture.cache).unwrap().is_none());
         let kernel = fixture.build(&recipe).unwrap();
         assert_eq!(kernel.release, "6.12.0-test");
         assert_eq!(kernel.package, None);
@@ -688,7 +738,7 @@ esac
         assert_eq!(kernel.config_value("CONFIG_64BIT").as_deref(), Some("y"));
         assert!(kernel.image.starts_with(fixture.cache.root().join("kernels")), "{}", kernel.image.display());
         assert_eq!(fixture.build(&recipe).unwrap(), kernel);
-        assert_eq!(recipe.cached(&fixture.cache).unwrap(), Some(kernel));
+        assert_eq!(recipe.cached(None, &fixture.cache).unwrap(), Some(kernel));
         assert_eq!(fixture.builds(), 1, "a cached kernel is not built again");
         assert!(!fixture.tree.join(".config").exists(), "the build wrote into the source tree");
         assert_eq!(std::fs::read_dir(fixture.cache.root().join("tmp")).unwrap().count(), 0, "staging left behind");
@@ -712,7 +762,7 @@ esac
         assert!(step.starts_with("make -j") && step.ends_with(" bzImage"), "{step}");
         assert!(tail.ends_with("init/main.c:1: error: broken on purpose"), "{tail}");
         assert!(std::fs::read_to_string(log).unwrap().contains("### make tinyconfig"));
-        assert!(recipe.cached(&fixture.cache).unwrap().is_none(), "a failed build is not cached");
+        assert!(recipe.cached(None, &fixture.cache).unwrap().is_none(), "a failed build is not cached");
         assert_eq!(std::fs::read_dir(fixture.cache.root().join("tmp")).unwrap().count(), 0, "staging left behind");
     }
 

@@ -55,8 +55,9 @@ pub enum DebError {
     },
 
     #[error(
-        "{} contains no boot/vmlinuz-*: it is not a kernel image package (a meta-package such as \
-         linux-image-amd64 only depends on one)",
+        "{} contains no boot/vmlinuz-* or usr/lib/modules/*/vmlinuz: it is not a kernel image package \
+         (a meta-package such as linux-image-amd64 only depends on one; from Debian 7.x the image is in \
+         linux-binary-*)",
         path.display()
     )]
     NoVmlinuz { path: PathBuf },
@@ -99,77 +100,86 @@ pub struct DebControl {
     pub version: String,
 }
 
-/// Extracts `boot/vmlinuz-*` and the matching `boot/config-*` of the kernel package `deb` into
-/// the existing directory `dest`, under their own names.
+/// Extracts the kernel image and its config from the kernel package(s) `debs` into the existing
+/// directory `dest`, as `vmlinuz-RELEASE` and `config-RELEASE`. Two layouts: `boot/vmlinuz-REL` and
+/// `boot/config-REL` in one image package (Debian up to 6.x), or `usr/lib/modules/REL/vmlinuz` and
+/// `usr/lib/modules/REL/config`, which Debian 7.x ships in two packages (`linux-binary-REL`,
+/// `linux-base-REL`).
 ///
-/// Both files appear in `dest` only after the whole package has been read and checked.
-pub fn extract_kernel(deb: &Path, dest: &Path) -> Result<UnpackedKernel, DebError> {
-    with_member(deb, "data.tar", |data, member| {
-        let corrupt = |source| DebError::Corrupt {
-            path: deb.to_owned(),
-            member: member.to_owned(),
-            source,
-        };
-        let mut vmlinuz: Option<(String, tempfile::NamedTempFile)> = None;
-        let mut configs: Vec<(String, Vec<u8>)> = Vec::new();
-        let mut config_budget = MAX_CONFIG_BYTES;
-        let mut archive = tar::Archive::new(data);
-        for entry in archive.entries().map_err(corrupt)? {
-            let mut entry = entry.map_err(corrupt)?;
-            if !entry.header().entry_type().is_file() {
-                continue;
-            }
-            let path = entry.path().map_err(corrupt)?.into_owned();
-            let Some(name) = boot_file_name(&path) else {
-                continue;
-            };
-            let size = entry.size();
-            if let Some(release) = name.strip_prefix("vmlinuz-") {
-                if vmlinuz.is_none() && is_release(release) && size <= MAX_KERNEL_BYTES {
-                    let release = release.to_owned();
-                    let file = copy_to_temp(&mut entry, size, dest, deb, member)?;
-                    vmlinuz = Some((release, file));
-                }
-            } else if let Some(release) = name.strip_prefix("config-") {
-                if is_release(release) && size <= config_budget {
-                    config_budget -= size;
-                    let release = release.to_owned();
-                    let mut text = Vec::new();
-                    entry.read_to_end(&mut text).map_err(corrupt)?;
-                    check_length(text.len() as u64, size).map_err(corrupt)?;
-                    configs.push((release, text));
-                }
-            }
-        }
-        // The rest: tar's end-of-archive padding, and the compressor's checksum.
-        io::copy(&mut archive.into_inner(), &mut io::sink()).map_err(corrupt)?;
-
-        let Some((release, image)) = vmlinuz else {
-            return Err(DebError::NoVmlinuz {
+/// Both files appear in `dest` only after every package has been read and checked.
+pub fn extract_kernel(debs: &[PathBuf], dest: &Path) -> Result<UnpackedKernel, DebError> {
+    let mut vmlinuz: Option<(String, tempfile::NamedTempFile)> = None;
+    let mut configs: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut config_budget = MAX_CONFIG_BYTES;
+    for deb in debs {
+        with_member(deb, "data.tar", |data, member| {
+            let corrupt = |source| DebError::Corrupt {
                 path: deb.to_owned(),
-            });
-        };
-        let vmlinuz = dest.join(format!("vmlinuz-{release}"));
-        image.persist(&vmlinuz).map_err(|e| DebError::Write {
-            path: vmlinuz.clone(),
-            source: e.error,
-        })?;
-        let config = match configs.into_iter().find(|(r, _)| *r == release) {
-            Some((_, text)) => {
-                let path = dest.join(format!("config-{release}"));
-                std::fs::write(&path, text).map_err(|source| DebError::Write {
-                    path: path.clone(),
-                    source,
-                })?;
-                Some(path)
+                member: member.to_owned(),
+                source,
+            };
+            let mut archive = tar::Archive::new(data);
+            for entry in archive.entries().map_err(corrupt)? {
+                let mut entry = entry.map_err(corrupt)?;
+                if !entry.header().entry_type().is_file() {
+                    continue;
+                }
+                let path = entry.path().map_err(corrupt)?.into_owned();
+                let Some(file) = kernel_file(&path) else {
+                    continue;
+                };
+                let size = entry.size();
+                match file {
+                    KernelFile::Image(release) => {
+                        if vmlinuz.is_none() && is_release(release) && size <= MAX_KERNEL_BYTES {
+                            let release = release.to_owned();
+                            let file = copy_to_temp(&mut entry, size, dest, deb, member)?;
+                            vmlinuz = Some((release, file));
+                        }
+                    }
+                    KernelFile::Config(release) => {
+                        if is_release(release) && size <= config_budget {
+                            config_budget -= size;
+                            let release = release.to_owned();
+                            let mut text = Vec::new();
+                            entry.read_to_end(&mut text).map_err(corrupt)?;
+                            check_length(text.len() as u64, size).map_err(corrupt)?;
+                            configs.push((release, text));
+                        }
+                    }
+                }
             }
-            None => None,
-        };
-        Ok(UnpackedKernel {
-            vmlinuz,
-            config,
-            release,
-        })
+            // The rest: tar's end-of-archive padding, and the compressor's checksum.
+            io::copy(&mut archive.into_inner(), &mut io::sink()).map_err(corrupt)?;
+            Ok(())
+        })?;
+    }
+
+    let Some((release, image)) = vmlinuz else {
+        return Err(DebError::NoVmlinuz {
+            path: debs.first().cloned().unwrap_or_default(),
+        });
+    };
+    let vmlinuz = dest.join(format!("vmlinuz-{release}"));
+    image.persist(&vmlinuz).map_err(|e| DebError::Write {
+        path: vmlinuz.clone(),
+        source: e.error,
+    })?;
+    let config = match configs.into_iter().find(|(r, _)| *r == release) {
+        Some((_, text)) => {
+            let path = dest.join(format!("config-{release}"));
+            std::fs::write(&path, text).map_err(|source| DebError::Write {
+                path: path.clone(),
+                source,
+            })?;
+            Some(path)
+        }
+        None => None,
+    };
+    Ok(UnpackedKernel {
+        vmlinuz,
+        config,
+        release,
     })
 }
 
@@ -364,10 +374,25 @@ impl<R: Read> Read for ExactSize<R> {
     }
 }
 
-/// The file name of `boot/NAME` (or `./boot/NAME`); `None` for any other path.
-fn boot_file_name(path: &Path) -> Option<&str> {
+/// A file of a kernel package that ksnap keeps, and the release it belongs to.
+enum KernelFile<'a> {
+    Image(&'a str),
+    Config(&'a str),
+}
+
+/// `boot/vmlinuz-REL`, `boot/config-REL` (up to Debian 6.x), `usr/lib/modules/REL/vmlinuz`,
+/// `usr/lib/modules/REL/config` (Debian 7.x), with or without a leading `./`; `None` for any other path.
+fn kernel_file(path: &Path) -> Option<KernelFile<'_>> {
     match normal_components(path).as_slice() {
-        ["boot", name] => Some(name),
+        ["boot", name] => {
+            if let Some(release) = name.strip_prefix("vmlinuz-") {
+                Some(KernelFile::Image(release))
+            } else {
+                name.strip_prefix("config-").map(KernelFile::Config)
+            }
+        }
+        ["usr", "lib", "modules", release, "vmlinuz"] => Some(KernelFile::Image(release)),
+        ["usr", "lib", "modules", release, "config"] => Some(KernelFile::Config(release)),
         _ => None,
     }
 }
@@ -597,9 +622,52 @@ mod tests {
         names
     }
 
+    /// Debian 7.x: the image in `linux-binary-REL`, the config in `linux-base-REL`, both under
+    /// `usr/lib/modules/REL/`, and an image package with neither.
+    #[test]
+    fn extracts_a_kernel_split_across_binary_and_base_packages() {
+        const SPLIT: &str = "7.2.13+deb14-cloud-amd64";
+        let deb = |data: Vec<u8>| {
+            ar_of(&[
+                ("debian-binary", b"2.0\n".to_vec()),
+                ("control.tar.xz", xz(&control_tar(CONTROL))),
+                ("data.tar.xz", xz(&data)),
+            ])
+        };
+        let modules = format!("./usr/lib/modules/{SPLIT}");
+        let binary = deb(tar_of(vec![
+            Entry::Dir("./"),
+            Entry::File(&format!("{modules}/vmlinuz"), kernel_image()),
+            Entry::Symlink("./usr/share/doc/linux-binary", "linux-base"),
+        ]));
+        let base = deb(tar_of(vec![
+            Entry::File(&format!("{modules}/System.map"), b"ffffffff81000000 T _text\n".to_vec()),
+            Entry::File(&format!("{modules}/config"), b"CONFIG_64BIT=y\n".to_vec()),
+            Entry::File(&format!("{modules}/modules.order"), b"".to_vec()),
+        ]));
+        let image = deb(tar_of(vec![Entry::File("./usr/share/lintian/overrides/linux-image", b"".to_vec())]));
+        let (dir, _, dest) = on_disk(&image);
+        let paths: Vec<PathBuf> = [("image", image), ("binary", binary), ("base", base)]
+            .into_iter()
+            .map(|(name, bytes)| {
+                let path = dir.path().join(format!("{name}.deb"));
+                std::fs::write(&path, bytes).unwrap();
+                path
+            })
+            .collect();
+        let kernel = extract_kernel(&paths, &dest).unwrap();
+        assert_eq!(kernel.release, SPLIT);
+        assert_eq!(std::fs::read(&kernel.vmlinuz).unwrap(), kernel_image());
+        assert_eq!(std::fs::read(kernel.config.unwrap()).unwrap(), b"CONFIG_64BIT=y\n");
+        assert_eq!(files_in(&dest), [format!("config-{SPLIT}"), format!("vmlinuz-{SPLIT}")]);
+        // The empty image package alone is not a kernel.
+        let err = extract_kernel(&paths[..1], &dest).unwrap_err();
+        assert!(matches!(err, DebError::NoVmlinuz { .. }), "{err}");
+    }
+
     fn assert_unpacks(bytes: &[u8]) {
         let (_dir, deb, dest) = on_disk(bytes);
-        let kernel = extract_kernel(&deb, &dest).unwrap();
+        let kernel = extract_kernel(&[deb.to_path_buf()], &dest).unwrap();
         assert_eq!(kernel.release, RELEASE);
         assert_eq!(kernel.vmlinuz, dest.join(format!("vmlinuz-{RELEASE}")));
         assert_eq!(kernel.config, Some(dest.join(format!("config-{RELEASE}"))));
@@ -692,7 +760,7 @@ mod tests {
             b"<html>404</html>",
         ] {
             let (_dir, deb, dest) = on_disk(bytes);
-            let err = extract_kernel(&deb, &dest).unwrap_err();
+            let err = extract_kernel(&[deb.to_path_buf()], &dest).unwrap_err();
             assert!(
                 matches!(err, DebError::NotArArchive { .. }),
                 "{bytes:?}: {err:?}"
@@ -715,7 +783,7 @@ mod tests {
     fn a_package_without_data_is_reported() {
         let deb = ar_of(&[("debian-binary", b"2.0\n".to_vec())]);
         let (_dir, path, dest) = on_disk(&deb);
-        let err = extract_kernel(&path, &dest).unwrap_err();
+        let err = extract_kernel(&[path.to_path_buf()], &dest).unwrap_err();
         assert!(
             matches!(
                 err,
@@ -732,7 +800,7 @@ mod tests {
     fn unsupported_compression_is_named() {
         let deb = ar_of(&[("data.tar.gz", b"\x1f\x8b\x08\x00".to_vec())]);
         let (_dir, path, dest) = on_disk(&deb);
-        let err = extract_kernel(&path, &dest).unwrap_err();
+        let err = extract_kernel(&[path.to_path_buf()], &dest).unwrap_err();
         assert!(
             matches!(&err, DebError::UnsupportedCompression { member, .. } if member == "data.tar.gz")
         );
@@ -758,7 +826,7 @@ mod tests {
         ]);
         let deb = ar_of(&[("data.tar.xz", xz(&data))]);
         let (_dir, path, dest) = on_disk(&deb);
-        let err = extract_kernel(&path, &dest).unwrap_err();
+        let err = extract_kernel(&[path.to_path_buf()], &dest).unwrap_err();
         assert!(matches!(err, DebError::NoVmlinuz { .. }), "{err:?}");
         assert!(err.to_string().contains("meta-package"), "{err}");
         assert!(files_in(&dest).is_empty());
@@ -772,7 +840,7 @@ mod tests {
         ]);
         let deb = ar_of(&[("data.tar.zst", zst(&data))]);
         let (_dir, path, dest) = on_disk(&deb);
-        let kernel = extract_kernel(&path, &dest).unwrap();
+        let kernel = extract_kernel(&[path.to_path_buf()], &dest).unwrap();
         assert_eq!(kernel.config, None);
         assert_eq!(files_in(&dest), [format!("vmlinuz-{RELEASE}")]);
     }
@@ -787,7 +855,7 @@ mod tests {
             let len = deb.len();
             for cut in (1..20).map(|i| len * i / 20).chain([len - 1]) {
                 let (_dir, path, dest) = on_disk(&deb[..cut]);
-                let err = extract_kernel(&path, &dest).unwrap_err();
+                let err = extract_kernel(&[path.to_path_buf()], &dest).unwrap_err();
                 assert!(
                     matches!(
                         err,
@@ -810,7 +878,7 @@ mod tests {
     fn a_cut_inside_the_data_member_is_reported_as_truncated() {
         let deb = deb_xz();
         let (_dir, path, dest) = on_disk(&deb[..deb.len() / 2]);
-        let err = extract_kernel(&path, &dest).unwrap_err();
+        let err = extract_kernel(&[path.to_path_buf()], &dest).unwrap_err();
         let DebError::Corrupt { member, .. } = &err else {
             panic!("{err:?}")
         };
@@ -829,7 +897,7 @@ mod tests {
                 *byte ^= 0x5a;
             }
             let (_dir, path, dest) = on_disk(&deb);
-            let err = extract_kernel(&path, &dest).unwrap_err();
+            let err = extract_kernel(&[path.to_path_buf()], &dest).unwrap_err();
             assert!(matches!(err, DebError::Corrupt { .. }), "{name}: {err:?}");
             assert!(files_in(&dest).is_empty(), "{name}");
         }
@@ -838,7 +906,7 @@ mod tests {
     #[test]
     fn an_unwritable_destination_is_a_write_error() {
         let (dir, deb, _) = on_disk(&deb_xz());
-        let err = extract_kernel(&deb, &dir.path().join("missing")).unwrap_err();
+        let err = extract_kernel(&[deb.to_path_buf()], &dir.path().join("missing")).unwrap_err();
         assert!(matches!(err, DebError::Write { .. }), "{err:?}");
     }
 
@@ -861,14 +929,18 @@ mod tests {
         for bad in ["", ".", "..", "a\0b"] {
             assert!(!is_release(bad), "{bad:?}");
         }
-        assert_eq!(
-            boot_file_name(Path::new("./boot/vmlinuz-1")),
-            Some("vmlinuz-1")
-        );
-        assert_eq!(boot_file_name(Path::new("boot/config-1")), Some("config-1"));
-        assert_eq!(boot_file_name(Path::new("/boot/vmlinuz-1")), None);
-        assert_eq!(boot_file_name(Path::new("boot/../boot/vmlinuz-1")), None);
-        assert_eq!(boot_file_name(Path::new("boot/x/vmlinuz-1")), None);
+        let file = |path: &str| match kernel_file(Path::new(path)) {
+            Some(KernelFile::Image(release)) => format!("image {release}"),
+            Some(KernelFile::Config(release)) => format!("config {release}"),
+            None => "-".into(),
+        };
+        assert_eq!(file("./boot/vmlinuz-1"), "image 1");
+        assert_eq!(file("boot/config-1"), "config 1");
+        assert_eq!(file("./usr/lib/modules/7.2/vmlinuz"), "image 7.2");
+        assert_eq!(file("usr/lib/modules/7.2/config"), "config 7.2");
+        for other in ["/boot/vmlinuz-1", "boot/../boot/vmlinuz-1", "boot/x/vmlinuz-1", "usr/lib/modules/../vmlinuz", "boot/System.map-1"] {
+            assert_eq!(file(other), "-", "{other}");
+        }
     }
 
     /// A linux-source-X.Y package: its tarball holds `linux-source-6.12/…` and one hostile entry.

@@ -20,6 +20,25 @@ pub enum Error {
     #[error("kernel package `{package}` is not known to apt ({detail}). Check the name with `apt-cache policy {package}`; run `apt-get update` if the package lists are stale")]
     UnknownPackage { package: String, detail: String },
 
+    #[error(
+        "no Debian mirror for suite `{suite}` in the system's apt sources (/etc/apt/sources.list, \
+         sources.list.d/*.list, *.sources). Name one: set KSNAP_DEBIAN_MIRROR=URI, or `[apt] mirror = \"URI\"` \
+         in ksnap.toml, to the URI of a Debian archive (the `…/debian` of a Debian mirror)"
+    )]
+    NoDebianMirror { suite: String },
+
+    #[error(
+        "{package} was downloaded with SHA-256 {actual}, but ksnap.lock pins {expected}: the archive serves a \
+         different file under the same version. Nothing was cached"
+    )]
+    ChecksumMismatch { package: String, expected: String, actual: String },
+
+    #[error(
+        "{packages} (pinned in ksnap.lock) is no longer served by apt ({suite}) and is not in ksnap's cache \
+         (apt said: {detail})"
+    )]
+    PackageGone { packages: String, suite: String, detail: String },
+
     #[error("`{command}` failed: {stderr}")]
     AptFailed { command: String, stderr: String },
 

@@ -1,7 +1,8 @@
 //! ksnap-vm: boot a Linux kernel under QEMU with an initramfs of probes, and tell what happened.
 //!
 //! The pieces, in the order a run uses them:
-//! - [`kernel`]: kernel sources (apt package, `.deb`, bzImage, a build) resolved into the [`cache`];
+//! - [`kernel`]: kernel sources (apt package, `.deb`, bzImage, a build), pinned ([`kernel::Pin`]) and
+//!   resolved into the [`cache`], through [`apt`] (the system's apt, or ksnap's own per Debian suite);
 //! - [`build`] (over [`kconfig`]): kernels built from source with Kconfig fragments;
 //! - [`deb`]: unpacking a kernel `.deb` (or a kernel source package) in Rust;
 //! - [`initramfs`] (over [`cpio`]): `/init`, the probes and their plan;
@@ -10,6 +11,7 @@
 //! - [`protocol`], [`ktap`], [`console`]: reading what the guest said;
 //! - [`children`]: making sure no child process outlives ksnap.
 
+pub mod apt;
 pub mod build;
 pub mod cache;
 pub mod children;

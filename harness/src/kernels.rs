@@ -1,0 +1,180 @@
+//! The matrix's kernels: pinned through `ksnap.lock`, fetched (or built) into the cache.
+//!
+//! Every pinned kernel boots exactly its locked packages. A kernel not in the lock yet (or whose entry no
+//! longer matches ksnap.toml) is resolved through apt and written to the lock, unless the lock is
+//! *frozen* (`--locked`, or `CI` set, as cargo's `--locked`): then that is an error saying what to run.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use anyhow::{anyhow, bail, Result};
+use ksnap_vm::apt::Archives;
+use ksnap_vm::cache::Cache;
+use ksnap_vm::kernel::{Kernel, KernelSource, Pin};
+
+use crate::config::Config;
+use crate::lock::{Lockfile, Lookup, LOCK_FILE};
+
+/// Whether a missing or stale lock entry may be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockMode {
+    /// Resolve and add what is missing (a developer's run).
+    Update,
+    /// Refuse (`--locked`, CI).
+    Frozen,
+}
+
+impl LockMode {
+    /// `Frozen` when asked (`--locked`) or when the `CI` variable says this is CI (as insta decides).
+    pub fn detect(locked: bool) -> LockMode {
+        let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+        if locked || ci {
+            LockMode::Frozen
+        } else {
+            LockMode::Update
+        }
+    }
+}
+
+/// A kernel move made by `ksnap lock --update`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Move {
+    pub kernel: String,
+    pub from: Option<String>,
+    pub to: String,
+}
+
+impl std::fmt::Display for Move {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.from {
+            Some(from) if *from == self.to => write!(f, "{}: {} (unchanged)", self.kernel, self.to),
+            Some(from) => write!(f, "{}: {from} → {}", self.kernel, self.to),
+            None => write!(f, "{}: {} (added)", self.kernel, self.to),
+        }
+    }
+}
+
+pub struct Kernels {
+    pub config: Config,
+    pub cache: Cache,
+    pub archives: Archives,
+    mode: LockMode,
+    path: PathBuf,
+    lock: Mutex<Lockfile>,
+}
+
+impl Kernels {
+    pub fn open(config: Config, cache: Cache, mode: LockMode) -> Result<Kernels> {
+        let path = config.root.join(LOCK_FILE);
+        let lock = Lockfile::read(&path)?;
+        let archives = Archives::new(&cache, config.apt_mirror.clone());
+        Ok(Kernels { config, cache, archives, mode, path, lock: Mutex::new(lock) })
+    }
+
+    fn source(&self, name: &str) -> Result<&KernelSource> {
+        self.config.kernels.get(name).ok_or_else(|| anyhow!("unknown kernel `{name}`"))
+    }
+
+    /// The pin kernel `name` boots (`None` for a local kernel), adding it to the lock if it is missing or
+    /// stale and the lock may be written. `note` hears about a lock entry being written.
+    pub fn pin(&self, name: &str, note: &mut dyn FnMut(&str)) -> Result<Option<Pin>> {
+        let source = self.source(name)?;
+        if !source.is_pinned() {
+            return Ok(None);
+        }
+        let mut lock = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let why = match lock.lookup(name, source)? {
+            Lookup::Pinned(pin) => return Ok(Some(pin)),
+            Lookup::Missing => format!("kernel `{name}` is not in {LOCK_FILE}"),
+            Lookup::Stale(why) => format!("the {LOCK_FILE} entry of kernel `{name}` is stale: {why}"),
+        };
+        if self.mode == LockMode::Frozen {
+            bail!(
+                "{why}, and the lock may not be changed here (--locked, or CI is set). Run `ksnap lock` (or \
+                 `ksnap lock --update {name}`) and commit {LOCK_FILE}"
+            );
+        }
+        let pin = source.pin(&self.archives)?.expect("a pinned source resolves to a pin");
+        lock.set(name, source, &pin);
+        lock.write(&self.path)?;
+        note(&format!("{LOCK_FILE}: locked {name} to {pin} ({why})"));
+        Ok(Some(pin))
+    }
+
+    /// Kernel `name`, exactly as locked, fetched or built into the cache if needed.
+    pub fn resolve(&self, name: &str, report: &mut dyn FnMut(&str)) -> Result<Kernel> {
+        let source = self.source(name)?;
+        let pin = self.pin(name, report)?;
+        source.resolve(pin.as_ref(), &self.cache, &self.archives, report).map_err(|e| explain(name, source, e))
+    }
+
+    /// Kernel `name` if it is in the cache as locked (never fetches, never writes the lock: a kernel with
+    /// no lock entry is not cached). The pin, if any, comes with it.
+    pub fn cached(&self, name: &str) -> Result<(Option<Pin>, Option<Kernel>)> {
+        let source = self.source(name)?;
+        let lock = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let pin = match lock.lookup(name, source)? {
+            Lookup::Pinned(pin) => Some(pin),
+            _ if source.is_pinned() => return Ok((None, None)),
+            _ => None,
+        };
+        drop(lock);
+        let kernel = source.cached(pin.as_ref(), &self.cache).map_err(|e| explain(name, source, e))?;
+        Ok((pin, kernel))
+    }
+
+    /// What apt resolves kernel `name` to today, if that differs from its lock entry (`ksnap kernels`).
+    pub fn newer(&self, name: &str) -> Result<Option<Pin>> {
+        let source = self.source(name)?;
+        let Some(locked) = self.cached(name)?.0 else { return Ok(None) };
+        let today = source.pin(&self.archives).map_err(|e| explain(name, source, e))?;
+        Ok(today.filter(|today| today.packages()[0] != locked.packages()[0]))
+    }
+
+    /// `ksnap lock [--update [KERNEL…]]`: re-resolve `update` (all pinned kernels when `all`), add what
+    /// is missing or stale, drop entries of kernels ksnap.toml no longer has, write the file. Private apt
+    /// configurations of the kernels re-resolved are refreshed first (`apt-get update`).
+    pub fn lock(&self, update: &[String], all: bool, note: &mut dyn FnMut(&str)) -> Result<Vec<Move>> {
+        for name in update {
+            self.source(name)?;
+        }
+        let mut lock = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut refreshed = BTreeSet::new();
+        let mut moves = Vec::new();
+        for (name, source) in &self.config.kernels {
+            let Some((_, suite)) = source.apt_request() else { continue };
+            let wanted = all || update.contains(name);
+            let current = lock.lookup(name, source)?;
+            if !wanted && matches!(current, Lookup::Pinned(_)) {
+                continue;
+            }
+            if wanted && refreshed.insert(suite.map(str::to_string)) {
+                if let Some(suite) = suite {
+                    note(&format!("apt-get update ({suite})"));
+                }
+                self.archives.apt(suite)?.update()?;
+            }
+            let pin = source.pin(&self.archives).map_err(|e| explain(name, source, e))?.expect("pinned source");
+            let from = lock.get(name).map(|entry| entry.pin().to_string());
+            moves.push(Move { kernel: name.clone(), from, to: pin.to_string() });
+            lock.set(name, source, &pin);
+        }
+        for gone in lock.retain(|name| self.config.kernels.get(name).is_some_and(KernelSource::is_pinned)) {
+            note(&format!("{gone}: removed (no longer in ksnap.toml)"));
+        }
+        lock.write(&self.path)?;
+        Ok(moves)
+    }
+}
+
+/// A kernel error, with what to do about it where ksnap knows better than the library.
+fn explain(name: &str, source: &KernelSource, error: ksnap_vm::Error) -> anyhow::Error {
+    let advice = match &error {
+        ksnap_vm::Error::PackageGone { .. } | ksnap_vm::Error::ChecksumMismatch { .. } => {
+            format!(". Re-pin it with `ksnap lock --update {name}`, then review the snapshot changes")
+        }
+        _ => String::new(),
+    };
+    anyhow!("kernel `{name}` ({source}): {error}{advice}")
+}
