@@ -122,14 +122,21 @@ const THP_DIR: &str = "/sys/kernel/mm/transparent_hugepage";
 /// The settings every other result depends on, as the guest actually ran with them, and a check
 /// that the measurement itself moves nothing.
 fn setup(ktap: &mut Ktap, meter: &mut Meter) -> Result<(), String> {
+    // A kernel without CONFIG_TRANSPARENT_HUGEPAGE has no THP_DIR at all: say so rather than fail.
     for name in ["enabled", "defrag"] {
-        let text = read_text(&format!("{THP_DIR}/{name}"))?;
-        let value = selected(&text).ok_or_else(|| format!("{THP_DIR}/{name}: {text:?}"))?;
+        let path = format!("{THP_DIR}/{name}");
+        let value = match read_knob(&path)? {
+            None => NOT_APPLICABLE_ENOENT.to_owned(),
+            Some(text) => selected(&text)
+                .ok_or_else(|| format!("{path}: {text:?}"))?
+                .to_owned(),
+        };
         ktap.fact(&format!("thp.{name}"), value);
     }
     ktap.fact(
         "thp.use_zero_page",
-        read_text(&format!("{THP_DIR}/use_zero_page"))?.trim(),
+        read_knob(&format!("{THP_DIR}/use_zero_page"))?
+            .map_or(NOT_APPLICABLE_ENOENT.to_owned(), |t| t.trim().to_owned()),
     );
     // Rounded down to MiB: MemTotal moves by a page between boots of the same kernel (see env).
     ktap.fact("mem_total_mib", mem_total_kb()? / 1024);
@@ -156,7 +163,7 @@ fn setup(ktap: &mut Ktap, meter: &mut Meter) -> Result<(), String> {
         std::thread::sleep(std::time::Duration::from_millis(300));
         ktap.fact("khugepaged", "paused (scan_sleep_millisecs 86400000)");
     } else {
-        ktap.fact("khugepaged", "absent");
+        ktap.fact("khugepaged", NOT_APPLICABLE_ENOENT);
     }
 
     // Two samples with nothing in between must differ in nothing, or no delta below means anything.
@@ -393,9 +400,24 @@ fn both_aligned(len: usize) -> Result<bool, String> {
 }
 
 /// Case 8, continued: the per-size ("multi-size THP") knobs, /sys/kernel/mm/transparent_hugepage/
-/// hugepages-<size>kB, and the `enabled` setting of those that have one.
+/// hugepages-<size>kB (Linux 6.8, mm/huge_memory.c `thpsize_create`), and the `enabled` setting of
+/// those that have one.
+///
+/// Kernels before 6.8 have no such directory: every fact is then `not applicable: ENOENT`, not a
+/// count of 0, which would read as an interface with no sizes. A size directory without `enabled`
+/// is one anonymous memory cannot use (6.12: order 1, 8 kB, is in THP_ORDERS_ALL_FILE_DEFAULT but not
+/// in THP_ORDERS_ALL_ANON, so it gets the file/shmem attributes only): its `enabled` is
+/// `not applicable: ENOENT` too.
 fn mthp(ktap: &mut Ktap, _meter: &mut Meter) -> Result<(), String> {
-    let entries = std::fs::read_dir(THP_DIR).map_err(|e| format!("{THP_DIR}: {e}"))?;
+    let entries = match std::fs::read_dir(THP_DIR) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            ktap.fact("count", NOT_APPLICABLE_ENOENT);
+            ktap.fact("sizes_kb", NOT_APPLICABLE_ENOENT);
+            return Ok(());
+        }
+        Err(e) => return Err(format!("{THP_DIR}: {e}")),
+    };
     let mut sizes_kb = Vec::new();
     for entry in entries {
         let name = entry.map_err(|e| format!("{THP_DIR}: {e}"))?.file_name();
@@ -409,24 +431,21 @@ fn mthp(ktap: &mut Ktap, _meter: &mut Meter) -> Result<(), String> {
             );
         }
     }
+    if sizes_kb.is_empty() {
+        // The sysfs interface is not there (before 6.8), as opposed to there with no sizes.
+        ktap.fact("count", NOT_APPLICABLE_ENOENT);
+        ktap.fact("sizes_kb", NOT_APPLICABLE_ENOENT);
+        return Ok(());
+    }
     sizes_kb.sort_unstable();
     ktap.fact("count", sizes_kb.len());
     let list: Vec<String> = sizes_kb.iter().map(u64::to_string).collect();
-    ktap.fact(
-        "sizes_kb",
-        if list.is_empty() {
-            "none".into()
-        } else {
-            list.join(" ")
-        },
-    );
+    ktap.fact("sizes_kb", list.join(" "));
     for size in sizes_kb {
         let path = format!("{THP_DIR}/hugepages-{size}kB/enabled");
-        // Only sizes anonymous memory can use have `enabled` (6.12: 8 kB is for the page cache only).
-        let value = match std::fs::read_to_string(&path) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => "absent".to_owned(),
-            Err(e) => return Err(format!("{path}: {e}")),
-            Ok(text) => selected(&text)
+        let value = match read_knob(&path)? {
+            None => NOT_APPLICABLE_ENOENT.to_owned(),
+            Some(text) => selected(&text)
                 .ok_or_else(|| format!("{path}: {text:?}"))?
                 .to_owned(),
         };
@@ -503,6 +522,7 @@ struct OomReport {
 /// and on 6.12 the kill line's on per-CPU counter slack). Exact values go to the console log.
 fn oom(ktap: &mut Ktap, meter: &mut Meter) -> Result<(), String> {
     let mem_total_kb = mem_total_kb()?;
+    let swap_total_kb = meminfo_kb("SwapTotal:")?;
     // The probe must outlive its child, and init is never an OOM victim (oom_unkillable_task):
     // with -1000 here and +1000 in the child, the child is the only candidate (oom_badness).
     write_text("/proc/self/oom_score_adj", "-1000")?;
@@ -554,6 +574,7 @@ fn oom(ktap: &mut Ktap, meter: &mut Meter) -> Result<(), String> {
     ktap.fact(
         "rounding",
         "*_pct_of_mem_total: the quarter of MemTotal reached (A..B: at least A%, under B%); \
+         kill.badness.*_pct: the tenth of the oom_badness score reached (A..B likewise); \
          *_mib: rounded down",
     );
     ktap.fact("child.end", describe_status(status));
@@ -578,8 +599,11 @@ fn oom(ktap: &mut Ktap, meter: &mut Meter) -> Result<(), String> {
     match records.iter().find_map(|r| OomInvocation::parse(r)) {
         Some(invoked) => {
             ktap.fact("invoked.by", invoked.comm);
-            ktap.fact("invoked.gfp_mask", invoked.gfp_mask);
-            ktap.fact("invoked.order", invoked.order);
+            // Not the allocation's gfp mask or order: which allocation finds memory exhausted first
+            // is a race between the child's page-table allocations (GFP_PGTABLE_USER, plus
+            // __GFP_COMP from 6.5's pagetable_alloc) and whatever else the kernel allocates at that
+            // moment — seen once on 6.12-minimal+thp-never: a slab page, GFP_KERNEL|__GFP_COMP. The
+            // console log keeps the kernel's line.
         }
         None => ktap.fact("invoked", "no 'invoked oom-killer' line"),
     }
@@ -597,12 +621,34 @@ fn oom(ktap: &mut Ktap, meter: &mut Meter) -> Result<(), String> {
                 "kill.pgtables_pct_of_mem_total",
                 pct_of_mem_total(kill.pgtables_kb),
             );
-            // oom_badness scores RSS + swap entries + page-table pages: how much of that score
-            // the page tables made, in whole percent (rounded down).
+            // The page tables' share of RSS + page tables, the part of oom_badness's score that
+            // memory use makes, in whole percent (rounded down). Not the share of the score: that
+            // has the oom_score_adj term too (below).
             ktap.fact(
-                "kill.pgtables_pct_of_badness",
+                "kill.pgtables_pct_of_rss_plus_pgtables",
                 kill.pgtables_kb * 100 / (kill.pgtables_kb + rss_kb),
             );
+            match Badness::of(&kill, mem_total_kb, swap_total_kb) {
+                Ok(badness) => {
+                    eprintln!(
+                        "demand_paging: oom: badness {} pages = rss {} + pgtables {} + adj term {} \
+                         (totalpages {})",
+                        badness.total(),
+                        badness.rss,
+                        badness.pgtables,
+                        badness.adj_term,
+                        badness.totalpages
+                    );
+                    let tenth = |part: i64| {
+                        let tenths = part * 10 / badness.total();
+                        format!("{}..{}", tenths * 10, tenths * 10 + 10)
+                    };
+                    ktap.fact("kill.badness.pgtables_pct", tenth(badness.pgtables));
+                    ktap.fact("kill.badness.oom_score_adj_pct", tenth(badness.adj_term));
+                    ktap.fact("kill.badness.rss_pct", tenth(badness.rss));
+                }
+                Err(why) => ktap.fact("kill.badness", why),
+            }
             ktap.fact("kill.oom_score_adj", kill.oom_score_adj);
         }
         None => ktap.fact("kill", "no 'Out of memory: Killed process' line"),
@@ -653,20 +699,13 @@ fn oom_child(meter: &mut Meter, pipe: &File) -> i32 {
 /// `COMM invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=1000`.
 struct OomInvocation<'a> {
     comm: &'a str,
-    gfp_mask: &'a str,
-    order: &'a str,
 }
 
 impl<'a> OomInvocation<'a> {
     fn parse(line: &'a str) -> Option<Self> {
         let (comm, rest) = line.split_once(" invoked oom-killer: ")?;
-        let gfp_mask = rest.strip_prefix("gfp_mask=")?.split(", ").next()?;
-        let order = rest.split(", ").find_map(|f| f.strip_prefix("order="))?;
-        Some(OomInvocation {
-            comm,
-            gfp_mask,
-            order,
-        })
+        rest.strip_prefix("gfp_mask=")?;
+        Some(OomInvocation { comm })
     }
 }
 
@@ -705,6 +744,60 @@ impl<'a> OomKill<'a> {
             pgtables_kb: kb("pgtables")?,
             oom_score_adj: field("oom_score_adj")?.parse().ok()?,
         })
+    }
+}
+
+/// The victim's oom_badness score (mm/oom_kill.c), in pages, rebuilt from its kill line. The
+/// formula is the same from 5.10 to 7.3:
+///
+/// ```text
+/// points = rss + swap entries + mm_pgtables_bytes / PAGE_SIZE
+/// points += oom_score_adj * (totalpages / 1000)
+/// ```
+///
+/// where rss is file + anon + shmem pages (`get_mm_rss`; 7.x sums the per-CPU counters exactly,
+/// `get_mm_rss_sum`), `mm_pgtables_bytes` counts PTE, PMD and PUD tables (and tables deposited for
+/// huge PMDs) alike since 4.15, and, for a global OOM (`constrained_alloc`, CONSTRAINT_NONE),
+/// totalpages = totalram_pages + total_swap_pages, which /proc/meminfo shows as MemTotal and
+/// SwapTotal. The adj term divides before it multiplies, so it is a whole number of thousands of
+/// pages. At oom_score_adj 1000 it is about totalpages: about half the score, as much as page tables
+/// filling memory add. The kill line does not show swap entries: with swap configured the score is
+/// not computable from it.
+struct Badness {
+    rss: i64,
+    pgtables: i64,
+    adj_term: i64,
+    totalpages: i64,
+}
+
+impl Badness {
+    fn of(kill: &OomKill, mem_total_kb: u64, swap_total_kb: u64) -> Result<Self, String> {
+        if swap_total_kb != 0 {
+            return Err(
+                "not computable: SwapTotal is not 0, and the kill line shows no swap entries"
+                    .into(),
+            );
+        }
+        let pages = |kb: u64| (kb / 4) as i64;
+        let totalpages = pages(mem_total_kb) + pages(swap_total_kb);
+        let badness = Badness {
+            rss: pages(kill.anon_rss_kb + kill.file_rss_kb + kill.shmem_rss_kb),
+            pgtables: pages(kill.pgtables_kb),
+            adj_term: kill.oom_score_adj * (totalpages / 1000),
+            totalpages,
+        };
+        if badness.total() <= 0 || badness.adj_term < 0 {
+            return Err(format!(
+                "not computable: score {} with oom_score_adj {}",
+                badness.total(),
+                kill.oom_score_adj
+            ));
+        }
+        Ok(badness)
+    }
+
+    fn total(&self) -> i64 {
+        self.rss + self.pgtables + self.adj_term
     }
 }
 
@@ -1176,6 +1269,19 @@ fn write_text(path: &str, text: &str) -> Result<(), String> {
     std::fs::write(path, text).map_err(|e| format!("write {text:?} to {path}: {e}"))
 }
 
+/// The value of a fact about a knob (a sysfs or procfs file) that this kernel does not have.
+const NOT_APPLICABLE_ENOENT: &str = "not applicable: ENOENT";
+
+/// A knob's text, or `None` if the file does not exist on this kernel (ENOENT); other errors are
+/// errors.
+fn read_knob(path: &str) -> Result<Option<String>, String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("{path}: {e}")),
+    }
+}
+
 /// The selected value of a sysfs choice such as `always [madvise] never`.
 fn selected(text: &str) -> Option<&str> {
     let (_, rest) = text.split_once('[')?;
@@ -1184,17 +1290,22 @@ fn selected(text: &str) -> Option<&str> {
 }
 
 fn mem_total_kb() -> Result<u64, String> {
+    meminfo_kb("MemTotal:")
+}
+
+/// The value in kB of a `NAME:   N kB` line of /proc/meminfo (`name` with its colon).
+fn meminfo_kb(name: &str) -> Result<u64, String> {
     read_text("/proc/meminfo")?
         .lines()
         .find_map(|line| {
-            line.strip_prefix("MemTotal:")?
+            line.strip_prefix(name)?
                 .trim()
                 .strip_suffix(" kB")?
                 .trim()
                 .parse()
                 .ok()
         })
-        .ok_or_else(|| "/proc/meminfo: no MemTotal line in kB".into())
+        .ok_or_else(|| format!("/proc/meminfo: no {name} line in kB"))
 }
 
 /// Puts a sysctl back to the value it had when saved.

@@ -5,8 +5,13 @@
 //! kernel says otherwise it passes FOLL_FORCE, which lets a write break copy-on-write in a private
 //! mapping that is not writable (mm/gup.c, `check_vma_flags`). Linux 6.12 and the stable kernels
 //! (Debian's 6.1.192 among them) added `proc_mem.force_override=always|ptrace|never` and
-//! CONFIG_PROC_MEM_*, which decide when FOLL_FORCE is passed (fs/proc/base.c, `proc_mem_foll_force`).
-//! The suite runs under each setting; the facts say what happened, never what should have.
+//! CONFIG_PROC_MEM_*, which decide when FOLL_FORCE is passed (fs/proc/base.c, `proc_mem_foll_force`);
+//! older kernels (Debian's 5.10.223) always pass it and ignore the parameter, and after 6.12 the
+//! upstream default (security/Kconfig) moved from ALWAYS_FORCE to FORCE_PTRACE (Debian's 7.2). So
+//! `setup` states both the word on the command line and the mode the kernel is observed to be in.
+//! The suite runs under each setting; the facts say what happened, never what should have. Where a
+//! case cannot be set up on a kernel (no mseal, no userfaultfd), its facts say `not applicable: …`
+//! rather than describe some other case.
 //!
 //! Every experiment runs in a process of its own (see [`isolated`]): several of them change the
 //! probe's own memory (its code, its vDSO) or may crash or hang, and a fresh copy of the address
@@ -78,16 +83,98 @@ fn main() {
 // The tests
 // ---------------------------------------------------------------------------------------------
 
-/// The setting under test, as the kernel command line gives it.
+/// The setting under test: the word the kernel command line gives (`requested`), and the mode the
+/// kernel is really in (`effective`), found by trying the two writes that tell the modes apart
+/// (fs/proc/base.c, `proc_mem_foll_force`): under `always` every /proc/PID/mem write is forced, so
+/// one through /proc/self/mem into PROT_READ private memory lands; under `ptrace` only the
+/// target's tracer's is, so that one fails and a tracer's lands; under `never` neither does.
+///
+/// The word alone says nothing of the mode: a kernel without the parameter (before 6.12 and its
+/// stable backports: Debian's 5.10.223 has none) ignores it, and CONFIG_PROC_MEM_FORCE_PTRACE or
+/// CONFIG_PROC_MEM_NO_FORCE change the mode with nothing on the command line.
 fn setup(facts: &mut Facts) -> Result<(), String> {
-    let value = cmdline_param("proc_mem.force_override").map_err(|e| format!("/proc/cmdline: {e}"))?;
-    facts.fact("force_override", value.as_deref().unwrap_or("unset"));
     // SAFETY: sysconf has no memory-safety preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     if page != PAGE as libc::c_long {
         return Err(format!("page size is {page}, the probe assumes {PAGE}"));
     }
+    let requested = cmdline_param("proc_mem.force_override").map_err(|e| format!("/proc/cmdline: {e}"))?;
+    facts.fact("force_override.requested", requested.as_deref().unwrap_or("unset"));
+
+    let self_write = forced_self_write()?;
+    let tracer_write = forced_tracer_write()?;
+    facts.fact("force_override.self_write", &self_write);
+    facts.fact("force_override.tracer_write", &tracer_write);
+    let effective = match (self_write.landed(), tracer_write.landed()) {
+        (true, true) => "always",
+        (false, true) => "ptrace",
+        (false, false) => "never",
+        // No mode of proc_mem_foll_force forces a write for anyone but not for the tracer.
+        (true, false) => "none of always|ptrace|never",
+    };
+    facts.fact("force_override.effective", effective);
+    facts.fact(
+        "force_override.effective.determined_by",
+        "writes into PROT_READ private anonymous memory: always if one through /proc/self/mem lands, \
+         else ptrace if one by the target's tracer through /proc/PID/mem lands, else never",
+    );
+    facts.fact(
+        "force_override.requested_in_force",
+        match requested.as_deref() {
+            None => "nothing requested".to_string(),
+            Some(word) if word == effective => "yes".to_string(),
+            Some(word) => format!("no: {word} was requested, the kernel behaves as {effective}"),
+        },
+    );
     Ok(())
+}
+
+/// A write and whether its bytes landed: the write's result, then what a read found there.
+struct ForcedWrite {
+    write: Transfer,
+    readback: String,
+}
+
+impl ForcedWrite {
+    fn landed(&self) -> bool {
+        self.write.is_complete() && self.readback == hex(u32::from_le_bytes(PATTERN))
+    }
+}
+
+impl Display for ForcedWrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}, readback {}", self.write, self.readback)
+    }
+}
+
+/// [`PATTERN`] written through /proc/self/mem into a private anonymous page mapped PROT_READ.
+fn forced_self_write() -> Result<ForcedWrite, String> {
+    let mem = Mem::open_self()?;
+    let map = Mapping::anon(PAGE, libc::PROT_READ)?;
+    let write = mem.write(map.addr, &PATTERN);
+    Ok(ForcedWrite { write, readback: map.word(0)? })
+}
+
+/// [`PATTERN`] written through /proc/CHILD/mem, by the child's tracer (PTRACE_SEIZE: traced and
+/// running, which is all `proc_mem_foll_force` asks of a tracer), into a private anonymous page the
+/// child inherited mapped PROT_READ.
+fn forced_tracer_write() -> Result<ForcedWrite, String> {
+    let map = Mapping::anon(PAGE, libc::PROT_READ)?;
+    let child = Child::spawn(|| loop {
+        // SAFETY: pause has no preconditions.
+        unsafe { libc::pause() };
+    })?;
+    let mem = Mem::open(child.pid)?;
+    ptrace(libc::PTRACE_SEIZE, child.pid, 0, 0).map_err(|e| format!("PTRACE_SEIZE: {e}"))?;
+    let write = mem.write(map.addr, &PATTERN);
+    let mut word = [0u8; 4];
+    let readback = match process_vm_read(child.pid, map.addr, &mut word) {
+        Ok(()) => hex(u32::from_le_bytes(word)),
+        Err(e) => format!("unreadable: {e}"),
+    };
+    // Killing the child (on drop) ends the tracing too.
+    drop(child);
+    Ok(ForcedWrite { write, readback })
 }
 
 /// Case 1: a private anonymous page mapped PROT_READ. With FOLL_FORCE, `check_vma_flags` (mm/gup.c)
@@ -319,10 +406,48 @@ fn lseek(facts: &mut Facts) -> Result<(), String> {
             Err(errno) => errno.to_string(),
         },
     );
-    // Offset -1 (0xffff_ffff_ffff_ffff): the new position is returned as the syscall's value, -1,
-    // which every caller reads as -EPERM.
-    facts.fact("seek_set_minus_1", show(seek(-1, libc::SEEK_SET)));
+    // Offset -1: mem_lseek sets the position to -1 and returns it, and -1 is also how a failure
+    // with EPERM (1) comes back from the syscall, so libc's lseek reports errno EPERM. The raw
+    // return value cannot tell the two apart either; the next SEEK_CUR of +1 can: it returns 0
+    // only from position -1.
+    let fd = mem.file.as_raw_fd();
+    let raw = raw_lseek(fd, -1, libc::SEEK_SET);
+    facts.fact("seek_set_minus_1.raw_return", raw);
+    let after = raw_lseek(fd, 1, libc::SEEK_CUR);
+    facts.fact("seek_set_minus_1.then_seek_cur_plus_1.raw_return", after);
+    facts.fact(
+        "seek_set_minus_1",
+        match (raw, after) {
+            (-1, 0) => "position set to -1 and returned".to_string(),
+            (errno @ -4095..=-1, _) => format!("failed: {}", Errno(-errno as i32)),
+            (position, _) => format!("position {position}"),
+        },
+    );
+    facts.fact("seek_set_minus_1.libc_lseek", match seek(-1, libc::SEEK_SET) {
+        Ok(position) => format!("returns {position}"),
+        Err(errno) => format!("returns -1, errno {errno}"),
+    });
     Ok(())
+}
+
+/// lseek(2) without libc: the kernel's return value as it is, a position or -errno (libc's lseek
+/// and syscall(3) both turn -4095..-1 into -1 and errno).
+fn raw_lseek(fd: libc::c_int, offset: i64, whence: libc::c_int) -> i64 {
+    let ret: i64;
+    // SAFETY: the lseek system call reads no memory of this process; syscall clobbers rcx and r11.
+    unsafe {
+        core::arch::asm!(
+            "syscall",
+            inlateout("rax") libc::SYS_lseek => ret,
+            in("rdi") i64::from(fd),
+            in("rsi") offset,
+            in("rdx") i64::from(whence),
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    ret
 }
 
 /// Case 10: the same read-only write by the other routes: process_vm_writev (to itself and to a
@@ -390,7 +515,18 @@ fn other_writers(facts: &mut Facts) -> Result<(), String> {
 /// Case 11: mseal (Linux 6.10) on a read-only page, then what may still be done to it. The seal is
 /// checked by mprotect, munmap and the discarding madvise calls (mm/vma.h `can_modify_vma`,
 /// mm/mseal.c `can_modify_vma_madv`), not by get_user_pages.
+///
+/// Where mseal fails (ENOSYS before 6.10) there is no sealed page to try anything on: every other
+/// fact then says so, rather than describe what an unsealed page allows.
 fn mseal(facts: &mut Facts) -> Result<(), String> {
+    const AFTER_SEAL: [&str; 6] = [
+        "proc_mem_write",
+        "proc_mem_write.readback",
+        "madvise_dontneed",
+        "madvise_dontneed.readback",
+        "mprotect_rw",
+        "munmap",
+    ];
     let mem = Mem::open_self()?;
     let mut map = Mapping::anon(PAGE, libc::PROT_READ | libc::PROT_WRITE)?;
     map.fill(0x11)?;
@@ -398,6 +534,13 @@ fn mseal(facts: &mut Facts) -> Result<(), String> {
     // SAFETY: mseal takes an address range and flags; it changes no memory.
     let sealed = unsafe { libc::syscall(libc::SYS_mseal, map.addr, PAGE, 0) };
     facts.fact("mseal", status(sealed));
+    if sealed != 0 {
+        let reason = format!("not applicable: mseal {}", Errno::last());
+        for key in AFTER_SEAL {
+            facts.fact(key, &reason);
+        }
+        return Ok(());
+    }
     facts.fact("proc_mem_write", mem.write(map.addr, &PATTERN));
     facts.fact("proc_mem_write.readback", map.word(0)?);
     // SAFETY: the range is this mapping; MADV_DONTNEED may drop its contents, which later reads
@@ -419,6 +562,23 @@ fn uffd_wp(facts: &mut Facts) -> Result<(), String> {
     let mut map = Mapping::anon(PAGE, libc::PROT_READ | libc::PROT_WRITE)?;
     // Populated first: a write-protect applies to the page-table entries that exist.
     map.fill(0x5a)?;
+    // Every key after the step that failed, so that each kernel's snapshot has them all.
+    const KEYS: [&str; 9] = [
+        "api",
+        "register_wp",
+        "writeprotect",
+        "proc_mem_write",
+        "proc_mem_write.readback",
+        "child_process_vm_writev.uffd_event",
+        "unprotect",
+        "child_process_vm_writev",
+        "child_process_vm_writev.readback",
+    ];
+    let not_applicable = |facts: &mut Facts, from: usize, step: &str, errno: Errno| {
+        for key in &KEYS[from..] {
+            facts.fact(key, format!("not applicable: {step} {errno}"));
+        }
+    };
     let uffd = match Uffd::open() {
         Ok(uffd) => {
             facts.fact("userfaultfd", "ok");
@@ -426,6 +586,7 @@ fn uffd_wp(facts: &mut Facts) -> Result<(), String> {
         }
         Err(errno) => {
             facts.fact("userfaultfd", errno);
+            not_applicable(facts, 0, "userfaultfd", errno);
             return Ok(());
         }
     };
@@ -436,9 +597,10 @@ fn uffd_wp(facts: &mut Facts) -> Result<(), String> {
         ("register_wp", &|| uffd.register_wp(map.addr, PAGE)),
         ("writeprotect", &|| uffd.writeprotect(map.addr, PAGE, true)),
     ];
-    for (key, step) in steps {
+    for (i, (key, step)) in steps.into_iter().enumerate() {
         if let Err(errno) = step() {
             facts.fact(key, errno);
+            not_applicable(facts, i + 1, key, errno);
             return Ok(());
         }
         facts.fact(key, "ok");
