@@ -6,8 +6,13 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let mut channel = ksnap_vm::protocol::ResultChannel::new();
     for line in data.split(|&b| b == b'\n') {
-        if channel.feed(line).is_err() {
-            break;
+        match channel.feed_line(line) {
+            Err(_) => break,
+            // A stderr line is kept as the probe's, never as a control line or KTAP.
+            Ok(ksnap_vm::protocol::Fed::Stderr { probe, .. }) => {
+                assert_eq!(channel.current_probe(), Some(probe.as_str()))
+            }
+            Ok(_) => {}
         }
     }
     let _ = channel.into_report();

@@ -7,14 +7,23 @@
  *
  * Every line is flushed as soon as it is written: a probe may crash at any point, and what it printed
  * up to then must already be in the pipe to init. Keys are [a-z0-9_.-]+ (checked: a bad key is a bug
- * in the probe and aborts it); values and reasons are made single-line. */
+ * in the probe and aborts it); values and reasons are made single-line.
+ *
+ * Also the spellings facts share with the Rust probes (guest-tests/src/child.rs, sys.rs) and the host:
+ * how a child ended (ktap_child_end: "exited N", "killed by signal N (SIGNAME)") and a call that
+ * succeeded (KTAP_OK: "ok"). */
 #ifndef KTAP_H
 #define KTAP_H
 
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+
+/* How a fact says that a call succeeded. */
+#define KTAP_OK "ok"
 
 static int ktap_next = 1;
 
@@ -97,6 +106,34 @@ static inline void ktap_skip(const char *name, const char *reason)
 	char directive[960];
 	snprintf(directive, sizeof directive, "SKIP %s", reason);
 	ktap_result("ok", name, directive);
+}
+
+/* The symbolic name of a signal ("SIGSEGV"), or "?". */
+static inline const char *ktap_signal_name(int signal)
+{
+	switch (signal) {
+#define KTAP_SIGNAL(name) case name: return #name;
+	KTAP_SIGNAL(SIGHUP) KTAP_SIGNAL(SIGINT) KTAP_SIGNAL(SIGQUIT) KTAP_SIGNAL(SIGILL)
+	KTAP_SIGNAL(SIGTRAP) KTAP_SIGNAL(SIGABRT) KTAP_SIGNAL(SIGBUS) KTAP_SIGNAL(SIGFPE)
+	KTAP_SIGNAL(SIGKILL) KTAP_SIGNAL(SIGUSR1) KTAP_SIGNAL(SIGSEGV) KTAP_SIGNAL(SIGUSR2)
+	KTAP_SIGNAL(SIGPIPE) KTAP_SIGNAL(SIGALRM) KTAP_SIGNAL(SIGTERM) KTAP_SIGNAL(SIGSTKFLT)
+	KTAP_SIGNAL(SIGCHLD) KTAP_SIGNAL(SIGCONT) KTAP_SIGNAL(SIGSTOP) KTAP_SIGNAL(SIGTSTP)
+	KTAP_SIGNAL(SIGTTIN) KTAP_SIGNAL(SIGTTOU) KTAP_SIGNAL(SIGURG) KTAP_SIGNAL(SIGXCPU)
+	KTAP_SIGNAL(SIGXFSZ) KTAP_SIGNAL(SIGVTALRM) KTAP_SIGNAL(SIGPROF) KTAP_SIGNAL(SIGWINCH)
+	KTAP_SIGNAL(SIGIO) KTAP_SIGNAL(SIGPWR) KTAP_SIGNAL(SIGSYS)
+#undef KTAP_SIGNAL
+	}
+	return "?";
+}
+
+/* How a child ended, from its wait status: "exited N" or "killed by signal N (SIGNAME)", in `out`. */
+static inline const char *ktap_child_end(int status, char *out, size_t n)
+{
+	if (WIFSIGNALED(status))
+		snprintf(out, n, "killed by signal %d (%s)", WTERMSIG(status), ktap_signal_name(WTERMSIG(status)));
+	else
+		snprintf(out, n, "exited %d", WEXITSTATUS(status));
+	return out;
 }
 
 #endif

@@ -737,11 +737,12 @@ static const char *t_longjmp_frames(void)
 
 /* ---- 7. the kernel's side: user shadow stacks ---- */
 
+/* An errno value's name; 0, no error, is KTAP_OK. */
 static const char *errno_name(int e)
 {
 	static char other[32];
 	switch (e) {
-	case 0: return "0";
+	case 0: return KTAP_OK;
 	case EPERM: return "EPERM";
 	case ENOENT: return "ENOENT";
 	case EFAULT: return "EFAULT";
@@ -804,7 +805,7 @@ static const char *t_kernel_shadow_stack(void)
 	long r = syscall(SYS_arch_prctl, 0x5005, &features);
 	int shstk_calls_exist = !(r != 0 && errno == EINVAL);
 	if (r == 0)
-		ktap_fact("arch_prctl_shstk_status", "0 (features 0x%lx)", features);
+		ktap_fact("arch_prctl_shstk_status", KTAP_OK " (features 0x%lx)", features);
 	else if (!shstk_calls_exist)
 		ktap_fact("arch_prctl_shstk_status", "not applicable: EINVAL");
 	else
@@ -823,8 +824,10 @@ static const char *t_kernel_shadow_stack(void)
 		ktap_fact("arch_prctl_shstk_enable", "not applicable: EINVAL");
 	else if (WIFEXITED(status))
 		ktap_fact("arch_prctl_shstk_enable", "%s", errno_name(WEXITSTATUS(status)));
-	else if (WIFSIGNALED(status))
-		ktap_fact("arch_prctl_shstk_enable", "child killed by signal %d", WTERMSIG(status));
+	else {
+		char end[64];
+		ktap_fact("arch_prctl_shstk_enable", "%s", ktap_child_end(status, end, sizeof end));
+	}
 	return NULL;
 }
 

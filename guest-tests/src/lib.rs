@@ -1,7 +1,17 @@
-//! Code shared by the guest binaries: the KTAP writer every probe uses ([`Ktap`]), and the few
-//! system calls a stand-in PID 1 needs ([`pid1`]), used by `init` and by `fault`'s init modes.
+//! Code shared by the guest binaries: the KTAP writer every probe uses ([`Ktap`]), the names probes
+//! report (errno and signal names, how a child ended), and the plumbing probes build their experiments
+//! from: system calls and /proc files ([`sys`]), memory ([`mem`]), child processes ([`child`]), other
+//! processes' memory ([`remote`]), the kernel log ([`kmsg`]). [`pid1`] has the few system calls a
+//! stand-in PID 1 needs, used by `init` and by `fault`'s init modes.
+//!
+//! What is pure (parsers, formatting) has unit tests that run on the host: `cargo test -p ksnap-guest`.
 
+pub mod child;
+pub mod kmsg;
+pub mod mem;
 pub mod pid1;
+pub mod remote;
+pub mod sys;
 
 use std::fmt::{Arguments, Display};
 use std::io::Write;
@@ -11,8 +21,9 @@ use std::io::Write;
 /// Every line is flushed as soon as it is written: a probe may crash or be killed at any point, and
 /// what it printed up to then must already be in the pipe to `init`.
 ///
-/// Test names and fact keys are chosen by the probe's author, so they are only checked in debug
-/// builds; reasons and fact values may come from the system and are made single-line here.
+/// Test names and fact keys are chosen by the probe's author: a bad one is a bug in the probe, and
+/// panics (which aborts, in the guest profile) in every build, so that it cannot vanish from a
+/// snapshot. Reasons and fact values may come from the system and are made single-line here.
 pub struct Ktap {
     next: usize,
 }
@@ -26,18 +37,15 @@ impl Ktap {
     }
 
     /// Prints `# fact: KEY = VALUE`, which belongs to the test whose result line comes next.
+    ///
+    /// # Panics
+    ///
+    /// If `key` is not a valid fact key (see [`check_fact_key`]), before anything is written.
     pub fn fact(&mut self, key: &str, value: impl Display) {
-        debug_assert!(
-            !key.is_empty()
-                && key
-                    .bytes()
-                    .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'.' | b'-')),
-            "invalid fact key {key:?}"
-        );
-        emit(format_args!(
-            "# fact: {key} = {}",
-            one_line(&value.to_string())
-        ));
+        if let Err(why) = check_fact_key(key) {
+            panic!("ktap: {why}");
+        }
+        emit(format_args!("# fact: {key} = {}", one_line(&value.to_string())));
     }
 
     pub fn ok(&mut self, name: &str) {
@@ -63,17 +71,32 @@ impl Ktap {
     }
 
     fn result(&mut self, status: &str, name: &str, directive: Arguments) {
-        debug_assert!(
-            !name.is_empty() && !name.contains(['#', '\n', '\r']),
-            "invalid test name {name:?}"
-        );
+        if name.is_empty() || name.contains(['#', '\n', '\r']) {
+            panic!("ktap: invalid test name {name:?}");
+        }
         emit(format_args!("{status} {} {name}{directive}", self.next));
         self.next += 1;
     }
 }
 
+/// Longest fact key, as the C writer (`c/ktap.h`) allows.
+pub const MAX_FACT_KEY: usize = 120;
+
+/// A fact key is 1 to [`MAX_FACT_KEY`] bytes of `[a-z0-9_.-]`: what the host's parser (vm/src/ktap.rs)
+/// reads as a fact. Anything else would reach the host as a malformed fact line.
+pub fn check_fact_key(key: &str) -> Result<(), String> {
+    let valid = !key.is_empty()
+        && key.len() <= MAX_FACT_KEY
+        && key.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'.' | b'-'));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!("invalid fact key {key:?} (1 to {MAX_FACT_KEY} bytes of [a-z0-9_.-])"))
+    }
+}
+
 /// KTAP is line-based: a value or reason spanning lines would corrupt the document.
-fn one_line(text: &str) -> String {
+pub fn one_line(text: &str) -> String {
     text.replace(['\n', '\r'], " ")
 }
 
@@ -99,21 +122,61 @@ macro_rules! name_of {
 /// The symbolic name of an errno value (`EIO`), for facts that must read the same on every machine.
 pub fn errno_name(errno: i32) -> Option<&'static str> {
     name_of!(
-        errno, EPERM, ENOENT, ESRCH, EINTR, EIO, ENXIO, E2BIG, ENOEXEC, EBADF, ECHILD, EAGAIN, ENOMEM,
-        EACCES, EFAULT, EBUSY, EEXIST, EXDEV, ENODEV, ENOTDIR, EISDIR, EINVAL, ENFILE, EMFILE, ENOTTY,
-        ETXTBSY, EFBIG, ENOSPC, ESPIPE, EROFS, EPIPE, ERANGE, ENAMETOOLONG, ELOOP, ELIBBAD, ENOSYS,
-        EOVERFLOW, EOPNOTSUPP, ETIMEDOUT, EHWPOISON,
+        errno,
+        EPERM,
+        ENOENT,
+        ESRCH,
+        EINTR,
+        EIO,
+        ENXIO,
+        E2BIG,
+        ENOEXEC,
+        EBADF,
+        ECHILD,
+        EAGAIN,
+        ENOMEM,
+        EACCES,
+        EFAULT,
+        EBUSY,
+        EEXIST,
+        EXDEV,
+        ENODEV,
+        ENOTDIR,
+        EISDIR,
+        EINVAL,
+        ENFILE,
+        EMFILE,
+        ENOTTY,
+        ETXTBSY,
+        EFBIG,
+        ENOSPC,
+        ESPIPE,
+        EROFS,
+        EPIPE,
+        ERANGE,
+        ENAMETOOLONG,
+        ELOOP,
+        ELIBBAD,
+        ENOSYS,
+        EOVERFLOW,
+        EOPNOTSUPP,
+        ETIMEDOUT,
+        EHWPOISON,
+    )
+}
+
+/// The symbolic name of a signal (`SIGSEGV`), if it has one.
+pub fn signal_abbrev(signal: i32) -> Option<&'static str> {
+    name_of!(
+        signal, SIGHUP, SIGINT, SIGQUIT, SIGILL, SIGTRAP, SIGABRT, SIGBUS, SIGFPE, SIGKILL, SIGUSR1, SIGSEGV, SIGUSR2,
+        SIGPIPE, SIGALRM, SIGTERM, SIGSTKFLT, SIGCHLD, SIGCONT, SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU, SIGURG, SIGXCPU,
+        SIGXFSZ, SIGVTALRM, SIGPROF, SIGWINCH, SIGIO, SIGPWR, SIGSYS,
     )
 }
 
 /// The symbolic name of a signal (`SIGSEGV`), or `signal N`.
 pub fn signal_name(signal: i32) -> String {
-    let name = name_of!(
-        signal, SIGHUP, SIGINT, SIGQUIT, SIGILL, SIGTRAP, SIGABRT, SIGBUS, SIGFPE, SIGKILL, SIGUSR1,
-        SIGSEGV, SIGUSR2, SIGPIPE, SIGALRM, SIGTERM, SIGSTKFLT, SIGCHLD, SIGCONT, SIGSTOP, SIGTSTP,
-        SIGTTIN, SIGTTOU, SIGURG, SIGXCPU, SIGXFSZ, SIGVTALRM, SIGPROF, SIGWINCH, SIGIO, SIGPWR, SIGSYS,
-    );
-    name.map_or_else(|| format!("signal {signal}"), str::to_string)
+    signal_abbrev(signal).map_or_else(|| format!("signal {signal}"), str::to_string)
 }
 
 /// The value of kernel parameter `name` (`proc_mem.force_override`) on the running kernel's command line:
@@ -121,10 +184,68 @@ pub fn signal_name(signal: i32) -> String {
 /// init's arguments). `None` when it is not given.
 pub fn cmdline_param(name: &str) -> std::io::Result<Option<String>> {
     let text = std::fs::read_to_string("/proc/cmdline")?;
-    let value = text
+    Ok(param_of(&text, name).map(str::to_string))
+}
+
+/// [`cmdline_param`] on the text of a command line.
+fn param_of<'a>(cmdline: &'a str, name: &str) -> Option<&'a str> {
+    cmdline
         .split_ascii_whitespace()
         .take_while(|&word| word != "--")
         .filter_map(|word| word.strip_prefix(name)?.strip_prefix('='))
-        .last();
-    Ok(value.map(str::to_string))
+        .last()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fact_keys() {
+        for key in ["a", "a.b-c_1", "size_0064kb.enabled", &"k".repeat(MAX_FACT_KEY)] {
+            assert_eq!(check_fact_key(key), Ok(()), "{key:?}");
+        }
+        for key in ["", "Bad", "a b", "a=b", "a\n", "ключ", "a#", &"k".repeat(MAX_FACT_KEY + 1)] {
+            assert!(check_fact_key(key).is_err(), "{key:?}");
+        }
+    }
+
+    /// The guest profile has no debug assertions: the check must not be one.
+    #[test]
+    #[should_panic(expected = "ktap: invalid fact key \"mistyped Key\"")]
+    fn a_bad_fact_key_panics_in_every_build() {
+        // Not `begin`: nothing is written before the check fails.
+        let mut ktap = Ktap { next: 1 };
+        ktap.fact("mistyped Key", 1);
+    }
+
+    #[test]
+    #[should_panic(expected = "ktap: invalid test name")]
+    fn a_bad_test_name_panics_in_every_build() {
+        Ktap { next: 1 }.ok("a # b");
+    }
+
+    #[test]
+    fn values_are_made_single_line() {
+        assert_eq!(one_line("a\nb\r\nc"), "a b  c");
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(errno_name(libc::EIO), Some("EIO"));
+        assert_eq!(errno_name(0), None);
+        assert_eq!(signal_name(libc::SIGSEGV), "SIGSEGV");
+        assert_eq!(signal_name(99), "signal 99");
+    }
+
+    #[test]
+    fn cmdline_params() {
+        let cmdline = "console=ttyS0 proc_mem.force_override=never x proc_mem.force_override=ptrace -- \
+                       proc_mem.force_override=always\n";
+        assert_eq!(param_of(cmdline, "proc_mem.force_override"), Some("ptrace"));
+        assert_eq!(param_of(cmdline, "console"), Some("ttyS0"));
+        assert_eq!(param_of(cmdline, "x"), None, "a flag has no value");
+        assert_eq!(param_of(cmdline, "proc_mem"), None);
+        assert_eq!(param_of(cmdline, "mitigations"), None);
+    }
 }

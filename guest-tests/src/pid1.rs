@@ -10,8 +10,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 ///
 /// A filesystem already mounted there (`EBUSY`) is fine: that is the state we want.
 pub fn mount(fstype: &str, target: &str, flags: libc::c_ulong) -> io::Result<()> {
-    let context =
-        |e: io::Error| io::Error::new(e.kind(), format!("mount {fstype} on {target}: {e}"));
+    let context = |e: io::Error| io::Error::new(e.kind(), format!("mount {fstype} on {target}: {e}"));
     match std::fs::DirBuilder::new().mode(0o755).create(target) {
         Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(context(e)),
         _ => {}
@@ -20,15 +19,7 @@ pub fn mount(fstype: &str, target: &str, flags: libc::c_ulong) -> io::Result<()>
     let source = CString::new(fstype).map_err(|e| context(e.into()))?;
     let c_target = CString::new(target).map_err(|e| context(e.into()))?;
     // SAFETY: all pointers are valid NUL-terminated strings or null (no mount data).
-    let ret = unsafe {
-        libc::mount(
-            source.as_ptr(),
-            c_target.as_ptr(),
-            source.as_ptr(),
-            flags,
-            std::ptr::null(),
-        )
-    };
+    let ret = unsafe { libc::mount(source.as_ptr(), c_target.as_ptr(), source.as_ptr(), flags, std::ptr::null()) };
     if ret == 0 {
         return Ok(());
     }
@@ -44,12 +35,7 @@ pub fn mount(fstype: &str, target: &str, flags: libc::c_ulong) -> io::Result<()>
 /// characters and echo whatever the host side sends.
 pub fn open_serial(path: &str) -> io::Result<File> {
     let context = |e: io::Error| io::Error::new(e.kind(), format!("{path}: {e}"));
-    let port = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_NOCTTY)
-        .open(path)
-        .map_err(context)?;
+    let port = OpenOptions::new().read(true).write(true).custom_flags(libc::O_NOCTTY).open(path).map_err(context)?;
     let fd = port.as_raw_fd();
     // SAFETY: `fd` is open for the duration of these calls; `termios` is plain data that
     // tcgetattr fills in before anything reads it.

@@ -214,7 +214,10 @@ impl Config {
         let found = start.ancestors().map(|dir| dir.join(CONFIG_FILE)).find(|candidate| candidate.is_file());
         match found {
             Some(path) => Config::load(&path),
-            None => bail!("no {CONFIG_FILE} in {} or any parent directory; run ksnap inside a ksnap checkout or pass --config", start.display()),
+            None => bail!(
+                "no {CONFIG_FILE} in {} or any parent directory; run ksnap inside a ksnap checkout or pass --config",
+                start.display()
+            ),
         }
     }
 

@@ -6,7 +6,8 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
-use crate::results::{table, Facts};
+use crate::facts::Facts;
+use crate::results::table;
 
 /// The facts of one column (a kernel, or kernel+variant), by suite.
 pub type Column = BTreeMap<String, Facts>;
@@ -53,7 +54,8 @@ pub fn compare(a_name: &str, a: &Column, b_name: &str, b: &Column) -> Diff {
                 (false, true) => Some(b_name.to_string()),
                 _ => None,
             };
-            let mut diff = SuiteDiff { suite: suite.clone(), only_on, changed: vec![], only_a: vec![], only_b: vec![], same: 0 };
+            let mut diff =
+                SuiteDiff { suite: suite.clone(), only_on, changed: vec![], only_a: vec![], only_b: vec![], same: 0 };
             if diff.only_on.is_none() {
                 for (key, va) in fa {
                     match fb.get(key) {
@@ -62,7 +64,8 @@ pub fn compare(a_name: &str, a: &Column, b_name: &str, b: &Column) -> Diff {
                         None => diff.only_a.push((key.clone(), va.clone())),
                     }
                 }
-                diff.only_b = fb.iter().filter(|(k, _)| !fa.contains_key(*k)).map(|(k, v)| (k.clone(), v.clone())).collect();
+                diff.only_b =
+                    fb.iter().filter(|(k, _)| !fa.contains_key(*k)).map(|(k, v)| (k.clone(), v.clone())).collect();
             }
             diff
         })
@@ -152,7 +155,9 @@ mod tests {
     fn column(suites: &[(&str, &[(&str, &str)])]) -> Column {
         suites
             .iter()
-            .map(|(suite, facts)| (suite.to_string(), facts.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()))
+            .map(|(suite, facts)| {
+                (suite.to_string(), facts.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+            })
             .collect()
     }
 

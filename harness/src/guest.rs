@@ -30,7 +30,8 @@ impl GuestBinaries {
         collect_files(&crate_dir.join("src"), &mut inputs);
         inputs.push(crate_dir.join("Cargo.toml"));
         let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-        let Some(newest_input) = inputs.iter().map(|p| modified(p)).collect::<Option<Vec<_>>>().and_then(|v| v.into_iter().max())
+        let Some(newest_input) =
+            inputs.iter().map(|p| modified(p)).collect::<Option<Vec<_>>>().and_then(|v| v.into_iter().max())
         else {
             return false;
         };
@@ -47,7 +48,10 @@ impl GuestBinaries {
     pub fn get(&self, name: &str) -> Result<PathBuf> {
         let path = self.dir.join(name);
         if !path.is_file() {
-            bail!("guest binary `{name}` does not exist: add src/bin/{name}.rs to guest-tests/ (looked in {})", self.dir.display());
+            bail!(
+                "guest binary `{name}` does not exist: add src/bin/{name}.rs to guest-tests/ (looked in {})",
+                self.dir.display()
+            );
         }
         Ok(path)
     }
@@ -105,24 +109,35 @@ fn collect_files(dir: &Path, into: &mut Vec<PathBuf>) {
 
 /// Compile a C probe (`sources`, C and assembly) into a static executable with `cc`, under
 /// `target/guest/c/SUITE/NAME`. Recompiled when a source is newer than the executable.
+///
+/// The compiler writes a temporary file next to the output, which is renamed into place once whole: a
+/// reader (another cell packing the probe into its initramfs, another ksnap process) sees the old
+/// executable or the new one, never half of one.
 pub fn build_c_probe(root: &Path, suite: &str, name: &str, sources: &[PathBuf], cc: &str) -> Result<PathBuf> {
     let output = root.join("target").join("guest").join("c").join(suite).join(name);
     let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
     let built = modified(&output);
     let mut stale = built.is_none();
     for source in sources {
-        let changed = modified(source).with_context(|| format!("C probe `{name}`: cannot read {}", source.display()))?;
+        let changed =
+            modified(source).with_context(|| format!("C probe `{name}`: cannot read {}", source.display()))?;
         stale |= built.is_some_and(|built| changed > built);
     }
     if !stale {
         return Ok(output);
     }
-    std::fs::create_dir_all(output.parent().expect("has a parent"))?;
+    let dir = output.parent().expect("has a parent");
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let partial = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .tempfile_in(dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?
+        .into_temp_path();
     let mut command = Command::new(cc);
     // -O1: probes read registers and stack slots through asm helpers; keep the code close to the source.
     command
         .args(["-static", "-O1", "-g0", "-Wall", "-Wextra", "-o"])
-        .arg(&output)
+        .arg(&partial)
         .args(sources)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -135,9 +150,72 @@ pub fn build_c_probe(root: &Path, suite: &str, name: &str, sources: &[PathBuf], 
         std::io::Read::read_to_string(&mut pipe, &mut stderr).ok();
     }
     let status = child.wait().context("waiting for the C compiler")?;
+    if ksnap_vm::children::is_cancelled() {
+        return Err(ksnap_vm::Error::Cancelled.into());
+    }
     if !status.success() {
-        let _ = std::fs::remove_file(&output);
         bail!("compiling C probe `{name}` with {cc} failed ({status}):\n{}", stderr.trim_end());
     }
+    partial.persist(&output).with_context(|| format!("moving the built C probe to {}", output.display()))?;
     Ok(output)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A compiler that writes its output in two halves, slowly, as a linker writing a large file does.
+    fn slow_cc(dir: &Path) -> PathBuf {
+        let cc = dir.join("slow-cc");
+        let script = "#!/bin/sh\nwhile [ \"$1\" != -o ]; do shift; done\nout=$2\n\
+                      head -c 4096 /dev/zero > \"$out\"; sleep 0.3; head -c 4096 /dev/zero >> \"$out\"\n";
+        std::fs::write(&cc, script).unwrap();
+        std::fs::set_permissions(&cc, std::fs::Permissions::from_mode(0o755)).unwrap();
+        cc
+    }
+
+    #[test]
+    fn a_c_probe_is_never_seen_half_written() {
+        let root = tempfile::tempdir().unwrap();
+        let source = root.path().join("probe.c");
+        std::fs::write(&source, "int main(void) { return 0; }\n").unwrap();
+        let cc = slow_cc(root.path());
+        let output = root.path().join("target/guest/c/suite/probe");
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let reader = scope.spawn(|| {
+                let mut sizes = std::collections::BTreeSet::new();
+                while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                    if let Ok(meta) = std::fs::metadata(&output) {
+                        sizes.insert(meta.len());
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                sizes
+            });
+            let built =
+                build_c_probe(root.path(), "suite", "probe", std::slice::from_ref(&source), cc.to_str().unwrap())
+                    .unwrap();
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            assert_eq!(built, output);
+            let sizes = reader.join().unwrap();
+            assert!(sizes.iter().all(|&size| size == 8192), "a reader saw a partial probe: sizes {sizes:?}");
+        });
+        let leftovers: Vec<_> =
+            std::fs::read_dir(output.parent().unwrap()).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert_eq!(leftovers, [std::ffi::OsString::from("probe")], "temporary files left behind");
+    }
+
+    #[test]
+    #[cfg_attr(skip_vm, ignore = "needs gcc (KSNAP_SKIP_VM=1)")]
+    fn a_failed_compile_leaves_no_output() {
+        let root = tempfile::tempdir().unwrap();
+        let source = root.path().join("probe.c");
+        std::fs::write(&source, "this is not C\n").unwrap();
+        let err = build_c_probe(root.path(), "suite", "bad", &[source], "gcc").unwrap_err().to_string();
+        assert!(err.contains("compiling C probe `bad` with gcc failed"), "{err}");
+        let dir = root.path().join("target/guest/c/suite");
+        assert_eq!(std::fs::read_dir(dir).unwrap().count(), 0);
+    }
 }

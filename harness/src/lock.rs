@@ -117,7 +117,8 @@ impl Lockfile {
 
     /// Write the file atomically.
     pub fn write(&self, path: &Path) -> Result<()> {
-        ksnap_vm::cache::write_atomic(path, self.to_toml().as_bytes()).with_context(|| format!("writing {}", path.display()))
+        ksnap_vm::cache::write_atomic(path, self.to_toml().as_bytes())
+            .with_context(|| format!("writing {}", path.display()))
     }
 
     pub fn get(&self, name: &str) -> Option<&LockedKernel> {
@@ -165,7 +166,8 @@ impl Lockfile {
 impl LockedKernel {
     /// An entry with what `source` asks for and nothing resolved yet.
     fn request(name: &str, source: &KernelSource) -> LockedKernel {
-        let (package, suite) = source.apt_request().map_or((None, None), |(p, s)| (Some(p.to_string()), s.map(str::to_string)));
+        let (package, suite) =
+            source.apt_request().map_or((None, None), |(p, s)| (Some(p.to_string()), s.map(str::to_string)));
         let is_build = matches!(source, KernelSource::Build(_));
         LockedKernel {
             name: name.to_string(),
@@ -247,7 +249,11 @@ mod tests {
     #[test]
     fn an_entry_that_no_longer_matches_ksnap_toml_is_stale() {
         let mut lock = Lockfile::default();
-        lock.set("5.10", &bullseye(), &Pin::Apt { packages: vec![package("linux-image-5.10.0-32-cloud-amd64", "5.10.223-1")] });
+        lock.set(
+            "5.10",
+            &bullseye(),
+            &Pin::Apt { packages: vec![package("linux-image-5.10.0-32-cloud-amd64", "5.10.223-1")] },
+        );
         let sid = KernelSource::Apt { package: "linux-image-cloud-amd64".into(), suite: Some("sid".into()) };
         let Lookup::Stale(why) = lock.lookup("5.10", &sid).unwrap() else { panic!("not stale") };
         assert!(why.contains("from sid") && why.contains("from bullseye"), "{why}");
@@ -255,7 +261,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let fragment = dir.path().join("minimal");
         std::fs::write(&fragment, "CONFIG_A=y\n").unwrap();
-        let recipe = BuildRecipe { tree: SourceTree::Apt { package: "linux-source-6.12".into(), suite: None }, fragments: vec![fragment.clone()] };
+        let recipe = BuildRecipe {
+            tree: SourceTree::Apt { package: "linux-source-6.12".into(), suite: None },
+            fragments: vec![fragment.clone()],
+        };
         let source = package("linux-source-6.12", "6.12.117-1");
         let pin = Pin::Build { source: source.clone(), key: recipe.key(Some(&source.package())).unwrap() };
         let build = KernelSource::Build(recipe);

@@ -50,8 +50,13 @@ pub fn cells(config: &Config, selection: &Selection) -> Result<Vec<Cell>> {
     let picked = |wanted: &[String], name: &str| wanted.is_empty() || wanted.iter().any(|w| w == name);
     let mut cells = Vec::new();
     // A kernel with `default = false` runs only when named.
-    let kernel_picked =
-        |name: &str| if selection.kernels.is_empty() { !config.named_only.contains(name) } else { picked(&selection.kernels, name) };
+    let kernel_picked = |name: &str| {
+        if selection.kernels.is_empty() {
+            !config.named_only.contains(name)
+        } else {
+            picked(&selection.kernels, name)
+        }
+    };
     for kernel in config.kernels.keys().filter(|k| kernel_picked(k)) {
         for suite in config.suites.values().filter(|s| picked(&selection.suites, &s.name)) {
             for variant in suite.variants.iter().filter(|v| picked(&selection.variants, v)) {
@@ -132,7 +137,8 @@ mod tests {
 
     #[test]
     fn selects_and_names_columns() {
-        let selection = Selection { kernels: vec!["6.12".into()], variants: vec!["never".into()], ..Default::default() };
+        let selection =
+            Selection { kernels: vec!["6.12".into()], variants: vec!["never".into()], ..Default::default() };
         let picked = cells(&config(), &selection).unwrap();
         assert_eq!(picked.len(), 1);
         assert_eq!(picked[0].column(), "6.12+never");

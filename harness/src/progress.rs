@@ -32,7 +32,9 @@ impl Progress {
     pub fn start(&self, label: &str) -> Task {
         let bar = if let Some(terminal) = &self.terminal {
             let bar = terminal.add(ProgressBar::new_spinner());
-            bar.set_style(ProgressStyle::with_template("{spinner} {prefix} {msg} [{elapsed}]").expect("valid template"));
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {prefix} {msg} [{elapsed}]").expect("valid template"),
+            );
             bar.set_prefix(label.to_string());
             bar.enable_steady_tick(Duration::from_millis(120));
             Some(bar)

@@ -11,7 +11,7 @@ use std::path::{Component, Path, PathBuf};
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
 use crate::diff::md;
-use crate::results::Facts;
+use crate::facts::Facts;
 use crate::snapfile::SnapshotFile;
 
 /// One suite's matrix: rows are facts, columns are kernel[+variant].
@@ -332,7 +332,10 @@ mod tests {
 
     #[test]
     fn relative_paths() {
-        assert_eq!(relative_path(Path::new("/r/target/ksnap/report"), Path::new("/r/snapshots")), PathBuf::from("../../../snapshots"));
+        assert_eq!(
+            relative_path(Path::new("/r/target/ksnap/report"), Path::new("/r/snapshots")),
+            PathBuf::from("../../../snapshots")
+        );
         assert_eq!(relative_path(Path::new("/r"), Path::new("/r/snapshots")), PathBuf::from("snapshots"));
     }
 }

@@ -4,45 +4,10 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use ksnap_vm::ktap::KtapTest;
-use ksnap_vm::protocol::ProbeRun;
-use ksnap_vm::Outcome;
+use ksnap_vm::{Outcome, RunReport};
 
+use crate::facts::Facts;
 use crate::session::CellRun;
-
-/// One observed fact or test result, keyed `PROBE.TEST.KEY` (a test's own result is `PROBE.TEST`).
-pub type Facts = BTreeMap<String, String>;
-
-/// Facts of every probe of a completed run, flattened. Subtests nest with `.`.
-pub fn facts_of(probes: &[ProbeRun]) -> Facts {
-    let mut facts = Facts::new();
-    for probe in probes {
-        // How the probe itself fared is a fact too: a crash or a broken KTAP stream must show in a diff.
-        if probe.end != ksnap_vm::protocol::ProbeEnd::Exited(0) {
-            facts.insert(format!("{}.(process)", probe.name), probe.end.to_string());
-        }
-        if let Some(bytes) = probe.truncated_bytes {
-            facts.insert(format!("{}.(output)", probe.name), format!("truncated, {bytes} bytes discarded"));
-        }
-        if !probe.ktap.problems.is_empty() {
-            facts.insert(format!("{}.(ktap)", probe.name), probe.ktap.problems.join("; "));
-        }
-        for test in &probe.ktap.tests {
-            collect_test(&format!("{}.{}", probe.name, test.name), test, &mut facts);
-        }
-    }
-    facts
-}
-
-fn collect_test(prefix: &str, test: &KtapTest, facts: &mut Facts) {
-    facts.insert(prefix.to_string(), test.result.to_string());
-    for (key, value) in &test.facts {
-        facts.insert(format!("{prefix}.{key}"), value.clone());
-    }
-    for sub in &test.subtests {
-        collect_test(&format!("{prefix}.{}", sub.name), sub, facts);
-    }
-}
 
 /// The whole report `ksnap run` prints.
 pub fn render(runs: &[CellRun]) -> String {
@@ -74,16 +39,19 @@ fn render_cells(runs: &[CellRun]) -> String {
             _ => "-".into(),
         };
         let result = if run.passed() { "ok".to_string() } else { first_line(&run.report.outcome.to_string()) };
-        rows.push([run.cell.id(), run.kernel.release.clone(), result, probes, format!("{:.1}s", run.report.duration.as_secs_f64())]);
+        rows.push([
+            run.cell.id(),
+            run.kernel.release.clone(),
+            result,
+            probes,
+            format!("{:.1}s", run.report.duration.as_secs_f64()),
+        ]);
     }
     table(&rows)
 }
 
 fn render_facts(suite: &str, runs: &[&CellRun]) -> String {
-    let columns: Vec<(String, Facts)> = runs
-        .iter()
-        .map(|run| (run.cell.column(), run.facts()))
-        .collect();
+    let columns: Vec<(String, Facts)> = runs.iter().map(|run| (run.cell.column(), run.facts())).collect();
     let mut keys: Vec<&String> = columns.iter().flat_map(|(_, facts)| facts.keys()).collect();
     keys.sort();
     keys.dedup();
@@ -116,15 +84,18 @@ fn render_failure(run: &CellRun) -> String {
                         let _ = writeln!(out, "      {line}");
                     }
                 }
+                render_stderr(&mut out, "    ", probe.stderr.iter().map(String::as_str), probe.stderr_truncated_bytes);
             }
         }
         Outcome::KernelPanic { lines, .. } => {
             for line in lines.iter().take(20) {
                 let _ = writeln!(out, "  {line}");
             }
+            render_last_probe_stderr(&mut out, &run.report);
         }
         other => {
             let _ = writeln!(out, "  {other}");
+            render_last_probe_stderr(&mut out, &run.report);
         }
     }
     for event in &run.report.console_events {
@@ -132,6 +103,44 @@ fn render_failure(run: &CellRun) -> String {
     }
     let _ = writeln!(out, "  console log: {}", run.console_log.display());
     out
+}
+
+/// Lines of probe stderr shown in a failure's details; the console log has them all.
+const STDERR_SHOWN: usize = 10;
+
+/// The last lines of a probe's stderr, marked as such: it is the probe talking, not the kernel.
+fn render_stderr<'a>(
+    out: &mut String,
+    indent: &str,
+    lines: impl ExactSizeIterator<Item = &'a str>,
+    truncated: Option<u64>,
+) {
+    let skipped = lines.len().saturating_sub(STDERR_SHOWN);
+    if skipped > 0 {
+        let _ = writeln!(out, "{indent}probe stderr: ({skipped} earlier lines in the console log)");
+    }
+    for line in lines.skip(skipped) {
+        let _ = writeln!(out, "{indent}probe stderr: {}", escape_controls(line));
+    }
+    if let Some(bytes) = truncated {
+        let _ = writeln!(out, "{indent}probe stderr truncated: {bytes} bytes discarded");
+    }
+}
+
+/// When the run did not complete: the stderr of the probe that was running last, if it wrote any.
+fn render_last_probe_stderr(out: &mut String, report: &RunReport) {
+    let Some(last) = report.probe_stderr.last() else { return };
+    let lines: Vec<&str> =
+        report.probe_stderr.iter().filter(|l| l.probe == last.probe).map(|l| l.line.as_str()).collect();
+    let _ = writeln!(out, "  last probe to write on stderr: {}", last.probe);
+    render_stderr(out, "    ", lines.into_iter(), None);
+}
+
+/// Guest bytes for a terminal: control characters (escape sequences included) shown escaped.
+fn escape_controls(line: &str) -> String {
+    line.chars()
+        .flat_map(|c| if c.is_control() && c != '\t' { c.escape_default().collect::<Vec<_>>() } else { vec![c] })
+        .collect()
 }
 
 fn first_line(text: &str) -> String {
@@ -173,16 +182,53 @@ mod tests {
     }
 
     #[test]
-    fn facts_flatten_tests_and_subtests() {
-        let probes = vec![ProbeRun {
-            name: "env".into(),
-            end: ksnap_vm::protocol::ProbeEnd::Exited(0),
-            output: vec![],
-            truncated_bytes: None,
-            ktap: ksnap_vm::ktap::parse("KTAP version 1\n1..1\n# fact: bytes = 4096\nok 1 page_size\n"),
-        }];
-        let facts = facts_of(&probes);
-        assert_eq!(facts.get("env.page_size").map(String::as_str), Some("ok"));
-        assert_eq!(facts.get("env.page_size.bytes").map(String::as_str), Some("4096"));
+    fn the_console_log_marks_probe_stderr_where_it_arrived() {
+        use ksnap_vm::run::ProbeStderrLine;
+        let console = "kernel: booting\nksnap-init: running probe p\nkernel: later\n".to_string();
+        let at = console.find("kernel: later").unwrap();
+        let report = RunReport {
+            outcome: Outcome::MalformedOutput { reason: "test".into(), line: String::new() },
+            console,
+            probe_stderr: vec![
+                ProbeStderrLine {
+                    probe: "p".into(),
+                    line: "Kernel panic - not syncing: fake".into(),
+                    console_offset: at,
+                },
+                ProbeStderrLine { probe: "p".into(), line: "second".into(), console_offset: usize::MAX },
+            ],
+            console_events: vec![],
+            duration: std::time::Duration::ZERO,
+        };
+        let log = crate::console_log::console_log(&report);
+        let lines: Vec<&str> = log.lines().collect();
+        assert!(lines[0].starts_with("[ksnap: a line `[ksnap: stderr of probe NAME]"), "{log}");
+        assert_eq!(
+            &lines[1..],
+            [
+                "kernel: booting",
+                "ksnap-init: running probe p",
+                "[ksnap: stderr of probe p] Kernel panic - not syncing: fake",
+                "kernel: later",
+                "[ksnap: stderr of probe p] second",
+            ]
+        );
+        let mut out = String::new();
+        render_last_probe_stderr(&mut out, &report);
+        assert!(out.contains("last probe to write on stderr: p\n"), "{out}");
+        assert!(out.contains("    probe stderr: Kernel panic - not syncing: fake\n"), "{out}");
+    }
+
+    #[test]
+    fn failure_details_show_the_last_stderr_lines_escaped() {
+        let mut out = String::new();
+        let lines: Vec<String> = (0..12).map(|i| format!("line {i}")).chain(["\u{1b}[2J".to_string()]).collect();
+        render_stderr(&mut out, "  ", lines.iter().map(String::as_str), Some(5));
+        assert!(
+            out.starts_with("  probe stderr: (3 earlier lines in the console log)\n  probe stderr: line 3\n"),
+            "{out}"
+        );
+        assert!(out.contains("  probe stderr: \\u{1b}[2J\n"), "{out}");
+        assert!(out.ends_with("  probe stderr truncated: 5 bytes discarded\n"), "{out}");
     }
 }

@@ -12,11 +12,11 @@ use ksnap_vm::kernel::Kernel;
 use ksnap_vm::{Accel, AccelChoice, Qemu, RunReport, Timeouts, VmSpec};
 
 use crate::config::{Config, ProbeKind};
+use crate::facts::{facts_of, Facts};
 use crate::guest::{self, GuestBinaries};
 use crate::kernels::{Kernels, LockMode};
 use crate::matrix::Cell;
 use crate::progress::Progress;
-use crate::results::{facts_of, Facts};
 
 pub struct Session {
     pub config: Config,
@@ -26,12 +26,30 @@ pub struct Session {
     /// The matrix's kernels, pinned through ksnap.lock.
     pub kernels_locked: Kernels,
     guest: GuestBinaries,
+    /// The C probes of every suite, by (suite, probe), compiled once when the session starts: cells running
+    /// in parallel only ever read them.
+    c_probes: HashMap<(String, String), PathBuf>,
     /// Per kernel name, the kernel once resolved. Cells run in parallel: the slot's lock makes the other
     /// cells of a kernel that is being fetched or built wait for it instead of starting on it too.
-    kernels: Mutex<HashMap<String, Arc<Mutex<Option<Kernel>>>>>,
+    /// A kernel that could not be had keeps its error, so its other cells fail at once with it.
+    kernels: Mutex<HashMap<String, Arc<KernelSlot>>>,
     progress: Progress,
     /// Where each cell's console log is written.
     pub log_dir: PathBuf,
+}
+
+/// One kernel of a session: not resolved yet, resolved, or failed (with its error, kept).
+type KernelSlot = Mutex<Option<Result<Kernel, String>>>;
+
+/// What [`Session::run_cells`] did, in the cells' order.
+#[derive(Debug, Default)]
+pub struct CellResults {
+    /// Cells that ran (passed or not: see [`CellRun::passed`]).
+    pub runs: Vec<CellRun>,
+    /// Cells that could not run because of a problem on the host.
+    pub errors: Vec<(Cell, anyhow::Error)>,
+    /// Cells not started (interrupted).
+    pub not_started: Vec<Cell>,
 }
 
 /// One cell's run.
@@ -81,6 +99,15 @@ impl Session {
         let kernels_locked = Kernels::open(config.clone(), cache.clone(), lock)?;
         let task = progress.start("guest binaries");
         let guest = guest::build(&config.root)?;
+        let mut c_probes = HashMap::new();
+        for suite in config.suites.values() {
+            for probe in &suite.probes {
+                if let ProbeKind::C { sources, cc, .. } = &probe.kind {
+                    let path = guest::build_c_probe(&config.root, &suite.name, &probe.name, sources, cc)?;
+                    c_probes.insert((suite.name.clone(), probe.name.clone()), path);
+                }
+            }
+        }
         task.finish("built");
         let log_dir = config.root.join("target").join("ksnap").join("logs");
         Ok(Session {
@@ -90,6 +117,7 @@ impl Session {
             cache,
             kernels_locked,
             guest,
+            c_probes,
             kernels: Mutex::new(HashMap::new()),
             progress,
             log_dir,
@@ -101,40 +129,57 @@ impl Session {
         self.config.kernels.get(name).with_context(|| format!("unknown kernel `{name}`"))?;
         let slot = self.kernels.lock().unwrap().entry(name.to_string()).or_default().clone();
         let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(kernel) = slot.as_ref() {
-            return Ok(kernel.clone());
+        match slot.as_ref() {
+            Some(Ok(kernel)) => return Ok(kernel.clone()),
+            Some(Err(error)) => anyhow::bail!("{error}"),
+            None => {}
         }
         let task = self.progress.start(&format!("kernel {name}"));
-        let kernel = self.kernels_locked.resolve(name, &mut |step| task.step(step))?;
-        task.finish(&format!("{} ({})", kernel.release, kernel.image.display()));
-        *slot = Some(kernel.clone());
-        Ok(kernel)
+        match self.kernels_locked.resolve(name, &mut |step| task.step(step)) {
+            Ok(kernel) => {
+                task.finish(&format!("{} ({})", kernel.release, kernel.image.display()));
+                *slot = Some(Ok(kernel.clone()));
+                Ok(kernel)
+            }
+            Err(error) => {
+                task.finish("failed");
+                // An interrupt is not the kernel's fault: the next attempt may succeed.
+                if !ksnap_vm::children::is_cancelled() {
+                    *slot = Some(Err(format!("{error:#}")));
+                }
+                Err(error)
+            }
+        }
     }
 
-    /// Run `cells` on up to `jobs` threads (one VM each: a TCG guest keeps one core busy), returning the
-    /// runs in the cells' order. After a host error no new cell is started and the first error is returned.
-    pub fn run_cells(&self, cells: &[Cell], jobs: usize) -> Result<Vec<CellRun>> {
+    /// Run `cells` on up to `jobs` threads (one VM each: a TCG guest keeps one core busy). Every cell is
+    /// run; one whose host side fails (its kernel cannot be fetched, QEMU will not start) is reported with
+    /// its error, and the others still run and are reported: a late failure never hides finished work.
+    pub fn run_cells(&self, cells: &[Cell], jobs: usize) -> CellResults {
         let next = std::sync::atomic::AtomicUsize::new(0);
-        let failed = std::sync::atomic::AtomicBool::new(false);
         let results: Vec<Mutex<Option<Result<CellRun>>>> = cells.iter().map(|_| Mutex::new(None)).collect();
         std::thread::scope(|scope| {
             for _ in 0..jobs.clamp(1, cells.len().max(1)) {
                 scope.spawn(|| loop {
                     let index = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    if index >= cells.len() || failed.load(std::sync::atomic::Ordering::SeqCst) {
+                    // After Ctrl-C no new VM is started.
+                    if index >= cells.len() || ksnap_vm::children::is_cancelled() {
                         break;
                     }
                     let run = self.run_cell(&cells[index]);
-                    if run.is_err() {
-                        failed.store(true, std::sync::atomic::Ordering::SeqCst);
-                    }
                     *results[index].lock().unwrap() = Some(run);
                 });
             }
         });
-        // Cells not started after an error are `None`; the error itself comes first in order or later,
-        // and `collect` returns the first `Err` it meets either way.
-        results.into_iter().filter_map(|r| r.into_inner().unwrap()).collect()
+        let mut outcome = CellResults::default();
+        for (cell, result) in cells.iter().zip(results) {
+            match result.into_inner().unwrap_or_else(|e| e.into_inner()) {
+                Some(Ok(run)) => outcome.runs.push(run),
+                Some(Err(error)) => outcome.errors.push((cell.clone(), error)),
+                None => outcome.not_started.push(cell.clone()),
+            }
+        }
+        outcome
     }
 
     /// Boot the cell's kernel with its suite's probes and return what happened. An `Err` is a problem on
@@ -149,9 +194,7 @@ impl Session {
             .map(|probe| {
                 let (binary, args) = match &probe.kind {
                     ProbeKind::Rust { bin, args } => (self.guest.get(bin)?, args.clone()),
-                    ProbeKind::C { sources, cc, .. } => {
-                        (guest::build_c_probe(&self.config.root, &suite.name, &probe.name, sources, cc)?, vec![])
-                    }
+                    ProbeKind::C { .. } => (self.c_probes[&(suite.name.clone(), probe.name.clone())].clone(), vec![]),
                 };
                 Ok(ProbePlan { name: probe.name.clone(), binary, args, timeout: suite.probe_timeout })
             })
@@ -191,7 +234,8 @@ impl Session {
 
     fn write_console_log(&self, cell: &Cell, report: &RunReport) -> Result<PathBuf> {
         let path = self.log_dir.join(format!("{}.console.log", cell.id().replace("::", "--")));
-        write_file(&path, report.console.as_bytes())?;
+        // The console with each line of probe stderr marked where it arrived (probe stderr is not kernel output).
+        write_file(&path, crate::console_log::console_log(report).as_bytes())?;
         Ok(path)
     }
 }

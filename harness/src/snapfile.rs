@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::results::Facts;
+use crate::facts::Facts;
 
 /// One snapshot file.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::results::Facts;
+use crate::facts::Facts;
 
 use crate::config::ProbeKind;
 use crate::matrix::Cell;
@@ -111,10 +111,12 @@ mod tests {
             end: ksnap_vm::protocol::ProbeEnd::Signaled(11),
             output: vec![],
             truncated_bytes: None,
+            stderr: vec![],
+            stderr_truncated_bytes: None,
             ktap: ksnap_vm::ktap::parse("KTAP version 1\n1..2\n# fact: b = 2\n# fact: a = 1\nok 1 z\nnot ok 2 y\n"),
         }];
         assert_eq!(
-            body(&crate::results::facts_of(&probes)),
+            body(&crate::facts::facts_of(&probes)),
             "env.(process) = killed by signal 11 (SIGSEGV)\nenv.y = not ok\nenv.z = ok\nenv.z.a = 1\nenv.z.b = 2\n"
         );
     }

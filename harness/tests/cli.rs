@@ -23,7 +23,9 @@ fn missing_qemu_says_what_to_install() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains("ksnap: error: QEMU not found (qemu-system-x86_64). Install it with `apt-get install qemu-system-x86`"),
+        stderr.contains(
+            "ksnap: error: QEMU not found (qemu-system-x86_64). Install it with `apt-get install qemu-system-x86`"
+        ),
         "{stderr}"
     );
 }
@@ -33,7 +35,10 @@ fn unknown_names_list_the_known_ones() {
     let output = ksnap().args(["run", "--suite", "nope"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2));
-    assert!(stderr.contains("unknown suite `nope`; ksnap.toml defines: demand_paging, demand_paging_oom, env"), "{stderr}");
+    assert!(
+        stderr.contains("unknown suite `nope`; ksnap.toml defines: demand_paging, demand_paging_oom, env"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -73,11 +78,13 @@ fn interrupt_mid_run(signal: i32, expected_status: i32) {
 }
 
 #[test]
+#[cfg_attr(skip_vm, ignore = "boots a VM (KSNAP_SKIP_VM=1)")]
 fn sigint_stops_qemu_and_exits_130() {
     interrupt_mid_run(libc::SIGINT, 130);
 }
 
 #[test]
+#[cfg_attr(skip_vm, ignore = "boots a VM (KSNAP_SKIP_VM=1)")]
 fn sigterm_stops_qemu_and_exits_143() {
     interrupt_mid_run(libc::SIGTERM, 143);
 }
@@ -160,4 +167,35 @@ fn under_ci_a_stale_lock_entry_is_an_error() {
         stdout.contains("the ksnap.lock entry of kernel `old` is stale: ksnap.toml asks for apt package linux-image-cloud-amd64 from bullseye, ksnap.lock has apt package linux-image-cloud-amd64 from the system's apt sources"),
         "{stdout}"
     );
+}
+
+/// Another ksnap process holds the cache lock of a kernel (it is downloading it): Ctrl-C must stop the
+/// wait at once, not when the other process lets go (or after the hard-exit grace).
+#[test]
+fn ctrl_c_while_waiting_for_another_process_cache_lock_exits_promptly() {
+    use std::os::unix::io::AsRawFd;
+    let cache_home = tempfile::tempdir().unwrap();
+    let locks = cache_home.path().join("ksnap/locks/kernels");
+    std::fs::create_dir_all(&locks).unwrap();
+    // The first kernel `ksnap kernels --fetch` fetches, as ksnap.lock pins it.
+    let lock = std::fs::File::create(locks.join("linux-image-5.10.0-32-cloud-amd64_5.10.223-1.lock")).unwrap();
+    // SAFETY: flock on a descriptor we own; held until the end of the test.
+    assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
+    let mut child = ksnap()
+        .args(["kernels", "--fetch"])
+        .env("XDG_CACHE_HOME", cache_home.path())
+        .env("CI", "true")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(child.try_wait().unwrap().is_none(), "ksnap should be waiting for the lock");
+    let sent = Instant::now();
+    // SAFETY: sending a signal to our own child.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    let took = sent.elapsed();
+    assert_eq!(status.code(), Some(130), "{status:?}");
+    assert!(took < Duration::from_secs(2), "the wait ignored Ctrl-C for {took:?}");
 }

@@ -6,6 +6,7 @@
 //! - A guest that panics, hangs or breaks the protocol, or a host problem (no QEMU, no kernel), fails the
 //!   trial with that error; it is never written as a snapshot.
 //! - Without QEMU the trials fail, saying what to install; `KSNAP_SKIP_VM=1` marks them ignored instead.
+//! - `KSNAP_REPEAT=N` boots each cell N times and fails a trial whose facts differ between boots.
 //! - insta decides what a mismatch does: under `CI=true` nothing is written and the diff fails the trial;
 //!   locally a `.snap.new` is written for `cargo insta review`.
 
@@ -55,7 +56,24 @@ fn main() {
 }
 
 fn check_cell(session: &Session, cell: &Cell) -> Result<(), Failed> {
+    let boots = ksnap::repeat::from_env()?;
     let run = session.run_cell(cell).map_err(|e| format!("{cell}: {e:#}"))?;
+    // KSNAP_REPEAT=N: boot the cell N-1 more times; any fact that moves fails the trial before its
+    // snapshot is compared (or written).
+    if boots > 1 {
+        let mut facts = vec![run.facts()];
+        for _ in 1..boots {
+            let again = session.run_cell(cell).map_err(|e| format!("{cell}: {e:#}"))?;
+            if !again.passed() {
+                return Err(format!("{cell}: a repeated boot failed: {}", again.report.outcome).into());
+            }
+            facts.push(again.facts());
+        }
+        let flakes = ksnap::repeat::flakes(cell, &facts);
+        if !flakes.is_empty() {
+            return Err(ksnap::repeat::render(&flakes, boots).into());
+        }
+    }
     let Outcome::Completed(_) = &run.report.outcome else {
         return Err(format!("{cell}: {} (console log: {})", run.report.outcome, run.console_log.display()).into());
     };

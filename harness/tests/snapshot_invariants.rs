@@ -55,7 +55,8 @@ fn setjmp_kernel_side_is_the_same_for_musl_and_glibc() {
 fn proc_mem_effective_mode_follows_config_and_command_line() {
     let mut seen = std::collections::BTreeSet::new();
     for snapshot in snapshots("proc_mem") {
-        let fact = |key: &str| snapshot.facts.get(key).cloned().unwrap_or_else(|| panic!("{}: no {key}", snapshot.column));
+        let fact =
+            |key: &str| snapshot.facts.get(key).cloned().unwrap_or_else(|| panic!("{}: no {key}", snapshot.column));
         let configured = [("ALWAYS_FORCE", "always"), ("FORCE_PTRACE", "ptrace"), ("NO_FORCE", "never")]
             .into_iter()
             .find(|(option, _)| fact(&format!("(config).CONFIG_PROC_MEM_{option}")) == "y")
@@ -85,7 +86,8 @@ fn proc_mem_without_mseal_every_mseal_fact_is_not_applicable() {
             continue;
         }
         without += 1;
-        let mseal = snapshot.facts.range("proc_mem.mseal.".to_string()..).take_while(|(k, _)| k.starts_with("proc_mem.mseal."));
+        let mseal =
+            snapshot.facts.range("proc_mem.mseal.".to_string()..).take_while(|(k, _)| k.starts_with("proc_mem.mseal."));
         for (key, value) in mseal.filter(|(k, _)| *k != "proc_mem.mseal.mseal") {
             assert!(value.starts_with("not applicable:"), "{}: {key} = {value}", snapshot.column);
         }

@@ -38,7 +38,8 @@ fn session() -> &'static Session {
     static SESSION: OnceLock<Session> = OnceLock::new();
     SESSION.get_or_init(|| {
         let config = Config::discover(&workspace_root()).unwrap();
-        Session::start(config, AccelChoice::Tcg, Progress::plain(), LockMode::detect(false)).unwrap_or_else(|e| panic!("VM tests: {e:#}"))
+        Session::start(config, AccelChoice::Tcg, Progress::plain(), LockMode::detect(false))
+            .unwrap_or_else(|e| panic!("VM tests: {e:#}"))
     })
 }
 
@@ -49,7 +50,7 @@ fn env_on(kernel: &str) {
         panic!("{cell}: {} (console log: {})", run.report.outcome, run.console_log.display())
     };
     assert!(run.passed(), "{cell}: {:#?}", guest.probes);
-    let facts = ksnap::results::facts_of(&guest.probes);
+    let facts = ksnap::facts::facts_of(&guest.probes);
     // The release the guest reports is the one the host unpacked: the pipeline ran *this* kernel.
     assert_eq!(facts.get("env.uname.release"), Some(&run.kernel.release), "{facts:#?}");
     assert_eq!(facts.get("env.page_size.bytes").map(String::as_str), Some("4096"));
@@ -58,18 +59,25 @@ fn env_on(kernel: &str) {
 }
 
 #[test]
+#[cfg_attr(skip_vm, ignore = "boots a VM (KSNAP_SKIP_VM=1)")]
 fn env_suite_runs_on_debian_6_1() {
     env_on("6.1");
 }
 
 #[test]
+#[cfg_attr(skip_vm, ignore = "boots a VM (KSNAP_SKIP_VM=1)")]
 fn env_suite_runs_on_debian_6_12() {
     env_on("6.12");
 }
 
 /// A VM of the 6.12 kernel with `init` as /init (its arguments after `--`) and `probes` in the plan,
 /// and the probes' timeouts.
-fn vm(init: &str, init_args: &[&str], probes: Vec<ProbePlan>, timeouts: Timeouts) -> (VmSpec, HashMap<String, Duration>) {
+fn vm(
+    init: &str,
+    init_args: &[&str],
+    probes: Vec<ProbePlan>,
+    timeouts: Timeouts,
+) -> (VmSpec, HashMap<String, Duration>) {
     let session = session();
     let kernel = session.kernel("6.12").unwrap();
     let initramfs = InitramfsSpec { init: guest().get(init).unwrap(), probes };
@@ -101,6 +109,7 @@ fn fault_probe(name: &str, args: &[&str], timeout: Duration) -> ProbePlan {
 }
 
 #[test]
+#[cfg_attr(skip_vm, ignore = "boots a VM (KSNAP_SKIP_VM=1)")]
 fn init_exiting_is_a_kernel_panic() {
     let report = boot("fault", &["init-exit"], vec![], Timeouts::default());
     let Outcome::KernelPanic { headline, .. } = &report.outcome else { panic!("{}", report.outcome) };
@@ -109,6 +118,7 @@ fn init_exiting_is_a_kernel_panic() {
 }
 
 #[test]
+#[cfg_attr(skip_vm, ignore = "boots a VM (KSNAP_SKIP_VM=1)")]
 fn crashing_and_hanging_probes_are_results_not_failures_of_the_run() {
     let probes = vec![
         fault_probe("hang", &["hang"], Duration::from_secs(2)),
@@ -139,15 +149,18 @@ fn crashing_and_hanging_probes_are_results_not_failures_of_the_run() {
 }
 
 #[test]
+#[cfg_attr(skip_vm, ignore = "boots a VM (KSNAP_SKIP_VM=1)")]
 fn a_hung_init_trips_the_boot_watchdog() {
     let timeouts = Timeouts { boot: Duration::from_secs(15), ..Timeouts::default() };
     let report = boot("fault", &["init-hang"], vec![], timeouts);
     let Outcome::Timeout { waiting_for, after, .. } = &report.outcome else { panic!("{}", report.outcome) };
-    assert_eq!(waiting_for, "hello from init (boot)");
+    assert_eq!(*waiting_for, ksnap_vm::WaitingFor::Boot);
+    assert!(report.outcome.to_string().starts_with("timeout: no hello from init (boot) after"), "{}", report.outcome);
     assert!(*after >= Duration::from_secs(15) && *after < Duration::from_secs(30), "{after:?}");
 }
 
 #[test]
+#[cfg_attr(skip_vm, ignore = "boots a VM (KSNAP_SKIP_VM=1)")]
 fn garbage_on_the_result_channel_is_malformed_output() {
     let report = boot("fault", &["init-garbage"], vec![], Timeouts::default());
     let Outcome::MalformedOutput { reason, .. } = &report.outcome else { panic!("{}", report.outcome) };
@@ -155,8 +168,10 @@ fn garbage_on_the_result_channel_is_malformed_output() {
 }
 
 #[test]
+#[cfg_attr(skip_vm, ignore = "boots a VM (KSNAP_SKIP_VM=1)")]
 fn an_unknown_kernel_package_says_so() {
-    let source = ksnap_vm::kernel::KernelSource::Apt { package: "linux-image-ksnap-no-such-kernel".into(), suite: None };
+    let source =
+        ksnap_vm::kernel::KernelSource::Apt { package: "linux-image-ksnap-no-such-kernel".into(), suite: None };
     let cache = &session().cache;
     let err = source.resolve(None, cache, &ksnap_vm::apt::Archives::new(cache, None), &mut |_| {}).unwrap_err();
     assert!(
@@ -166,6 +181,7 @@ fn an_unknown_kernel_package_says_so() {
 }
 
 #[test]
+#[cfg_attr(skip_vm, ignore = "boots a VM (KSNAP_SKIP_VM=1)")]
 fn a_file_that_is_not_a_kernel_is_rejected_before_booting() {
     let toml = r#"
         [kernels.bogus]
@@ -181,6 +197,32 @@ fn a_file_that_is_not_a_kernel_is_rejected_before_booting() {
 }
 
 #[test]
+#[cfg_attr(skip_vm, ignore = "boots a VM (KSNAP_SKIP_VM=1)")]
+fn a_cell_that_cannot_run_does_not_hide_the_cells_that_did() {
+    // "6.1" is the matrix's own (pinned in the workspace's ksnap.lock, cached by the matrix tests).
+    let toml = r#"
+        [kernels."6.1"]
+        apt = "linux-image-cloud-amd64"
+        [kernels.bogus]
+        bzimage = "README.md"
+        [suites.env]
+        probes = ["env"]
+    "#;
+    let config = Config::from_toml(toml, workspace_root()).unwrap();
+    let session = Session::start(config, AccelChoice::Tcg, Progress::plain(), LockMode::Frozen).unwrap();
+    let cell = |kernel: &str| Cell { kernel: kernel.into(), variant: "default".into(), suite: "env".into() };
+    // The broken cell first: it fails at once, the good one must still run and be reported.
+    let results = session.run_cells(&[cell("bogus"), cell("6.1")], 1);
+    assert_eq!(results.runs.len(), 1, "{:?}", results.errors);
+    assert!(results.runs[0].passed(), "{}", results.runs[0].report.outcome);
+    assert_eq!(results.errors.len(), 1);
+    assert_eq!(results.errors[0].0, cell("bogus"));
+    assert!(format!("{:#}", results.errors[0].1).contains("is not a bootable x86 kernel image"));
+    assert!(results.not_started.is_empty());
+}
+
+#[test]
+#[cfg_attr(skip_vm, ignore = "boots a VM (KSNAP_SKIP_VM=1)")]
 fn qemu_is_checked() {
     // Keep the test honest: QEMU really is here, so the CLI test below is about PATH only.
     let found = qemu();
@@ -188,6 +230,7 @@ fn qemu_is_checked() {
 }
 
 #[test]
+#[cfg_attr(skip_vm, ignore = "boots a VM (KSNAP_SKIP_VM=1)")]
 fn a_flooding_probe_is_truncated_and_host_memory_stays_bounded() {
     let probes = vec![fault_probe("flood", &["flood", "300000000"], Duration::from_secs(120))];
     let report = boot("init", &[], probes, Timeouts::default());
@@ -199,11 +242,12 @@ fn a_flooding_probe_is_truncated_and_host_memory_stays_bounded() {
     let kept: usize = flood.output.iter().map(|l| l.len() + 1).sum();
     assert!(kept <= 1 << 20, "host kept {kept} bytes");
     assert!(!flood.passed());
-    let facts = ksnap::results::facts_of(&guest.probes);
+    let facts = ksnap::facts::facts_of(&guest.probes);
     assert_eq!(facts["flood.(output)"], "truncated, 298951424 bytes discarded");
 }
 
 #[test]
+#[cfg_attr(skip_vm, ignore = "boots a VM (KSNAP_SKIP_VM=1)")]
 fn hostile_probe_output_is_kept_lossily_and_lying_ktap_is_caught() {
     let probes = vec![
         fault_probe("garbage", &["garbage"], Duration::from_secs(20)),
@@ -227,6 +271,7 @@ fn hostile_probe_output_is_kept_lossily_and_lying_ktap_is_caught() {
 }
 
 #[test]
+#[cfg_attr(skip_vm, ignore = "boots a VM (KSNAP_SKIP_VM=1)")]
 fn qemu_killed_from_outside_is_a_qemu_failure() {
     // A probe name no other test uses makes this VM's initramfs, and so its command line, unique.
     let probes = vec![fault_probe("victim", &["hang"], Duration::from_secs(300))];
@@ -236,7 +281,8 @@ fn qemu_killed_from_outside_is_a_qemu_failure() {
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     let victim = loop {
         let found = common::qemu_children(std::process::id()).into_iter().find(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains(&initramfs))
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&initramfs))
         });
         if let Some(pid) = found {
             break pid;
@@ -249,10 +295,12 @@ fn qemu_killed_from_outside_is_a_qemu_failure() {
     unsafe { libc::kill(victim as i32, libc::SIGKILL) };
     let report = runner.join().unwrap();
     let Outcome::QemuFailed { status, .. } = &report.outcome else { panic!("{}", report.outcome) };
-    assert!(status.contains("signal: 9"), "{status}");
+    assert_eq!(status.and_then(|s| std::os::unix::process::ExitStatusExt::signal(&s)), Some(9), "{status:?}");
+    assert!(report.outcome.to_string().contains("signal: 9"), "{}", report.outcome);
 }
 
 #[test]
+#[cfg_attr(skip_vm, ignore = "boots a VM (KSNAP_SKIP_VM=1)")]
 fn a_panic_during_boot_is_reported() {
     // No init in the initramfs at that path: the kernel falls back to mounting a root device, finds
     // none, and panics before any user space runs.
@@ -264,6 +312,7 @@ fn a_panic_during_boot_is_reported() {
 }
 
 #[test]
+#[cfg_attr(skip_vm, ignore = "boots a VM (KSNAP_SKIP_VM=1)")]
 fn kernel_warnings_and_oom_kills_are_collected_from_the_console() {
     let probes = vec![
         fault_probe("warn", &["kmsg-warn"], Duration::from_secs(20)),
@@ -275,10 +324,60 @@ fn kernel_warnings_and_oom_kills_are_collected_from_the_console() {
     assert_eq!(guest.probes[1].end, ProbeEnd::Signaled(libc::SIGKILL), "the OOM killer kills with SIGKILL");
     let kinds: Vec<_> = report.console_events.iter().map(|e| (e.kind, e.headline.as_str())).collect();
     use ksnap_vm::console::EventKind;
-    assert!(
-        kinds.iter().any(|(k, h)| *k == EventKind::Warning && h.contains("at mm/ksnap_fault.c:1")),
-        "{kinds:#?}"
-    );
+    assert!(kinds.iter().any(|(k, h)| *k == EventKind::Warning && h.contains("at mm/ksnap_fault.c:1")), "{kinds:#?}");
     // The probe runs as /ksnap/probes/hog, so that is its comm.
     assert!(kinds.iter().any(|(k, h)| *k == EventKind::OutOfMemory && h.contains("(hog)")), "{kinds:#?}");
+}
+
+#[test]
+#[cfg_attr(skip_vm, ignore = "boots a VM (KSNAP_SKIP_VM=1)")]
+fn probe_stderr_cannot_imitate_the_kernel() {
+    // What `fault fake-kernel-events` writes on stderr: the kernel's own formats, KTAP and control lines.
+    const FAKES: &[&str] = &[
+        "Kernel panic - not syncing: fake",
+        "WARNING: CPU: 0 PID: 1 at fake.c:1 fake+0x0/0x0",
+        "Oops: general protection fault, probably for non-canonical address 0xdead000000000000: 0000 [#1] SMP",
+        "BUG: kernel NULL pointer dereference, address: 0000000000000000",
+        "Out of memory: Killed process 1 (fake) total-vm:0kB, anon-rss:0kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:0kB oom_score_adj:0",
+        "---[ end Kernel panic - not syncing: fake ]---",
+        "not ok 1 forged_on_stderr",
+        "# fact: forged = yes",
+        "probe-end fake exit=1",
+        "ksnap-done",
+        "fault: fake kernel events written",
+    ];
+    let probes = vec![
+        fault_probe("fake", &["fake-kernel-events"], Duration::from_secs(20)),
+        ProbePlan {
+            name: "env".into(),
+            binary: guest().get("env").unwrap(),
+            args: vec![],
+            timeout: Duration::from_secs(20),
+        },
+    ];
+    let report = boot("init", &[], probes, Timeouts::default());
+    let Outcome::Completed(guest) = &report.outcome else { panic!("{}\nconsole:\n{}", report.outcome, report.console) };
+    assert!(report.console_events.is_empty(), "a probe's stderr is no kernel event: {:#?}", report.console_events);
+    let fake = &guest.probes[0];
+    assert_eq!(fake.end, ProbeEnd::Exited(0));
+    // Every line arrives, whole and in order, with the probe's result; none of it on the console.
+    assert_eq!(fake.stderr, FAKES, "{fake:#?}");
+    assert_eq!(fake.stderr_truncated_bytes, None);
+    for line in FAKES {
+        assert!(!report.console.contains(line), "`{line}` reached the console:\n{}", report.console);
+    }
+    let logged: Vec<(&str, &str)> = report.probe_stderr.iter().map(|l| (l.probe.as_str(), l.line.as_str())).collect();
+    assert_eq!(logged, FAKES.iter().map(|l| ("fake", *l)).collect::<Vec<_>>());
+    // Stderr is not KTAP: only stdout's one passing test counts, and no forged fact appears.
+    assert!(fake.passed(), "{fake:#?}");
+    let facts = ksnap::facts::facts_of(&guest.probes);
+    assert_eq!(facts.get("fake.fake_kernel_events").map(String::as_str), Some("ok"), "{facts:#?}");
+    assert!(!facts.keys().any(|k| k.contains("forged")), "{facts:#?}");
+    // Forged control lines on stderr did not end the run: the next probe ran.
+    assert_eq!(guest.probes.len(), 2);
+    assert!(guest.probes[1].passed(), "{:#?}", guest.probes[1]);
+    assert!(guest.probes[1].stderr.is_empty(), "{:#?}", guest.probes[1].stderr);
+    // The console log shows them, marked as the probe's.
+    let log = ksnap::console_log::console_log(&report);
+    assert!(log.contains("[ksnap: stderr of probe fake] Kernel panic - not syncing: fake\n"), "{log}");
 }

@@ -19,8 +19,8 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use crate::cache::{self, Cache};
+use crate::entry::Package;
 use crate::error::Error;
-use crate::kernel::Package;
 
 /// The keyring Debian ships (package `debian-archive-keyring`), for mirrors whose entry names none.
 const DEBIAN_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
@@ -151,7 +151,11 @@ pub fn parse_deb822(text: &str) -> Vec<SourceEntry> {
         }
         let signed_by = field("signed-by").filter(|v| !v.is_empty() && !v.contains('\n'));
         for uri in words("uris").unwrap_or_default() {
-            entries.push(SourceEntry { uri, suites: words("suites").unwrap_or_default(), signed_by: signed_by.clone() });
+            entries.push(SourceEntry {
+                uri,
+                suites: words("suites").unwrap_or_default(),
+                signed_by: signed_by.clone(),
+            });
         }
     }
     entries
@@ -160,8 +164,19 @@ pub fn parse_deb822(text: &str) -> Vec<SourceEntry> {
 /// Debian's codenames and aliases, which tell a Debian mirror from any other apt repository (Ubuntu's,
 /// a vendor's).
 const DEBIAN_SUITES: &[&str] = &[
-    "buster", "bullseye", "bookworm", "trixie", "forky", "duke", "sid", "experimental", "unstable", "testing",
-    "stable", "oldstable", "oldoldstable",
+    "buster",
+    "bullseye",
+    "bookworm",
+    "trixie",
+    "forky",
+    "duke",
+    "sid",
+    "experimental",
+    "unstable",
+    "testing",
+    "stable",
+    "oldstable",
+    "oldoldstable",
 ];
 
 fn debian_base_suite(suite: &str) -> Option<&str> {
@@ -178,9 +193,9 @@ fn is_security_suite(suite: &str) -> bool {
 /// the first entry of the system's sources that serves Debian suites of the same kind (security or not).
 pub fn mirror_for(entries: &[SourceEntry], suite: &str, override_uri: Option<&str>) -> Result<Mirror, Error> {
     let security = is_security_suite(suite);
-    let system = entries.iter().find(|e| {
-        e.suites.iter().any(|s| debian_base_suite(s).is_some() && is_security_suite(s) == security)
-    });
+    let system = entries
+        .iter()
+        .find(|e| e.suites.iter().any(|s| debian_base_suite(s).is_some() && is_security_suite(s) == security));
     if let Some(uri) = override_uri {
         let uri = uri.trim_end_matches('/');
         let uri = match (security, system) {
@@ -277,7 +292,7 @@ impl Private {
     fn create(dir: &Path, suite: &str, mirror: &Mirror) -> Result<Private, Error> {
         for sub in ["lists/partial", "cache", "parts"] {
             std::fs::create_dir_all(dir.join(sub))
-                .map_err(|source| Error::CacheUnusable { path: dir.join(sub), source })?;
+                .map_err(|source| Error::CacheUnusable { path: dir.join(sub), cause: source })?;
         }
         let options = match &mirror.signed_by {
             Some(keyring) => format!("[signed-by={keyring}]"),
@@ -454,7 +469,8 @@ impl Apt {
         for _ in 0..4 {
             let (package, fields) = self.pinned(&name, None)?;
             let depends = fields.depends();
-            let next = depends.iter().find(|(dep, _)| dep.starts_with("linux-image-") || dep.starts_with("linux-source-"));
+            let next =
+                depends.iter().find(|(dep, _)| dep.starts_with("linux-image-") || dep.starts_with("linux-source-"));
             if let Some((next, _)) = next {
                 name = next.clone();
                 continue;
@@ -479,7 +495,9 @@ impl Apt {
         let what = format!("apt-get download {}", specs.join(" "));
         match run_apt(&mut command, &what) {
             Ok(_) => {}
-            Err(Error::AptFailed { stderr, .. }) if stderr.contains("not found") || stderr.contains("Unable to locate") => {
+            Err(Error::AptFailed { stderr, .. })
+                if stderr.contains("not found") || stderr.contains("Unable to locate") =>
+            {
                 return Err(Error::PackageGone {
                     packages: specs.join(" "),
                     suite: self.label().to_string(),
@@ -501,7 +519,10 @@ impl Apt {
                 let deb = files
                     .iter()
                     .find(|f| f.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&prefix)))
-                    .ok_or_else(|| Error::AptFailed { command: what.clone(), stderr: format!("no {prefix}*.deb was written") })?;
+                    .ok_or_else(|| Error::AptFailed {
+                        command: what.clone(),
+                        stderr: format!("no {prefix}*.deb was written"),
+                    })?;
                 let actual = cache::sha256_file(deb).map_err(|e| Error::io(format!("reading {}", deb.display()), e))?;
                 if actual != package.sha256 {
                     return Err(Error::ChecksumMismatch {
@@ -602,9 +623,13 @@ mod tests {
         std::fs::create_dir(etc.path().join("sources.list.d")).unwrap();
         std::fs::write(etc.path().join("sources.list"), "deb http://a.example/debian bullseye main\n").unwrap();
         std::fs::write(etc.path().join("sources.list.d/b.list"), "deb http://b.example/debian sid main\n").unwrap();
-        std::fs::write(etc.path().join("sources.list.d/c.sources"), "Types: deb\nURIs: http://c.example/debian\nSuites: trixie\n")
+        std::fs::write(
+            etc.path().join("sources.list.d/c.sources"),
+            "Types: deb\nURIs: http://c.example/debian\nSuites: trixie\n",
+        )
+        .unwrap();
+        std::fs::write(etc.path().join("sources.list.d/d.list.disabled"), "deb http://d.example/debian sid main\n")
             .unwrap();
-        std::fs::write(etc.path().join("sources.list.d/d.list.disabled"), "deb http://d.example/debian sid main\n").unwrap();
         let uris: Vec<String> = read_sources(etc.path()).into_iter().map(|e| e.uri).collect();
         assert_eq!(uris, ["http://a.example/debian", "http://b.example/debian", "http://c.example/debian"]);
     }
@@ -623,15 +648,22 @@ mod tests {
         let main = mirror_for(&entries(), "bullseye", None).unwrap();
         assert_eq!(main, Mirror { uri: "http://m.example/debian".into(), signed_by: Some(DEBIAN_KEYRING.into()) });
         let security = mirror_for(&entries(), "bullseye-security", None).unwrap();
-        assert_eq!(security, Mirror { uri: "http://s.example/debian-security".into(), signed_by: Some("/s.gpg".into()) });
+        assert_eq!(
+            security,
+            Mirror { uri: "http://s.example/debian-security".into(), signed_by: Some("/s.gpg".into()) }
+        );
         let overridden = mirror_for(&entries(), "sid", Some("http://o.example/debian/")).unwrap();
         assert_eq!(overridden.uri, "http://o.example/debian");
-        assert_eq!(mirror_for(&[], "sid-security", Some("http://o.example/debian")).unwrap().uri, "http://o.example/debian-security");
+        assert_eq!(
+            mirror_for(&[], "sid-security", Some("http://o.example/debian")).unwrap().uri,
+            "http://o.example/debian-security"
+        );
     }
 
     #[test]
     fn a_system_without_a_debian_mirror_is_told_how_to_name_one() {
-        let ubuntu = parse_one_line("deb http://u.example/ubuntu jammy main\ndeb http://u.example/ubuntu jammy-security main\n");
+        let ubuntu =
+            parse_one_line("deb http://u.example/ubuntu jammy main\ndeb http://u.example/ubuntu jammy-security main\n");
         let err = mirror_for(&ubuntu, "bullseye", None).unwrap_err().to_string();
         assert!(err.contains("KSNAP_DEBIAN_MIRROR") && err.contains("[apt] mirror"), "{err}");
     }
@@ -651,6 +683,25 @@ mod tests {
                 ("linux-binary-7.2.13+deb14-cloud-amd64".to_string(), Some("7.2.13-1".to_string())),
             ]
         );
+    }
+
+    /// apt prints progress on stdout and errors on stderr; a command that fills a pipe's buffer (64 KiB)
+    /// on either must not block forever because nobody reads it.
+    #[test]
+    fn a_chatty_command_does_not_block_on_a_full_pipe() {
+        let mut command = Command::new("sh");
+        command.args(["-c", "head -c 1000000 /dev/zero; head -c 200000 /dev/zero >&2; echo done"]);
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || sender.send(run_apt(&mut command, "chatty").map(|out| out.len())));
+        let result = receiver.recv_timeout(std::time::Duration::from_secs(20)).expect("run_apt blocked on a full pipe");
+        assert_eq!(result.unwrap(), 1_000_005);
+        let mut failing = Command::new("sh");
+        failing.args([
+            "-c",
+            "head -c 100000 /dev/zero; echo 'W: a warning' >&2; echo 'E: Version not found' >&2; exit 100",
+        ]);
+        let err = run_apt(&mut failing, "failing").unwrap_err().to_string();
+        assert_eq!(err, "`failing` failed: E: Version not found");
     }
 
     #[test]

@@ -23,9 +23,9 @@ use std::time::{Duration, Instant};
 
 use crate::apt::{Archives, PinnedPackage};
 use crate::cache::{self, Cache};
+use crate::entry::{self, Kernel, Package, Produced, StepReporter};
 use crate::error::Error;
 use crate::kconfig::{self, Options};
-use crate::kernel::{self, Kernel, Package, Produced, StepReporter};
 
 /// A kernel to build: a source tree, configured from `make tinyconfig` plus Kconfig fragments.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,8 +86,13 @@ struct Plan<'a> {
 
 enum Origin<'a> {
     /// The pinned source package, and the archives to fetch it from.
-    Apt { source: PinnedPackage, archives: &'a Archives },
-    Local { path: PathBuf },
+    Apt {
+        source: PinnedPackage,
+        archives: &'a Archives,
+    },
+    Local {
+        path: PathBuf,
+    },
 }
 
 /// The host programs a build runs; the tests substitute a fake `make`.
@@ -123,17 +128,20 @@ impl BuildRecipe {
             (SourceTree::Apt { .. }, Some(source)) => Origin::Apt { source: source.clone(), archives },
             (SourceTree::Local { path }, _) => Origin::Local { path: path.clone() },
             (SourceTree::Apt { package, .. }, None) => {
-                return Err(Error::UnknownPackage { package: package.clone(), detail: "the build has no pinned source version".into() })
+                return Err(Error::UnknownPackage {
+                    package: package.clone(),
+                    detail: "the build has no pinned source version".into(),
+                })
             }
         };
         let plan = self.plan(origin)?;
-        kernel::cached_or_produce(cache, &plan.key, report, |staging, report| plan.build(host, cache, staging, report))
+        entry::cached_or_produce(cache, &plan.key, report, |staging, report| plan.build(host, cache, staging, report))
     }
 
     /// The kernel, if it is already built from `source` (`None` for a local tree). Never downloads or
     /// builds.
     pub fn cached(&self, source: Option<&Package>, cache: &Cache) -> Result<Option<Kernel>, Error> {
-        Ok(kernel::read_valid_entry(&cache.entry(kernel::CACHE_KIND, &self.key(source)?)))
+        Ok(entry::read_valid_entry(&cache.entry(entry::CACHE_KIND, &self.key(source)?)))
     }
 
     /// The source package this recipe asks for and its suite, if it builds one.
@@ -156,7 +164,10 @@ impl BuildRecipe {
         let source_key = match (&self.tree, source) {
             (SourceTree::Apt { .. }, Some(package)) => format!("{}_{}", package.name, package.version),
             (SourceTree::Apt { package, .. }, None) => {
-                return Err(Error::UnknownPackage { package: package.clone(), detail: "the build has no pinned source version".into() })
+                return Err(Error::UnknownPackage {
+                    package: package.clone(),
+                    detail: "the build has no pinned source version".into(),
+                })
             }
             (SourceTree::Local { path }, _) => {
                 check_source_tree(path)?;
@@ -185,7 +196,8 @@ fn read_fragments(fragments: &[PathBuf]) -> Result<Options, Error> {
     for path in fragments {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::ConfigFragment { path: path.clone(), why: e.to_string() })?;
-        kconfig::parse_fragment(&text, &mut options).map_err(|why| Error::ConfigFragment { path: path.clone(), why })?;
+        kconfig::parse_fragment(&text, &mut options)
+            .map_err(|why| Error::ConfigFragment { path: path.clone(), why })?;
     }
     Ok(options)
 }
@@ -212,7 +224,8 @@ impl Plan<'_> {
         report(&format!("configuring: tinyconfig + {}", fragment_names(&self.recipe.fragments)));
         make.run(&["tinyconfig"], &mut |_| {})?;
         let config_path = out.path().join(".config");
-        let read_config = || std::fs::read_to_string(&config_path).map_err(|e| Error::io("reading the kernel .config", e));
+        let read_config =
+            || std::fs::read_to_string(&config_path).map_err(|e| Error::io("reading the kernel .config", e));
         let merged = kconfig::merge(&read_config()?, &self.options);
         std::fs::write(&config_path, merged).map_err(|e| Error::io("writing the kernel .config", e))?;
         make.run(&["olddefconfig"], &mut |_| {})?;
@@ -242,7 +255,7 @@ impl Plan<'_> {
         std::fs::copy(out.path().join("arch/x86/boot/bzImage"), &image)
             .map_err(|e| Error::io("copying the built bzImage", e))?;
         std::fs::copy(&config_path, &config).map_err(|e| Error::io("copying the kernel .config", e))?;
-        kernel::bzimage_release(&image)?;
+        entry::bzimage_release(&image)?;
         Ok(Produced { image, config: Some(config), release, package })
     }
 }
@@ -261,11 +274,13 @@ struct Make {
 impl Make {
     fn new(program: &str, tree: &Path, out: &Path, log_path: &Path, stamp: &str) -> Result<Make, Error> {
         // make runs in the tree, so O= must not be relative to where ksnap runs.
-        let absolute = |p: &Path| std::path::absolute(p).map_err(|e| Error::io(format!("resolving {}", p.display()), e));
+        let absolute =
+            |p: &Path| std::path::absolute(p).map_err(|e| Error::io(format!("resolving {}", p.display()), e));
         if let Some(dir) = log_path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         }
-        let log = std::fs::File::create(log_path).map_err(|e| Error::io(format!("creating {}", log_path.display()), e))?;
+        let log =
+            std::fs::File::create(log_path).map_err(|e| Error::io(format!("creating {}", log_path.display()), e))?;
         Ok(Make {
             program: program.into(),
             tree: absolute(tree)?,
@@ -444,9 +459,7 @@ fn unpacked_source(
     let json = serde_json::to_vec_pretty(&record).expect("source record serializes");
     cache::write_atomic(&staging.path().join(SOURCE_RECORD), &json)?;
     cache.commit(staging, &entry)?;
-    read_source_entry(&entry).ok_or_else(|| {
-        Error::io(format!("verifying {}", entry.display()), std::io::Error::other("the entry just written does not verify"))
-    })
+    read_source_entry(&entry).ok_or_else(|| Error::CacheEntryUnverified { path: entry.clone() })
 }
 
 /// The record of an unpacked source package (`sources/KEY/source.json`), written last.
@@ -644,6 +657,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(skip_vm, ignore = "needs a C toolchain (KSNAP_SKIP_VM=1)")]
     fn missing_prerequisites_name_their_packages() {
         let needs = [
             Prerequisite { need: Need::Program("ksnap-no-such-program"), package: "pkg-a" },
@@ -748,7 +762,10 @@ esac
     fn an_option_kconfig_drops_fails_the_build_with_the_list() {
         let fixture = fixture();
         let err = fixture.build(&fixture.recipe("CONFIG_A=y\nCONFIG_NEEDS_DEP=y\n")).unwrap_err().to_string();
-        assert!(err.contains("does not have what fragment asks for:\n  CONFIG_NEEDS_DEP requested y, got unset\n"), "{err}");
+        assert!(
+            err.contains("does not have what fragment asks for:\n  CONFIG_NEEDS_DEP requested y, got unset\n"),
+            "{err}"
+        );
         assert!(!err.contains("CONFIG_A "), "{err}");
         assert_eq!(fixture.builds(), 0, "nothing is compiled with a config that lacks an option");
     }
@@ -784,5 +801,4 @@ esac
         assert_eq!(kernels[0], kernels[1]);
         assert_eq!(fixture.builds(), 1, "the second builder must wait for the first and reuse its kernel");
     }
-
 }

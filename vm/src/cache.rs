@@ -15,6 +15,9 @@ use sha2::{Digest, Sha256};
 
 use crate::error::Error;
 
+/// How often a wait for another process's cache lock checks whether it was interrupted.
+const LOCK_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
+
 #[derive(Debug, Clone)]
 pub struct Cache {
     root: PathBuf,
@@ -39,7 +42,8 @@ impl Cache {
 
     /// A cache rooted at `root` (created if missing).
     pub fn at(root: PathBuf) -> Result<Cache, Error> {
-        fs::create_dir_all(root.join("tmp")).map_err(|source| Error::CacheUnusable { path: root.clone(), source })?;
+        fs::create_dir_all(root.join("tmp"))
+            .map_err(|source| Error::CacheUnusable { path: root.clone(), cause: source })?;
         Ok(Cache { root })
     }
 
@@ -55,25 +59,30 @@ impl Cache {
     /// Take the exclusive lock for `kind/key`, waiting for another ksnap process that holds it.
     pub fn lock(&self, kind: &str, key: &str) -> Result<CacheLock, Error> {
         let dir = self.root.join("locks").join(kind);
-        fs::create_dir_all(&dir).map_err(|source| Error::CacheUnusable { path: dir.clone(), source })?;
+        fs::create_dir_all(&dir).map_err(|source| Error::CacheUnusable { path: dir.clone(), cause: source })?;
         let path = dir.join(format!("{}.lock", sanitize(key)));
         let file = File::options()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&path)
-            .map_err(|source| Error::CacheUnusable { path: path.clone(), source })?;
+            .map_err(|source| Error::CacheUnusable { path: path.clone(), cause: source })?;
+        // Polled, not a blocking flock: the signal handlers are installed with SA_RESTART, so a blocking
+        // flock would sleep through Ctrl-C until the other process let go.
         loop {
+            if crate::children::is_cancelled() {
+                return Err(Error::Cancelled);
+            }
             // SAFETY: flock on a valid, owned descriptor.
-            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
                 return Ok(CacheLock { _file: file });
             }
             let err = std::io::Error::last_os_error();
-            if err.kind() != std::io::ErrorKind::Interrupted {
-                return Err(Error::io(format!("locking {}", path.display()), err));
-            }
-            if crate::children::is_cancelled() {
-                return Err(Error::Cancelled);
+            match err.kind() {
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => {
+                    std::thread::sleep(LOCK_POLL_INTERVAL)
+                }
+                _ => return Err(Error::io(format!("locking {}", path.display()), err)),
             }
         }
     }
@@ -83,13 +92,14 @@ impl Cache {
         tempfile::Builder::new()
             .prefix("staging-")
             .tempdir_in(self.root.join("tmp"))
-            .map_err(|source| Error::CacheUnusable { path: self.root.join("tmp"), source })
+            .map_err(|source| Error::CacheUnusable { path: self.root.join("tmp"), cause: source })
     }
 
     /// Move a fully written staging directory to `entry`, replacing a stale one.
     pub fn commit(&self, staging: tempfile::TempDir, entry: &Path) -> Result<(), Error> {
         if let Some(parent) = entry.parent() {
-            fs::create_dir_all(parent).map_err(|source| Error::CacheUnusable { path: parent.to_path_buf(), source })?;
+            fs::create_dir_all(parent)
+                .map_err(|source| Error::CacheUnusable { path: parent.to_path_buf(), cause: source })?;
         }
         if entry.exists() {
             fs::remove_dir_all(entry).map_err(|e| Error::io(format!("removing stale {}", entry.display()), e))?;
@@ -102,8 +112,9 @@ impl Cache {
 /// Write `bytes` to `path` atomically (temporary file in the same directory, fsync, rename).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(|source| Error::CacheUnusable { path: dir.to_path_buf(), source })?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|source| Error::CacheUnusable { path: dir.to_path_buf(), source })?;
+    fs::create_dir_all(dir).map_err(|source| Error::CacheUnusable { path: dir.to_path_buf(), cause: source })?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .map_err(|source| Error::CacheUnusable { path: dir.to_path_buf(), cause: source })?;
     tmp.write_all(bytes)
         .and_then(|_| tmp.as_file().sync_all())
         .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
@@ -155,10 +166,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let path = root.path().join("a/b.txt");
         write_atomic(&path, b"abc").unwrap();
-        assert_eq!(
-            sha256_file(&path).unwrap(),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(sha256_file(&path).unwrap(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
         assert_eq!(sha256_bytes(b"abc"), sha256_file(&path).unwrap());
     }
 

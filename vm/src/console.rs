@@ -2,9 +2,10 @@
 //!
 //! Lines are matched against the exact formats the kernel prints (`WARNING: CPU: 0 PID: 1 at
 //! ...`, `BUG: kernel NULL pointer dereference, ...`, `Kernel panic - not syncing: ...`), at the
-//! start of the message, so that a probe writing "WARNING is a word" to stderr (which also ends up
-//! on the console) is not mistaken for the kernel. A probe that prints a line in the kernel's own
-//! format can still fool the scanner; what it reports is evidence, not proof.
+//! start of the message, so that a line that merely mentions a WARNING is not mistaken for the
+//! kernel's. A probe's stdout and stderr never reach the console (init relays both on the result
+//! channel); a probe that writes to `/dev/kmsg` or `/dev/console` on purpose can still fool the
+//! scanner, so what it reports is evidence, not proof.
 //!
 //! The console is untrusted: every line kept is cut to [`MAX_LINE_BYTES`], and the number of
 //! events, of context lines per event and of panic lines are all capped.
@@ -106,21 +107,14 @@ impl ConsoleScan {
             Some(Headline::Panic(reason)) => {
                 self.in_event = false;
                 if self.panic.is_none() {
-                    self.panic = Some(KernelPanic {
-                        headline: cut(reason),
-                        lines: vec![cut(line)],
-                    });
+                    self.panic = Some(KernelPanic { headline: cut(reason), lines: vec![cut(line)] });
                     self.in_panic = true;
                 }
             }
             Some(Headline::Event(kind)) if !self.continues_open_event(kind) => {
                 if self.events.len() < MAX_EVENTS {
                     let headline = cut(line);
-                    self.events.push(ConsoleEvent {
-                        kind,
-                        headline,
-                        context: Vec::new(),
-                    });
+                    self.events.push(ConsoleEvent { kind, headline, context: Vec::new() });
                     self.in_event = true;
                 } else {
                     self.dropped_events += 1;
@@ -130,8 +124,7 @@ impl ConsoleScan {
             Some(Headline::Event(_)) | None if self.in_event => {
                 let event = self.events.last_mut().expect("in_event implies an event");
                 event.context.push(cut(line));
-                self.in_event =
-                    event.context.len() < MAX_CONTEXT_LINES && !line.starts_with(TRACE_END);
+                self.in_event = event.context.len() < MAX_CONTEXT_LINES && !line.starts_with(TRACE_END);
             }
             Some(Headline::Event(_)) | None => {}
         }
@@ -162,8 +155,7 @@ impl ConsoleScan {
     /// `Oops: invalid opcode` (or `invalid opcode:` before 6.9).
     fn continues_open_event(&self, kind: EventKind) -> bool {
         let open = self.events.last().filter(|_| self.in_event);
-        kind == EventKind::Oops
-            && open.is_some_and(|event| matches!(event.kind, EventKind::Bug | EventKind::Oops))
+        kind == EventKind::Oops && open.is_some_and(|event| matches!(event.kind, EventKind::Bug | EventKind::Oops))
     }
 }
 
@@ -177,22 +169,14 @@ enum Headline<'a> {
 /// How an oops begins: x86 since 6.9 prefixes every `die()` with "Oops: "; older x86 kernels
 /// start with the trap's name; arm and arm64 say "Unable to handle kernel ..." or "Internal
 /// error: Oops".
-const OOPS_PREFIXES: &[&str] = &[
-    "Oops: ",
-    "general protection fault",
-    "invalid opcode: ",
-    "Unable to handle kernel ",
-    "Internal error: Oops",
-];
+const OOPS_PREFIXES: &[&str] =
+    &["Oops: ", "general protection fault", "invalid opcode: ", "Unable to handle kernel ", "Internal error: Oops"];
 
 /// The sanitizers that report through `BUG: NAME: ...` (UBSAN has its own `UBSAN: ` prefix).
 const SANITIZER_BUGS: &[&str] = &["KASAN:", "KFENCE:", "KCSAN:", "KMSAN:"];
 
-const OUT_OF_MEMORY_PREFIXES: &[&str] = &[
-    "Out of memory: ",
-    "Out of memory and no killable processes",
-    "Memory cgroup out of memory: ",
-];
+const OUT_OF_MEMORY_PREFIXES: &[&str] =
+    &["Out of memory: ", "Out of memory and no killable processes", "Memory cgroup out of memory: "];
 
 /// Recognizes the first line of a panic or an event, by the kernel's own formats.
 fn classify(line: &str) -> Option<Headline<'_>> {
@@ -236,10 +220,7 @@ fn classify(line: &str) -> Option<Headline<'_>> {
 /// what 2.6 printed).
 fn is_warning(rest: &str) -> bool {
     if let Some(cpu) = rest.strip_prefix("CPU: ") {
-        return split_number(cpu)
-            .and_then(|(_, after)| after.strip_prefix(" PID: "))
-            .and_then(split_number)
-            .is_some();
+        return split_number(cpu).and_then(|(_, after)| after.strip_prefix(" PID: ")).and_then(split_number).is_some();
     }
     if rest.starts_with("at ") {
         return true;
@@ -250,9 +231,7 @@ fn is_warning(rest: &str) -> bool {
     let Some((file, line)) = location.rsplit_once(':') else {
         return false;
     };
-    !file.is_empty()
-        && split_number(line).is_some_and(|(_, tail)| tail.is_empty())
-        && after.starts_with("at ")
+    !file.is_empty() && split_number(line).is_some_and(|(_, tail)| tail.is_empty()) && after.starts_with("at ")
 }
 
 /// Hung tasks, RCU stalls and hard lockups (soft lockups are matched with the other `BUG:`s).
@@ -279,9 +258,7 @@ fn split_number(text: &str) -> Option<(&str, &str)> {
 /// the `[    1.234567]` timestamp and the `[    T1]` caller id of `CONFIG_PRINTK_CALLER`.
 fn strip_printk_prefix(line: &str) -> &str {
     let mut rest = line;
-    if let Some(after_level) = bracketed(rest, '<', '>', |inner| {
-        inner.bytes().all(|b| b.is_ascii_digit())
-    }) {
+    if let Some(after_level) = bracketed(rest, '<', '>', |inner| inner.bytes().all(|b| b.is_ascii_digit())) {
         rest = after_level;
     }
     let Some(after_time) = bracketed(rest, '[', ']', is_timestamp) else {
@@ -298,10 +275,7 @@ fn strip_printk_prefix(line: &str) -> &str {
 /// passes `valid`, the text after it.
 fn bracketed(text: &str, open: char, close: char, valid: impl Fn(&str) -> bool) -> Option<&str> {
     let inner_and_rest = text.strip_prefix(open)?;
-    let end = inner_and_rest
-        .get(..24)
-        .unwrap_or(inner_and_rest)
-        .find(close)?;
+    let end = inner_and_rest.get(..24).unwrap_or(inner_and_rest).find(close)?;
     let inner = inner_and_rest[..end].trim();
     (!inner.is_empty() && valid(inner)).then(|| &inner_and_rest[end + close.len_utf8()..])
 }
@@ -311,16 +285,12 @@ fn is_timestamp(inner: &str) -> bool {
     let Some((secs, micros)) = inner.split_once('.') else {
         return false;
     };
-    [secs, micros]
-        .iter()
-        .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
+    [secs, micros].iter().all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// `T123` (task) or `C1` (CPU).
 fn is_caller_id(inner: &str) -> bool {
-    inner
-        .strip_prefix(['T', 'C'])
-        .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+    inner.strip_prefix(['T', 'C']).is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// `line` as kept: at most [`MAX_LINE_BYTES`], cut on a character boundary, marked when cut.
@@ -370,30 +340,11 @@ mod tests {
     fn debian_6_1_init_exits() {
         let scan = scan!("debian-6.1-init-exit.log");
         let panic = scan.panic().expect("a panic");
-        assert_eq!(
-            panic.headline,
-            "Attempted to kill init! exitcode=0x00000000"
-        );
-        assert_eq!(
-            panic.lines[0],
-            "Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000000"
-        );
-        assert_eq!(
-            panic.lines[1],
-            "CPU: 0 PID: 1 Comm: init Not tainted 6.1.0-56-cloud-amd64 #1  Debian 6.1.192-2"
-        );
-        assert!(
-            panic
-                .lines
-                .contains(&" dump_stack_lvl+0x44/0x5c".to_owned()),
-            "{:#?}",
-            panic.lines
-        );
-        assert!(panic
-            .lines
-            .last()
-            .unwrap()
-            .starts_with("Kernel Offset: 0x1de00000"));
+        assert_eq!(panic.headline, "Attempted to kill init! exitcode=0x00000000");
+        assert_eq!(panic.lines[0], "Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000000");
+        assert_eq!(panic.lines[1], "CPU: 0 PID: 1 Comm: init Not tainted 6.1.0-56-cloud-amd64 #1  Debian 6.1.192-2");
+        assert!(panic.lines.contains(&" dump_stack_lvl+0x44/0x5c".to_owned()), "{:#?}", panic.lines);
+        assert!(panic.lines.last().unwrap().starts_with("Kernel Offset: 0x1de00000"));
         assert!(scan.events().is_empty(), "{:#?}", scan.events());
         assert!(scan.last_lines().contains(&"hello from init".to_owned()));
         assert_eq!(scan.last_lines().last(), panic.lines.last());
@@ -407,31 +358,18 @@ mod tests {
         assert!(panic.lines[1].starts_with("CPU: 0 UID: 0 PID: 1 Comm: init Not tainted 6.12.117"));
         assert!(panic.lines.contains(&"RIP: 0033:0x47b7a0".to_owned()));
         assert!(scan.events().is_empty(), "{:#?}", scan.events());
-        assert!(scan
-            .last_lines()
-            .contains(&"sysrq: Trigger a crash".to_owned()));
+        assert!(scan.last_lines().contains(&"sysrq: Trigger a crash".to_owned()));
     }
 
     #[test]
     fn warning_then_panic_on_warn_with_caller_ids() {
         let scan = scan!("syzbot-6.9-warning-panic-on-warn.log");
-        let [warning] = scan.events() else {
-            panic!("{:#?}", scan.events())
-        };
+        let [warning] = scan.events() else { panic!("{:#?}", scan.events()) };
         assert_eq!(warning.kind, EventKind::Warning);
-        assert_eq!(
-            warning.headline,
-            "WARNING: CPU: 1 PID: 1 at lib/refcount.c:31 refcount_warn_saturate+0xfa/0x1d0"
-        );
+        assert_eq!(warning.headline, "WARNING: CPU: 1 PID: 1 at lib/refcount.c:31 refcount_warn_saturate+0xfa/0x1d0");
         assert_eq!(warning.context[0], "Modules linked in:");
-        assert!(warning
-            .context
-            .contains(&"RIP: 0010:refcount_warn_saturate+0xfa/0x1d0".to_owned()));
-        assert_eq!(
-            warning.context.last().unwrap(),
-            " </TASK>",
-            "the panic ends the warning"
-        );
+        assert!(warning.context.contains(&"RIP: 0010:refcount_warn_saturate+0xfa/0x1d0".to_owned()));
+        assert_eq!(warning.context.last().unwrap(), " </TASK>", "the panic ends the warning");
         let panic = scan.panic().expect("panic_on_warn");
         assert_eq!(panic.headline, "kernel: panic_on_warn set ...");
         assert_eq!(panic.lines.last().unwrap(), "Rebooting in 86400 seconds..");
@@ -440,45 +378,24 @@ mod tests {
     #[test]
     fn null_pointer_bug_and_its_oops_are_one_event() {
         let scan = scan!("zfs-5.17-null-deref-oops.log");
-        let [bug] = scan.events() else {
-            panic!("{:#?}", scan.events())
-        };
+        let [bug] = scan.events() else { panic!("{:#?}", scan.events()) };
         assert_eq!(bug.kind, EventKind::Bug);
-        assert_eq!(
-            bug.headline,
-            "BUG: kernel NULL pointer dereference, address: 0000000000000020"
-        );
+        assert_eq!(bug.headline, "BUG: kernel NULL pointer dereference, address: 0000000000000020");
         assert_eq!(bug.context[0], "#PF: supervisor read access in kernel mode");
         assert_eq!(bug.context[3], "Oops: 0000 [#1] PREEMPT SMP PTI");
-        assert!(bug
-            .context
-            .contains(&"RIP: 0010:zap_leaf_lookup+0x4d/0x170 [zfs]".to_owned()));
+        assert!(bug.context.contains(&"RIP: 0010:zap_leaf_lookup+0x4d/0x170 [zfs]".to_owned()));
         assert!(scan.panic().is_none());
     }
 
     #[test]
     fn kernel_bug_context_ends_at_the_trace_end_marker() {
         let scan = scan!("netdev-6.10-kernel-bug.log");
-        let [bug] = scan.events() else {
-            panic!("{:#?}", scan.events())
-        };
+        let [bug] = scan.events() else { panic!("{:#?}", scan.events()) };
         assert_eq!(bug.kind, EventKind::Bug);
-        assert_eq!(
-            bug.headline,
-            "kernel BUG at arch/x86/kernel/jump_label.c:73!"
-        );
-        assert_eq!(
-            bug.context[0],
-            "Oops: invalid opcode: 0000 [#1] PREEMPT SMP KASAN NOPTI"
-        );
-        assert_eq!(
-            bug.context.last().unwrap(),
-            "---[ end trace 0000000000000000 ]---"
-        );
-        assert_eq!(
-            scan.last_lines().last().unwrap(),
-            "RIP: 0010:__jump_label_patch+0x2f6/0x350"
-        );
+        assert_eq!(bug.headline, "kernel BUG at arch/x86/kernel/jump_label.c:73!");
+        assert_eq!(bug.context[0], "Oops: invalid opcode: 0000 [#1] PREEMPT SMP KASAN NOPTI");
+        assert_eq!(bug.context.last().unwrap(), "---[ end trace 0000000000000000 ]---");
+        assert_eq!(scan.last_lines().last().unwrap(), "RIP: 0010:__jump_label_patch+0x2f6/0x350");
     }
 
     #[test]
@@ -540,15 +457,9 @@ mod tests {
     #[test]
     fn printk_prefixes_are_stripped() {
         let cases = [
-            (
-                "[    1.234567] Run /init as init process",
-                "Run /init as init process",
-            ),
+            ("[    1.234567] Run /init as init process", "Run /init as init process"),
             ("[ 3846.639479]  dump_stack+0x1/0x2", " dump_stack+0x1/0x2"),
-            (
-                "<4>[    7.727704] WARNING: CPU: 1 PID: 1 at x.c:1 f",
-                "WARNING: CPU: 1 PID: 1 at x.c:1 f",
-            ),
+            ("<4>[    7.727704] WARNING: CPU: 1 PID: 1 at x.c:1 f", "WARNING: CPU: 1 PID: 1 at x.c:1 f"),
             ("[    8.119694][    T1] refcount_t: x", "refcount_t: x"),
             ("[   12.000000][   C3] NMI backtrace", "NMI backtrace"),
             ("[] not a timestamp", "[] not a timestamp"),
@@ -568,18 +479,9 @@ mod tests {
 
     #[test]
     fn carriage_returns_from_the_serial_port_are_dropped() {
-        let scan = scan_lines(&[
-            "[    1.5] Kernel panic - not syncing: VFS: Unable to mount root fs\r",
-            "\r",
-        ]);
-        assert_eq!(
-            scan.panic().unwrap().headline,
-            "VFS: Unable to mount root fs"
-        );
-        assert_eq!(
-            scan.last_lines(),
-            ["Kernel panic - not syncing: VFS: Unable to mount root fs"]
-        );
+        let scan = scan_lines(&["[    1.5] Kernel panic - not syncing: VFS: Unable to mount root fs\r", "\r"]);
+        assert_eq!(scan.panic().unwrap().headline, "VFS: Unable to mount root fs");
+        assert_eq!(scan.last_lines(), ["Kernel panic - not syncing: VFS: Unable to mount root fs"]);
     }
 
     #[test]
@@ -613,19 +515,14 @@ mod tests {
     fn everything_kept_is_bounded() {
         let mut scan = ConsoleScan::new();
         for i in 0..1000 {
-            scan.feed_line(&format!(
-                "[ {i}.000000] WARNING: CPU: 0 PID: {i} at a.c:1 f+0x1/0x2"
-            ));
+            scan.feed_line(&format!("[ {i}.000000] WARNING: CPU: 0 PID: {i} at a.c:1 f+0x1/0x2"));
             for _ in 0..100 {
                 scan.feed_line(" frame+0x1/0x2");
             }
         }
         assert_eq!(scan.events().len(), MAX_EVENTS);
         assert_eq!(scan.dropped_events(), 1000 - MAX_EVENTS);
-        assert!(scan
-            .events()
-            .iter()
-            .all(|e| e.context.len() == MAX_CONTEXT_LINES));
+        assert!(scan.events().iter().all(|e| e.context.len() == MAX_CONTEXT_LINES));
         assert_eq!(scan.last_lines().len(), LAST_LINES);
 
         scan.feed_line("Kernel panic - not syncing: now");
@@ -637,10 +534,7 @@ mod tests {
         assert_eq!(panic.lines.len(), MAX_PANIC_LINES);
         let kept = &panic.lines[1];
         assert!(kept.len() <= MAX_LINE_BYTES + '…'.len_utf8() && kept.ends_with('…'));
-        assert!(scan
-            .last_lines()
-            .iter()
-            .all(|l| l.len() <= MAX_LINE_BYTES + 3));
+        assert!(scan.last_lines().iter().all(|l| l.len() <= MAX_LINE_BYTES + 3));
         assert!(scan.last.len() < 2 * LAST_LINES);
     }
 

@@ -44,25 +44,17 @@ pub enum CpioError {
     #[error("invalid mode {mode:#o} for initramfs entry {path:?}: only permission bits (0o7777) may be set")]
     InvalidMode { path: String, mode: u32 },
 
-    #[error(
-        "initramfs entry {path:?} was added twice with different contents; add each path once"
-    )]
+    #[error("initramfs entry {path:?} was added twice with different contents; add each path once")]
     Conflict { path: String },
 
     #[error("cannot add {path:?} to the initramfs: its parent {parent:?} is not a directory")]
     ParentNotDirectory { path: String, parent: String },
 
-    #[error(
-        "initramfs file {path:?} is {size} bytes, more than the 4 GiB a newc cpio entry can hold"
-    )]
+    #[error("initramfs file {path:?} is {size} bytes, more than the 4 GiB a newc cpio entry can hold")]
     FileTooLarge { path: String, size: usize },
 
     #[error("invalid symlink target {target:?} for initramfs entry {path:?}: {reason}")]
-    InvalidSymlinkTarget {
-        path: String,
-        target: String,
-        reason: &'static str,
-    },
+    InvalidSymlinkTarget { path: String, target: String, reason: &'static str },
 }
 
 /// What a path in the archive is.
@@ -127,30 +119,16 @@ impl CpioBuilder {
     pub fn add_dir(&mut self, path: &str, mode: u32) -> Result<&mut Self, CpioError> {
         let path = normalize(path)?;
         check_mode(&path, mode)?;
-        self.insert(
-            path,
-            EntryKind::Directory {
-                mode,
-                explicit: true,
-            },
-        )
+        self.insert(path, EntryKind::Directory { mode, explicit: true })
     }
 
     /// Adds a regular file with the permission bits `mode` (e.g. `0o755` for an executable).
-    pub fn add_file(
-        &mut self,
-        path: &str,
-        mode: u32,
-        data: impl Into<Vec<u8>>,
-    ) -> Result<&mut Self, CpioError> {
+    pub fn add_file(&mut self, path: &str, mode: u32, data: impl Into<Vec<u8>>) -> Result<&mut Self, CpioError> {
         let path = normalize(path)?;
         check_mode(&path, mode)?;
         let data = data.into();
         if u32::try_from(data.len()).is_err() {
-            return Err(CpioError::FileTooLarge {
-                path,
-                size: data.len(),
-            });
+            return Err(CpioError::FileTooLarge { path, size: data.len() });
         }
         self.insert(path, EntryKind::File { mode, data })
     }
@@ -169,32 +147,16 @@ impl CpioBuilder {
             None
         };
         if let Some(reason) = reason {
-            return Err(CpioError::InvalidSymlinkTarget {
-                path,
-                target: target.to_owned(),
-                reason,
-            });
+            return Err(CpioError::InvalidSymlinkTarget { path, target: target.to_owned(), reason });
         }
-        self.insert(
-            path,
-            EntryKind::Symlink {
-                target: target.to_owned(),
-            },
-        )
+        self.insert(path, EntryKind::Symlink { target: target.to_owned() })
     }
 
     /// The archive: every entry in path order, then the trailer.
     pub fn finish(self) -> Vec<u8> {
         let mut out = Vec::new();
         for (ino, (path, entry)) in (1u32..).zip(&self.entries) {
-            write_entry(
-                &mut out,
-                ino,
-                entry.st_mode(),
-                entry.nlink(),
-                path,
-                entry.body(),
-            );
+            write_entry(&mut out, ino, entry.st_mode(), entry.nlink(), path, entry.body());
         }
         write_entry(&mut out, 0, 0, 1, TRAILER_NAME, &[]);
         out
@@ -202,38 +164,22 @@ impl CpioBuilder {
 
     /// Adds `new` at `path` and the missing parent directories, or changes nothing on error.
     fn insert(&mut self, path: String, new: EntryKind) -> Result<&mut Self, CpioError> {
-        let parents: Vec<&str> = path
-            .match_indices('/')
-            .map(|(slash, _)| &path[..slash])
-            .collect();
+        let parents: Vec<&str> = path.match_indices('/').map(|(slash, _)| &path[..slash]).collect();
         let blocking = parents.iter().find(|parent| {
-            self.entries
-                .get(**parent)
-                .is_some_and(|entry| !matches!(entry, EntryKind::Directory { .. }))
+            self.entries.get(**parent).is_some_and(|entry| !matches!(entry, EntryKind::Directory { .. }))
         });
         if let Some(parent) = blocking {
-            return Err(CpioError::ParentNotDirectory {
-                path: path.clone(),
-                parent: (*parent).to_owned(),
-            });
+            return Err(CpioError::ParentNotDirectory { path: path.clone(), parent: (*parent).to_owned() });
         }
         match (self.entries.get(&path), &new) {
             (None, _) => {}
             (Some(existing), _) if *existing == new => return Ok(self),
             // A parent made up earlier takes the mode the caller now asks for.
-            (
-                Some(EntryKind::Directory {
-                    explicit: false, ..
-                }),
-                EntryKind::Directory { .. },
-            ) => {}
+            (Some(EntryKind::Directory { explicit: false, .. }), EntryKind::Directory { .. }) => {}
             (Some(_), _) => return Err(CpioError::Conflict { path }),
         }
         for parent in parents {
-            let implicit = EntryKind::Directory {
-                mode: IMPLICIT_DIR_MODE,
-                explicit: false,
-            };
+            let implicit = EntryKind::Directory { mode: IMPLICIT_DIR_MODE, explicit: false };
             self.entries.entry(parent.to_owned()).or_insert(implicit);
         }
         self.entries.insert(path, new);
@@ -243,15 +189,10 @@ impl CpioBuilder {
 
 /// Turns `/a/b` or `a/b` into `a/b`, rejecting anything that is not a plain path below the root.
 fn normalize(path: &str) -> Result<String, CpioError> {
-    let invalid = |reason| CpioError::InvalidPath {
-        path: path.to_owned(),
-        reason,
-    };
+    let invalid = |reason| CpioError::InvalidPath { path: path.to_owned(), reason };
     let relative = path.trim_start_matches('/');
     if relative.is_empty() {
-        return Err(invalid(
-            "it names no file (the root directory always exists)",
-        ));
+        return Err(invalid("it names no file (the root directory always exists)"));
     }
     if relative.contains('\0') {
         return Err(invalid("it contains a NUL byte"));
@@ -261,11 +202,7 @@ fn normalize(path: &str) -> Result<String, CpioError> {
     }
     for component in relative.split('/') {
         match component {
-            "" => {
-                return Err(invalid(
-                    "it has an empty component (`//` or a trailing `/`)",
-                ))
-            }
+            "" => return Err(invalid("it has an empty component (`//` or a trailing `/`)")),
             "." | ".." => return Err(invalid("it contains a `.` or `..` component")),
             _ => {}
         }
@@ -275,10 +212,7 @@ fn normalize(path: &str) -> Result<String, CpioError> {
 
 fn check_mode(path: &str, mode: u32) -> Result<(), CpioError> {
     if mode & !PERMISSION_BITS != 0 {
-        return Err(CpioError::InvalidMode {
-            path: path.to_owned(),
-            mode,
-        });
+        return Err(CpioError::InvalidMode { path: path.to_owned(), mode });
     }
     Ok(())
 }
@@ -328,10 +262,8 @@ mod tests {
     fn sample() -> CpioBuilder {
         let mut b = CpioBuilder::new();
         b.add_file("/init", 0o755, b"#!/bin/sh\n".to_vec()).unwrap();
-        b.add_file("ksnap/plan", 0o644, "probe 1000 /ksnap/probes/probe\n")
-            .unwrap();
-        b.add_file("ksnap/probes/probe", 0o755, vec![0x7f, b'E', b'L', b'F'])
-            .unwrap();
+        b.add_file("ksnap/plan", 0o644, "probe 1000 /ksnap/probes/probe\n").unwrap();
+        b.add_file("ksnap/probes/probe", 0o755, vec![0x7f, b'E', b'L', b'F']).unwrap();
         b.add_dir("dev", 0o755).unwrap();
         b.add_dir("tmp", 0o1777).unwrap();
         b.add_symlink("bin/sh", "/init").unwrap();
@@ -351,34 +283,22 @@ mod tests {
             .expect("the cpio tool is installed (apt-get install cpio)");
         child.stdin.take().unwrap().write_all(archive).unwrap();
         let output = child.wait_with_output().unwrap();
-        assert!(
-            output.status.success(),
-            "cpio {args:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        assert!(output.status.success(), "cpio {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
         String::from_utf8(output.stdout).unwrap()
     }
 
     fn list(archive: &[u8]) -> Vec<String> {
         let dir = tempfile::tempdir().unwrap();
-        run_cpio(&["-t", "--quiet"], dir.path(), archive)
-            .lines()
-            .map(str::to_owned)
-            .collect()
+        run_cpio(&["-t", "--quiet"], dir.path(), archive).lines().map(str::to_owned).collect()
     }
 
     /// Extracts `archive` with `cpio -i -d` and checks every entry against `builder`.
     fn assert_extracts_identically(builder: &CpioBuilder) {
         let dir = tempfile::tempdir().unwrap();
-        run_cpio(
-            &["-i", "-d", "--quiet", "--no-absolute-filenames"],
-            dir.path(),
-            &builder.clone().finish(),
-        );
+        run_cpio(&["-i", "-d", "--quiet", "--no-absolute-filenames"], dir.path(), &builder.clone().finish());
         for (path, entry) in &builder.entries {
             let on_disk = dir.path().join(path);
-            let meta = std::fs::symlink_metadata(&on_disk)
-                .unwrap_or_else(|e| panic!("{path} was not extracted: {e}"));
+            let meta = std::fs::symlink_metadata(&on_disk).unwrap_or_else(|e| panic!("{path} was not extracted: {e}"));
             match entry {
                 EntryKind::Directory { mode, .. } => {
                     assert!(meta.is_dir(), "{path} is not a directory");
@@ -387,11 +307,7 @@ mod tests {
                 EntryKind::File { mode, data } => {
                     assert!(meta.is_file(), "{path} is not a file");
                     assert_eq!(meta.permissions().mode() & 0o7777, *mode, "mode of {path}");
-                    assert_eq!(
-                        &std::fs::read(&on_disk).unwrap(),
-                        data,
-                        "contents of {path}"
-                    );
+                    assert_eq!(&std::fs::read(&on_disk).unwrap(), data, "contents of {path}");
                 }
                 EntryKind::Symlink { target } => {
                     assert!(meta.file_type().is_symlink(), "{path} is not a symlink");
@@ -432,15 +348,9 @@ mod tests {
         reversed.add_symlink("/bin/sh", "/init").unwrap();
         reversed.add_dir("tmp", 0o1777).unwrap();
         reversed.add_dir("dev", 0o755).unwrap();
-        reversed
-            .add_file("ksnap/probes/probe", 0o755, vec![0x7f, b'E', b'L', b'F'])
-            .unwrap();
-        reversed
-            .add_file("ksnap/plan", 0o644, "probe 1000 /ksnap/probes/probe\n")
-            .unwrap();
-        reversed
-            .add_file("init", 0o755, b"#!/bin/sh\n".to_vec())
-            .unwrap();
+        reversed.add_file("ksnap/probes/probe", 0o755, vec![0x7f, b'E', b'L', b'F']).unwrap();
+        reversed.add_file("ksnap/plan", 0o644, "probe 1000 /ksnap/probes/probe\n").unwrap();
+        reversed.add_file("init", 0o755, b"#!/bin/sh\n".to_vec()).unwrap();
         assert_eq!(sample().finish(), reversed.finish());
         assert_eq!(sample().finish(), sample().finish());
     }
@@ -462,22 +372,13 @@ mod tests {
         let bytes = b.finish();
         // Fields: ino mode uid gid nlink mtime filesize devmajor devminor rdevmajor rdevminor
         // namesize check.
-        assert_eq!(
-            header_fields(&bytes),
-            [1, 0o100644, 0, 0, 1, 0, 3, 0, 0, 0, 0, 2, 0]
-        );
+        assert_eq!(header_fields(&bytes), [1, 0o100644, 0, 0, 1, 0, 3, 0, 0, 0, 0, 2, 0]);
         // Header and "a\0" make 112 bytes, already aligned; the 3 data bytes get 1 byte of padding.
         assert_eq!(&bytes[HEADER_LEN..112], b"a\0");
         assert_eq!(&bytes[112..116], b"xyz\0");
-        assert_eq!(
-            header_fields(&bytes[116..]),
-            [2, 0o40700, 0, 0, 2, 0, 0, 0, 0, 0, 0, 2, 0]
-        );
+        assert_eq!(header_fields(&bytes[116..]), [2, 0o40700, 0, 0, 2, 0, 0, 0, 0, 0, 0, 2, 0]);
         let trailer = &bytes[116 + 112..];
-        assert_eq!(
-            header_fields(trailer),
-            [0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 11, 0]
-        );
+        assert_eq!(header_fields(trailer), [0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 11, 0]);
         assert_eq!(&trailer[HEADER_LEN..], b"TRAILER!!!\0\0\0\0");
     }
 
@@ -486,20 +387,8 @@ mod tests {
         let mut b = CpioBuilder::new();
         b.add_file("etc/secret/key", 0o600, b"k".to_vec()).unwrap();
         b.add_dir("etc/secret", 0o700).unwrap();
-        assert_eq!(
-            b.entries["etc"],
-            EntryKind::Directory {
-                mode: 0o755,
-                explicit: false
-            }
-        );
-        assert_eq!(
-            b.entries["etc/secret"],
-            EntryKind::Directory {
-                mode: 0o700,
-                explicit: true
-            }
-        );
+        assert_eq!(b.entries["etc"], EntryKind::Directory { mode: 0o755, explicit: false });
+        assert_eq!(b.entries["etc/secret"], EntryKind::Directory { mode: 0o700, explicit: true });
         assert_extracts_identically(&b);
     }
 
@@ -515,28 +404,13 @@ mod tests {
     #[test]
     fn rejects_conflicting_duplicates() {
         let mut b = sample();
-        let conflict = |path: &str| CpioError::Conflict {
-            path: path.to_owned(),
-        };
-        assert_eq!(
-            b.add_file("init", 0o755, b"other".to_vec()).unwrap_err(),
-            conflict("init")
-        );
-        assert_eq!(
-            b.add_file("init", 0o644, b"#!/bin/sh\n".to_vec())
-                .unwrap_err(),
-            conflict("init")
-        );
+        let conflict = |path: &str| CpioError::Conflict { path: path.to_owned() };
+        assert_eq!(b.add_file("init", 0o755, b"other".to_vec()).unwrap_err(), conflict("init"));
+        assert_eq!(b.add_file("init", 0o644, b"#!/bin/sh\n".to_vec()).unwrap_err(), conflict("init"));
         assert_eq!(b.add_dir("tmp", 0o755).unwrap_err(), conflict("tmp"));
         assert_eq!(b.add_dir("init", 0o755).unwrap_err(), conflict("init"));
-        assert_eq!(
-            b.add_symlink("bin/sh", "/other").unwrap_err(),
-            conflict("bin/sh")
-        );
-        assert_eq!(
-            b.add_file("ksnap", 0o644, Vec::new()).unwrap_err(),
-            conflict("ksnap")
-        );
+        assert_eq!(b.add_symlink("bin/sh", "/other").unwrap_err(), conflict("bin/sh"));
+        assert_eq!(b.add_file("ksnap", 0o644, Vec::new()).unwrap_err(), conflict("ksnap"));
         assert_eq!(b.finish(), sample().finish(), "failed adds change nothing");
     }
 
@@ -546,36 +420,20 @@ mod tests {
         let before = b.entries.clone();
         assert_eq!(
             b.add_file("init/x", 0o644, Vec::new()).unwrap_err(),
-            CpioError::ParentNotDirectory {
-                path: "init/x".into(),
-                parent: "init".into()
-            }
+            CpioError::ParentNotDirectory { path: "init/x".into(), parent: "init".into() }
         );
-        assert!(matches!(
-            b.add_dir("bin/sh/x/y", 0o755),
-            Err(CpioError::ParentNotDirectory { .. })
-        ));
+        assert!(matches!(b.add_dir("bin/sh/x/y", 0o755), Err(CpioError::ParentNotDirectory { .. })));
         assert_eq!(b.entries, before, "a failed add changes nothing");
     }
 
     #[test]
     fn rejects_invalid_paths() {
-        for path in [
-            "", "/", "//", "a//b", "a/", "..", "../etc", "a/../b", "./a", "a/.", "a\0b",
-        ] {
-            let err = CpioBuilder::new()
-                .add_file(path, 0o644, Vec::new())
-                .unwrap_err();
-            assert!(
-                matches!(err, CpioError::InvalidPath { .. }),
-                "{path:?} gave {err:?}"
-            );
+        for path in ["", "/", "//", "a//b", "a/", "..", "../etc", "a/../b", "./a", "a/.", "a\0b"] {
+            let err = CpioBuilder::new().add_file(path, 0o644, Vec::new()).unwrap_err();
+            assert!(matches!(err, CpioError::InvalidPath { .. }), "{path:?} gave {err:?}");
         }
         let long = "a/".repeat(PATH_MAX / 2) + "b";
-        assert!(matches!(
-            CpioBuilder::new().add_dir(&long, 0o755),
-            Err(CpioError::InvalidPath { .. })
-        ));
+        assert!(matches!(CpioBuilder::new().add_dir(&long, 0o755), Err(CpioError::InvalidPath { .. })));
     }
 
     #[test]
@@ -583,19 +441,10 @@ mod tests {
         let mut b = CpioBuilder::new();
         assert_eq!(
             b.add_file("x", 0o100644, Vec::new()).unwrap_err(),
-            CpioError::InvalidMode {
-                path: "x".into(),
-                mode: 0o100644
-            }
+            CpioError::InvalidMode { path: "x".into(), mode: 0o100644 }
         );
-        assert!(matches!(
-            b.add_symlink("l", ""),
-            Err(CpioError::InvalidSymlinkTarget { .. })
-        ));
-        assert!(matches!(
-            b.add_symlink("l", "a\0b"),
-            Err(CpioError::InvalidSymlinkTarget { .. })
-        ));
+        assert!(matches!(b.add_symlink("l", ""), Err(CpioError::InvalidSymlinkTarget { .. })));
+        assert!(matches!(b.add_symlink("l", "a\0b"), Err(CpioError::InvalidSymlinkTarget { .. })));
         assert!(b.entries.is_empty(), "failed adds leave nothing behind");
     }
 
@@ -620,13 +469,15 @@ mod tests {
     fn tree_strategy() -> impl Strategy<Value = CpioBuilder> {
         let name = "[a-c.-]{1,3}".prop_filter("not . or ..", |n| n != "." && n != "..");
         let path = prop::collection::vec(name, 1..4).prop_map(|parts| parts.join("/"));
-        let entry =
-            prop_oneof![
-                (0u32..=0o7777).prop_map(|mode| (mode | 0o700, None, None)),
-                (0u32..=0o7777, prop::collection::vec(any::<u8>(), 0..64))
-                    .prop_map(|(mode, data)| (mode & 0o777 | 0o600, Some(data), None)),
-                "[a-z/.]{1,20}".prop_map(|target| (0, None, Some(target))),
-            ];
+        let entry = prop_oneof![
+            (0u32..=0o7777).prop_map(|mode| (mode | 0o700, None, None)),
+            (0u32..=0o7777, prop::collection::vec(any::<u8>(), 0..64)).prop_map(|(mode, data)| (
+                mode & 0o777 | 0o600,
+                Some(data),
+                None
+            )),
+            "[a-z/.]{1,20}".prop_map(|target| (0, None, Some(target))),
+        ];
         prop::collection::vec((path, entry), 0..24).prop_map(|entries| {
             let mut b = CpioBuilder::new();
             for (path, (mode, data, target)) in entries {

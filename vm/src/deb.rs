@@ -48,11 +48,7 @@ pub enum DebError {
     UnsupportedCompression { path: PathBuf, member: String },
 
     #[error("{} is truncated or corrupt: reading {member} failed: {source}", path.display())]
-    Corrupt {
-        path: PathBuf,
-        member: String,
-        source: io::Error,
-    },
+    Corrupt { path: PathBuf, member: String, source: io::Error },
 
     #[error(
         "{} contains no boot/vmlinuz-* or usr/lib/modules/*/vmlinuz: it is not a kernel image package \
@@ -73,10 +69,7 @@ pub enum DebError {
     Stopped { path: PathBuf },
 
     #[error("{}: {problem}", path.display())]
-    InvalidControl {
-        path: PathBuf,
-        problem: &'static str,
-    },
+    InvalidControl { path: PathBuf, problem: &'static str },
 
     #[error("cannot write {}: {source}", path.display())]
     Write { path: PathBuf, source: io::Error },
@@ -113,11 +106,7 @@ pub fn extract_kernel(debs: &[PathBuf], dest: &Path) -> Result<UnpackedKernel, D
     let mut config_budget = MAX_CONFIG_BYTES;
     for deb in debs {
         with_member(deb, "data.tar", |data, member| {
-            let corrupt = |source| DebError::Corrupt {
-                path: deb.to_owned(),
-                member: member.to_owned(),
-                source,
-            };
+            let corrupt = |source| DebError::Corrupt { path: deb.to_owned(), member: member.to_owned(), source };
             let mut archive = tar::Archive::new(data);
             for entry in archive.entries().map_err(corrupt)? {
                 let mut entry = entry.map_err(corrupt)?;
@@ -156,31 +145,19 @@ pub fn extract_kernel(debs: &[PathBuf], dest: &Path) -> Result<UnpackedKernel, D
     }
 
     let Some((release, image)) = vmlinuz else {
-        return Err(DebError::NoVmlinuz {
-            path: debs.first().cloned().unwrap_or_default(),
-        });
+        return Err(DebError::NoVmlinuz { path: debs.first().cloned().unwrap_or_default() });
     };
     let vmlinuz = dest.join(format!("vmlinuz-{release}"));
-    image.persist(&vmlinuz).map_err(|e| DebError::Write {
-        path: vmlinuz.clone(),
-        source: e.error,
-    })?;
+    image.persist(&vmlinuz).map_err(|e| DebError::Write { path: vmlinuz.clone(), source: e.error })?;
     let config = match configs.into_iter().find(|(r, _)| *r == release) {
         Some((_, text)) => {
             let path = dest.join(format!("config-{release}"));
-            std::fs::write(&path, text).map_err(|source| DebError::Write {
-                path: path.clone(),
-                source,
-            })?;
+            std::fs::write(&path, text).map_err(|source| DebError::Write { path: path.clone(), source })?;
             Some(path)
         }
         None => None,
     };
-    Ok(UnpackedKernel {
-        vmlinuz,
-        config,
-        release,
-    })
+    Ok(UnpackedKernel { vmlinuz, config, release })
 }
 
 /// Unpacks the kernel source tarball of a `linux-source-X.Y` package (`usr/src/linux-source-X.Y.tar.xz`
@@ -197,11 +174,8 @@ pub fn extract_source_tarball(
     progress: &mut dyn FnMut(u64) -> bool,
 ) -> Result<String, DebError> {
     with_member(deb, "data.tar", |data, member| {
-        let corrupt = |member: &str, source| DebError::Corrupt {
-            path: deb.to_owned(),
-            member: member.to_owned(),
-            source,
-        };
+        let corrupt =
+            |member: &str, source| DebError::Corrupt { path: deb.to_owned(), member: member.to_owned(), source };
         let mut found = None;
         let mut archive = tar::Archive::new(data);
         for entry in archive.entries().map_err(|e| corrupt(member, e))? {
@@ -242,34 +216,21 @@ pub fn extract_source_tarball(
 /// Reads the Package and Version fields of `deb`'s `control` file.
 pub fn read_control(deb: &Path) -> Result<DebControl, DebError> {
     let text = with_member(deb, "control.tar", |control, member| {
-        let corrupt = |source| DebError::Corrupt {
-            path: deb.to_owned(),
-            member: member.to_owned(),
-            source,
-        };
+        let corrupt = |source| DebError::Corrupt { path: deb.to_owned(), member: member.to_owned(), source };
         let mut archive = tar::Archive::new(control);
         for entry in archive.entries().map_err(corrupt)? {
             let entry = entry.map_err(corrupt)?;
             let path = entry.path().map_err(corrupt)?;
             if entry.header().entry_type().is_file() && normal_components(&path) == ["control"] {
                 let mut text = Vec::new();
-                entry
-                    .take(MAX_CONTROL_BYTES)
-                    .read_to_end(&mut text)
-                    .map_err(corrupt)?;
+                entry.take(MAX_CONTROL_BYTES).read_to_end(&mut text).map_err(corrupt)?;
                 return Ok(String::from_utf8_lossy(&text).into_owned());
             }
         }
-        Err(DebError::InvalidControl {
-            path: deb.to_owned(),
-            problem: "control.tar has no `control` file",
-        })
+        Err(DebError::InvalidControl { path: deb.to_owned(), problem: "control.tar has no `control` file" })
     })?;
     let field = |name: &'static str, problem: &'static str| {
-        control_field(&text, name).ok_or_else(|| DebError::InvalidControl {
-            path: deb.to_owned(),
-            problem,
-        })
+        control_field(&text, name).ok_or_else(|| DebError::InvalidControl { path: deb.to_owned(), problem })
     };
     Ok(DebControl {
         package: field("Package", "the control file has no Package field")?,
@@ -284,20 +245,13 @@ fn with_member<T>(
     prefix: &'static str,
     body: impl FnOnce(&mut dyn Read, &str) -> Result<T, DebError>,
 ) -> Result<T, DebError> {
-    let read_error = |source| DebError::Read {
-        path: deb.to_owned(),
-        source,
-    };
+    let read_error = |source| DebError::Read { path: deb.to_owned(), source };
     let mut file = BufReader::new(File::open(deb).map_err(read_error)?);
     let mut magic = [0; AR_MAGIC.len()];
     match file.read_exact(&mut magic) {
         Ok(()) if magic == *AR_MAGIC => {}
         Err(e) if e.kind() != io::ErrorKind::UnexpectedEof => return Err(read_error(e)),
-        _ => {
-            return Err(DebError::NotArArchive {
-                path: deb.to_owned(),
-            })
-        }
+        _ => return Err(DebError::NotArArchive { path: deb.to_owned() }),
     }
     file.seek(SeekFrom::Start(0)).map_err(read_error)?;
 
@@ -315,33 +269,20 @@ fn with_member<T>(
             continue;
         };
         let size = entry.header().size();
-        let member = ExactSize {
-            inner: entry,
-            remaining: size,
-        };
-        let corrupt = |source| DebError::Corrupt {
-            path: deb.to_owned(),
-            member: name.clone(),
-            source,
-        };
+        let member = ExactSize { inner: entry, remaining: size };
+        let corrupt = |source| DebError::Corrupt { path: deb.to_owned(), member: name.clone(), source };
         let mut reader: Box<dyn Read> = match extension {
             "" => Box::new(member),
             ".xz" => Box::new(xz2::read::XzDecoder::new(member)),
             ".zst" => Box::new(zstd::Decoder::new(member).map_err(corrupt)?),
             _ if extension.starts_with('.') => {
-                return Err(DebError::UnsupportedCompression {
-                    path: deb.to_owned(),
-                    member: name,
-                })
+                return Err(DebError::UnsupportedCompression { path: deb.to_owned(), member: name })
             }
             _ => continue,
         };
         return body(&mut reader, &name);
     }
-    Err(DebError::MissingMember {
-        path: deb.to_owned(),
-        member: prefix,
-    })
+    Err(DebError::MissingMember { path: deb.to_owned(), member: prefix })
 }
 
 /// A member's data, failing with `UnexpectedEof` when the file ends before the size its header
@@ -356,17 +297,12 @@ impl<R: Read> Read for ExactSize<R> {
         if self.remaining == 0 || buf.is_empty() {
             return Ok(0);
         }
-        let want = buf
-            .len()
-            .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        let want = buf.len().min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
         let n = self.inner.read(&mut buf[..want])?;
         if n == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
-                format!(
-                    "the file ends {} bytes before the end of the member",
-                    self.remaining
-                ),
+                format!("the file ends {} bytes before the end of the member", self.remaining),
             ));
         }
         self.remaining -= n as u64;
@@ -427,19 +363,9 @@ fn copy_to_temp(
     deb: &Path,
     member: &str,
 ) -> Result<tempfile::NamedTempFile, DebError> {
-    let write_error = |source| DebError::Write {
-        path: dest.to_owned(),
-        source,
-    };
-    let corrupt = |source| DebError::Corrupt {
-        path: deb.to_owned(),
-        member: member.to_owned(),
-        source,
-    };
-    let mut file = tempfile::Builder::new()
-        .prefix(".vmlinuz-")
-        .tempfile_in(dest)
-        .map_err(write_error)?;
+    let write_error = |source| DebError::Write { path: dest.to_owned(), source };
+    let corrupt = |source| DebError::Corrupt { path: deb.to_owned(), member: member.to_owned(), source };
+    let mut file = tempfile::Builder::new().prefix(".vmlinuz-").tempfile_in(dest).map_err(write_error)?;
     let mut buffer = vec![0; 256 * 1024];
     let mut copied = 0u64;
     loop {
@@ -462,10 +388,7 @@ fn check_length(read: u64, expected: u64) -> io::Result<()> {
     if read == expected {
         return Ok(());
     }
-    Err(io::Error::new(
-        io::ErrorKind::UnexpectedEof,
-        format!("a file of {expected} bytes ends after {read} bytes"),
-    ))
+    Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("a file of {expected} bytes ends after {read} bytes")))
 }
 
 /// The value of the single-line field `name` in the first paragraph of a control file. Field
@@ -476,10 +399,7 @@ fn control_field(text: &str, name: &str) -> Option<String> {
         .filter(|line| !line.starts_with([' ', '\t']))
         .find_map(|line| {
             let (field, value) = line.split_once(':')?;
-            field
-                .trim()
-                .eq_ignore_ascii_case(name)
-                .then(|| value.trim().to_owned())
+            field.trim().eq_ignore_ascii_case(name).then(|| value.trim().to_owned())
         })
         .filter(|value| !value.is_empty())
 }
@@ -531,9 +451,7 @@ mod tests {
                 }
                 Entry::File(path, data) => {
                     header.set_size(data.len() as u64);
-                    builder
-                        .append_data(&mut header, path, data.as_slice())
-                        .unwrap();
+                    builder.append_data(&mut header, path, data.as_slice()).unwrap();
                 }
                 Entry::Symlink(path, target) => {
                     header.set_entry_type(tar::EntryType::Symlink);
@@ -550,14 +468,8 @@ mod tests {
         tar_of(vec![
             Entry::Dir("./"),
             Entry::Dir("./boot/"),
-            Entry::File(
-                &format!("./boot/System.map-{RELEASE}"),
-                b"ffffffff81000000 T _text\n".to_vec(),
-            ),
-            Entry::File(
-                &format!("./boot/config-{RELEASE}"),
-                b"CONFIG_64BIT=y\n".to_vec(),
-            ),
+            Entry::File(&format!("./boot/System.map-{RELEASE}"), b"ffffffff81000000 T _text\n".to_vec()),
+            Entry::File(&format!("./boot/config-{RELEASE}"), b"CONFIG_64BIT=y\n".to_vec()),
             Entry::File(&format!("./boot/vmlinuz-{RELEASE}"), kernel_image()),
             Entry::Dir("./lib/modules/"),
             Entry::File("./usr/share/doc/linux-image/changelog.gz", noise(5_000)),
@@ -614,10 +526,8 @@ mod tests {
     }
 
     fn files_in(dir: &Path) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
+        let mut names: Vec<String> =
+            std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
         names.sort();
         names
     }
@@ -672,14 +582,8 @@ mod tests {
         assert_eq!(kernel.vmlinuz, dest.join(format!("vmlinuz-{RELEASE}")));
         assert_eq!(kernel.config, Some(dest.join(format!("config-{RELEASE}"))));
         assert_eq!(std::fs::read(&kernel.vmlinuz).unwrap(), kernel_image());
-        assert_eq!(
-            std::fs::read(kernel.config.unwrap()).unwrap(),
-            b"CONFIG_64BIT=y\n"
-        );
-        assert_eq!(
-            files_in(&dest),
-            [format!("config-{RELEASE}"), format!("vmlinuz-{RELEASE}")]
-        );
+        assert_eq!(std::fs::read(kernel.config.unwrap()).unwrap(), b"CONFIG_64BIT=y\n");
+        assert_eq!(files_in(&dest), [format!("config-{RELEASE}"), format!("vmlinuz-{RELEASE}")]);
     }
 
     #[test]
@@ -705,17 +609,11 @@ mod tests {
 
     #[test]
     fn reads_package_and_version_from_control() {
-        for deb in [
-            deb_xz(),
-            ar_of(&[("control.tar.zst", zst(&control_tar(CONTROL)))]),
-        ] {
+        for deb in [deb_xz(), ar_of(&[("control.tar.zst", zst(&control_tar(CONTROL)))])] {
             let (_dir, path, _) = on_disk(&deb);
             assert_eq!(
                 read_control(&path).unwrap(),
-                DebControl {
-                    package: "linux-image-6.1.0-99-cloud-amd64".into(),
-                    version: "6.1.200-1".into()
-                }
+                DebControl { package: "linux-image-6.1.0-99-cloud-amd64".into(), version: "6.1.200-1".into() }
             );
         }
     }
@@ -730,45 +628,24 @@ mod tests {
 
     #[test]
     fn control_without_version_is_an_error() {
-        let deb = ar_of(&[(
-            "control.tar.xz",
-            xz(&control_tar("Package: linux-image-x\n")),
-        )]);
+        let deb = ar_of(&[("control.tar.xz", xz(&control_tar("Package: linux-image-x\n")))]);
         let (_dir, path, _) = on_disk(&deb);
         let err = read_control(&path).unwrap_err();
         assert!(matches!(err, DebError::InvalidControl { .. }), "{err:?}");
-        assert!(
-            err.to_string()
-                .ends_with("the control file has no Version field"),
-            "{err}"
-        );
+        assert!(err.to_string().ends_with("the control file has no Version field"), "{err}");
 
         let deb = ar_of(&[("control.tar.xz", xz(&tar_of(vec![Entry::Dir("./")])))]);
         let (_dir, path, _) = on_disk(&deb);
-        assert!(read_control(&path)
-            .unwrap_err()
-            .to_string()
-            .contains("has no `control` file"));
+        assert!(read_control(&path).unwrap_err().to_string().contains("has no `control` file"));
     }
 
     #[test]
     fn a_file_that_is_not_an_ar_archive_is_named_as_such() {
-        for bytes in [
-            &b""[..],
-            b"!<arch",
-            b"\x1f\x8b\x08\x00 gzip, not a deb",
-            b"<html>404</html>",
-        ] {
+        for bytes in [&b""[..], b"!<arch", b"\x1f\x8b\x08\x00 gzip, not a deb", b"<html>404</html>"] {
             let (_dir, deb, dest) = on_disk(bytes);
             let err = extract_kernel(&[deb.to_path_buf()], &dest).unwrap_err();
-            assert!(
-                matches!(err, DebError::NotArArchive { .. }),
-                "{bytes:?}: {err:?}"
-            );
-            assert!(
-                err.to_string().contains(&deb.display().to_string()),
-                "{err}"
-            );
+            assert!(matches!(err, DebError::NotArArchive { .. }), "{bytes:?}: {err:?}");
+            assert!(err.to_string().contains(&deb.display().to_string()), "{err}");
         }
     }
 
@@ -784,16 +661,7 @@ mod tests {
         let deb = ar_of(&[("debian-binary", b"2.0\n".to_vec())]);
         let (_dir, path, dest) = on_disk(&deb);
         let err = extract_kernel(&[path.to_path_buf()], &dest).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                DebError::MissingMember {
-                    member: "data.tar",
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
+        assert!(matches!(err, DebError::MissingMember { member: "data.tar", .. }), "{err:?}");
     }
 
     #[test]
@@ -801,24 +669,15 @@ mod tests {
         let deb = ar_of(&[("data.tar.gz", b"\x1f\x8b\x08\x00".to_vec())]);
         let (_dir, path, dest) = on_disk(&deb);
         let err = extract_kernel(&[path.to_path_buf()], &dest).unwrap_err();
-        assert!(
-            matches!(&err, DebError::UnsupportedCompression { member, .. } if member == "data.tar.gz")
-        );
-        assert!(
-            err.to_string()
-                .contains("only xz (.xz), zstd (.zst) and uncompressed"),
-            "{err}"
-        );
+        assert!(matches!(&err, DebError::UnsupportedCompression { member, .. } if member == "data.tar.gz"));
+        assert!(err.to_string().contains("only xz (.xz), zstd (.zst) and uncompressed"), "{err}");
     }
 
     #[test]
     fn a_meta_package_has_no_vmlinuz() {
         let data = tar_of(vec![
             Entry::Dir("./"),
-            Entry::File(
-                "./usr/share/doc/linux-image-cloud-amd64/copyright",
-                b"GPL".to_vec(),
-            ),
+            Entry::File("./usr/share/doc/linux-image-cloud-amd64/copyright", b"GPL".to_vec()),
             // Not in boot/, or not a regular file: none of these is the kernel.
             Entry::File("./usr/lib/boot/vmlinuz-1", b"x".to_vec()),
             Entry::Symlink("./boot/vmlinuz-2", "../vmlinuz"),
@@ -859,17 +718,11 @@ mod tests {
                 assert!(
                     matches!(
                         err,
-                        DebError::Corrupt { .. }
-                            | DebError::NotArArchive { .. }
-                            | DebError::MissingMember { .. }
+                        DebError::Corrupt { .. } | DebError::NotArArchive { .. } | DebError::MissingMember { .. }
                     ),
                     "{name} cut at {cut}/{len}: {err:?}"
                 );
-                assert!(
-                    files_in(&dest).is_empty(),
-                    "{name} cut at {cut}: {:?}",
-                    files_in(&dest)
-                );
+                assert!(files_in(&dest).is_empty(), "{name} cut at {cut}: {:?}", files_in(&dest));
             }
         }
     }
@@ -879,19 +732,14 @@ mod tests {
         let deb = deb_xz();
         let (_dir, path, dest) = on_disk(&deb[..deb.len() / 2]);
         let err = extract_kernel(&[path.to_path_buf()], &dest).unwrap_err();
-        let DebError::Corrupt { member, .. } = &err else {
-            panic!("{err:?}")
-        };
+        let DebError::Corrupt { member, .. } = &err else { panic!("{err:?}") };
         assert_eq!(member, "data.tar.xz");
         assert!(err.to_string().contains("is truncated or corrupt"), "{err}");
     }
 
     #[test]
     fn corrupt_compressed_data_is_detected() {
-        for (name, mut deb) in [
-            ("xz", deb_xz()),
-            ("zst", ar_of(&[("data.tar.zst", zst(&kernel_data()))])),
-        ] {
+        for (name, mut deb) in [("xz", deb_xz()), ("zst", ar_of(&[("data.tar.zst", zst(&kernel_data()))]))] {
             let middle = deb.len() / 2;
             for byte in &mut deb[middle..middle + 16] {
                 *byte ^= 0x5a;
@@ -912,10 +760,7 @@ mod tests {
 
     #[test]
     fn exact_size_reports_a_short_member() {
-        let mut short = ExactSize {
-            inner: &b"abc"[..],
-            remaining: 5,
-        };
+        let mut short = ExactSize { inner: &b"abc"[..], remaining: 5 };
         let mut out = Vec::new();
         let err = short.read_to_end(&mut out).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
@@ -938,7 +783,13 @@ mod tests {
         assert_eq!(file("boot/config-1"), "config 1");
         assert_eq!(file("./usr/lib/modules/7.2/vmlinuz"), "image 7.2");
         assert_eq!(file("usr/lib/modules/7.2/config"), "config 7.2");
-        for other in ["/boot/vmlinuz-1", "boot/../boot/vmlinuz-1", "boot/x/vmlinuz-1", "usr/lib/modules/../vmlinuz", "boot/System.map-1"] {
+        for other in [
+            "/boot/vmlinuz-1",
+            "boot/../boot/vmlinuz-1",
+            "boot/x/vmlinuz-1",
+            "usr/lib/modules/../vmlinuz",
+            "boot/System.map-1",
+        ] {
             assert_eq!(file(other), "-", "{other}");
         }
     }
@@ -1021,5 +872,4 @@ mod tests {
         let err = extract_source_tarball(&deb, &dest, &mut |_| true).unwrap_err();
         assert!(matches!(&err, DebError::Corrupt { member, .. } if member.ends_with(".tar.xz")), "{err}");
     }
-
 }

@@ -11,8 +11,10 @@ pub enum Error {
     )]
     QemuNotFound { looked_for: String },
 
-    #[error("could not start QEMU: {source}")]
-    QemuSpawn { source: std::io::Error },
+    // The cause is in the message, not a `#[source]`: a caller printing the chain (`{:#}`) would show
+    // it twice. The same for the other variants that carry an I/O error.
+    #[error("could not start QEMU: {cause}")]
+    QemuSpawn { cause: std::io::Error },
 
     #[error("--accel kvm was requested but KVM does not work here: {why}. Use --accel tcg (or auto)")]
     KvmUnusable { why: String },
@@ -70,21 +72,27 @@ pub enum Error {
     #[error("`{step}` failed ({status}); the whole output is in {log}. Its last lines:\n{tail}", log = log.display())]
     BuildFailed { step: String, status: String, log: PathBuf, tail: String },
 
-    #[error("the ksnap cache at {path} is not usable: {source}. Set XDG_CACHE_HOME to a writable directory")]
-    CacheUnusable { path: PathBuf, source: std::io::Error },
+    #[error("the ksnap cache at {path} is not usable: {cause}. Set XDG_CACHE_HOME to a writable directory", path = path.display())]
+    CacheUnusable { path: PathBuf, cause: std::io::Error },
+
+    #[error("the cache entry {path} does not verify right after it was written (a disk or filesystem problem?)", path = path.display())]
+    CacheEntryUnverified { path: PathBuf },
+
+    #[error("probe `{probe}`: {why}")]
+    InvalidProbe { probe: String, why: String },
 
     #[error("initramfs: {0}")]
     Initramfs(#[from] crate::cpio::CpioError),
 
-    #[error("{context}: {source}")]
-    Io { context: String, source: std::io::Error },
+    #[error("{context}: {cause}")]
+    Io { context: String, cause: std::io::Error },
 
     #[error("interrupted")]
     Cancelled,
 }
 
 impl Error {
-    pub fn io(context: impl Into<String>, source: std::io::Error) -> Error {
-        Error::Io { context: context.into(), source }
+    pub fn io(context: impl Into<String>, cause: std::io::Error) -> Error {
+        Error::Io { context: context.into(), cause }
     }
 }

@@ -52,19 +52,19 @@ impl InitramfsSpec {
     pub fn to_cpio(&self) -> Result<Vec<u8>, Error> {
         let mut seen = std::collections::HashSet::new();
         for probe in &self.probes {
-            let valid = !probe.name.is_empty()
-                && probe.name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+            let valid =
+                !probe.name.is_empty() && probe.name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
             if !valid || !seen.insert(&probe.name) {
-                return Err(Error::io(
-                    "building the initramfs",
-                    std::io::Error::other(format!("probe name `{}` is invalid or repeated", probe.name)),
-                ));
+                return Err(Error::InvalidProbe {
+                    probe: probe.name.clone(),
+                    why: "the name is invalid (letters, digits, `_.-`) or repeated".into(),
+                });
             }
             if probe.args.iter().any(|a| a.is_empty() || a.contains(char::is_whitespace)) {
-                return Err(Error::io(
-                    "building the initramfs",
-                    std::io::Error::other(format!("arguments of probe `{}` must be non-empty words", probe.name)),
-                ));
+                return Err(Error::InvalidProbe {
+                    probe: probe.name.clone(),
+                    why: "arguments must be non-empty words".into(),
+                });
             }
         }
         let read = |path: &Path| std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e));
@@ -138,6 +138,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut bad = spec(dir.path());
         bad.probes[0].name = "../x".into();
-        assert!(bad.to_cpio().unwrap_err().to_string().contains("invalid or repeated"));
+        assert!(bad.to_cpio().unwrap_err().to_string().contains("is invalid (letters, digits, `_.-`) or repeated"));
     }
 }

@@ -173,6 +173,9 @@ mod tests {
 
     #[test]
     fn canonical_ignores_comments_and_order() {
-        assert_eq!(canonical(&options("# x\nCONFIG_B=y\nCONFIG_A=y\n")), canonical(&options("CONFIG_A=y\nCONFIG_B=y\n")));
+        assert_eq!(
+            canonical(&options("# x\nCONFIG_B=y\nCONFIG_A=y\n")),
+            canonical(&options("CONFIG_A=y\nCONFIG_B=y\n"))
+        );
     }
 }

@@ -25,7 +25,9 @@
 //! # Facts and diagnostics
 //!
 //! Diagnostic lines (`# ...`) and facts (`# fact: KEY = VALUE`) belong to the next result line of
-//! the same block. Those still waiting when a block ends move up to its parent's next result (the
+//! the same block. A `# fact:` line that is not a fact (a key outside `[a-z0-9_.-]`, no ` = `) is a
+//! problem, not a diagnostic only: the fact it meant would otherwise vanish without a trace, and a
+//! probe with a problem has not passed. Those still waiting when a block ends move up to its parent's next result (the
 //! parent's own result is the next one); those left at the end of the document are the document's
 //! [`KtapDocument::diagnostics`].
 //!
@@ -118,13 +120,7 @@ pub enum KtapResult {
 impl KtapResult {
     /// Whether this result means the test did not pass (skips and expected failures do not count).
     pub fn is_failure(&self) -> bool {
-        matches!(
-            self,
-            KtapResult::NotOk
-                | KtapResult::Timeout { .. }
-                | KtapResult::Error { .. }
-                | KtapResult::Missing
-        )
+        matches!(self, KtapResult::NotOk | KtapResult::Timeout { .. } | KtapResult::Error { .. } | KtapResult::Missing)
     }
 }
 
@@ -179,6 +175,8 @@ enum Line<'a> {
         key: &'a str,
         value: &'a str,
     },
+    /// A line starting `# fact:` that is not `KEY = VALUE`: the whole line.
+    MalformedFact(&'a str),
     Diagnostic(&'a str),
     Blank,
     Unknown,
@@ -187,10 +185,7 @@ enum Line<'a> {
 impl Line<'_> {
     /// Lines that shape the document (as opposed to diagnostics and noise).
     fn is_structural(&self) -> bool {
-        matches!(
-            self,
-            Line::Version(_) | Line::SubtestHeader(_) | Line::Plan { .. } | Line::Result(_)
-        )
+        matches!(self, Line::Version(_) | Line::SubtestHeader(_) | Line::Plan { .. } | Line::Result(_))
     }
 }
 
@@ -212,10 +207,7 @@ fn classify(body: &str) -> Line<'_> {
     if body.is_empty() {
         return Line::Blank;
     }
-    if let Some(version) = body
-        .strip_prefix("KTAP version ")
-        .or(body.strip_prefix("TAP version "))
-    {
+    if let Some(version) = body.strip_prefix("KTAP version ").or(body.strip_prefix("TAP version ")) {
         if !version.is_empty() && version.bytes().all(|b| b.is_ascii_digit()) {
             return Line::Version(body);
         }
@@ -224,9 +216,7 @@ fn classify(body: &str) -> Line<'_> {
         return Line::SubtestHeader(name.trim());
     }
     if let Some(rest) = body.strip_prefix("# fact:") {
-        if let Some(fact) = parse_fact(rest) {
-            return fact;
-        }
+        return parse_fact(rest).unwrap_or(Line::MalformedFact(body));
     }
     if let Some(text) = body.strip_prefix('#') {
         return Line::Diagnostic(text.trim());
@@ -247,14 +237,18 @@ fn classify(body: &str) -> Line<'_> {
 fn parse_fact(rest: &str) -> Option<Line<'_>> {
     let (key, value) = rest.split_once('=')?;
     let key = key.trim();
-    let valid = !key.is_empty()
-        && key
-            .bytes()
-            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'.' | b'-'));
-    valid.then(|| Line::Fact {
-        key,
-        value: value.trim(),
-    })
+    let valid = !key.is_empty() && key.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'.' | b'-'));
+    valid.then(|| Line::Fact { key, value: value.trim() })
+}
+
+/// `line` quoted and escaped (`"…"`, as Rust's `{:?}` does), cut to its first 100 characters: for a
+/// problem that shows guest text.
+fn quote_shortened(line: &str) -> String {
+    const MAX: usize = 100;
+    match line.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{:?}…", &line[..cut]),
+        None => format!("{line:?}"),
+    }
 }
 
 /// `1..N`, optionally followed by `# comment` (TAP's `1..0 # SKIP reason`).
@@ -288,16 +282,8 @@ fn parse_result(body: &str) -> Option<ResultLine<'_>> {
         None => (rest, None),
     };
     let description = description.trim();
-    let name = description
-        .strip_prefix("- ")
-        .unwrap_or(description)
-        .trim_start();
-    Some(ResultLine {
-        ok,
-        number,
-        name,
-        directive,
-    })
+    let name = description.strip_prefix("- ").unwrap_or(description).trim_start();
+    Some(ResultLine { ok, number, name, directive })
 }
 
 /// The result a result line stands for, and its diagnostic text if that is not a directive.
@@ -305,11 +291,7 @@ fn parse_result(body: &str) -> Option<ResultLine<'_>> {
 /// Directives are matched in capitals only, as KTAP spells them: a free-form reason such as
 /// `not ok 2 open # Error: no such file` must stay a failure with a diagnostic.
 fn interpret(ok: bool, directive: Option<&str>) -> (KtapResult, Option<String>) {
-    let plain = if ok {
-        KtapResult::Ok
-    } else {
-        KtapResult::NotOk
-    };
+    let plain = if ok { KtapResult::Ok } else { KtapResult::NotOk };
     let Some(text) = directive else {
         return (plain, None);
     };
@@ -392,18 +374,12 @@ impl Block {
     /// rather than one of its own tests (only asked of flat blocks).
     fn is_ended_by(&self, result: &ResultLine) -> bool {
         let named = self.name.as_deref().is_some_and(|name| name == result.name);
-        let full = self
-            .plan
-            .is_some_and(|plan| self.tests.len() as u64 >= plan);
+        let full = self.plan.is_some_and(|plan| self.tests.len() as u64 >= plan);
         named || full
     }
 
     fn check_plan(&self, problems: &mut Problems) {
-        let results = self
-            .tests
-            .iter()
-            .filter(|t| t.result != KtapResult::Missing)
-            .count();
+        let results = self.tests.iter().filter(|t| t.result != KtapResult::Missing).count();
         if let Some(plan) = self.plan.filter(|&plan| plan != results as u64) {
             problems.push(format!(
                 "{}: the plan says {plan} test{} but {results} result{} {} found",
@@ -442,8 +418,7 @@ impl Problems {
 
     fn into_vec(mut self) -> Vec<String> {
         if self.dropped > 0 {
-            self.kept
-                .push(format!("… and {} more problems", self.dropped));
+            self.kept.push(format!("… and {} more problems", self.dropped));
         }
         self.kept
     }
@@ -471,9 +446,7 @@ impl Parser {
     }
 
     fn top(&mut self) -> &mut Block {
-        self.stack
-            .last_mut()
-            .expect("the top level is never popped")
+        self.stack.last_mut().expect("the top level is never popped")
     }
 
     /// Reads line `number` (counting from 1).
@@ -494,10 +467,7 @@ impl Parser {
                 self.abandon_deeper(indent, number);
                 let top = self.top();
                 // The top level has no name; `# Subtest:` there starts a block.
-                let joins = top.opened_at != 0
-                    && top.indent == indent
-                    && top.is_fresh()
-                    && top.name.is_none();
+                let joins = top.opened_at != 0 && top.indent == indent && top.is_fresh() && top.name.is_none();
                 if joins {
                     top.name = Some(name.to_owned());
                 } else if let Some(block) = self.open_block(indent, number) {
@@ -509,10 +479,7 @@ impl Parser {
                 if indent > self.top().indent && self.open_block(indent, number).is_none() {
                     return;
                 }
-                let block = self
-                    .stack
-                    .last_mut()
-                    .expect("the top level is never popped");
+                let block = self.stack.last_mut().expect("the top level is never popped");
                 if let Some(comment) = comment.filter(|c| !c.is_empty()) {
                     block.pending.diagnostics.push(comment.to_owned());
                 }
@@ -520,22 +487,23 @@ impl Parser {
                     // TAP allows the plan after the results too.
                     block.plan = Some(count);
                 } else {
-                    let problem = format!(
-                        "line {number}: a second plan line in {}; ignored",
-                        block.label()
-                    );
+                    let problem = format!("line {number}: a second plan line in {}; ignored", block.label());
                     self.problems.push(problem);
                 }
             }
             Line::Result(result) => self.result(number, indent, &result),
-            Line::BailOut(reason) => self
-                .problems
-                .push(format!("line {number}: the test bailed out: {reason}")),
-            Line::Fact { key, value } => self
-                .top()
-                .pending
-                .facts
-                .push((key.to_owned(), value.to_owned())),
+            Line::BailOut(reason) => self.problems.push(format!("line {number}: the test bailed out: {reason}")),
+            Line::Fact { key, value } => self.top().pending.facts.push((key.to_owned(), value.to_owned())),
+            Line::MalformedFact(line) => {
+                self.problems.push(format!(
+                    "line {number}: malformed fact line {}: a fact is `# fact: KEY = VALUE` with KEY of \
+                     [a-z0-9_.-]",
+                    quote_shortened(line)
+                ));
+                // Also where it stood, as any other diagnostic.
+                let text = line.strip_prefix('#').unwrap_or(line).trim();
+                self.top().pending.diagnostics.push(text.to_owned());
+            }
             Line::Diagnostic(text) => self.top().pending.diagnostics.push(text.to_owned()),
             Line::Blank => {}
             Line::Unknown => self.ignored_lines += 1,
@@ -562,17 +530,10 @@ impl Parser {
         };
 
         let problems = &mut self.problems;
-        let block = self
-            .stack
-            .last_mut()
-            .expect("the top level is never popped");
+        let block = self.stack.last_mut().expect("the top level is never popped");
         let expected = block.last_number.map_or(1, |n| n.saturating_add(1));
         if !block.numbers_seen.insert(result.number) {
-            problems.push(format!(
-                "line {number}: test number {} appears twice in {}",
-                result.number,
-                block.label()
-            ));
+            problems.push(format!("line {number}: test number {} appears twice in {}", result.number, block.label()));
         } else if result.number != expected {
             problems.push(format!(
                 "line {number}: test {} is out of order in {}; expected test {expected}",
@@ -583,10 +544,7 @@ impl Parser {
         block.last_number = Some(result.number);
 
         let (outcome, note) = interpret(result.ok, result.directive);
-        let Pending {
-            facts,
-            mut diagnostics,
-        } = std::mem::take(&mut block.pending);
+        let Pending { facts, mut diagnostics } = std::mem::take(&mut block.pending);
         diagnostics.extend(note);
         block.tests.push(KtapTest {
             number: result.number,
@@ -671,20 +629,12 @@ impl Parser {
         }
         let root = self.stack.pop().expect("the top level is never popped");
         for (key, _) in &root.pending.facts {
-            self.problems.push(format!(
-                "fact `{key}` comes after the last result line and belongs to no test"
-            ));
+            self.problems.push(format!("fact `{key}` comes after the last result line and belongs to no test"));
         }
-        let results = root
-            .tests
-            .iter()
-            .filter(|t| t.result != KtapResult::Missing)
-            .count() as u64;
+        let results = root.tests.iter().filter(|t| t.result != KtapResult::Missing).count() as u64;
         match root.plan {
             None if !had_text => self.problems.push("no KTAP output".to_owned()),
-            None => self
-                .problems
-                .push("no plan line (`1..N`): cannot tell whether every test ran".to_owned()),
+            None => self.problems.push("no plan line (`1..N`): cannot tell whether every test ran".to_owned()),
             Some(_) => root.check_plan(&mut self.problems),
         }
         KtapDocument {
@@ -717,9 +667,7 @@ mod tests {
     }
 
     fn skip(reason: &str) -> KtapResult {
-        KtapResult::Skip {
-            reason: reason.into(),
-        }
+        KtapResult::Skip { reason: reason.into() }
     }
 
     fn assert_clean(doc: &KtapDocument) {
@@ -738,27 +686,19 @@ mod tests {
         assert_clean(&doc);
         assert_eq!(doc.version.as_deref(), Some("KTAP version 1"));
         assert_eq!(doc.plan, Some(3));
-        let [page_size, cmdline, thp] = &doc.tests[..] else {
-            panic!("{doc:#?}")
-        };
+        let [page_size, cmdline, thp] = &doc.tests[..] else { panic!("{doc:#?}") };
         assert_eq!(page_size.number, 1);
         assert_eq!(page_size.result, KtapResult::Ok);
         assert_eq!(
             page_size.facts,
             [
                 ("page_size".to_owned(), "4096".to_owned()),
-                (
-                    "thp.enabled".to_owned(),
-                    "[always] madvise never".to_owned()
-                )
+                ("thp.enabled".to_owned(), "[always] madvise never".to_owned())
             ]
         );
         assert!(page_size.diagnostics.is_empty());
         assert_eq!(cmdline.result, KtapResult::NotOk);
-        assert_eq!(
-            cmdline.diagnostics,
-            ["reading /proc/cmdline", "open: No such file or directory"]
-        );
+        assert_eq!(cmdline.diagnostics, ["reading /proc/cmdline", "open: No such file or directory"]);
         assert!(cmdline.facts.is_empty());
         assert_eq!(thp.result, skip("not built in"));
         assert!(doc.any_failed());
@@ -778,10 +718,7 @@ mod tests {
         );
         // The runner prefixes each test's own TAP with "# ": per the spec, those are diagnostics.
         let first = &doc.tests[0];
-        assert_eq!(
-            first.diagnostics[0],
-            "selftests: membarrier: membarrier_test_single_thread"
-        );
+        assert_eq!(first.diagnostics[0], "selftests: membarrier: membarrier_test_single_thread");
         assert_eq!(first.diagnostics[1], "TAP version 13");
         assert_eq!(first.diagnostics.len(), 5);
         assert!(first.subtests.is_empty());
@@ -792,10 +729,7 @@ mod tests {
     fn old_kunit_tap14_with_tabs_and_stray_lines() {
         let doc = sample!("kunit-tap14-tabs.tap");
         assert_clean(&doc);
-        assert_eq!(
-            doc.ignored_lines, 5,
-            "init_suite and `kunit ...: all tests passed` lines"
-        );
+        assert_eq!(doc.ignored_lines, 5, "init_suite and `kunit ...: all tests passed` lines");
         assert_eq!(names(&doc.tests), ["sysctl_test", "example"]);
         let sysctl = &doc.tests[0];
         assert_eq!(
@@ -808,16 +742,10 @@ mod tests {
             ]
         );
         let nested = &sysctl.subtests[1];
-        assert_eq!(
-            names(&nested.subtests),
-            ["example_simple_test", "example_mock_test"]
-        );
+        assert_eq!(names(&nested.subtests), ["example_simple_test", "example_mock_test"]);
         assert_eq!(
             nested.subtests[0].diagnostics,
-            [
-                "example_simple_test: initializing",
-                "example_simple_test: example_simple_test passed"
-            ]
+            ["example_simple_test: initializing", "example_simple_test: example_simple_test passed"]
         );
         assert_eq!(doc.tests[1].subtests.len(), 2);
     }
@@ -851,34 +779,20 @@ mod tests {
         let doc = sample!("kunit-missing-plan.tap");
         assert_eq!(doc.plan, None);
         assert!(!doc.complete);
-        assert_eq!(
-            doc.problems,
-            ["no plan line (`1..N`): cannot tell whether every test ran"]
-        );
+        assert_eq!(doc.problems, ["no plan line (`1..N`): cannot tell whether every test ran"]);
         assert_eq!(names(&doc.tests), ["sysctl_test", "example"]);
-        assert_eq!(
-            doc.tests[0].subtests.len(),
-            2,
-            "a nested block may have no plan"
-        );
+        assert_eq!(doc.tests[0].subtests.len(), 2, "a nested block may have no plan");
     }
 
     #[test]
     fn the_example_of_the_ktap_spec() {
         let doc = sample!("ktap-spec-example.ktap");
         assert_clean(&doc);
-        let [main] = &doc.tests[..] else {
-            panic!("{doc:#?}")
-        };
+        let [main] = &doc.tests[..] else { panic!("{doc:#?}") };
         assert_eq!(main.name, "main_test");
         assert_eq!(main.result, KtapResult::NotOk);
-        assert_eq!(
-            names(&main.subtests),
-            ["example_test_1", "example_test_2", "example_test_3"]
-        );
-        let [one, two, three] = &main.subtests[..] else {
-            unreachable!()
-        };
+        assert_eq!(names(&main.subtests), ["example_test_1", "example_test_2", "example_test_3"]);
+        let [one, two, three] = &main.subtests[..] else { unreachable!() };
         assert_eq!(one.subtests[0].diagnostics, ["test_1: initializing test_1"]);
         assert_eq!(two.subtests[0].result, skip("test_1 skipped"));
         assert_eq!(two.result, KtapResult::Ok);
@@ -890,45 +804,26 @@ mod tests {
     fn modern_kunit_with_misaligned_diagnostics() {
         let doc = sample!("kunit-params.ktap");
         assert_clean(&doc);
-        let [example] = &doc.tests[..] else {
-            panic!("{doc:#?}")
-        };
+        let [example] = &doc.tests[..] else { panic!("{doc:#?}") };
         assert_eq!(example.name, "example");
         assert_eq!(
             example.diagnostics,
-            [
-                "example: initializing suite",
-                "example: exiting suite",
-                "Totals: pass:2 fail:0 skip:2 total:4"
-            ]
+            ["example: initializing suite", "example: exiting suite", "Totals: pass:2 fail:0 skip:2 total:4"]
         );
-        let [params] = &example.subtests[..] else {
-            panic!("{example:#?}")
-        };
+        let [params] = &example.subtests[..] else { panic!("{example:#?}") };
         assert_eq!(params.name, "example_params_test");
         assert_eq!(
             params.diagnostics,
-            [
-                "module: kunit_example_test",
-                "example_params_test: pass:2 fail:0 skip:2 total:4"
-            ]
+            ["module: kunit_example_test", "example_params_test: pass:2 fail:0 skip:2 total:4"]
         );
         assert_eq!(
             names(&params.subtests),
-            [
-                "example value 3",
-                "example value 2",
-                "example value 1",
-                "example value 0"
-            ]
+            ["example value 3", "example value 2", "example value 1", "example value 0"]
         );
         assert_eq!(params.subtests[0].result, skip("unsupported param value 3"));
         assert_eq!(
             params.subtests[0].diagnostics,
-            [
-                "example_params_test: initializing",
-                "example_params_test: cleaning up"
-            ]
+            ["example_params_test: initializing", "example_params_test: cleaning up"]
         );
         assert!(!doc.any_failed());
     }
@@ -957,18 +852,10 @@ mod tests {
         assert_eq!(
             results,
             [
-                KtapResult::Todo {
-                    reason: "not yet".into()
-                },
-                KtapResult::Xfail {
-                    reason: "known".into()
-                },
-                KtapResult::Timeout {
-                    detail: "30 seconds".into()
-                },
-                KtapResult::Error {
-                    detail: "no device".into()
-                },
+                KtapResult::Todo { reason: "not yet".into() },
+                KtapResult::Xfail { reason: "known".into() },
+                KtapResult::Timeout { detail: "30 seconds".into() },
+                KtapResult::Error { detail: "no device".into() },
                 KtapResult::Ok,
                 KtapResult::NotOk,
                 KtapResult::Ok,
@@ -978,18 +865,9 @@ mod tests {
         assert_eq!(doc.tests[4].diagnostics, ["skip lowercase is prose"]);
         assert_eq!(doc.tests[5].diagnostics, ["Error: prose too"]);
         assert_eq!(doc.tests[6].diagnostics, ["rcode=0"]);
-        assert!(!KtapResult::Todo {
-            reason: String::new()
-        }
-        .is_failure());
-        assert!(!KtapResult::Xfail {
-            reason: String::new()
-        }
-        .is_failure());
-        assert!(KtapResult::Timeout {
-            detail: String::new()
-        }
-        .is_failure());
+        assert!(!KtapResult::Todo { reason: String::new() }.is_failure());
+        assert!(!KtapResult::Xfail { reason: String::new() }.is_failure());
+        assert!(KtapResult::Timeout { detail: String::new() }.is_failure());
         assert!(KtapResult::Missing.is_failure());
     }
 
@@ -1005,25 +883,16 @@ mod tests {
     fn plan_problems() {
         let short = parse("KTAP version 1\n1..5\nok 1 a\nok 2 b\n");
         assert!(!short.complete);
-        assert_eq!(
-            short.problems,
-            ["the top level: the plan says 5 tests but 2 results were found"]
-        );
+        assert_eq!(short.problems, ["the top level: the plan says 5 tests but 2 results were found"]);
 
         let long = parse("1..1\nok 1 a\nok 2 b\n");
-        assert_eq!(
-            long.problems,
-            ["the top level: the plan says 1 test but 2 results were found"]
-        );
+        assert_eq!(long.problems, ["the top level: the plan says 1 test but 2 results were found"]);
 
         let trailing = parse("ok 1 a\nok 2 b\n1..2\n");
         assert_clean(&trailing);
 
         let twice = parse("1..1\n1..2\nok 1 a\n");
-        assert_eq!(
-            twice.problems,
-            ["line 2: a second plan line in the top level; ignored"]
-        );
+        assert_eq!(twice.problems, ["line 2: a second plan line in the top level; ignored"]);
         assert_eq!(twice.plan, Some(1));
 
         let skip_all = parse("TAP version 13\n1..0 # SKIP no such device\n");
@@ -1035,10 +904,7 @@ mod tests {
             nested.problems,
             ["the subtests of `s` (from line 2): the plan says 3 tests but 1 result was found"]
         );
-        assert!(
-            nested.complete,
-            "the top level is complete; the nested problem is reported"
-        );
+        assert!(nested.complete, "the top level is complete; the nested problem is reported");
     }
 
     #[test]
@@ -1068,9 +934,7 @@ mod tests {
                 "the top level: the plan says 2 tests but 0 results were found",
             ]
         );
-        let [suite] = &doc.tests[..] else {
-            panic!("{doc:#?}")
-        };
+        let [suite] = &doc.tests[..] else { panic!("{doc:#?}") };
         assert_eq!(suite.result, KtapResult::Missing);
         assert_eq!(suite.name, "suite");
         assert_eq!(suite.number, 1);
@@ -1104,10 +968,7 @@ mod tests {
         assert_eq!(parse("\n \n").problems, ["no KTAP output"]);
         let garbage = parse("Segmentation fault\n\u{fffd}\u{fffd}\n");
         assert_eq!(garbage.ignored_lines, 2);
-        assert_eq!(
-            garbage.problems,
-            ["no plan line (`1..N`): cannot tell whether every test ran"]
-        );
+        assert_eq!(garbage.problems, ["no plan line (`1..N`): cannot tell whether every test ran"]);
         assert!(garbage.tests.is_empty());
     }
 
@@ -1126,16 +987,40 @@ mod tests {
 
     #[test]
     fn fact_syntax() {
-        let doc = parse("1..1\n# fact: a.b-c_1=x = y\n# fact: Bad Key = v\n# fact: novalue\n# fact:   empty =\nok 1 t\n");
+        let doc =
+            parse("1..1\n# fact: a.b-c_1=x = y\n# fact: Bad Key = v\n# fact: novalue\n# fact:   empty =\nok 1 t\n");
         let test = &doc.tests[0];
+        assert_eq!(test.facts, [("a.b-c_1".to_owned(), "x = y".to_owned()), ("empty".to_owned(), String::new())]);
+        assert_eq!(test.diagnostics, ["fact: Bad Key = v", "fact: novalue"]);
+    }
+
+    /// A mistyped key must not just vanish from the facts: the document has a problem, so the probe
+    /// has not passed (`ProbeRun::passed`) and the problem shows as the probe's `(ktap)` fact.
+    #[test]
+    fn a_malformed_fact_line_is_a_problem() {
+        let doc =
+            parse("KTAP version 1\n1..2\n# fact: good = 1\n# fact: Mem_Total = 2\nok 1 a\n# fact:nothing\nok 2 b\n");
+        assert!(doc.complete);
         assert_eq!(
-            test.facts,
+            doc.problems,
             [
-                ("a.b-c_1".to_owned(), "x = y".to_owned()),
-                ("empty".to_owned(), String::new())
+                "line 4: malformed fact line \"# fact: Mem_Total = 2\": a fact is `# fact: KEY = VALUE` with KEY \
+                 of [a-z0-9_.-]",
+                "line 6: malformed fact line \"# fact:nothing\": a fact is `# fact: KEY = VALUE` with KEY of \
+                 [a-z0-9_.-]",
             ]
         );
-        assert_eq!(test.diagnostics, ["fact: Bad Key = v", "fact: novalue"]);
+        assert_eq!(doc.tests[0].facts, [("good".to_owned(), "1".to_owned())]);
+        assert_eq!(doc.tests[0].diagnostics, ["fact: Mem_Total = 2"]);
+        assert_eq!(doc.tests[1].diagnostics, ["fact:nothing"]);
+        assert!(!doc.any_failed(), "the results themselves are as printed");
+
+        let long = format!("1..1\n# fact: K{} = \u{1b}\nok 1 t\n", "x".repeat(200));
+        let problem = &parse(&long).problems[0];
+        assert!(problem.starts_with("line 2: malformed fact line \"# fact: Kxxx"), "{problem}");
+        assert!(problem.contains("xxx\"…: a fact is"), "cut to 100 characters: {problem}");
+        let escaped = parse("1..1\n# fact: \u{1b}[31m = red\nok 1 t\n");
+        assert!(escaped.problems[0].contains("\"# fact: \\u{1b}[31m = red\""), "{:?}", escaped.problems);
     }
 
     #[test]
@@ -1157,21 +1042,10 @@ mod tests {
         text.push_str("ok 1 bottom\n");
         let doc = parse(&text);
         fn depth(tests: &[KtapTest]) -> usize {
-            tests
-                .iter()
-                .map(|t| 1 + depth(&t.subtests))
-                .max()
-                .unwrap_or(0)
+            tests.iter().map(|t| 1 + depth(&t.subtests)).max().unwrap_or(0)
         }
-        assert!(
-            depth(&doc.tests) <= MAX_DEPTH + 1,
-            "depth {}",
-            depth(&doc.tests)
-        );
-        assert!(doc
-            .problems
-            .iter()
-            .any(|p| p.contains("nesting deeper than 16 levels")));
+        assert!(depth(&doc.tests) <= MAX_DEPTH + 1, "depth {}", depth(&doc.tests));
+        assert!(doc.problems.iter().any(|p| p.contains("nesting deeper than 16 levels")));
         assert!(!doc.complete);
     }
 

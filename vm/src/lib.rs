@@ -4,10 +4,11 @@
 //! - [`kernel`]: kernel sources (apt package, `.deb`, bzImage, a build), pinned ([`kernel::Pin`]) and
 //!   resolved into the [`cache`], through [`apt`] (the system's apt, or ksnap's own per Debian suite);
 //! - [`build`] (over [`kconfig`]): kernels built from source with Kconfig fragments;
+//! - `entry` (private): kernel cache entries, shared by [`kernel`] and [`build`];
 //! - [`deb`]: unpacking a kernel `.deb` (or a kernel source package) in Rust;
 //! - [`initramfs`] (over [`cpio`]): `/init`, the probes and their plan;
 //! - [`qemu`]: finding QEMU, choosing the accelerator, building the command line;
-//! - [`run`]: booting and watching one VM; its [`Outcome`];
+//! - [`mod@run`]: booting and watching one VM; its [`Outcome`];
 //! - [`protocol`], [`ktap`], [`console`]: reading what the guest said;
 //! - [`children`]: making sure no child process outlives ksnap.
 
@@ -18,6 +19,7 @@ pub mod children;
 pub mod console;
 pub mod cpio;
 pub mod deb;
+mod entry;
 mod error;
 pub mod initramfs;
 pub mod kconfig;
@@ -29,4 +31,4 @@ pub mod run;
 
 pub use error::Error;
 pub use qemu::{Accel, AccelChoice, Qemu, Timeouts, VmSpec};
-pub use run::{run, Outcome, RunReport};
+pub use run::{run, Outcome, RunReport, WaitingFor};

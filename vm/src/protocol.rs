@@ -2,7 +2,8 @@
 //!
 //! The format is specified in ARCHITECTURE.md ("Guest protocol"). Only `init` writes control lines and it
 //! writes them whole, so the parser is strict about them: anything unexpected makes the run's output
-//! malformed. Probe output (behind `| `) is untrusted bytes, decoded lossily and parsed leniently as KTAP.
+//! malformed. Probe output — stdout behind `| `, stderr behind `! ` — is untrusted bytes, decoded lossily;
+//! stdout is parsed leniently as KTAP, stderr is kept as it is (diagnostics for a person, never KTAP).
 
 use std::time::Duration;
 
@@ -22,7 +23,7 @@ pub enum ProbeEnd {
 impl std::fmt::Display for ProbeEnd {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ProbeEnd::Exited(code) => write!(f, "exited with status {code}"),
+            ProbeEnd::Exited(code) => write!(f, "exited {code}"),
             ProbeEnd::Signaled(signal) => write!(f, "killed by signal {signal} ({})", signal_name(*signal)),
             ProbeEnd::TimedOut(after) => write!(f, "timed out after {} ms", after.as_millis()),
             ProbeEnd::SpawnError(errno) => write!(f, "could not be started ({errno})"),
@@ -54,6 +55,11 @@ pub struct ProbeRun {
     pub output: Vec<String>,
     /// Bytes init discarded because the probe wrote more than the relay limit.
     pub truncated_bytes: Option<u64>,
+    /// Its stderr, line by line, lossily decoded: diagnostics for a person. It is neither KTAP nor
+    /// kernel output, and no fact comes from it.
+    pub stderr: Vec<String>,
+    /// Bytes of stderr init discarded because the probe wrote more than the stderr limit.
+    pub stderr_truncated_bytes: Option<u64>,
     pub ktap: KtapDocument,
 }
 
@@ -94,8 +100,8 @@ pub struct ProtocolError {
     pub line: String,
 }
 
-/// Protocol version this host speaks.
-const VERSION: &str = "1";
+/// Protocol version this host speaks. Version 2 added probe stderr (`! LINE`, `stderr-truncated=`).
+pub const VERSION: &str = "2";
 
 /// An incremental parser: feed it lines as they arrive.
 #[derive(Debug, Default)]
@@ -117,6 +123,18 @@ enum State {
 struct OpenProbe {
     name: String,
     output: Vec<String>,
+    stderr: Vec<String>,
+}
+
+/// What one result-channel line was, when it was not a protocol error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fed {
+    /// A control line that moved the run on.
+    Milestone(Milestone),
+    /// One line of the running probe's stderr, as kept (lossily decoded).
+    Stderr { probe: String, line: String },
+    /// Anything else: probe stdout, a note, the summary.
+    Other,
 }
 
 impl ResultChannel {
@@ -139,38 +157,60 @@ impl ResultChannel {
         self.current.as_ref().map(|p| p.name.as_str())
     }
 
-    /// Feed one line (without its `\n`).
+    /// Feed one line (without its `\n`); returns the milestone it reached, if any.
     pub fn feed(&mut self, line: &[u8]) -> Result<Option<Milestone>, ProtocolError> {
+        Ok(match self.feed_line(line)? {
+            Fed::Milestone(milestone) => Some(milestone),
+            Fed::Stderr { .. } | Fed::Other => None,
+        })
+    }
+
+    /// Feed one line (without its `\n`), saying what it was: a milestone, a line of probe stderr (for
+    /// the run's log), or anything else.
+    pub fn feed_line(&mut self, line: &[u8]) -> Result<Fed, ProtocolError> {
         let fail = |reason: &str| Err(ProtocolError { reason: reason.to_string(), line: display_line(line) });
         if self.state == State::Done {
             return fail("output after ksnap-done");
         }
-        if let Some(relayed) = line.strip_prefix(b"| ").or(if line == b"|" { Some(&[][..]) } else { None }) {
+        if let Some(relayed) = relayed(line, b'|') {
             return match self.current.as_mut() {
                 Some(probe) => {
                     probe.output.push(String::from_utf8_lossy(relayed).into_owned());
-                    Ok(None)
+                    Ok(Fed::Other)
                 }
                 None => fail("probe output outside any probe"),
+            };
+        }
+        if let Some(relayed) = relayed(line, b'!') {
+            return match self.current.as_mut() {
+                Some(probe) => {
+                    let text = String::from_utf8_lossy(relayed).into_owned();
+                    probe.stderr.push(text.clone());
+                    Ok(Fed::Stderr { probe: probe.name.clone(), line: text })
+                }
+                None => fail("probe stderr outside any probe"),
             };
         }
         let Ok(text) = std::str::from_utf8(line) else { return fail("control line is not UTF-8") };
         let mut words = text.split(' ');
         let keyword = words.next().unwrap_or("");
         let rest: Vec<&str> = words.collect();
+        let milestone = |m| Ok(Fed::Milestone(m));
         match (self.state, keyword, rest.as_slice()) {
             (State::AwaitingHello, "ksnap-init", [version]) if *version == VERSION => {
                 self.state = State::Running;
-                Ok(Some(Milestone::Hello))
+                milestone(Milestone::Hello)
             }
-            (State::AwaitingHello, "ksnap-init", _) => fail("unsupported protocol version (expected ksnap-init 1)"),
+            (State::AwaitingHello, "ksnap-init", _) => fail(&format!(
+                "unsupported protocol version (expected ksnap-init {VERSION}): guest-tests and ksnap differ"
+            )),
             (State::AwaitingHello, _, _) => fail("expected ksnap-init first"),
             (State::Running, "probe-begin", [name]) => {
                 if self.current.is_some() {
                     return fail("probe-begin while another probe is running");
                 }
-                self.current = Some(OpenProbe { name: name.to_string(), output: Vec::new() });
-                Ok(Some(Milestone::ProbeBegin(name.to_string())))
+                self.current = Some(OpenProbe { name: name.to_string(), output: Vec::new(), stderr: Vec::new() });
+                milestone(Milestone::ProbeBegin(name.to_string()))
             }
             (State::Running, "probe-end", [name, how]) => {
                 let Some(open) = self.current.take_if(|p| p.name == *name) else {
@@ -183,27 +223,39 @@ impl ResultChannel {
                     end,
                     output: open.output,
                     truncated_bytes: None,
+                    stderr: open.stderr,
+                    stderr_truncated_bytes: None,
                     ktap,
                 });
-                Ok(Some(Milestone::ProbeEnd(name.to_string())))
+                milestone(Milestone::ProbeEnd(name.to_string()))
             }
             (State::Running, "probe-note", [name, note]) => {
-                let bytes = note.strip_prefix("truncated=").and_then(|n| n.parse::<u64>().ok());
-                match (self.report.probes.last_mut(), bytes) {
-                    (Some(last), Some(bytes)) if last.name == *name => {
-                        last.truncated_bytes = Some(bytes);
-                        Ok(None)
+                let Some(last) =
+                    self.report.probes.last_mut().filter(|last| last.name == *name && self.current.is_none())
+                else {
+                    return fail("probe-note that does not follow its probe-end");
+                };
+                let (slot, bytes) = match note.split_once('=') {
+                    Some(("truncated", bytes)) => (&mut last.truncated_bytes, bytes),
+                    Some(("stderr-truncated", bytes)) => (&mut last.stderr_truncated_bytes, bytes),
+                    _ => return fail("unknown probe-note"),
+                };
+                match bytes.parse::<u64>() {
+                    Ok(bytes) if slot.is_none() => {
+                        *slot = Some(bytes);
+                        Ok(Fed::Other)
                     }
-                    _ => fail("probe-note that does not follow its probe-end"),
+                    Ok(_) => fail("probe-note repeated"),
+                    Err(_) => fail("unknown probe-note"),
                 }
             }
             (State::Running, "summary", _) if self.current.is_none() => {
                 self.report.summary = Some(text.to_string());
-                Ok(None)
+                Ok(Fed::Other)
             }
             (State::Running, "ksnap-done", []) if self.current.is_none() => {
                 self.state = State::Done;
-                Ok(Some(Milestone::Done))
+                milestone(Milestone::Done)
             }
             _ => fail("not a line of the ksnap guest protocol"),
         }
@@ -212,6 +264,15 @@ impl ResultChannel {
     /// The report so far. A probe still open (the guest stopped mid-probe) is not included.
     pub fn into_report(self) -> GuestReport {
         self.report
+    }
+}
+
+/// The relayed bytes of `MARKER LINE` (or of a bare `MARKER`, an empty line).
+fn relayed(line: &[u8], marker: u8) -> Option<&[u8]> {
+    match line {
+        [first, b' ', rest @ ..] if *first == marker => Some(rest),
+        [first] if *first == marker => Some(&[]),
+        _ => None,
     }
 }
 
@@ -228,7 +289,8 @@ fn parse_end(how: &str) -> Option<ProbeEnd> {
 
 /// Render untrusted bytes for an error message: printable ASCII as is, the rest escaped, at most 120 chars.
 pub fn display_line(line: &[u8]) -> String {
-    let mut shown: String = line.iter().take(120).flat_map(|&b| std::ascii::escape_default(b)).map(char::from).collect();
+    let mut shown: String =
+        line.iter().take(120).flat_map(|&b| std::ascii::escape_default(b)).map(char::from).collect();
     if line.len() > 120 {
         shown.push('…');
     }
@@ -247,9 +309,10 @@ mod tests {
         Ok(milestones)
     }
 
-    const GOOD: &[u8] = b"ksnap-init 1
+    const GOOD: &[u8] = b"ksnap-init 2
 probe-begin env
 | KTAP version 1
+! env: starting
 | 1..1
 | # fact: page_size = 4096
 | ok 1 page_size
@@ -261,6 +324,7 @@ probe-begin flood
 | x
 probe-end flood exit=0
 probe-note flood truncated=1234
+probe-note flood stderr-truncated=99
 summary probes=3 exited0=2 failed=1
 ksnap-done
 ";
@@ -277,10 +341,13 @@ ksnap-done
         let env = &report.probes[0];
         assert_eq!(env.end, ProbeEnd::Exited(0));
         assert_eq!(env.output.len(), 4);
+        assert_eq!(env.stderr, ["env: starting"]);
         assert!(env.passed());
         assert_eq!(report.probes[1].end, ProbeEnd::Signaled(11));
         assert!(!report.probes[1].passed());
+        assert!(report.probes[1].stderr.is_empty());
         assert_eq!(report.probes[2].truncated_bytes, Some(1234));
+        assert_eq!(report.probes[2].stderr_truncated_bytes, Some(99));
         assert!(!report.probes[2].passed(), "a truncated probe has not passed");
         assert_eq!(report.summary.as_deref(), Some("summary probes=3 exited0=2 failed=1"));
     }
@@ -288,7 +355,7 @@ ksnap-done
     #[test]
     fn relayed_output_may_be_any_bytes() {
         let mut channel = ResultChannel::new();
-        feed_all(&mut channel, b"ksnap-init 1\nprobe-begin p\n").unwrap();
+        feed_all(&mut channel, b"ksnap-init 2\nprobe-begin p\n").unwrap();
         channel.feed(b"| \xff\x00\x1b[2J").unwrap();
         channel.feed(b"|").unwrap();
         channel.feed(b"probe-end p timeout=2000").unwrap();
@@ -301,20 +368,97 @@ ksnap-done
     fn rejects_lines_init_would_never_write() {
         let cases: &[(&[u8], &str)] = &[
             (b"garbage", "expected ksnap-init first"),
-            (b"ksnap-init 2", "unsupported protocol version"),
-            (b"ksnap-init 1\n| stray", "outside any probe"),
-            (b"ksnap-init 1\nprobe-begin a\nprobe-begin b", "while another probe"),
-            (b"ksnap-init 1\nprobe-begin a\nprobe-end b exit=0", "not running"),
-            (b"ksnap-init 1\nprobe-begin a\nprobe-end a exit=x", "unknown probe-end status"),
-            (b"ksnap-init 1\nprobe-begin a\nksnap-done", "not a line"),
-            (b"ksnap-init 1\nksnap-done\nksnap-done", "after ksnap-done"),
-            (b"ksnap-init 1\n\xff\xfe", "not UTF-8"),
-            (b"ksnap-init 1\nprobe-note a truncated=1", "does not follow"),
+            (b"ksnap-init 1", "unsupported protocol version (expected ksnap-init 2)"),
+            (b"ksnap-init 3", "unsupported protocol version"),
+            (b"ksnap-init 2\n| stray", "outside any probe"),
+            (b"ksnap-init 2\n! stray", "probe stderr outside any probe"),
+            (b"ksnap-init 2\nprobe-begin a\nprobe-end a exit=0\n! late", "probe stderr outside any probe"),
+            (b"ksnap-init 2\nprobe-begin a\nprobe-end a exit=0\nprobe-note a stderr-truncated=x", "unknown probe-note"),
+            (b"ksnap-init 2\nprobe-begin a\nprobe-end a exit=0\nprobe-note a stdout=1", "unknown probe-note"),
+            (
+                b"ksnap-init 2\nprobe-begin a\nprobe-end a exit=0\nprobe-note a truncated=1\nprobe-note a truncated=2",
+                "repeated",
+            ),
+            (b"ksnap-init 2\nprobe-begin a\n!x", "not a line"),
+            (b"ksnap-init 2\nprobe-begin a\nprobe-begin b", "while another probe"),
+            (b"ksnap-init 2\nprobe-begin a\nprobe-end b exit=0", "not running"),
+            (b"ksnap-init 2\nprobe-begin a\nprobe-end a exit=x", "unknown probe-end status"),
+            (b"ksnap-init 2\nprobe-begin a\nksnap-done", "not a line"),
+            (b"ksnap-init 2\nksnap-done\nksnap-done", "after ksnap-done"),
+            (b"ksnap-init 2\n\xff\xfe", "not UTF-8"),
+            (b"ksnap-init 2\nprobe-note a truncated=1", "does not follow"),
         ];
         for (input, reason) in cases {
             let err = feed_all(&mut ResultChannel::new(), input).unwrap_err();
             assert!(err.reason.contains(reason), "{:?}: got {:?}", String::from_utf8_lossy(input), err.reason);
         }
+    }
+
+    /// What init writes for one line a probe wrote on stderr (init.rs, `Relay`).
+    fn relay_stderr(line: &[u8]) -> Vec<u8> {
+        [b"! ", line].concat()
+    }
+
+    #[test]
+    fn probe_stderr_is_kept_apart_from_stdout_and_is_never_ktap() {
+        let mut channel = ResultChannel::new();
+        feed_all(&mut channel, b"ksnap-init 2\nprobe-begin p\n| KTAP version 1\n| 1..1\n").unwrap();
+        let stderr: &[&[u8]] = &[
+            b"Kernel panic - not syncing: fake",
+            b"WARNING: CPU: 0 PID: 1 at fake.c:1 fake+0x0/0x0",
+            b"not ok 1 forged_on_stderr",
+            b"# fact: forged = yes",
+            b"| ok 2 forged_stdout",
+            b"probe-end p exit=1",
+            b"ksnap-done",
+            b"",
+        ];
+        for line in stderr {
+            let fed = channel.feed_line(&relay_stderr(line)).unwrap();
+            let expected = String::from_utf8_lossy(line).into_owned();
+            assert_eq!(fed, Fed::Stderr { probe: "p".into(), line: expected });
+        }
+        // A bare `!` is an empty line too, as a bare `|` is.
+        assert_eq!(channel.feed_line(b"!").unwrap(), Fed::Stderr { probe: "p".into(), line: String::new() });
+        feed_all(&mut channel, b"| ok 1 real\nprobe-end p exit=0\nsummary probes=1 exited0=1 failed=0\nksnap-done\n")
+            .unwrap();
+        assert!(channel.is_done(), "forged control lines on stderr did not end the run");
+        let report = channel.into_report();
+        let p = &report.probes[0];
+        assert_eq!(p.output, ["KTAP version 1", "1..1", "ok 1 real"]);
+        let kept: Vec<&str> = p.stderr.iter().map(String::as_str).collect();
+        let mut expected: Vec<String> = stderr.iter().map(|l| String::from_utf8_lossy(l).into_owned()).collect();
+        expected.push(String::new());
+        assert_eq!(kept, expected);
+        assert_eq!(p.ktap.tests.len(), 1, "{:#?}", p.ktap);
+        assert_eq!(p.ktap.tests[0].name, "real");
+        assert!(p.ktap.tests[0].facts.is_empty());
+        assert!(p.passed(), "stderr does not change whether a probe passed: {p:#?}");
+    }
+
+    #[test]
+    fn probe_stderr_round_trips_any_bytes() {
+        let lines: &[&[u8]] =
+            &[b"plain", b"\xff\xfe\x00\x1b[2J", b"! nested marker", b"|", b"!", b"  indented", b"trailing\r"];
+        let mut channel = ResultChannel::new();
+        feed_all(&mut channel, b"ksnap-init 2\nprobe-begin p\n").unwrap();
+        for line in lines {
+            channel.feed(&relay_stderr(line)).unwrap();
+        }
+        channel.feed(b"probe-end p exit=0").unwrap();
+        let expected: Vec<String> = lines.iter().map(|l| String::from_utf8_lossy(l).into_owned()).collect();
+        assert_eq!(channel.into_report().probes[0].stderr, expected);
+    }
+
+    #[test]
+    fn milestones_are_unchanged_by_stderr() {
+        let mut channel = ResultChannel::new();
+        assert_eq!(channel.feed_line(b"ksnap-init 2").unwrap(), Fed::Milestone(Milestone::Hello));
+        assert_eq!(channel.feed(b"probe-begin p").unwrap(), Some(Milestone::ProbeBegin("p".into())));
+        assert_eq!(channel.feed(b"! probe-end p exit=0").unwrap(), None);
+        assert_eq!(channel.current_probe(), Some("p"));
+        assert_eq!(channel.feed_line(b"| x").unwrap(), Fed::Other);
+        assert_eq!(channel.feed(b"probe-end p exit=0").unwrap(), Some(Milestone::ProbeEnd("p".into())));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Finding QEMU, choosing an accelerator, and building its command line from typed options.
 //!
 //! The command line is a pure function of [`VmSpec`] (see [`VmSpec::qemu_args`]) so it can be unit-tested
-//! and printed; running it is [`crate::run`]'s job.
+//! and printed; running it is [`crate::run()`]'s job.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -37,14 +37,12 @@ impl Qemu {
     /// First line of `qemu-system-x86_64 --version`, e.g. `QEMU emulator version 7.2.22 (Debian …)`, or
     /// what went wrong asking for it.
     pub fn version(&self) -> &str {
-        self.version.get_or_init(|| {
-            match Command::new(&self.path).arg("--version").stdin(Stdio::null()).output() {
-                Ok(output) if output.status.success() => {
-                    String::from_utf8_lossy(&output.stdout).lines().next().unwrap_or("").trim().to_string()
-                }
-                Ok(output) => format!("unknown (--version: {})", output.status),
-                Err(e) => format!("unknown (--version: {e})"),
+        self.version.get_or_init(|| match Command::new(&self.path).arg("--version").stdin(Stdio::null()).output() {
+            Ok(output) if output.status.success() => {
+                String::from_utf8_lossy(&output.stdout).lines().next().unwrap_or("").trim().to_string()
             }
+            Ok(output) => format!("unknown (--version: {})", output.status),
+            Err(e) => format!("unknown (--version: {e})"),
         })
     }
 
@@ -112,8 +110,8 @@ const KVM_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 impl AccelChoice {
     /// Resolve `auto` by *functionally* checking KVM: /dev/kvm can exist and accept KVM_CREATE_VM on a
-    /// host where a guest then hangs, so ksnap boots [`KVM_PROBE_ROM`] under KVM and uses KVM only if it
-    /// reaches long mode within [`KVM_PROBE_TIMEOUT`]. The answer is remembered for the process.
+    /// host where a guest then hangs, so ksnap boots a small test firmware (`KVM_PROBE_ROM`) under KVM and uses KVM only if it
+    /// reaches long mode within `KVM_PROBE_TIMEOUT`. The answer is remembered for the process.
     pub fn resolve(self, qemu: &Qemu) -> Result<Accel, Error> {
         match self {
             AccelChoice::Tcg => Ok(Accel::Tcg),
@@ -162,7 +160,7 @@ fn boot_probe_rom(qemu: &Qemu, accel: Accel) -> Result<KvmCheck, Error> {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    let mut child = crate::children::spawn(&mut command).map_err(|e| Error::QemuSpawn { source: e })?;
+    let mut child = crate::children::spawn(&mut command).map_err(|e| Error::QemuSpawn { cause: e })?;
     let deadline = std::time::Instant::now() + KVM_PROBE_TIMEOUT;
     loop {
         let status = child.try_wait().map_err(|e| Error::io("waiting for QEMU", e))?;
@@ -226,7 +224,11 @@ pub struct Timeouts {
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Timeouts { boot: Duration::from_secs(60), probe_grace: Duration::from_secs(10), overall: Duration::from_secs(600) }
+        Timeouts {
+            boot: Duration::from_secs(60),
+            probe_grace: Duration::from_secs(10),
+            overall: Duration::from_secs(600),
+        }
     }
 }
 
@@ -321,6 +323,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(skip_vm, ignore = "needs binutils (KSNAP_SKIP_VM=1)")]
     fn committed_kvm_probe_rom_matches_its_source() {
         // Only where binutils is installed; the build of guest binaries needs it anyway.
         let dir = tempfile::tempdir().unwrap();
@@ -336,6 +339,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(skip_vm, ignore = "needs QEMU (KSNAP_SKIP_VM=1)")]
     fn tcg_runs_the_kvm_probe_rom_to_completion() {
         // The probe firmware itself must be right, or auto would wrongly reject a working KVM.
         let qemu = Qemu::locate().expect("qemu-system-x86_64 is needed: run scripts/setup.sh");

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use crate::children::{self, ChildGuard};
 use crate::console::ConsoleScan;
 use crate::error::Error;
-use crate::protocol::{display_line, GuestReport, Milestone, ResultChannel};
+use crate::protocol::{display_line, Fed, GuestReport, Milestone, ResultChannel};
 use crate::qemu::{Qemu, VmSpec};
 
 /// A line longer than this is split; init never writes one (it splits long probe output itself).
@@ -41,11 +41,44 @@ pub enum Outcome {
     /// The kernel panicked. `lines` starts at the "Kernel panic - not syncing" line.
     KernelPanic { headline: String, lines: Vec<String> },
     /// ksnap gave up waiting.
-    Timeout { waiting_for: String, after: Duration, last_console: Vec<String> },
-    /// QEMU itself failed (bad option, missing file, crash).
-    QemuFailed { status: String, stderr: String },
+    Timeout { waiting_for: WaitingFor, after: Duration, last_console: Vec<String> },
+    /// QEMU itself failed (bad option, missing file, crash): how it ended (`None` if unknown) and what it
+    /// said.
+    QemuFailed { status: Option<std::process::ExitStatus>, stderr: String },
     /// The guest wrote something that is not the ksnap protocol, or stopped in the middle of it.
     MalformedOutput { reason: String, line: String },
+}
+
+/// What a run was waiting for when ksnap gave up on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WaitingFor {
+    /// init's hello: the kernel booting and starting init.
+    Boot,
+    /// init starting the next probe, or finishing.
+    NextProbe,
+    /// A probe's end, within its own timeout (init enforces it; this is init itself not answering).
+    ProbeEnd { probe: String, timeout: Duration },
+    /// QEMU exiting after init said it was done.
+    PowerOff,
+    /// Anything: the result channel broke the protocol and the run is being stopped.
+    WellFormedResults,
+    /// The run's overall limit passed while waiting for the inner milestone.
+    OverallLimit(Box<WaitingFor>),
+}
+
+impl std::fmt::Display for WaitingFor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WaitingFor::Boot => write!(f, "hello from init (boot)"),
+            WaitingFor::NextProbe => write!(f, "next probe from init"),
+            WaitingFor::ProbeEnd { probe, timeout } => {
+                write!(f, "end of probe `{probe}` (its timeout is {} ms)", timeout.as_millis())
+            }
+            WaitingFor::PowerOff => write!(f, "power-off after ksnap-done"),
+            WaitingFor::WellFormedResults => write!(f, "a well-formed result channel"),
+            WaitingFor::OverallLimit(inner) => write!(f, "end of the run within the overall limit ({inner})"),
+        }
+    }
 }
 
 impl Outcome {
@@ -67,13 +100,18 @@ impl std::fmt::Display for Outcome {
                 }
             }
             Outcome::QemuFailed { status, stderr } => {
-                write!(f, "QEMU failed ({status})")?;
+                match status {
+                    Some(status) => write!(f, "QEMU failed ({status})")?,
+                    None => write!(f, "QEMU failed (unknown status)")?,
+                }
                 match stderr.trim() {
                     "" => Ok(()),
                     stderr => write!(f, ": {stderr}"),
                 }
             }
-            Outcome::MalformedOutput { reason, line } if line.is_empty() => write!(f, "malformed guest output: {reason}"),
+            Outcome::MalformedOutput { reason, line } if line.is_empty() => {
+                write!(f, "malformed guest output: {reason}")
+            }
             Outcome::MalformedOutput { reason, line } => write!(f, "malformed guest output: {reason}: `{line}`"),
         }
     }
@@ -83,12 +121,25 @@ impl std::fmt::Display for Outcome {
 #[derive(Debug, Clone)]
 pub struct RunReport {
     pub outcome: Outcome,
-    /// The whole console (up to 8 MiB), for the run's log.
+    /// The whole console (up to 8 MiB), for the run's log: kernel output and init's progress lines only.
     pub console: String,
+    /// Every line of probe stderr init relayed on the result channel, in order, whatever the outcome (a
+    /// probe still running when the run ended included). Kept out of [`Self::console`] and of the console
+    /// scanner: a probe printing `Kernel panic - not syncing` is not the kernel.
+    pub probe_stderr: Vec<ProbeStderrLine>,
     /// Oops/BUG/WARNING events found on the console, whatever the outcome.
     pub console_events: Vec<crate::console::ConsoleEvent>,
     /// Wall time from QEMU's start to its end.
     pub duration: Duration,
+}
+
+/// One line a probe wrote on stderr, and where it arrived relative to the console.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeStderrLine {
+    pub probe: String,
+    pub line: String,
+    /// How many bytes of [`RunReport::console`] had arrived before it: where it goes in a merged log.
+    pub console_offset: usize,
 }
 
 /// Boot `spec` and watch it. `probe_timeouts` holds each planned probe's own timeout, which init
@@ -110,7 +161,7 @@ pub fn run(qemu: &Qemu, spec: &VmSpec, probe_timeouts: &HashMap<String, Duration
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     let started = Instant::now();
-    let mut child = children::spawn(&mut command).map_err(|source| Error::QemuSpawn { source })?;
+    let mut child = children::spawn(&mut command).map_err(|source| Error::QemuSpawn { cause: source })?;
 
     let (events, receiver) = mpsc::channel();
     let stderr = child.child_mut().stderr.take().expect("stderr is piped");
@@ -124,10 +175,11 @@ pub fn run(qemu: &Qemu, spec: &VmSpec, probe_timeouts: &HashMap<String, Duration
         console_text: String::new(),
         console_dropped: 0,
         channel: ResultChannel::new(),
+        probe_stderr: Vec::new(),
         result_bytes: 0,
         protocol_error: None,
         deadline: started + spec.timeouts.boot,
-        waiting_for: "hello from init (boot)".to_string(),
+        waiting_for: WaitingFor::Boot,
     };
     let ending = match accept_both(&mut child, &console_listener, &results_listener)? {
         Some((console, results)) => {
@@ -154,8 +206,9 @@ pub fn run(qemu: &Qemu, spec: &VmSpec, probe_timeouts: &HashMap<String, Duration
         console.push_str(&format!("[ksnap: {} more console bytes not kept]\n", watch.console_dropped));
     }
     let console_events = watch.console.events().to_vec();
+    let probe_stderr = std::mem::take(&mut watch.probe_stderr);
     let outcome = watch.outcome(ending, status, &stderr);
-    Ok(RunReport { outcome, console, console_events, duration })
+    Ok(RunReport { outcome, console, probe_stderr, console_events, duration })
 }
 
 fn listen(path: &Path) -> Result<UnixListener, Error> {
@@ -259,7 +312,7 @@ enum Ending {
     /// QEMU exited by itself.
     Exited,
     /// ksnap stopped waiting; QEMU was still running.
-    GaveUp { waiting_for: String, after: Duration },
+    GaveUp { waiting_for: WaitingFor, after: Duration },
 }
 
 struct Watch<'a> {
@@ -270,11 +323,12 @@ struct Watch<'a> {
     console_text: String,
     console_dropped: usize,
     channel: ResultChannel,
+    probe_stderr: Vec<ProbeStderrLine>,
     result_bytes: u64,
     protocol_error: Option<crate::protocol::ProtocolError>,
     /// When ksnap gives up unless the next milestone arrives.
     deadline: Instant,
-    waiting_for: String,
+    waiting_for: WaitingFor,
 }
 
 impl Watch<'_> {
@@ -290,7 +344,7 @@ impl Watch<'_> {
             let now = Instant::now();
             if now >= overall {
                 return Ok(Ending::GaveUp {
-                    waiting_for: format!("end of the run within the overall limit ({})", self.waiting_for),
+                    waiting_for: WaitingFor::OverallLimit(Box::new(self.waiting_for.clone())),
                     after: now - self.started,
                 });
             }
@@ -335,14 +389,17 @@ impl Watch<'_> {
                     });
                     return;
                 }
-                match self.channel.feed(&line) {
-                    Ok(Some(milestone)) => self.reached(milestone),
-                    Ok(None) => {}
+                match self.channel.feed_line(&line) {
+                    Ok(Fed::Milestone(milestone)) => self.reached(milestone),
+                    Ok(Fed::Stderr { probe, line }) => {
+                        self.probe_stderr.push(ProbeStderrLine { probe, line, console_offset: self.console_text.len() })
+                    }
+                    Ok(Fed::Other) => {}
                     Err(e) => {
                         self.protocol_error = Some(e);
                         // Nothing the guest says now can be trusted; stop soon.
                         self.deadline = Instant::now();
-                        self.waiting_for = "a well-formed result channel".into();
+                        self.waiting_for = WaitingFor::WellFormedResults;
                     }
                 }
             }
@@ -355,16 +412,16 @@ impl Watch<'_> {
         match milestone {
             Milestone::Hello | Milestone::ProbeEnd(_) => {
                 self.deadline = now + grace;
-                self.waiting_for = "next probe from init".into();
+                self.waiting_for = WaitingFor::NextProbe;
             }
             Milestone::ProbeBegin(name) => {
                 let own = self.probe_timeouts.get(&name).copied().unwrap_or_default();
                 self.deadline = now + own + grace;
-                self.waiting_for = format!("end of probe `{name}` (its timeout is {} ms)", own.as_millis());
+                self.waiting_for = WaitingFor::ProbeEnd { probe: name, timeout: own };
             }
             Milestone::Done => {
                 self.deadline = now + POWER_OFF_TIMEOUT;
-                self.waiting_for = "power-off after ksnap-done".into();
+                self.waiting_for = WaitingFor::PowerOff;
             }
         }
     }
@@ -384,12 +441,11 @@ impl Watch<'_> {
         if let Ending::GaveUp { waiting_for, after } = ending {
             return Outcome::Timeout { waiting_for, after, last_console: self.last_console() };
         }
-        let status_text = status.map_or_else(|| "unknown status".to_string(), |s| s.to_string());
         if !status.is_some_and(|s| s.success()) {
-            return Outcome::QemuFailed { status: status_text, stderr: stderr.trim().to_string() };
+            return Outcome::QemuFailed { status, stderr: stderr.trim().to_string() };
         }
         if !self.channel.has_started() && self.console.last_lines().is_empty() {
-            return Outcome::QemuFailed { status: status_text, stderr: "QEMU exited before the guest printed anything".into() };
+            return Outcome::QemuFailed { status, stderr: "QEMU exited before the guest printed anything".into() };
         }
         if !self.channel.is_done() {
             let reason = match self.channel.current_probe() {

@@ -132,6 +132,7 @@ fn names(pin: &Pin) -> Vec<String> {
 }
 
 #[test]
+#[cfg_attr(skip_vm, ignore = "needs apt and dpkg-deb (KSNAP_SKIP_VM=1)")]
 fn a_split_kernel_is_pinned_to_all_its_packages_and_unpacked_from_them() {
     let (_archive, _cache_dir, cache, archives) = setup();
     let source = source("linux-image-cloud-amd64");
@@ -158,6 +159,7 @@ fn a_split_kernel_is_pinned_to_all_its_packages_and_unpacked_from_them() {
 }
 
 #[test]
+#[cfg_attr(skip_vm, ignore = "needs apt and dpkg-deb (KSNAP_SKIP_VM=1)")]
 fn an_image_package_with_boot_files_is_pinned_alone() {
     let (_archive, _cache_dir, cache, archives) = setup();
     let source = source("linux-image-old-cloud-amd64");
@@ -174,6 +176,7 @@ fn nothing_cached(cache: &Cache) {
 }
 
 #[test]
+#[cfg_attr(skip_vm, ignore = "needs apt and dpkg-deb (KSNAP_SKIP_VM=1)")]
 fn a_download_that_does_not_match_its_pinned_sha256_is_refused_and_not_cached() {
     let (_archive, _cache_dir, cache, archives) = setup();
     let source = source("linux-image-cloud-amd64");
@@ -182,11 +185,15 @@ fn a_download_that_does_not_match_its_pinned_sha256_is_refused_and_not_cached() 
     let err = source.resolve(Some(&Pin::Apt { packages }), &cache, &archives, &mut |_| {}).unwrap_err();
     assert!(matches!(err, Error::ChecksumMismatch { .. }), "{err}");
     let message = err.to_string();
-    assert!(message.contains("linux-binary-7.2.13+deb14-cloud-amd64 7.2.13-1") && message.contains(&"0".repeat(64)), "{message}");
+    assert!(
+        message.contains("linux-binary-7.2.13+deb14-cloud-amd64 7.2.13-1") && message.contains(&"0".repeat(64)),
+        "{message}"
+    );
     nothing_cached(&cache);
 }
 
 #[test]
+#[cfg_attr(skip_vm, ignore = "needs apt and dpkg-deb (KSNAP_SKIP_VM=1)")]
 fn a_version_the_archive_no_longer_serves_is_named() {
     let (_archive, _cache_dir, cache, archives) = setup();
     let source = source("linux-image-old-cloud-amd64");
@@ -200,6 +207,7 @@ fn a_version_the_archive_no_longer_serves_is_named() {
 }
 
 #[test]
+#[cfg_attr(skip_vm, ignore = "needs apt and dpkg-deb (KSNAP_SKIP_VM=1)")]
 fn a_cached_kernel_needs_no_archive() {
     let (archive, _cache_dir, cache, archives) = setup();
     let source = source("linux-image-old-cloud-amd64");
@@ -212,9 +220,9 @@ fn a_cached_kernel_needs_no_archive() {
 }
 
 #[test]
+#[cfg_attr(skip_vm, ignore = "needs apt and dpkg-deb (KSNAP_SKIP_VM=1)")]
 fn unknown_packages_name_the_suite() {
     let (_archive, _cache_dir, _cache, archives) = setup();
     let err = source("linux-image-no-such").pin(&archives).unwrap_err().to_string();
     assert!(err.contains("linux-image-no-such") && err.contains(SUITE), "{err}");
 }
-

@@ -26,17 +26,22 @@
 //!
 //! Sizes are in kB, as /proc prints them; `*_kb` facts of a step are that step's change.
 
-use std::ffi::CStr;
 use std::fs::File;
-use std::io::{self, Read};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::io;
+use std::os::fd::OwnedFd;
 use std::time::Instant;
 
-use ksnap_guest::{errno_name, signal_name, Ktap};
+use ksnap_guest::child::{as_bytes, as_bytes_mut, fork_with_pipe, from_bytes, in_child, wait, Plain};
+use ksnap_guest::kmsg::{Kmsg, OomInvocation, OomKill};
+use ksnap_guest::mem::{
+    field_kb, mem_total_kb, meminfo_kb, minor_faults, read_bytes, write_bytes, Mapping, SmapsEntry, HUGE, PAGE, THP_DIR,
+};
+use ksnap_guest::sys::{
+    open, outcome, pread_u64, read_exact, read_file, read_knob, read_text, selected, write_all, write_text, Errno,
+    SysctlRestore, NOT_APPLICABLE_ENOENT,
+};
+use ksnap_guest::Ktap;
 
-const PAGE: usize = 4096;
-/// The size of a PMD mapping, and of a THP, on x86-64.
-const HUGE: usize = 2 << 20;
 const GIB: usize = 1 << 30;
 
 /// Where every case maps its memory: aligned to 512 GiB, the span of one top-level (PGD) entry, and
@@ -64,13 +69,9 @@ const MAIN_TESTS: [(&str, Test); 15] = [
     ("read_then_write_thp", read_then_write_thp),
     ("dontneed_munmap", dontneed_munmap),
     ("sparse_read_thp", |k, m| sparse_read(k, m, Thp::Allowed)),
-    ("sparse_read_nohugepage", |k, m| {
-        sparse_read(k, m, Thp::NoHugePage)
-    }),
+    ("sparse_read_nohugepage", |k, m| sparse_read(k, m, Thp::NoHugePage)),
     ("sparse_write_thp", |k, m| sparse_write(k, m, Thp::Allowed)),
-    ("sparse_write_nohugepage", |k, m| {
-        sparse_write(k, m, Thp::NoHugePage)
-    }),
+    ("sparse_write_nohugepage", |k, m| sparse_write(k, m, Thp::NoHugePage)),
     ("populate_rw", |k, m| populate(k, m, RW)),
     ("populate_ro", |k, m| populate(k, m, RO)),
     ("overcommit", overcommit),
@@ -117,8 +118,6 @@ fn main() {
 // The cases
 // ---------------------------------------------------------------------------------------------
 
-const THP_DIR: &str = "/sys/kernel/mm/transparent_hugepage";
-
 /// The settings every other result depends on, as the guest actually ran with them, and a check
 /// that the measurement itself moves nothing.
 fn setup(ktap: &mut Ktap, meter: &mut Meter) -> Result<(), String> {
@@ -127,9 +126,7 @@ fn setup(ktap: &mut Ktap, meter: &mut Meter) -> Result<(), String> {
         let path = format!("{THP_DIR}/{name}");
         let value = match read_knob(&path)? {
             None => NOT_APPLICABLE_ENOENT.to_owned(),
-            Some(text) => selected(&text)
-                .ok_or_else(|| format!("{path}: {text:?}"))?
-                .to_owned(),
+            Some(text) => selected(&text).ok_or_else(|| format!("{path}: {text:?}"))?.to_owned(),
         };
         ktap.fact(&format!("thp.{name}"), value);
     }
@@ -145,22 +142,43 @@ fn setup(ktap: &mut Ktap, meter: &mut Meter) -> Result<(), String> {
     // With THP enabled khugepaged raises it (mm/khugepaged.c set_recommended_min_free_kbytes), which
     // moves where the OOM experiment ends. Rounded down to MiB: without THP it is
     // int_sqrt(16 × free kB), which can move with the free memory of a boot.
-    let min_free_kb: u64 = read_text(MIN_FREE)?
-        .trim()
-        .parse()
-        .map_err(|_| format!("{MIN_FREE}: not a number"))?;
+    let min_free_kb: u64 = read_text(MIN_FREE)?.trim().parse().map_err(|_| format!("{MIN_FREE}: not a number"))?;
     ktap.fact("min_free_mib", min_free_kb / 1024);
 
     // khugepaged collapses 4 KiB pages into a THP in the background, on its own schedule: with
     // THP=always it sometimes collapsed read_then_write_thp's range in the middle of the writes (seen on
     // 6.1+thp-always: 15 faults and anon_thp instead of 512 faults and 4 KiB pages). Its timing is not
     // the kernel's behaviour under test, so it sleeps while the probe runs: writing scan_sleep_millisecs
-    // makes it run one pass now (mm/khugepaged.c scan_sleep_millisecs_store) and then wait a day; the
-    // pause lets that pass finish before the first measurement.
+    // makes it run one pass now (mm/khugepaged.c scan_sleep_millisecs_store) and then wait a day. That
+    // pass must be over before the first measurement, and a fixed pause was not enough on a loaded host
+    // (seen: 6.12-no-force, the region collapsed after its 512 writes): wait until the thread has gone
+    // back to sleep, which its count of voluntary context switches shows. The thread runs only while
+    // THP is enabled (start_stop_khugepaged); without it there is nothing to wait for.
     let khugepaged = format!("{THP_DIR}/khugepaged/scan_sleep_millisecs");
     if std::path::Path::new(&khugepaged).exists() {
+        let thread = kernel_thread("khugepaged");
+        let sleeps = |pid: u32| -> Result<(u64, bool), String> {
+            let status = read_text(&format!("/proc/{pid}/status"))?;
+            let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).map(str::trim);
+            let switches =
+                field("voluntary_ctxt_switches:").and_then(|v| v.parse().ok()).ok_or("no voluntary_ctxt_switches")?;
+            Ok((switches, field("State:").is_some_and(|state| state.starts_with('S'))))
+        };
+        let before = thread.map(sleeps).transpose()?;
         write_text(&khugepaged, "86400000")?;
-        std::thread::sleep(std::time::Duration::from_millis(300));
+        if let (Some(pid), Some((switches, _))) = (thread, before) {
+            let deadline = Instant::now() + std::time::Duration::from_secs(30);
+            loop {
+                let (now, asleep) = sleeps(pid)?;
+                if now > switches && asleep {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err("khugepaged did not go back to sleep within 30 s of being paused".into());
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
         ktap.fact("khugepaged", "paused (scan_sleep_millisecs 86400000)");
     } else {
         ktap.fact("khugepaged", NOT_APPLICABLE_ENOENT);
@@ -204,12 +222,7 @@ fn read_then_write_thp(ktap: &mut Ktap, meter: &mut Meter) -> Result<(), String>
     read_write_steps(ktap, meter, &map, HUGE / PAGE)
 }
 
-fn read_write_steps(
-    ktap: &mut Ktap,
-    meter: &mut Meter,
-    map: &Mapping,
-    pages: usize,
-) -> Result<(), String> {
+fn read_write_steps(ktap: &mut Ktap, meter: &mut Meter, map: &Mapping, pages: usize) -> Result<(), String> {
     let start = meter.sample(map.addr)?;
     read_bytes(map.addr, PAGE, pages);
     let read = meter.sample(map.addr)?;
@@ -308,14 +321,9 @@ const OVERCOMMIT: &str = "/proc/sys/vm/overcommit_memory";
 const MIN_FREE: &str = "/proc/sys/vm/min_free_kbytes";
 
 /// What each overcommit experiment tries, in the order of [`OvercommitResults`].
-const OVERCOMMIT_EXPERIMENTS: [&str; 5] = [
-    "private_rw",
-    "private_rw_noreserve",
-    "private_ro",
-    "private_ro.mprotect_rw",
-    "private_ro_noreserve.mprotect_rw",
-];
-/// 0 for success, else the errno, per experiment.
+const OVERCOMMIT_EXPERIMENTS: [&str; 5] =
+    ["private_rw", "private_rw_noreserve", "private_ro", "private_ro.mprotect_rw", "private_ro_noreserve.mprotect_rw"];
+/// 0 for success, else the errno (-1: not tried), per experiment.
 type OvercommitResults = [i32; 5];
 
 /// Case 7: which mappings of 4 × MemTotal each vm.overcommit_memory mode lets through
@@ -332,17 +340,16 @@ fn overcommit(ktap: &mut Ktap, _meter: &mut Meter) -> Result<(), String> {
             write_all(pipe, as_bytes(&results));
             0
         })?;
-        let results: OvercommitResults = match (exit_code(status), from_bytes(&bytes)) {
+        let results: OvercommitResults = match (status.exit_code(), from_bytes(&bytes)) {
             (Some(0), Some(results)) => results,
-            _ => {
-                return Err(format!(
-                    "mode {mode}: child ended with {}",
-                    describe_status(status)
-                ))
-            }
+            _ => return Err(format!("mode {mode}: the child {status}")),
         };
         for (name, errno) in OVERCOMMIT_EXPERIMENTS.iter().zip(results) {
-            ktap.fact(&format!("mode{mode}.{name}"), errno_result(errno));
+            let result = match errno {
+                -1 => "not tried".to_string(),
+                errno => outcome(Errno::from_code(errno)),
+            };
+            ktap.fact(&format!("mode{mode}.{name}"), result);
         }
     }
     restore.restore()
@@ -352,13 +359,10 @@ fn overcommit(ktap: &mut Ktap, _meter: &mut Meter) -> Result<(), String> {
 fn overcommit_experiments(len: usize) -> OvercommitResults {
     let map = |prot, flags| match Mapping::anywhere(len, prot, flags) {
         Ok(map) => (0, Some(map)),
-        Err(e) => (e.raw_os_error().unwrap_or(-1), None),
+        Err(Errno(errno)) => (errno, None),
     };
     let mprotect_rw = |map: Option<Mapping>| match map {
-        Some(map) => map
-            .protect(RW)
-            .err()
-            .map_or(0, |e| e.raw_os_error().unwrap_or(-1)),
+        Some(mut map) => map.protect(RW).err().map_or(0, |Errno(errno)| errno),
         // The read-only mapping itself failed: report that instead.
         None => -1,
     };
@@ -367,13 +371,7 @@ fn overcommit_experiments(len: usize) -> OvercommitResults {
     let (rw_noreserve, _) = map(RW, libc::MAP_NORESERVE);
     let (ro, ro_map) = map(RO, 0);
     let (_, ro_noreserve_map) = map(RO, libc::MAP_NORESERVE);
-    [
-        rw,
-        rw_noreserve,
-        ro,
-        mprotect_rw(ro_map),
-        mprotect_rw(ro_noreserve_map),
-    ]
+    [rw, rw_noreserve, ro, mprotect_rw(ro_map), mprotect_rw(ro_noreserve_map)]
 }
 
 /// Case 8: does the kernel place a large anonymous mapping (no address hint) on a 2 MiB boundary?
@@ -400,7 +398,7 @@ fn both_aligned(len: usize) -> Result<bool, String> {
 }
 
 /// Case 8, continued: the per-size ("multi-size THP") knobs, /sys/kernel/mm/transparent_hugepage/
-/// hugepages-<size>kB (Linux 6.8, mm/huge_memory.c `thpsize_create`), and the `enabled` setting of
+/// `hugepages-<size>kB` (Linux 6.8, mm/huge_memory.c `thpsize_create`), and the `enabled` setting of
 /// those that have one.
 ///
 /// Kernels before 6.8 have no such directory: every fact is then `not applicable: ENOENT`, not a
@@ -421,14 +419,9 @@ fn mthp(ktap: &mut Ktap, _meter: &mut Meter) -> Result<(), String> {
     let mut sizes_kb = Vec::new();
     for entry in entries {
         let name = entry.map_err(|e| format!("{THP_DIR}: {e}"))?.file_name();
-        let size = name
-            .to_str()
-            .and_then(|n| n.strip_prefix("hugepages-")?.strip_suffix("kB"));
+        let size = name.to_str().and_then(|n| n.strip_prefix("hugepages-")?.strip_suffix("kB"));
         if let Some(size) = size {
-            sizes_kb.push(
-                size.parse::<u64>()
-                    .map_err(|_| format!("{THP_DIR}: {name:?}"))?,
-            );
+            sizes_kb.push(size.parse::<u64>().map_err(|_| format!("{THP_DIR}: {name:?}"))?);
         }
     }
     if sizes_kb.is_empty() {
@@ -445,9 +438,7 @@ fn mthp(ktap: &mut Ktap, _meter: &mut Meter) -> Result<(), String> {
         let path = format!("{THP_DIR}/hugepages-{size}kB/enabled");
         let value = match read_knob(&path)? {
             None => NOT_APPLICABLE_ENOENT.to_owned(),
-            Some(text) => selected(&text)
-                .ok_or_else(|| format!("{path}: {text:?}"))?
-                .to_owned(),
+            Some(text) => selected(&text).ok_or_else(|| format!("{path}: {text:?}"))?.to_owned(),
         };
         ktap.fact(&format!("size_{size:04}kb.enabled"), value);
     }
@@ -475,14 +466,8 @@ fn curve(ktap: &mut Ktap, meter: &mut Meter) -> Result<(), String> {
     ktap.fact("mapped_as", mapped_as);
     for (i, point) in points.iter().enumerate() {
         let touches = i * CURVE_STEP;
-        ktap.fact(
-            &format!("{touches:04}.vmpte_kb"),
-            point.vmpte_kb - start.vmpte_kb,
-        );
-        ktap.fact(
-            &format!("{touches:04}.rss_anon_kb"),
-            point.rss_anon_kb - start.rss_anon_kb,
-        );
+        ktap.fact(&format!("{touches:04}.vmpte_kb"), point.vmpte_kb - start.vmpte_kb);
+        ktap.fact(&format!("{touches:04}.rss_anon_kb"), point.rss_anon_kb - start.rss_anon_kb);
     }
     Ok(())
 }
@@ -529,19 +514,8 @@ fn oom(ktap: &mut Ktap, meter: &mut Meter) -> Result<(), String> {
     let kmsg = Kmsg::open_at_end()?;
 
     let start = Instant::now();
-    let (pipe_r, pipe_w) = pipe()?;
-    // SAFETY: the probe is single-threaded, so the child may do anything; it only makes system calls.
-    let pid = match unsafe { libc::fork() } {
-        -1 => return Err(format!("fork: {}", io::Error::last_os_error())),
-        0 => {
-            drop(pipe_r);
-            let code = oom_child(meter, &pipe_w);
-            // SAFETY: _exit skips the parent's atexit handlers and buffers, as a forked child must.
-            unsafe { libc::_exit(code) }
-        }
-        pid => pid,
-    };
-    drop(pipe_w);
+    // The child only makes system calls.
+    let (pid, pipe_r) = fork_with_pipe(|pipe_w| oom_child(meter, &pipe_w))?;
     // The child's reports, until it dies and the pipe reaches EOF: the last one is what it saw
     // last. Fixed-size records of less than PIPE_BUF bytes are written and read whole.
     let (mut last, mut previous) = (None, None);
@@ -549,15 +523,12 @@ fn oom(ktap: &mut Ktap, meter: &mut Meter) -> Result<(), String> {
     while read_exact(&pipe_r, as_bytes_mut(&mut record))? {
         previous = last.replace(record);
     }
-    let status = wait(pid)?;
+    let end = wait(pid)?;
     let elapsed = start.elapsed();
     let records = kmsg.read_new()?;
 
     let (Some(last), Some(previous)) = (last, previous) else {
-        return Err(format!(
-            "the child sent under two reports; it ended with {}",
-            describe_status(status)
-        ));
+        return Err(format!("the child sent under two reports; it {end}"));
     };
     eprintln!(
         "demand_paging: oom: child ended after {} ms; last report: {} touches, VmPTE {} kB, \
@@ -577,23 +548,11 @@ fn oom(ktap: &mut Ktap, meter: &mut Meter) -> Result<(), String> {
          kill.badness.*_pct: the tenth of the oom_badness score reached (A..B likewise); \
          *_mib: rounded down",
     );
-    ktap.fact("child.end", describe_status(status));
-    ktap.fact(
-        "child.mapped_as",
-        MAPPED_AS
-            .get(last.mapped_as as usize)
-            .copied()
-            .unwrap_or("?"),
-    );
+    ktap.fact("child.end", end);
+    ktap.fact("child.mapped_as", MAPPED_AS.get(last.mapped_as as usize).copied().unwrap_or("?"));
     // Exact: 512 PTE tables (or deposited tables) and one PMD table per 512 touches.
-    ktap.fact(
-        "child.vmpte_kb_per_512_touches",
-        last.vmpte_kb - previous.vmpte_kb,
-    );
-    ktap.fact(
-        "child.last_report.vmpte_pct_of_mem_total",
-        pct_of_mem_total(last.vmpte_kb),
-    );
+    ktap.fact("child.vmpte_kb_per_512_touches", last.vmpte_kb - previous.vmpte_kb);
+    ktap.fact("child.last_report.vmpte_pct_of_mem_total", pct_of_mem_total(last.vmpte_kb));
     ktap.fact("child.last_report.rss_anon_mib", last.rss_anon_kb / 1024);
 
     match records.iter().find_map(|r| OomInvocation::parse(r)) {
@@ -617,17 +576,11 @@ fn oom(ktap: &mut Ktap, meter: &mut Meter) -> Result<(), String> {
             ktap.fact("kill.file_rss_mib", kill.file_rss_kb / 1024);
             ktap.fact("kill.shmem_rss_mib", kill.shmem_rss_kb / 1024);
             ktap.fact("kill.uid", kill.uid);
-            ktap.fact(
-                "kill.pgtables_pct_of_mem_total",
-                pct_of_mem_total(kill.pgtables_kb),
-            );
+            ktap.fact("kill.pgtables_pct_of_mem_total", pct_of_mem_total(kill.pgtables_kb));
             // The page tables' share of RSS + page tables, the part of oom_badness's score that
             // memory use makes, in whole percent (rounded down). Not the share of the score: that
             // has the oom_score_adj term too (below).
-            ktap.fact(
-                "kill.pgtables_pct_of_rss_plus_pgtables",
-                kill.pgtables_kb * 100 / (kill.pgtables_kb + rss_kb),
-            );
+            ktap.fact("kill.pgtables_pct_of_rss_plus_pgtables", kill.pgtables_kb * 100 / (kill.pgtables_kb + rss_kb));
             match Badness::of(&kill, mem_total_kb, swap_total_kb) {
                 Ok(badness) => {
                     eprintln!(
@@ -674,10 +627,7 @@ fn oom_child(meter: &mut Meter, pipe: &File) -> i32 {
         read_bytes(map.addr + i * HUGE, HUGE, 1);
         if i == 0 {
             let kind = meter.mapped_as(map.addr).unwrap_or("?");
-            report.mapped_as = MAPPED_AS
-                .iter()
-                .position(|&k| k == kind)
-                .unwrap_or(usize::MAX) as u64;
+            report.mapped_as = MAPPED_AS.iter().position(|&k| k == kind).unwrap_or(usize::MAX) as u64;
         }
         if (i + 1) % OOM_REPORT_EVERY == 0 {
             // Not a full sample: smaps would walk every PTE table of the mapping each time.
@@ -695,56 +645,13 @@ fn oom_child(meter: &mut Meter, pipe: &File) -> i32 {
     0
 }
 
-/// The first lines of the kernel's OOM report (mm/oom_kill.c `dump_header`):
-/// `COMM invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=1000`.
-struct OomInvocation<'a> {
-    comm: &'a str,
-}
-
-impl<'a> OomInvocation<'a> {
-    fn parse(line: &'a str) -> Option<Self> {
-        let (comm, rest) = line.split_once(" invoked oom-killer: ")?;
-        rest.strip_prefix("gfp_mask=")?;
-        Some(OomInvocation { comm })
-    }
-}
-
-/// `Out of memory: Killed process PID (COMM) total-vm:NkB, anon-rss:NkB, file-rss:NkB,
-/// shmem-rss:NkB, UID:N pgtables:NkB oom_score_adj:N` (mm/oom_kill.c `__oom_kill_process`).
-struct OomKill<'a> {
-    line: &'a str,
-    comm: &'a str,
-    total_vm_kb: u64,
-    anon_rss_kb: u64,
-    file_rss_kb: u64,
-    shmem_rss_kb: u64,
-    uid: u64,
-    pgtables_kb: u64,
-    oom_score_adj: i64,
-}
-
-impl<'a> OomKill<'a> {
-    fn parse(line: &'a str) -> Option<Self> {
-        let rest = line.strip_prefix("Out of memory: Killed process ")?;
-        let (_pid, rest) = rest.split_once(" (")?;
-        let (comm, rest) = rest.split_once(") ")?;
-        let field = |name: &str| -> Option<&'a str> {
-            rest.split([' ', ','])
-                .find_map(|word| word.strip_prefix(name)?.strip_prefix(':'))
-        };
-        let kb = |name: &str| field(name)?.strip_suffix("kB")?.parse().ok();
-        Some(OomKill {
-            line,
-            comm,
-            total_vm_kb: kb("total-vm")?,
-            anon_rss_kb: kb("anon-rss")?,
-            file_rss_kb: kb("file-rss")?,
-            shmem_rss_kb: kb("shmem-rss")?,
-            uid: field("UID")?.parse().ok()?,
-            pgtables_kb: kb("pgtables")?,
-            oom_score_adj: field("oom_score_adj")?.parse().ok()?,
-        })
-    }
+/// The pid of the kernel thread named `comm`, if it runs.
+fn kernel_thread(comm: &str) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
+        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+        let name = std::fs::read_to_string(entry.path().join("comm")).ok()?;
+        (name.trim_end() == comm).then_some(pid)
+    })
 }
 
 /// The victim's oom_badness score (mm/oom_kill.c), in pages, rebuilt from its kill line. The
@@ -773,10 +680,7 @@ struct Badness {
 impl Badness {
     fn of(kill: &OomKill, mem_total_kb: u64, swap_total_kb: u64) -> Result<Self, String> {
         if swap_total_kb != 0 {
-            return Err(
-                "not computable: SwapTotal is not 0, and the kill line shows no swap entries"
-                    .into(),
-            );
+            return Err("not computable: SwapTotal is not 0, and the kill line shows no swap entries".into());
         }
         let pages = |kb: u64| (kb / 4) as i64;
         let totalpages = pages(mem_total_kb) + pages(swap_total_kb);
@@ -787,62 +691,13 @@ impl Badness {
             totalpages,
         };
         if badness.total() <= 0 || badness.adj_term < 0 {
-            return Err(format!(
-                "not computable: score {} with oom_score_adj {}",
-                badness.total(),
-                kill.oom_score_adj
-            ));
+            return Err(format!("not computable: score {} with oom_score_adj {}", badness.total(), kill.oom_score_adj));
         }
         Ok(badness)
     }
 
     fn total(&self) -> i64 {
         self.rss + self.pgtables + self.adj_term
-    }
-}
-
-/// /dev/kmsg, read from where the log ended when it was opened.
-struct Kmsg {
-    fd: OwnedFd,
-}
-
-impl Kmsg {
-    fn open_at_end() -> Result<Self, String> {
-        let fd = open(c"/dev/kmsg", libc::O_RDONLY | libc::O_NONBLOCK)?;
-        // SAFETY: plain system call on an open fd.
-        if unsafe { libc::lseek(fd.as_raw_fd(), 0, libc::SEEK_END) } < 0 {
-            return Err(format!(
-                "/dev/kmsg: seek to end: {}",
-                io::Error::last_os_error()
-            ));
-        }
-        Ok(Kmsg { fd })
-    }
-
-    /// The message text of every record logged since, until there are none left.
-    fn read_new(&self) -> Result<Vec<String>, String> {
-        let mut records = Vec::new();
-        // One record per read(2); the kernel caps a record's text at 1024 bytes (PRINTK_MESSAGE_MAX
-        // plus the prefix), so this always fits.
-        let mut buf = [0u8; 8192];
-        loop {
-            // SAFETY: `buf` is valid for writes of its length.
-            let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-            if n < 0 {
-                match io::Error::last_os_error().raw_os_error() {
-                    Some(libc::EAGAIN) => return Ok(records),
-                    Some(libc::EINTR) => continue,
-                    // Records were overwritten before we read them; reading goes on after the gap.
-                    Some(libc::EPIPE) => continue,
-                    _ => return Err(format!("/dev/kmsg: {}", io::Error::last_os_error())),
-                }
-            }
-            // `PRIORITY,SEQ,TIMESTAMP,FLAGS;TEXT\n` then optional ` KEY=VALUE` lines.
-            let record = String::from_utf8_lossy(&buf[..n as usize]);
-            if let Some((_, text)) = record.split_once(';') {
-                records.push(text.lines().next().unwrap_or("").to_owned());
-            }
-        }
     }
 }
 
@@ -857,7 +712,7 @@ struct Sample {
     rss_anon_kb: i64,
     vmpte_kb: i64,
     /// The mapping's /proc/self/smaps entry; all zero when there is no mapping at its address.
-    smaps: SmapsEntry,
+    smaps: SmapsCounts,
 }
 
 /// The part of a [`Sample`] that /proc/self/status gives.
@@ -867,8 +722,9 @@ struct Status {
     vmpte_kb: i64,
 }
 
+/// The part of a [`Sample`] that the mapping's /proc/self/smaps entry gives.
 #[derive(Clone, Copy, Default)]
-struct SmapsEntry {
+struct SmapsCounts {
     rss_kb: i64,
     anonymous_kb: i64,
     anon_huge_kb: i64,
@@ -881,14 +737,8 @@ fn report(ktap: &mut Ktap, step: &str, before: &Sample, after: &Sample) {
         ("rss_anon_kb", after.rss_anon_kb - before.rss_anon_kb),
         ("vmpte_kb", after.vmpte_kb - before.vmpte_kb),
         ("smaps_rss_kb", after.smaps.rss_kb - before.smaps.rss_kb),
-        (
-            "smaps_anonymous_kb",
-            after.smaps.anonymous_kb - before.smaps.anonymous_kb,
-        ),
-        (
-            "smaps_anon_huge_kb",
-            after.smaps.anon_huge_kb - before.smaps.anon_huge_kb,
-        ),
+        ("smaps_anonymous_kb", after.smaps.anonymous_kb - before.smaps.anonymous_kb),
+        ("smaps_anon_huge_kb", after.smaps.anon_huge_kb - before.smaps.anon_huge_kb),
     ];
     for (name, delta) in deltas {
         ktap.fact(&format!("{step}.{name}"), delta);
@@ -918,11 +768,7 @@ impl Meter {
         write_bytes(scratch.addr, PAGE, 1);
         scratch.advise(libc::MADV_DONTNEED)?;
 
-        let meter = Meter {
-            buf,
-            scratch,
-            kpageflags: open(c"/proc/kpageflags", libc::O_RDONLY)?,
-        };
+        let meter = Meter { buf, scratch, kpageflags: open(c"/proc/kpageflags", libc::O_RDONLY)? };
         Ok(meter)
     }
 
@@ -939,20 +785,12 @@ impl Meter {
 
     /// Reads every counter; `region` is the start address of the mapping whose smaps entry counts.
     fn sample(&mut self, region: usize) -> Result<Sample, String> {
-        let Status {
-            rss_anon_kb,
-            vmpte_kb,
-        } = self.status()?;
+        let Status { rss_anon_kb, vmpte_kb } = self.status()?;
         let n = read_file(c"/proc/self/smaps", &mut self.buf)?;
-        let smaps = smaps_entry(&self.buf[..n], region)?;
+        let smaps = smaps_counts(&self.buf[..n], region)?;
         // Last, so that anything the reads above might fault in would show (they fault nothing).
         let minflt = minor_faults()?;
-        Ok(Sample {
-            minflt,
-            rss_anon_kb,
-            vmpte_kb,
-            smaps,
-        })
+        Ok(Sample { minflt, rss_anon_kb, vmpte_kb, smaps })
     }
 
     /// RssAnon and VmPTE only. Much cheaper than [`Meter::sample`] for a mapping with many page
@@ -961,10 +799,7 @@ impl Meter {
         self.sync_rss()?;
         let n = read_file(c"/proc/self/status", &mut self.buf)?;
         let status = &self.buf[..n];
-        Ok(Status {
-            rss_anon_kb: status_kb(status, b"RssAnon:")?,
-            vmpte_kb: status_kb(status, b"VmPTE:")?,
-        })
+        Ok(Status { rss_anon_kb: status_kb(status, "RssAnon:")?, vmpte_kb: status_kb(status, "VmPTE:")? })
     }
 
     /// What the page table maps at `addr`: one of [`MAPPED_AS`], from /proc/self/pagemap (is it
@@ -991,485 +826,44 @@ impl Meter {
             return Err("/proc/self/pagemap shows no PFNs (no CAP_SYS_ADMIN?)".into());
         }
         let flags = pread_u64(&self.kpageflags, pfn * 8, "/proc/kpageflags")?;
-        Ok(
-            match (
-                flags & KPF_ZERO_PAGE != 0,
-                flags & KPF_THP != 0,
-                flags & KPF_ANON != 0,
-            ) {
-                (true, true, _) => "huge_zero_page",
-                (true, false, _) => "zero_page",
-                (false, true, true) => "anon_thp",
-                (false, false, true) => "anon_page",
-                _ => "other",
-            },
-        )
+        Ok(match (flags & KPF_ZERO_PAGE != 0, flags & KPF_THP != 0, flags & KPF_ANON != 0) {
+            (true, true, _) => "huge_zero_page",
+            (true, false, _) => "zero_page",
+            (false, true, true) => "anon_thp",
+            (false, false, true) => "anon_page",
+            _ => "other",
+        })
     }
 }
 
 /// Every answer of [`Meter::mapped_as`], so that the OOM child can send one as a number.
-const MAPPED_AS: [&str; 7] = [
-    "not_present",
-    "huge_zero_page",
-    "zero_page",
-    "anon_thp",
-    "anon_page",
-    "other",
-    "?",
-];
+const MAPPED_AS: [&str; 7] = ["not_present", "huge_zero_page", "zero_page", "anon_thp", "anon_page", "other", "?"];
 
 /// The value in kB of a `NAME:   N kB` line of /proc/self/status.
-fn status_kb(status: &[u8], name: &[u8]) -> Result<i64, String> {
-    status
-        .split(|&b| b == b'\n')
-        .find_map(|line| kb_value(line.strip_prefix(name)?))
-        .ok_or_else(|| {
-            format!(
-                "/proc/self/status: no {} line in kB",
-                String::from_utf8_lossy(name)
-            )
-        })
+fn status_kb(status: &[u8], name: &str) -> Result<i64, String> {
+    field_kb(status, name).ok_or_else(|| format!("/proc/self/status: no {name} line in kB"))
 }
 
-/// `   1234 kB` → 1234.
-fn kb_value(rest: &[u8]) -> Option<i64> {
-    let rest = rest.trim_ascii().strip_suffix(b" kB")?.trim_ascii();
-    if rest.is_empty() || !rest.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    rest.iter().try_fold(0i64, |n, &d| {
-        n.checked_mul(10)?.checked_add(i64::from(d - b'0'))
-    })
-}
-
-/// The smaps entry of the mapping that starts at `start`, or zeros if there is none.
-///
-/// An entry is a header line `START-END PERMS …` followed by `Name:   N kB` lines and ends with
-/// `VmFlags:`. Parsed in place, without allocating.
-fn smaps_entry(smaps: &[u8], start: usize) -> Result<SmapsEntry, String> {
-    let mut hex = [0u8; 17];
-    let header = hex_prefix(start, &mut hex);
-    let mut lines = smaps.split(|&b| b == b'\n');
-    if !lines.by_ref().any(|line| line.starts_with(header)) {
-        return Ok(SmapsEntry::default());
-    }
-    const FIELDS: [&[u8]; 3] = [b"Rss:", b"Anonymous:", b"AnonHugePages:"];
-    let mut values = [None; 3];
-    for line in lines.take_while(|line| !line.starts_with(b"VmFlags:")) {
-        for (name, value) in FIELDS.iter().zip(&mut values) {
-            if let Some(rest) = line.strip_prefix(*name) {
-                *value = Some(kb_value(rest).ok_or("/proc/self/smaps: a size that is not N kB")?);
-            }
-        }
-    }
-    match values {
-        [Some(rss_kb), Some(anonymous_kb), Some(anon_huge_kb)] => Ok(SmapsEntry {
-            rss_kb,
-            anonymous_kb,
-            anon_huge_kb,
-        }),
-        _ => Err("/proc/self/smaps: entry without Rss, Anonymous and AnonHugePages".into()),
-    }
-}
-
-/// `start` as smaps prints it (lower-case hex, at least 8 digits) followed by `-`, in `buf`.
-fn hex_prefix(start: usize, buf: &mut [u8; 17]) -> &[u8] {
-    let digits = (usize::BITS - start.leading_zeros()).div_ceil(4).max(8) as usize;
-    for (i, digit) in buf[..digits].iter_mut().enumerate() {
-        let nibble = (start >> (4 * (digits - 1 - i))) & 0xf;
-        *digit = b"0123456789abcdef"[nibble];
-    }
-    buf[digits] = b'-';
-    &buf[..=digits]
-}
-
-fn minor_faults() -> Result<i64, String> {
-    // SAFETY: rusage is plain data; getrusage fills it in.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `usage` is a valid out-pointer.
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
-        return Err(format!("getrusage: {}", io::Error::last_os_error()));
-    }
-    Ok(usage.ru_minflt)
-}
-
-// ---------------------------------------------------------------------------------------------
-// Memory
-// ---------------------------------------------------------------------------------------------
-
-/// A private anonymous mapping, unmapped when dropped.
-struct Mapping {
-    addr: usize,
-    len: usize,
-}
-
-impl Mapping {
-    /// Maps exactly at `addr`, failing rather than replacing anything already there.
-    fn fixed(
-        addr: usize,
-        len: usize,
-        prot: libc::c_int,
-        flags: libc::c_int,
-    ) -> Result<Self, String> {
-        let flags = flags | libc::MAP_FIXED_NOREPLACE;
-        let map = Self::map(addr, len, prot, flags)
-            .map_err(|e| format!("mmap {len:#x} bytes at {addr:#x}: {e}"))?;
-        // Kernels before 4.17 take MAP_FIXED_NOREPLACE for a hint and may map elsewhere.
-        if map.addr != addr {
-            return Err(format!("mmap at {addr:#x} mapped at {:#x}", map.addr));
-        }
-        Ok(map)
-    }
-
-    /// Maps wherever the kernel chooses.
-    fn anywhere(len: usize, prot: libc::c_int, flags: libc::c_int) -> io::Result<Self> {
-        Self::map(0, len, prot, flags)
-    }
-
-    fn map(addr: usize, len: usize, prot: libc::c_int, flags: libc::c_int) -> io::Result<Self> {
-        let flags = flags | libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
-        // SAFETY: a new anonymous mapping; MAP_FIXED_NOREPLACE never replaces an existing one, and
-        // without it `addr` is only a hint.
-        let ptr = unsafe { libc::mmap(addr as *mut libc::c_void, len, prot, flags, -1, 0) };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(Mapping {
-            addr: ptr as usize,
-            len,
-        })
-    }
-
-    fn advise(&self, advice: libc::c_int) -> Result<(), String> {
-        // SAFETY: the range is this mapping; no Rust reference points into it.
-        if unsafe { libc::madvise(self.addr as *mut libc::c_void, self.len, advice) } != 0 {
-            return Err(format!("madvise({advice}): {}", io::Error::last_os_error()));
-        }
-        Ok(())
-    }
-
-    fn protect(&self, prot: libc::c_int) -> io::Result<()> {
-        // SAFETY: the range is this mapping; no Rust reference points into it.
-        if unsafe { libc::mprotect(self.addr as *mut libc::c_void, self.len, prot) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
-    }
-
-    /// Unmaps now, reporting failure (drop ignores it).
-    fn unmap(self) -> Result<(), String> {
-        let this = std::mem::ManuallyDrop::new(self);
-        // SAFETY: the range is this mapping, which is not used again.
-        if unsafe { libc::munmap(this.addr as *mut libc::c_void, this.len) } != 0 {
-            return Err(format!("munmap: {}", io::Error::last_os_error()));
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: the range is this mapping, which is not used again.
-        unsafe { libc::munmap(self.addr as *mut libc::c_void, self.len) };
-    }
-}
-
-/// Reads one byte at `base`, `base + stride`, … (`count` bytes).
-fn read_bytes(base: usize, stride: usize, count: usize) {
-    for i in 0..count {
-        // SAFETY: callers pass a range inside a readable mapping of their own. Volatile, so that
-        // every read happens: the fault is the point.
-        unsafe { std::ptr::read_volatile((base + i * stride) as *const u8) };
-    }
-}
-
-/// Writes 1 at `base`, `base + stride`, … (`count` bytes). Not 0: Linux 6.12 may split a THP whose
-/// subpages are all zero-filled (mm/huge_memory.c `thp_underused`) under memory pressure.
-fn write_bytes(base: usize, stride: usize, count: usize) {
-    for i in 0..count {
-        // SAFETY: callers pass a range inside a writable mapping of their own, which no Rust
-        // reference points into.
-        unsafe { std::ptr::write_volatile((base + i * stride) as *mut u8, 1) };
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Files and processes
-// ---------------------------------------------------------------------------------------------
-
-fn open(path: &CStr, flags: libc::c_int) -> Result<OwnedFd, String> {
-    // SAFETY: `path` is NUL-terminated.
-    let fd = unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return Err(format!(
-            "{}: {}",
-            path.to_string_lossy(),
-            io::Error::last_os_error()
-        ));
-    }
-    // SAFETY: `fd` was just opened and belongs to nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// Reads a whole file into `buf` with open/read/close, allocating nothing; returns its length.
-fn read_file(path: &CStr, buf: &mut [u8]) -> Result<usize, String> {
-    let fd = open(path, libc::O_RDONLY)?;
-    let mut len = 0;
-    loop {
-        if len == buf.len() {
-            return Err(format!(
-                "{}: larger than {} bytes",
-                path.to_string_lossy(),
-                buf.len()
-            ));
-        }
-        let rest = &mut buf[len..];
-        // SAFETY: `rest` is valid for writes of its length.
-        let n = unsafe { libc::read(fd.as_raw_fd(), rest.as_mut_ptr().cast(), rest.len()) };
-        match n {
-            0 => return Ok(len),
-            1.. => len += n as usize,
-            _ if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
-            _ => {
-                return Err(format!(
-                    "{}: {}",
-                    path.to_string_lossy(),
-                    io::Error::last_os_error()
-                ))
-            }
-        }
-    }
-}
-
-fn pread_u64(fd: &OwnedFd, offset: u64, what: &str) -> Result<u64, String> {
-    let mut value = [0u8; 8];
-    // SAFETY: `value` is valid for writes of 8 bytes.
-    let n = unsafe {
-        libc::pread(
-            fd.as_raw_fd(),
-            value.as_mut_ptr().cast(),
-            8,
-            offset as libc::off_t,
-        )
+/// The counters of the smaps entry of the mapping that starts at `start`, or zeros if there is none.
+fn smaps_counts(smaps: &[u8], start: usize) -> Result<SmapsCounts, String> {
+    let Some(entry) = SmapsEntry::starting_at(smaps, start) else {
+        return Ok(SmapsCounts::default());
     };
-    if n != 8 {
-        return Err(format!(
-            "{what} at {offset:#x}: {}",
-            io::Error::last_os_error()
-        ));
-    }
-    Ok(u64::from_ne_bytes(value))
-}
-
-fn read_text(path: &str) -> Result<String, String> {
-    std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))
-}
-
-fn write_text(path: &str, text: &str) -> Result<(), String> {
-    std::fs::write(path, text).map_err(|e| format!("write {text:?} to {path}: {e}"))
-}
-
-/// The value of a fact about a knob (a sysfs or procfs file) that this kernel does not have.
-const NOT_APPLICABLE_ENOENT: &str = "not applicable: ENOENT";
-
-/// A knob's text, or `None` if the file does not exist on this kernel (ENOENT); other errors are
-/// errors.
-fn read_knob(path: &str) -> Result<Option<String>, String> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => Ok(Some(text)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("{path}: {e}")),
-    }
-}
-
-/// The selected value of a sysfs choice such as `always [madvise] never`.
-fn selected(text: &str) -> Option<&str> {
-    let (_, rest) = text.split_once('[')?;
-    let (value, _) = rest.split_once(']')?;
-    Some(value)
-}
-
-fn mem_total_kb() -> Result<u64, String> {
-    meminfo_kb("MemTotal:")
-}
-
-/// The value in kB of a `NAME:   N kB` line of /proc/meminfo (`name` with its colon).
-fn meminfo_kb(name: &str) -> Result<u64, String> {
-    read_text("/proc/meminfo")?
-        .lines()
-        .find_map(|line| {
-            line.strip_prefix(name)?
-                .trim()
-                .strip_suffix(" kB")?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .ok_or_else(|| format!("/proc/meminfo: no {name} line in kB"))
-}
-
-/// Puts a sysctl back to the value it had when saved.
-struct SysctlRestore {
-    path: &'static str,
-    original: String,
-}
-
-impl SysctlRestore {
-    fn save(path: &'static str) -> Result<Self, String> {
-        Ok(SysctlRestore {
-            path,
-            original: read_text(path)?.trim().to_owned(),
-        })
-    }
-
-    /// Restores, reporting failure (drop, on an early return, ignores it).
-    fn restore(self) -> Result<(), String> {
-        let this = std::mem::ManuallyDrop::new(self);
-        write_text(this.path, &this.original)
-    }
-}
-
-impl Drop for SysctlRestore {
-    fn drop(&mut self) {
-        let _ = write_text(self.path, &self.original);
-    }
-}
-
-fn pipe() -> Result<(File, File), String> {
-    let mut fds = [0; 2];
-    // SAFETY: `fds` has room for the two fds pipe2 writes.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(format!("pipe: {}", io::Error::last_os_error()));
-    }
-    // SAFETY: pipe2 succeeded, so both fds are open and owned by nobody else.
-    Ok(unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) })
-}
-
-/// Runs `child` in a forked process, which exits with the code it returns. Returns everything the
-/// child wrote to the pipe it is given, and its wait status.
-fn in_child(child: impl FnOnce(&File) -> i32) -> Result<(Vec<u8>, libc::c_int), String> {
-    let (pipe_r, pipe_w) = pipe()?;
-    // SAFETY: the probe is single-threaded, so the child may do anything.
-    let pid = match unsafe { libc::fork() } {
-        -1 => return Err(format!("fork: {}", io::Error::last_os_error())),
-        0 => {
-            drop(pipe_r);
-            let code = child(&pipe_w);
-            // SAFETY: _exit skips the parent's atexit handlers and buffers, as a forked child must.
-            unsafe { libc::_exit(code) }
+    match (entry.kb("Rss:"), entry.kb("Anonymous:"), entry.kb("AnonHugePages:")) {
+        (Some(rss_kb), Some(anonymous_kb), Some(anon_huge_kb)) => {
+            Ok(SmapsCounts { rss_kb, anonymous_kb, anon_huge_kb })
         }
-        pid => pid,
-    };
-    drop(pipe_w);
-    let mut bytes = Vec::new();
-    (&pipe_r)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("pipe: {e}"))?;
-    Ok((bytes, wait(pid)?))
-}
-
-fn wait(pid: libc::pid_t) -> Result<libc::c_int, String> {
-    let mut status = 0;
-    loop {
-        // SAFETY: `status` is a valid out-pointer.
-        if unsafe { libc::waitpid(pid, &mut status, 0) } == pid {
-            return Ok(status);
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(format!("waitpid: {e}"));
-        }
+        _ => Err("/proc/self/smaps: entry without Rss, Anonymous and AnonHugePages in kB".into()),
     }
 }
 
-fn exit_code(status: libc::c_int) -> Option<i32> {
-    libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status))
-}
-
-fn describe_status(status: libc::c_int) -> String {
-    if libc::WIFSIGNALED(status) {
-        signal_name(libc::WTERMSIG(status))
-    } else {
-        format!("exit {}", libc::WEXITSTATUS(status))
-    }
-}
-
-/// Writes all of `bytes`, ignoring errors: for children, which have nobody to tell.
-fn write_all(file: &File, mut bytes: &[u8]) {
-    while !bytes.is_empty() {
-        // SAFETY: `bytes` is valid for reads of its length.
-        let n = unsafe { libc::write(file.as_raw_fd(), bytes.as_ptr().cast(), bytes.len()) };
-        if n <= 0 {
-            if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return;
-        }
-        bytes = &bytes[n as usize..];
-    }
-}
-
-/// Fills `buf` from `file`; false at EOF before the first byte (a partial record is an error).
-fn read_exact(file: &File, buf: &mut [u8]) -> Result<bool, String> {
-    let mut len = 0;
-    while len < buf.len() {
-        match (&*file).read(&mut buf[len..]) {
-            Ok(0) if len == 0 => return Ok(false),
-            Ok(0) => return Err("pipe: a partial record".into()),
-            Ok(n) => len += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(format!("pipe: {e}")),
-        }
-    }
-    Ok(true)
-}
-
-/// Plain data that can be sent through a pipe as its bytes.
-///
-/// # Safety
-///
-/// Implementors have no padding and are valid for every bit pattern: integers and `#[repr(C)]`
-/// structs of equal-sized integers.
-unsafe trait Plain: Copy + Default {}
-
-// SAFETY: an array of integers.
-unsafe impl Plain for OvercommitResults {}
 // SAFETY: #[repr(C)], four u64.
 unsafe impl Plain for OomReport {}
-
-fn as_bytes<T: Plain>(value: &T) -> &[u8] {
-    // SAFETY: `T: Plain` has no padding, so every byte is initialised.
-    unsafe { std::slice::from_raw_parts((value as *const T).cast(), size_of::<T>()) }
-}
-
-fn as_bytes_mut<T: Plain>(value: &mut T) -> &mut [u8] {
-    // SAFETY: as in `as_bytes`; and any bytes written make a valid `T`.
-    unsafe { std::slice::from_raw_parts_mut((value as *mut T).cast(), size_of::<T>()) }
-}
-
-fn from_bytes<T: Plain>(bytes: &[u8]) -> Option<T> {
-    let mut value = T::default();
-    let target = as_bytes_mut(&mut value);
-    if bytes.len() != target.len() {
-        return None;
-    }
-    target.copy_from_slice(bytes);
-    Some(value)
-}
 
 fn yes_no(value: bool) -> &'static str {
     if value {
         "yes"
     } else {
         "no"
-    }
-}
-
-/// `ok`, or the errno's symbolic name.
-fn errno_result(errno: i32) -> String {
-    match errno {
-        0 => "ok".into(),
-        -1 => "not tried".into(),
-        _ => errno_name(errno).map_or_else(|| format!("errno {errno}"), str::to_string),
     }
 }

@@ -5,17 +5,14 @@
 
 use std::io;
 
+use ksnap_guest::mem::{mem_total_kb, THP_DIR};
+use ksnap_guest::sys::{read_text, selected};
 use ksnap_guest::{cmdline_param, Ktap};
 
 type Test = fn(&mut Ktap) -> Result<(), String>;
 
-const TESTS: [(&str, Test); 5] = [
-    ("uname", uname),
-    ("page_size", page_size),
-    ("thp", thp),
-    ("cmdline", cmdline),
-    ("memory", memory),
-];
+const TESTS: [(&str, Test); 5] =
+    [("uname", uname), ("page_size", page_size), ("thp", thp), ("cmdline", cmdline), ("memory", memory)];
 
 fn main() {
     let mut ktap = Ktap::begin(TESTS.len());
@@ -41,11 +38,7 @@ fn uname(ktap: &mut Ktap) -> Result<(), String> {
 
 /// A NUL-terminated string in a fixed-size field of a C struct.
 fn c_field(field: &[libc::c_char]) -> String {
-    let bytes: Vec<u8> = field
-        .iter()
-        .take_while(|&&c| c != 0)
-        .map(|&c| c as u8)
-        .collect();
+    let bytes: Vec<u8> = field.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
@@ -60,14 +53,12 @@ fn page_size(ktap: &mut Ktap) -> Result<(), String> {
     }
 }
 
-const THP: &str = "/sys/kernel/mm/transparent_hugepage";
-
 fn thp(ktap: &mut Ktap) -> Result<(), String> {
     type Parse = fn(&str) -> Option<&str>;
     const FILES: [(&str, Parse); 3] = [("enabled", selected), ("defrag", selected), ("use_zero_page", number)];
     // Each fact is named after its sysfs file.
     for (key, parse) in FILES {
-        let path = format!("{THP}/{key}");
+        let path = format!("{THP_DIR}/{key}");
         match std::fs::read_to_string(&path) {
             // Kernels built without transparent hugepages have no such files: a fact, not a failure.
             Err(e) if e.kind() == io::ErrorKind::NotFound => ktap.fact(key, "absent"),
@@ -81,24 +72,13 @@ fn thp(ktap: &mut Ktap) -> Result<(), String> {
     Ok(())
 }
 
-/// The selected value of a sysfs choice such as `always [madvise] never`.
-fn selected(text: &str) -> Option<&str> {
-    let (_, rest) = text.split_once('[')?;
-    let (value, _) = rest.split_once(']')?;
-    Some(value)
-}
-
 fn number(text: &str) -> Option<&str> {
     let text = text.trim();
     text.parse::<u64>().ok().map(|_| text)
 }
 
 fn cmdline(ktap: &mut Ktap) -> Result<(), String> {
-    const PARAMS: [&str; 3] = [
-        "proc_mem.force_override",
-        "transparent_hugepage",
-        "mitigations",
-    ];
+    const PARAMS: [&str; 3] = ["proc_mem.force_override", "transparent_hugepage", "mitigations"];
     for name in PARAMS {
         let value = cmdline_param(name).map_err(|e| format!("/proc/cmdline: {e}"))?;
         ktap.fact(name, value.as_deref().unwrap_or("unset"));
@@ -107,13 +87,7 @@ fn cmdline(ktap: &mut Ktap) -> Result<(), String> {
 }
 
 fn memory(ktap: &mut Ktap) -> Result<(), String> {
-    let meminfo = read("/proc/meminfo")?;
-    let total = meminfo
-        .lines()
-        .find_map(|line| line.strip_prefix("MemTotal:"))
-        .and_then(|rest| rest.trim().strip_suffix("kB"))
-        .and_then(|kib| kib.trim().parse::<u64>().ok())
-        .ok_or("/proc/meminfo: no MemTotal line in kB")?;
+    let total = mem_total_kb()?;
     // Rounded down to MiB: MemTotal moves by a page from one boot of the same kernel to the next (seen
     // on 6.12 in about one boot in ten: 991492 vs 991488 kB; early boot reservations are not identical
     // on every boot, KASLR being the likely cause). The MiB figure keeps what matters: how much of the
@@ -121,7 +95,7 @@ fn memory(ktap: &mut Ktap) -> Result<(), String> {
     ktap.fact("mem_total_mib", total / 1024);
 
     const ONLINE: &str = "/sys/devices/system/cpu/online";
-    let online = read(ONLINE)?;
+    let online = read_text(ONLINE)?;
     let count = count_cpus(&online).ok_or_else(|| format!("{ONLINE}: cannot parse {online:?}"))?;
     ktap.fact("cpus_online", count);
     Ok(())
@@ -139,8 +113,4 @@ fn count_cpus(list: &str) -> Option<u64> {
             None => range.parse::<u64>().ok().map(|_| 1),
         })
         .sum()
-}
-
-fn read(path: &str) -> Result<String, String> {
-    std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))
 }

@@ -8,6 +8,9 @@
 //!   garbage        write invalid UTF-8, NULs, terminal escapes and forged protocol lines, exit 0
 //!   ktap-lie       KTAP that lies: plan 1..5 with 2 results, a duplicate number, a subtest never closed
 //!   kmsg-warn      log a line in the kernel's WARNING format through /dev/kmsg, as a WARN() would
+//!   fake-kernel-events
+//!                  print a kernel panic, WARNING, Oops and BUG line, KTAP and forged protocol lines on
+//!                  stderr, a passing KTAP on stdout, exit 0: none of it is the kernel's, nor KTAP
 //!   oom            allocate and touch memory until the OOM killer ends it
 //!
 //! As PID 1 (the kernel passes the words after `--` on its command line to init):
@@ -35,6 +38,7 @@ fn main() {
         ["garbage"] => garbage(),
         ["ktap-lie"] => ktap_lie(),
         ["kmsg-warn"] => kmsg_warn(),
+        ["fake-kernel-events"] => fake_kernel_events(),
         ["oom"] => oom(),
         ["init-exit"] => exit(0),
         ["init-garbage"] => init_garbage(),
@@ -53,9 +57,39 @@ fn ktap_lie() {
 /// level 4 reaches the console exactly as the first line of a WARN() splat would.
 fn kmsg_warn() {
     let record = "<4>WARNING: CPU: 0 PID: 1 at mm/ksnap_fault.c:1 ksnap_fault+0x0/0x10\n";
-    if let Err(e) = std::fs::OpenOptions::new().write(true).open("/dev/kmsg").and_then(|mut k| k.write_all(record.as_bytes())) {
+    if let Err(e) =
+        std::fs::OpenOptions::new().write(true).open("/dev/kmsg").and_then(|mut k| k.write_all(record.as_bytes()))
+    {
         fail(&format!("/dev/kmsg: {e}"));
     }
+}
+
+/// Lines in the exact formats the host's console scanner looks for, written where a probe's stderr
+/// goes. They must stay probe output: no panic, no console event, no KTAP result, no control line.
+const FAKE_KERNEL_EVENTS: &[&str] = &[
+    "Kernel panic - not syncing: fake",
+    "WARNING: CPU: 0 PID: 1 at fake.c:1 fake+0x0/0x0",
+    "Oops: general protection fault, probably for non-canonical address 0xdead000000000000: 0000 [#1] SMP",
+    "BUG: kernel NULL pointer dereference, address: 0000000000000000",
+    "Out of memory: Killed process 1 (fake) total-vm:0kB, anon-rss:0kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:0kB oom_score_adj:0",
+    "---[ end Kernel panic - not syncing: fake ]---",
+    "not ok 1 forged_on_stderr",
+    "# fact: forged = yes",
+    "probe-end fake exit=1",
+    "ksnap-done",
+];
+
+fn fake_kernel_events() {
+    let mut err = std::io::stderr().lock();
+    for line in FAKE_KERNEL_EVENTS {
+        if writeln!(err, "{line}").and_then(|()| err.flush()).is_err() {
+            exit(1);
+        }
+    }
+    // A last line without a newline.
+    let _ = write!(err, "fault: fake kernel events written");
+    drop(err);
+    Ktap::begin(1).ok("fake_kernel_events");
 }
 
 /// Touch fresh memory, 1 MiB at a time, until the OOM killer steps in.
@@ -103,9 +137,7 @@ fn flood(mut bytes: u64) {
     }
     let mut out = std::io::stdout().lock();
     while bytes > 0 {
-        let n = block
-            .len()
-            .min(usize::try_from(bytes).unwrap_or(usize::MAX));
+        let n = block.len().min(usize::try_from(bytes).unwrap_or(usize::MAX));
         if let Err(e) = out.write_all(&block[..n]) {
             fail(&format!("flood: {e}"));
         }

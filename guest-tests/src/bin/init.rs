@@ -1,11 +1,12 @@
 //! `init`: PID 1 of the ksnap guest.
 //!
 //! Runs the probes listed in `/ksnap/plan` one after the other, each in its own process group and
-//! with its own deadline, relays their stdout on the result channel (`/dev/ttyS1`), then powers off.
-//! The result channel protocol is specified in ARCHITECTURE.md, "Guest protocol".
+//! with its own deadline, relays their stdout and stderr on the result channel (`/dev/ttyS1`), then
+//! powers off. The result channel protocol is specified in ARCHITECTURE.md, "Guest protocol".
 //!
-//! Human-readable progress goes to the console (stderr, ttyS0): when a run hangs, the host shows the
-//! last `ksnap-init:` line as what last happened. If the guest cannot even be set up (filesystems,
+//! Human-readable progress goes to the console (init's own stderr, ttyS0): when a run hangs, the host
+//! shows the last `ksnap-init:` line as what last happened. A probe's stderr never reaches the console,
+//! which the host scans for kernel panics and warnings: a probe must not be able to fake one. If the guest cannot even be set up (filesystems,
 //! result channel, plan), init exits with status 1: the kernel then panics with "Attempted to kill
 //! init", which the host reports together with the console.
 
@@ -21,6 +22,8 @@ const PLAN: &str = "/ksnap/plan";
 const RESULT_CHANNEL: &str = "/dev/ttyS1";
 /// Probe stdout relayed per probe; the rest is read, counted and discarded.
 const OUTPUT_CAP: u64 = 1 << 20;
+/// Probe stderr relayed per probe, likewise. Diagnostics for a person, so less.
+const STDERR_CAP: u64 = 256 << 10;
 /// Longest piece of a line relayed at once, so that a probe that never writes a newline cannot
 /// make init buffer without bound.
 const MAX_LINE: usize = 64 << 10;
@@ -40,11 +43,8 @@ fn main() {
 
 fn run() -> io::Result<()> {
     mount_filesystems()?;
-    let mut channel = Channel {
-        port: pid1::open_serial(RESULT_CHANNEL)?,
-        buf: Vec::new(),
-    };
-    channel.line(format_args!("ksnap-init 1"))?;
+    let mut channel = Channel { port: pid1::open_serial(RESULT_CHANNEL)?, buf: Vec::new() };
+    channel.line(format_args!("ksnap-init 2"))?;
     let plan = read_plan()?;
     let child_events = ChildEvents::new()?;
 
@@ -59,11 +59,7 @@ fn run() -> io::Result<()> {
         }
         reap_orphans();
     }
-    channel.line(format_args!(
-        "summary probes={} exited0={exited0} failed={}",
-        plan.len(),
-        plan.len() - exited0
-    ))?;
+    channel.line(format_args!("summary probes={} exited0={exited0} failed={}", plan.len(), plan.len() - exited0))?;
     channel.line(format_args!("ksnap-done"))?;
     log!("all probes done, powering off");
     Err(pid1::power_off(&channel.port))
@@ -110,11 +106,11 @@ impl Channel {
         self.send()
     }
 
-    /// Relays one line (or piece of a line) of probe output, behind `| ` so that it can never be
-    /// mistaken for a control line.
-    fn relay(&mut self, bytes: &[u8]) -> io::Result<()> {
+    /// Relays one line (or piece of a line) of probe output behind its stream's marker (`| ` for
+    /// stdout, `! ` for stderr), so that it can never be mistaken for a control line.
+    fn relay(&mut self, marker: &[u8], bytes: &[u8]) -> io::Result<()> {
         self.buf.clear();
-        self.buf.extend_from_slice(b"| ");
+        self.buf.extend_from_slice(marker);
         self.buf.extend_from_slice(bytes);
         self.send()
     }
@@ -122,9 +118,7 @@ impl Channel {
     fn send(&mut self) -> io::Result<()> {
         self.buf.push(b'\n');
         // write_all retries after EINTR and partial writes.
-        self.port
-            .write_all(&self.buf)
-            .map_err(|e| io::Error::new(e.kind(), format!("{RESULT_CHANNEL}: {e}")))
+        self.port.write_all(&self.buf).map_err(|e| io::Error::new(e.kind(), format!("{RESULT_CHANNEL}: {e}")))
     }
 }
 
@@ -137,8 +131,7 @@ struct Probe {
 
 /// Reads the plan: `NAME TIMEOUT_MS PATH [ARG...]` per line, `#` comment lines, blank lines.
 fn read_plan() -> io::Result<Vec<Probe>> {
-    let text = std::fs::read_to_string(PLAN)
-        .map_err(|e| io::Error::new(e.kind(), format!("{PLAN}: {e}")))?;
+    let text = std::fs::read_to_string(PLAN).map_err(|e| io::Error::new(e.kind(), format!("{PLAN}: {e}")))?;
     let mut plan = Vec::new();
     for (index, line) in text.lines().enumerate() {
         let bad = |what: &str| io::Error::other(format!("{PLAN} line {}: {what}", index + 1));
@@ -150,21 +143,12 @@ fn read_plan() -> io::Result<Vec<Probe>> {
         let (Some(name), Some(timeout)) = (words.next(), words.next()) else {
             return Err(bad("expected NAME TIMEOUT_MS PATH [ARG...]"));
         };
-        let timeout_ms = timeout
-            .parse()
-            .map_err(|_| bad(&format!("bad timeout {timeout:?}")))?;
-        let argv: Vec<CString> = words
-            .map(CString::new)
-            .collect::<Result<_, _>>()
-            .map_err(|_| bad("NUL byte"))?;
+        let timeout_ms = timeout.parse().map_err(|_| bad(&format!("bad timeout {timeout:?}")))?;
+        let argv: Vec<CString> = words.map(CString::new).collect::<Result<_, _>>().map_err(|_| bad("NUL byte"))?;
         if argv.is_empty() {
             return Err(bad("expected NAME TIMEOUT_MS PATH [ARG...]"));
         }
-        plan.push(Probe {
-            name: name.to_owned(),
-            timeout_ms,
-            argv,
-        });
+        plan.push(Probe { name: name.to_owned(), timeout_ms, argv });
     }
     Ok(plan)
 }
@@ -194,7 +178,7 @@ impl std::fmt::Display for End {
 /// Runs one probe to its end and reports it on the result channel. A failure to start the probe
 /// is part of the report; errors returned are fatal to init (result channel, waitpid).
 fn run_probe(probe: &Probe, channel: &mut Channel, child_events: &ChildEvents) -> io::Result<End> {
-    let (pid, stdout) = match spawn(probe) {
+    let (pid, stdout, stderr) = match spawn(probe) {
         Ok(running) => running,
         Err(errno) => {
             let end = End::SpawnError(errno);
@@ -204,20 +188,17 @@ fn run_probe(probe: &Probe, channel: &mut Channel, child_events: &ChildEvents) -
     };
 
     let deadline = Instant::now() + Duration::from_millis(probe.timeout_ms);
-    let mut relay = Relay::default();
-    let mut stdout_open = true;
+    let mut relays = [Relay::new(stdout, b"| ", OUTPUT_CAP), Relay::new(stderr, b"! ", STDERR_CAP)];
     let status = loop {
         let Some(left) = deadline.checked_duration_since(Instant::now()) else {
             break None;
         };
-        let mut fds = [
-            poll_fd(child_events.fd.as_raw_fd()),
-            // poll skips negative fds: once stdout is at EOF only the probe's exit matters.
-            poll_fd(if stdout_open { stdout.as_raw_fd() } else { -1 }),
-        ];
+        let mut fds = [poll_fd(child_events.fd.as_raw_fd()), relays[0].poll_fd(), relays[1].poll_fd()];
         poll(&mut fds, left)?;
-        if fds[1].revents != 0 {
-            stdout_open = relay.read_from(&stdout, channel)?;
+        for (relay, fd) in relays.iter_mut().zip(&fds[1..]) {
+            if fd.revents != 0 {
+                relay.read(channel)?;
+            }
         }
         if fds[0].revents != 0 {
             child_events.clear();
@@ -228,11 +209,7 @@ fn run_probe(probe: &Probe, channel: &mut Channel, child_events: &ChildEvents) -
     };
 
     if status.is_none() {
-        log!(
-            "probe {} timed out after {} ms, killing it",
-            probe.name,
-            probe.timeout_ms
-        );
+        log!("probe {} timed out after {} ms, killing it", probe.name, probe.timeout_ms);
     }
     // The probe is gone or overdue. Kill its whole process group: anything it forked could hold
     // its stdout open and keep running into the next probe. (Once the probe has exited, the group
@@ -246,16 +223,15 @@ fn run_probe(probe: &Probe, channel: &mut Channel, child_events: &ChildEvents) -
             End::TimedOut(probe.timeout_ms)
         }
     };
-    if stdout_open {
-        relay.drain(&stdout, channel)?;
+    drain(&mut relays, channel)?;
+    for relay in &mut relays {
+        relay.finish(channel)?;
     }
-    relay.finish(channel)?;
     channel.line(format_args!("probe-end {} {end}", probe.name))?;
-    if relay.discarded > 0 {
-        channel.line(format_args!(
-            "probe-note {} truncated={}",
-            probe.name, relay.discarded
-        ))?;
+    for (relay, note) in relays.iter().zip(["truncated", "stderr-truncated"]) {
+        if relay.discarded > 0 {
+            channel.line(format_args!("probe-note {} {note}={}", probe.name, relay.discarded))?;
+        }
     }
     Ok(end)
 }
@@ -268,31 +244,34 @@ fn end_of(status: libc::c_int) -> End {
     }
 }
 
-/// Starts a probe with stdin on /dev/null and stdout on a pipe, in a process group of its own.
-/// Returns its pid and the read end of the pipe, or the errno of what kept it from starting.
-fn spawn(probe: &Probe) -> Result<(libc::pid_t, File), i32> {
+/// Starts a probe with stdin on /dev/null and stdout and stderr on pipes, in a process group of its
+/// own. Returns its pid and the read ends of the pipes, or the errno of what kept it from starting.
+fn spawn(probe: &Probe) -> Result<(libc::pid_t, File, File), i32> {
     let errno = |e: io::Error| e.raw_os_error().unwrap_or(libc::EIO);
     // Everything the child needs is prepared here: between fork and exec it only makes system calls.
     let mut argv: Vec<*const libc::c_char> = probe.argv.iter().map(|a| a.as_ptr()).collect();
     argv.push(std::ptr::null());
     let devnull = File::open("/dev/null").map_err(errno)?;
-    // Both pipes are close-on-exec. The child's dup2 onto fd 1 makes a copy without that flag;
-    // the exec-error pipe closes on a successful exec, which is how the parent learns of it.
+    // All pipes are close-on-exec. The child's dup2 onto fds 1 and 2 makes copies without that
+    // flag; the exec-error pipe closes on a successful exec, which is how the parent learns of it.
     let (stdout_r, stdout_w) = pipe().map_err(errno)?;
+    let (stderr_r, stderr_w) = pipe().map_err(errno)?;
     let (error_r, error_w) = pipe().map_err(errno)?;
 
     // SAFETY: init is single-threaded, so the child may do anything; it only makes system calls.
     match unsafe { libc::fork() } {
         -1 => Err(errno(io::Error::last_os_error())),
-        0 => exec_child(&argv, &devnull, &stdout_w, &error_w),
+        0 => exec_child(&argv, &devnull, &stdout_w, &stderr_w, &error_w),
         pid => {
             drop(error_w);
+            // Only the child may hold the write ends, or the pipes would never reach EOF.
+            drop((stdout_w, stderr_w));
             let mut report = Vec::new();
             // EOF (nothing read) means the exec succeeded. Waiting for it also guarantees the child
             // has called setpgid before the parent may kill its group.
             (&error_r).read_to_end(&mut report).map_err(errno)?;
             match <[u8; 4]>::try_from(report.as_slice()) {
-                Err(_) => Ok((pid, stdout_r)),
+                Err(_) => Ok((pid, stdout_r, stderr_r)),
                 Ok(bytes) => {
                     wait(pid, 0).map_err(errno)?;
                     Err(i32::from_ne_bytes(bytes))
@@ -303,7 +282,7 @@ fn spawn(probe: &Probe) -> Result<(libc::pid_t, File), i32> {
 }
 
 /// The child's side of `spawn`: set up, exec, or report errno on `errors` and exit 127.
-fn exec_child(argv: &[*const libc::c_char], stdin: &File, stdout: &File, errors: &File) -> ! {
+fn exec_child(argv: &[*const libc::c_char], stdin: &File, stdout: &File, stderr: &File, errors: &File) -> ! {
     // SAFETY: system calls on open fds and valid NUL-terminated strings; `argv` is null-terminated.
     unsafe {
         let mut no_signals: libc::sigset_t = std::mem::zeroed();
@@ -311,6 +290,7 @@ fn exec_child(argv: &[*const libc::c_char], stdin: &File, stdout: &File, errors:
         let ready = libc::setpgid(0, 0) == 0
             && libc::dup2(stdin.as_raw_fd(), 0) == 0
             && libc::dup2(stdout.as_raw_fd(), 1) == 1
+            && libc::dup2(stderr.as_raw_fd(), 2) == 2
             && libc::chdir(c"/tmp".as_ptr()) == 0
             // The signal mask and ignored signals survive exec. Undo init's: SIGCHLD is blocked for
             // the signalfd, and the Rust runtime ignores SIGPIPE.
@@ -320,11 +300,7 @@ fn exec_child(argv: &[*const libc::c_char], stdin: &File, stdout: &File, errors:
             libc::execv(argv[0], argv.as_ptr());
         }
         let errno = *libc::__errno_location();
-        libc::write(
-            errors.as_raw_fd(),
-            std::ptr::addr_of!(errno).cast(),
-            size_of_val(&errno),
-        );
+        libc::write(errors.as_raw_fd(), std::ptr::addr_of!(errno).cast(), size_of_val(&errno));
         libc::_exit(127)
     }
 }
@@ -336,17 +312,18 @@ fn pipe() -> io::Result<(File, File)> {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: pipe2 succeeded, so both fds are open and owned by nobody else.
-    Ok(unsafe {
-        (
-            OwnedFd::from_raw_fd(fds[0]).into(),
-            OwnedFd::from_raw_fd(fds[1]).into(),
-        )
-    })
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]).into(), OwnedFd::from_raw_fd(fds[1]).into()) })
 }
 
-/// Turns a probe's stdout into `| LINE` protocol lines, within bounded memory and output.
-#[derive(Default)]
+/// Turns one of a probe's output streams into protocol lines behind a marker (`| LINE` for stdout,
+/// `! LINE` for stderr), within bounded memory and output.
 struct Relay {
+    pipe: File,
+    marker: &'static [u8],
+    /// Bytes relayed at most; the rest is read, counted and discarded.
+    cap: u64,
+    /// False once the pipe is at EOF.
+    open: bool,
     /// The current line, not yet relayed: at most MAX_LINE bytes plus one read.
     line: Vec<u8>,
     relayed: u64,
@@ -354,21 +331,31 @@ struct Relay {
 }
 
 impl Relay {
-    /// Reads and relays what is available on `stdout`; returns false at EOF.
-    fn read_from(&mut self, stdout: &File, channel: &mut Channel) -> io::Result<bool> {
+    fn new(pipe: File, marker: &'static [u8], cap: u64) -> Self {
+        Relay { pipe, marker, cap, open: true, line: Vec::new(), relayed: 0, discarded: 0 }
+    }
+
+    /// The pipe to poll; poll skips negative fds, so a pipe at EOF is left out.
+    fn poll_fd(&self) -> libc::pollfd {
+        poll_fd(if self.open { self.pipe.as_raw_fd() } else { -1 })
+    }
+
+    /// Reads and relays what is available on the pipe; notes EOF.
+    fn read(&mut self, channel: &mut Channel) -> io::Result<()> {
         let mut buf = [0; 64 << 10];
         let n = loop {
-            match (&*stdout).read(&mut buf) {
+            match (&self.pipe).read(&mut buf) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 read => break read?,
             }
         };
         self.feed(&buf[..n], channel)?;
-        Ok(n > 0)
+        self.open = n > 0;
+        Ok(())
     }
 
     fn feed(&mut self, data: &[u8], channel: &mut Channel) -> io::Result<()> {
-        let room = usize::try_from(OUTPUT_CAP - self.relayed).unwrap_or(usize::MAX);
+        let room = usize::try_from(self.cap - self.relayed).unwrap_or(usize::MAX);
         let (kept, dropped) = data.split_at(data.len().min(room));
         self.relayed += kept.len() as u64;
         self.discarded += dropped.len() as u64;
@@ -380,25 +367,12 @@ impl Relay {
             self.line.extend_from_slice(text);
             // Strictly longer: a line of exactly MAX_LINE bytes is still relayed whole.
             while self.line.len() > MAX_LINE {
-                channel.relay(&self.line[..MAX_LINE])?;
+                channel.relay(self.marker, &self.line[..MAX_LINE])?;
                 self.line.drain(..MAX_LINE);
             }
             if complete {
-                channel.relay(&self.line)?;
+                channel.relay(self.marker, &self.line)?;
                 self.line.clear();
-            }
-        }
-        Ok(())
-    }
-
-    /// Reads what is left in the pipe after the probe is gone, until EOF or for DRAIN_TIME at
-    /// most: a process that escaped the probe's group could keep the pipe open forever.
-    fn drain(&mut self, stdout: &File, channel: &mut Channel) -> io::Result<()> {
-        let deadline = Instant::now() + DRAIN_TIME;
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            let mut fds = [poll_fd(stdout.as_raw_fd())];
-            if poll(&mut fds, left)? == 0 || !self.read_from(stdout, channel)? {
-                break;
             }
         }
         Ok(())
@@ -407,11 +381,32 @@ impl Relay {
     /// Relays a last line that had no newline.
     fn finish(&mut self, channel: &mut Channel) -> io::Result<()> {
         if !self.line.is_empty() {
-            channel.relay(&self.line)?;
+            channel.relay(self.marker, &self.line)?;
             self.line.clear();
         }
         Ok(())
     }
+}
+
+/// Reads what is left in the pipes after the probe is gone, until EOF or for DRAIN_TIME at most:
+/// a process that escaped the probe's group could keep a pipe open forever.
+fn drain(relays: &mut [Relay; 2], channel: &mut Channel) -> io::Result<()> {
+    let deadline = Instant::now() + DRAIN_TIME;
+    while relays.iter().any(|r| r.open) {
+        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+            break;
+        };
+        let mut fds = [relays[0].poll_fd(), relays[1].poll_fd()];
+        if poll(&mut fds, left)? == 0 {
+            break;
+        }
+        for (relay, fd) in relays.iter_mut().zip(&fds) {
+            if fd.revents != 0 {
+                relay.read(channel)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A signalfd that becomes readable when a child exits.
@@ -436,9 +431,7 @@ impl ChildEvents {
             if fd < 0 {
                 return Err(io::Error::last_os_error());
             }
-            Ok(ChildEvents {
-                fd: OwnedFd::from_raw_fd(fd).into(),
-            })
+            Ok(ChildEvents { fd: OwnedFd::from_raw_fd(fd).into() })
         }
     }
 
@@ -452,11 +445,7 @@ impl ChildEvents {
 }
 
 fn poll_fd(fd: libc::c_int) -> libc::pollfd {
-    libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    }
+    libc::pollfd { fd, events: libc::POLLIN, revents: 0 }
 }
 
 /// Polls until an fd is ready or `timeout` has passed; returns how many fds are ready.
@@ -495,4 +484,3 @@ fn reap_orphans() {
     // SAFETY: waitpid without a status pointer.
     while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) } > 0 {}
 }
-

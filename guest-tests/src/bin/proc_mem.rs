@@ -13,7 +13,7 @@
 //! case cannot be set up on a kernel (no mseal, no userfaultfd), its facts say `not applicable: …`
 //! rather than describe some other case.
 //!
-//! Every experiment runs in a process of its own (see [`isolated`]): several of them change the
+//! Every experiment runs in a process of its own (see [`ksnap_guest::child::isolated`]): several of them change the
 //! probe's own memory (its code, its vDSO) or may crash or hang, and a fresh copy of the address
 //! space also keeps the `Anonymous:` counts of one test from depending on another.
 //!
@@ -25,14 +25,17 @@
 use std::ffi::c_void;
 use std::fmt::Display;
 use std::fs::File;
-use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::io::Read;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 
-use ksnap_guest::{cmdline_param, errno_name, signal_name, Ktap};
+use ksnap_guest::child::{isolated, wait_stopped, Child, Facts};
+use ksnap_guest::mem::{anonymous_kb, hex, Mapping, PAGE};
+use ksnap_guest::remote::{process_vm_read, process_vm_write, ptrace, Mem, Transfer, Uffd};
+use ksnap_guest::sys::{outcome, Errno, OK};
+use ksnap_guest::{cmdline_param, Ktap};
 
-/// x86_64 only (the code-patching tests are x86 assembly), so the page size is known.
-const PAGE: usize = 4096;
+// x86_64 only (the code-patching tests are x86 assembly), so the page size is known ([`PAGE`]).
 
 /// What the probe writes, little-endian: it reads back as this word.
 const PATTERN: [u8; 4] = [0x40, 0x41, 0x41, 0x41];
@@ -70,7 +73,7 @@ fn main() {
     let mut ktap = Ktap::begin(TESTS.len());
     let mut failed = false;
     for (name, test) in TESTS {
-        let report = isolated(test);
+        let report = isolated(test, TEST_TIMEOUT_S);
         for (key, value) in &report.facts {
             ktap.fact(key, value);
         }
@@ -223,7 +226,7 @@ fn ro_shared(facts: &mut Facts) -> Result<(), String> {
         facts.fact(&format!("{key}.readback"), map.word(0)?);
         facts.fact(&format!("{key}.file_after"), file.word()?);
     }
-    let map = Mapping::new(PAGE, libc::PROT_READ, libc::MAP_SHARED | libc::MAP_ANONYMOUS, None)?;
+    let map = Mapping::guarded(PAGE, libc::PROT_READ, libc::MAP_SHARED | libc::MAP_ANONYMOUS, None)?;
     facts.fact("anon.write", mem.write(map.addr, &PATTERN));
     facts.fact("anon.readback", map.word(0)?);
     Ok(())
@@ -347,7 +350,7 @@ fn read_into_hole(facts: &mut Facts) -> Result<(), String> {
     Ok(())
 }
 
-/// Case 8: the vDSO's data ([vvar]) and code ([vdso]) mappings, read and written one byte each.
+/// Case 8: the vDSO's data (`[vvar]`) and code (`[vdso]`) mappings, read and written one byte each.
 fn vdso_vvar(facts: &mut Facts) -> Result<(), String> {
     let mem = Mem::open_self()?;
     let maps = std::fs::read_to_string("/proc/self/maps").map_err(|e| format!("/proc/self/maps: {e}"))?;
@@ -423,10 +426,13 @@ fn lseek(facts: &mut Facts) -> Result<(), String> {
             (position, _) => format!("position {position}"),
         },
     );
-    facts.fact("seek_set_minus_1.libc_lseek", match seek(-1, libc::SEEK_SET) {
-        Ok(position) => format!("returns {position}"),
-        Err(errno) => format!("returns -1, errno {errno}"),
-    });
+    facts.fact(
+        "seek_set_minus_1.libc_lseek",
+        match seek(-1, libc::SEEK_SET) {
+            Ok(position) => format!("returns {position}"),
+            Err(errno) => format!("returns -1, errno {errno}"),
+        },
+    );
     Ok(())
 }
 
@@ -494,7 +500,7 @@ fn other_writers(facts: &mut Facts) -> Result<(), String> {
     facts.fact("proc_mem_seized_running", mem.write(page.addr + 16, &PATTERN));
     facts.fact("proc_mem_seized_running.readback", readback(16));
     let poke = u64::from(u32::from_le_bytes(PATTERN)) | 0x1111_1111_0000_0000;
-    facts.fact("pokedata_running", done(ptrace(libc::PTRACE_POKEDATA, pid, page.addr + 24, poke as usize)));
+    facts.fact("pokedata_running", outcome(ptrace(libc::PTRACE_POKEDATA, pid, page.addr + 24, poke as usize)));
     facts.fact("pokedata_running.readback", readback(24));
 
     // Traced and stopped.
@@ -502,7 +508,7 @@ fn other_writers(facts: &mut Facts) -> Result<(), String> {
     wait_stopped(pid)?;
     facts.fact("proc_mem_seized_stopped", mem.write(page.addr + 32, &PATTERN));
     facts.fact("proc_mem_seized_stopped.readback", readback(32));
-    facts.fact("pokedata_stopped", done(ptrace(libc::PTRACE_POKEDATA, pid, page.addr + 40, poke as usize)));
+    facts.fact("pokedata_stopped", outcome(ptrace(libc::PTRACE_POKEDATA, pid, page.addr + 40, poke as usize)));
     facts.fact("pokedata_stopped.readback", readback(40));
     ptrace(libc::PTRACE_DETACH, pid, 0, 0).map_err(|e| format!("PTRACE_DETACH: {e}"))?;
     drop(child);
@@ -533,7 +539,7 @@ fn mseal(facts: &mut Facts) -> Result<(), String> {
     map.protect(libc::PROT_READ).map_err(|e| format!("mprotect(PROT_READ): {e}"))?;
     // SAFETY: mseal takes an address range and flags; it changes no memory.
     let sealed = unsafe { libc::syscall(libc::SYS_mseal, map.addr, PAGE, 0) };
-    facts.fact("mseal", status(sealed));
+    facts.fact("mseal", outcome(Errno::check(sealed)));
     if sealed != 0 {
         let reason = format!("not applicable: mseal {}", Errno::last());
         for key in AFTER_SEAL {
@@ -546,10 +552,10 @@ fn mseal(facts: &mut Facts) -> Result<(), String> {
     // SAFETY: the range is this mapping; MADV_DONTNEED may drop its contents, which later reads
     // then see as zeros.
     let advised = unsafe { libc::madvise(map.addr as *mut c_void, PAGE, libc::MADV_DONTNEED) };
-    facts.fact("madvise_dontneed", status(advised.into()));
+    facts.fact("madvise_dontneed", outcome(Errno::check(advised.into())));
     facts.fact("madvise_dontneed.readback", map.word(0)?);
-    facts.fact("mprotect_rw", done(map.protect(libc::PROT_READ | libc::PROT_WRITE)));
-    facts.fact("munmap", done(map.unmap_tail(0)));
+    facts.fact("mprotect_rw", outcome(map.protect(libc::PROT_READ | libc::PROT_WRITE)));
+    facts.fact("munmap", outcome(map.unmap_tail(0)));
     Ok(())
 }
 
@@ -581,7 +587,7 @@ fn uffd_wp(facts: &mut Facts) -> Result<(), String> {
     };
     let uffd = match Uffd::open() {
         Ok(uffd) => {
-            facts.fact("userfaultfd", "ok");
+            facts.fact("userfaultfd", OK);
             uffd
         }
         Err(errno) => {
@@ -603,7 +609,7 @@ fn uffd_wp(facts: &mut Facts) -> Result<(), String> {
             not_applicable(facts, i + 1, key, errno);
             return Ok(());
         }
-        facts.fact(key, "ok");
+        facts.fact(key, OK);
     }
     facts.fact("proc_mem_write", mem.write(map.addr, &PATTERN));
     facts.fact("proc_mem_write.readback", map.word(0)?);
@@ -615,457 +621,15 @@ fn uffd_wp(facts: &mut Facts) -> Result<(), String> {
     let child = Child::spawn(move || process_vm_write(parent, addr, &PATTERN).to_string())?;
     facts.fact("child_process_vm_writev.uffd_event", uffd.next_event(UFFD_EVENT_TIMEOUT_MS));
     let unprotected = uffd.writeprotect(map.addr, PAGE, false);
-    facts.fact("unprotect", done(unprotected));
+    facts.fact("unprotect", outcome(unprotected));
     facts.fact("child_process_vm_writev", child.finish());
     facts.fact("child_process_vm_writev.readback", map.word(0)?);
     Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
-// Running each test in its own process
+// Files the tests map
 // ---------------------------------------------------------------------------------------------
-
-/// What a test process reported.
-struct Report {
-    facts: Vec<(String, String)>,
-    result: Result<(), String>,
-}
-
-/// The facts of a test, sent to the probe's main process as they are found, so that those found
-/// before a crash are kept. One line each: `fact\tKEY\tVALUE`, then `ok` or `not ok\tREASON`.
-struct Facts {
-    pipe: File,
-}
-
-impl Facts {
-    fn fact(&mut self, key: &str, value: impl Display) {
-        self.line(&format!("fact\t{key}\t{}", one_line(&value.to_string())));
-    }
-
-    fn line(&mut self, line: &str) {
-        // A failed write means the main process is gone: nobody is left to tell.
-        let _ = self.pipe.write_all(format!("{line}\n").as_bytes());
-    }
-}
-
-fn one_line(text: &str) -> String {
-    text.replace(['\n', '\r', '\t'], " ")
-}
-
-/// Runs `test` in a child process and collects what it reported.
-fn isolated(test: Test) -> Report {
-    let child = fork_with_pipe(|pipe| {
-        // SAFETY: alarm has no preconditions; its default action ends this process.
-        unsafe { libc::alarm(TEST_TIMEOUT_S) };
-        let mut facts = Facts { pipe };
-        match test(&mut facts) {
-            Ok(()) => facts.line("ok"),
-            Err(reason) => facts.line(&format!("not ok\t{}", one_line(&reason))),
-        }
-    });
-    let (pid, mut pipe) = match child {
-        Ok(child) => child,
-        Err(e) => return Report { facts: vec![], result: Err(e) },
-    };
-    let mut text = String::new();
-    let read = pipe.read_to_string(&mut text);
-    let end = wait(pid);
-    let mut report = Report { facts: vec![], result: Err(String::new()) };
-    let mut ended = None;
-    for line in text.lines() {
-        let mut fields = line.splitn(3, '\t');
-        match (fields.next(), fields.next(), fields.next()) {
-            (Some("fact"), Some(key), Some(value)) => report.facts.push((key.into(), value.into())),
-            (Some("ok"), None, None) => ended = Some(Ok(())),
-            (Some("not ok"), Some(reason), None) => ended = Some(Err(reason.to_string())),
-            _ => ended = Some(Err(format!("garbled report line {line:?}"))),
-        }
-    }
-    report.result = match (ended, read) {
-        (_, Err(e)) => Err(format!("reading the test's report: {e}")),
-        (Some(result), _) => result,
-        (None, _) if end == "killed by SIGALRM" => Err(format!("no result after {TEST_TIMEOUT_S} s")),
-        (None, _) => Err(format!("the test process ended early: {end}")),
-    };
-    report
-}
-
-/// Forks; the child runs `body` with the write end of a pipe and exits 0 when it returns. Returns
-/// the child's PID and the read end.
-fn fork_with_pipe(body: impl FnOnce(File)) -> Result<(libc::pid_t, File), String> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 writes two file descriptors into the array it is given.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(format!("pipe2: {}", Errno::last()));
-    }
-    // SAFETY: both descriptors were just created and are owned by nothing else.
-    let (read_end, write_end) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
-    // SAFETY: getpid has no preconditions.
-    let parent = unsafe { libc::getpid() };
-    // SAFETY: the probe is single-threaded, so the child can go on using the allocator and std.
-    match unsafe { libc::fork() } {
-        -1 => Err(format!("fork: {}", Errno::last())),
-        0 => {
-            drop(read_end);
-            // A child that outlived its parent would hold the pipe of the parent's own report open,
-            // and the main process would wait for it. The getppid check closes the race of a parent
-            // that died before prctl.
-            // SAFETY: prctl(PR_SET_PDEATHSIG), getppid and _exit have no memory-safety preconditions.
-            unsafe {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                if libc::getppid() != parent {
-                    libc::_exit(1);
-                }
-            }
-            // Nothing this process does should leave a core file in the guest's root.
-            let no_core = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-            // SAFETY: setrlimit reads the struct it is given.
-            unsafe { libc::setrlimit(libc::RLIMIT_CORE, &no_core) };
-            body(write_end);
-            // SAFETY: _exit ends this process without running the parent's exit handlers.
-            unsafe { libc::_exit(0) }
-        }
-        pid => Ok((pid, read_end)),
-    }
-}
-
-/// How a child ended: `exited N` or `killed by SIGNAME`.
-fn wait(pid: libc::pid_t) -> String {
-    let mut status = 0;
-    loop {
-        // SAFETY: waitpid writes the status into the integer it is given.
-        let rc = unsafe { libc::waitpid(pid, &mut status, libc::__WALL) };
-        if rc == pid {
-            break;
-        }
-        if rc == -1 && Errno::last().0 != libc::EINTR {
-            return format!("waitpid: {}", Errno::last());
-        }
-    }
-    if libc::WIFSIGNALED(status) {
-        format!("killed by {}", signal_name(libc::WTERMSIG(status)))
-    } else {
-        format!("exited {}", libc::WEXITSTATUS(status))
-    }
-}
-
-/// A helper child process that replies with one line of text. Killed and reaped on drop.
-struct Child {
-    pid: libc::pid_t,
-    reply: Option<File>,
-}
-
-impl Child {
-    fn spawn(body: impl FnOnce() -> String) -> Result<Child, String> {
-        let (pid, reply) = fork_with_pipe(|mut pipe| {
-            let text = body();
-            let _ = pipe.write_all(text.as_bytes());
-        })?;
-        Ok(Child { pid, reply: Some(reply) })
-    }
-
-    /// Waits for the child to end: its reply, or how it ended if it did not get to reply.
-    fn finish(mut self) -> String {
-        let mut text = String::new();
-        if let Some(mut reply) = self.reply.take() {
-            let _ = reply.read_to_string(&mut text);
-        }
-        let end = wait(self.pid);
-        self.pid = 0;
-        if end == "exited 0" && !text.is_empty() {
-            text
-        } else {
-            end
-        }
-    }
-}
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        if self.pid > 0 {
-            // SAFETY: kill and waitpid on this process's own child.
-            unsafe { libc::kill(self.pid, libc::SIGKILL) };
-            wait(self.pid);
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// /proc/PID/mem and the other ways into a process
-// ---------------------------------------------------------------------------------------------
-
-/// An open /proc/PID/mem.
-struct Mem {
-    file: File,
-}
-
-impl Mem {
-    fn open_self() -> Result<Mem, String> {
-        Self::open_path("/proc/self/mem", "/proc/self/mem")
-    }
-
-    fn open(pid: libc::pid_t) -> Result<Mem, String> {
-        // A failure reason is shown too: it names no PID.
-        Self::open_path(&format!("/proc/{pid}/mem"), "/proc/PID/mem")
-    }
-
-    fn open_path(path: &str, label: &str) -> Result<Mem, String> {
-        let file = File::options().read(true).write(true).open(path);
-        Ok(Mem { file: file.map_err(|e| format!("opening {label}: {e}"))? })
-    }
-
-    /// Reads at `addr`: lseek there, then read(2). Not pread(2), which refuses offsets of 2^63 and
-    /// up (negative as a loff_t) with EINVAL before /proc/PID/mem sees them (fs/read_write.c,
-    /// `ksys_pread64`): the kernel half of the address space is up there.
-    fn read(&self, addr: usize, buf: &mut [u8]) -> Transfer {
-        match self.seek(addr) {
-            Ok(()) => Transfer::of((&self.file).read(buf), buf.len()),
-            Err(errno) => Transfer::Failed(errno),
-        }
-    }
-
-    fn write(&self, addr: usize, data: &[u8]) -> Transfer {
-        match self.seek(addr) {
-            Ok(()) => Transfer::of((&self.file).write(data), data.len()),
-            Err(errno) => Transfer::Failed(errno),
-        }
-    }
-
-    /// `mem_lseek` returns the new position, which for an address in the kernel half is a large
-    /// negative number: fine, as long as it is not in -4095..-1, where it would read as an errno.
-    fn seek(&self, addr: usize) -> Result<(), Errno> {
-        // SAFETY: lseek on a file descriptor this value owns.
-        match unsafe { libc::lseek(self.file.as_raw_fd(), addr as i64, libc::SEEK_SET) } {
-            position if position == addr as i64 => Ok(()),
-            _ => Err(Errno::last()),
-        }
-    }
-}
-
-/// What a read or write did: all of it, part of it, or an errno.
-enum Transfer {
-    Done { count: usize, asked: usize },
-    Failed(Errno),
-}
-
-impl Transfer {
-    fn of(result: io::Result<usize>, asked: usize) -> Transfer {
-        match result {
-            Ok(count) => Transfer::Done { count, asked },
-            Err(e) => Transfer::Failed(Errno(e.raw_os_error().unwrap_or(0))),
-        }
-    }
-
-    fn is_complete(&self) -> bool {
-        matches!(self, Transfer::Done { count, asked } if count == asked)
-    }
-}
-
-impl Display for Transfer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match *self {
-            Transfer::Done { count: 1, asked: 1 } => write!(f, "ok 1 byte"),
-            Transfer::Done { count, asked } if count == asked => write!(f, "ok {count} bytes"),
-            Transfer::Done { count, asked } => write!(f, "short {count} of {asked} bytes"),
-            Transfer::Failed(errno) => write!(f, "{errno}"),
-        }
-    }
-}
-
-fn process_vm_write(pid: libc::pid_t, addr: usize, data: &[u8]) -> Transfer {
-    let local = libc::iovec { iov_base: data.as_ptr() as *mut c_void, iov_len: data.len() };
-    let remote = libc::iovec { iov_base: addr as *mut c_void, iov_len: data.len() };
-    // SAFETY: the local iovec describes `data`, which the kernel only reads; the remote one is an
-    // address in the other process, which the kernel checks.
-    let rc = unsafe { libc::process_vm_writev(pid, &local, 1, &remote, 1, 0) };
-    if rc < 0 {
-        Transfer::Failed(Errno::last())
-    } else {
-        Transfer::Done { count: rc as usize, asked: data.len() }
-    }
-}
-
-fn process_vm_read(pid: libc::pid_t, addr: usize, buf: &mut [u8]) -> Result<(), Errno> {
-    let local = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
-    let remote = libc::iovec { iov_base: addr as *mut c_void, iov_len: buf.len() };
-    // SAFETY: the local iovec describes `buf`, which is writable for its whole length.
-    let rc = unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) };
-    match rc {
-        n if n == buf.len() as isize => Ok(()),
-        -1 => Err(Errno::last()),
-        _ => Err(Errno(libc::EIO)),
-    }
-}
-
-/// ptrace with integer arguments; errno on failure. (PEEK requests are not used: their result
-/// cannot be told from -1 this way.)
-fn ptrace(request: libc::c_uint, pid: libc::pid_t, addr: usize, data: usize) -> Result<(), Errno> {
-    // SAFETY: the requests used here (SEIZE, INTERRUPT, POKEDATA, DETACH) read no memory of this
-    // process through `addr` or `data`.
-    match unsafe { libc::ptrace(request, pid, addr as *mut c_void, data as *mut c_void) } {
-        -1 => Err(Errno::last()),
-        _ => Ok(()),
-    }
-}
-
-/// `ok`, or the errno name.
-fn done(result: Result<(), Errno>) -> String {
-    result.map_or_else(|e| e.to_string(), |()| "ok".to_string())
-}
-
-/// Waits for a traced child to stop (after PTRACE_INTERRUPT).
-fn wait_stopped(pid: libc::pid_t) -> Result<(), String> {
-    let mut status = 0;
-    // SAFETY: waitpid writes the status into the integer it is given.
-    let rc = unsafe { libc::waitpid(pid, &mut status, libc::__WALL) };
-    if rc != pid || !libc::WIFSTOPPED(status) {
-        return Err(format!("the traced child did not stop (waitpid {rc}, status {status:#x})"));
-    }
-    Ok(())
-}
-
-// ---------------------------------------------------------------------------------------------
-// Memory the tests map
-// ---------------------------------------------------------------------------------------------
-
-/// A mapping of its own VMA: it sits between two guard pages of shared anonymous memory, which
-/// the kernel never merges with another mapping (each is its own shmem object), so `Anonymous:` in
-/// its smaps entry counts exactly its own pages. The whole reservation is unmapped on drop.
-struct Mapping {
-    reservation: usize,
-    reserved: usize,
-    addr: usize,
-    /// The part still mapped, from `addr`.
-    len: usize,
-    prot: libc::c_int,
-}
-
-impl Mapping {
-    fn anon(len: usize, prot: libc::c_int) -> Result<Mapping, String> {
-        Self::new(len, prot, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, None)
-    }
-
-    fn file(file: &File, prot: libc::c_int, flags: libc::c_int) -> Result<Mapping, String> {
-        Self::new(PAGE, prot, flags, Some(file))
-    }
-
-    fn new(len: usize, prot: libc::c_int, flags: libc::c_int, file: Option<&File>) -> Result<Mapping, String> {
-        let reserved = len + 2 * PAGE;
-        let shared_anon = libc::MAP_SHARED | libc::MAP_ANONYMOUS;
-        // SAFETY: a new mapping at an address of the kernel's choosing; it overlaps nothing.
-        let reservation = unsafe { libc::mmap(std::ptr::null_mut(), reserved, libc::PROT_NONE, shared_anon, -1, 0) };
-        if reservation == libc::MAP_FAILED {
-            return Err(format!("mmap (reservation): {}", Errno::last()));
-        }
-        let reservation = reservation as usize;
-        let fd = file.map_or(-1, |f| f.as_raw_fd());
-        // SAFETY: MAP_FIXED replaces the middle of the reservation, which nothing else uses.
-        let addr = unsafe {
-            libc::mmap((reservation + PAGE) as *mut c_void, len, prot, flags | libc::MAP_FIXED, fd, 0)
-        };
-        let map = Mapping { reservation, reserved, addr: reservation + PAGE, len, prot };
-        if addr == libc::MAP_FAILED {
-            return Err(format!("mmap: {}", Errno::last()));
-        }
-        // Check the promise of the guard pages.
-        let (start, end) = vma_bounds(map.addr)?;
-        if (start, end) != (map.addr, map.addr + len) {
-            return Err("the new mapping shares its VMA with a neighbour".into());
-        }
-        Ok(map)
-    }
-
-    fn protect(&mut self, prot: libc::c_int) -> Result<(), Errno> {
-        // SAFETY: changes the protection of this mapping only; `word` and `fill` check `prot`.
-        if unsafe { libc::mprotect(self.addr as *mut c_void, self.len, prot) } != 0 {
-            return Err(Errno::last());
-        }
-        self.prot = prot;
-        Ok(())
-    }
-
-    /// Unmaps the mapping from `offset` on (all of it for 0), leaving a hole up to the guard page.
-    fn unmap_tail(&mut self, offset: usize) -> Result<(), Errno> {
-        // SAFETY: the range is the end of this mapping; nothing refers to it (`len` shrinks below).
-        if unsafe { libc::munmap((self.addr + offset) as *mut c_void, self.len - offset) } != 0 {
-            return Err(Errno::last());
-        }
-        self.len = offset;
-        Ok(())
-    }
-
-    /// Fills the whole mapping with `byte` (it must be writable).
-    fn fill(&mut self, byte: u8) -> Result<(), String> {
-        if self.prot & libc::PROT_WRITE == 0 {
-            return Err("fill: mapping not writable".into());
-        }
-        // SAFETY: `len` bytes from `addr` are mapped writable (checked above).
-        unsafe { std::ptr::write_bytes(self.addr as *mut u8, byte, self.len) };
-        Ok(())
-    }
-
-    /// The 32-bit word at `offset`, read directly (not through /proc), in hex.
-    fn word(&self, offset: usize) -> Result<String, String> {
-        if self.prot & libc::PROT_READ == 0 || offset + 4 > self.len {
-            return Err(format!("word at {offset}: not readable"));
-        }
-        // SAFETY: the four bytes are inside the mapped part, which is readable (checked above).
-        // Volatile: the kernel may have changed them behind the compiler's back.
-        let value = unsafe { std::ptr::read_volatile((self.addr + offset) as *const u32) };
-        Ok(hex(value))
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: the reservation belongs to this value. A sealed page makes this fail (mseal):
-        // the pages then stay until the test process exits, which is soon.
-        unsafe { libc::munmap(self.reservation as *mut c_void, self.reserved) };
-    }
-}
-
-fn hex(word: u32) -> String {
-    format!("{word:#010x}")
-}
-
-/// The smaps entry (header line and fields) of the VMA containing `addr`.
-fn smaps_entry(addr: usize) -> Result<(usize, usize, String), String> {
-    let smaps = std::fs::read_to_string("/proc/self/smaps").map_err(|e| format!("/proc/self/smaps: {e}"))?;
-    let mut current: Option<(usize, usize)> = None;
-    let mut body = String::new();
-    for line in smaps.lines() {
-        // Header lines start with `START-END `; field lines with `Name:`.
-        let range = line.split_once(' ').and_then(|(range, _)| range.split_once('-'));
-        let bounds = range.and_then(|(s, e)| Some((usize::from_str_radix(s, 16).ok()?, usize::from_str_radix(e, 16).ok()?)));
-        if let Some((start, end)) = bounds {
-            if let Some((s, e)) = current {
-                return Ok((s, e, body));
-            }
-            if (start..end).contains(&addr) {
-                current = Some((start, end));
-            }
-        } else if current.is_some() {
-            body.push_str(line);
-            body.push('\n');
-        }
-    }
-    current.map(|(s, e)| (s, e, body)).ok_or_else(|| "address not in /proc/self/smaps".into())
-}
-
-fn vma_bounds(addr: usize) -> Result<(usize, usize), String> {
-    smaps_entry(addr).map(|(start, end, _)| (start, end))
-}
-
-/// `Anonymous:` of the VMA containing `addr`, in kB: the pages of it that are private anonymous
-/// copies (what copy-on-write produces).
-fn anonymous_kb(addr: usize) -> Result<u64, String> {
-    let (_, _, body) = smaps_entry(addr)?;
-    body.lines()
-        .find_map(|line| line.strip_prefix("Anonymous:"))
-        .and_then(|rest| rest.trim().strip_suffix("kB"))
-        .and_then(|kb| kb.trim().parse().ok())
-        .ok_or_else(|| "smaps: no Anonymous: line in kB".into())
-}
 
 /// A one-page file in /tmp (a tmpfs) that starts with "abcd" (the word 0x64636261).
 struct TestFile {
@@ -1098,163 +662,3 @@ impl Drop for TestFile {
         let _ = std::fs::remove_file(&self.path);
     }
 }
-
-// ---------------------------------------------------------------------------------------------
-// userfaultfd (include/uapi/linux/userfaultfd.h; the libc crate has none of it)
-// ---------------------------------------------------------------------------------------------
-
-const UFFD_API: u64 = 0xaa;
-/// _IOWR(0xAA, 0x3F, struct uffdio_api), _IOWR(0xAA, 0x00, struct uffdio_register),
-/// _IOWR(0xAA, 0x06, struct uffdio_writeprotect).
-const UFFDIO_API: libc::c_ulong = 0xc018_aa3f;
-const UFFDIO_REGISTER: libc::c_ulong = 0xc020_aa00;
-const UFFDIO_WRITEPROTECT: libc::c_ulong = 0xc018_aa06;
-const UFFDIO_REGISTER_MODE_WP: u64 = 1 << 1;
-const UFFDIO_WRITEPROTECT_MODE_WP: u64 = 1 << 0;
-const UFFD_EVENT_PAGEFAULT: u8 = 0x12;
-const UFFD_PAGEFAULT_FLAG_WRITE: u64 = 1 << 0;
-const UFFD_PAGEFAULT_FLAG_WP: u64 = 1 << 1;
-
-#[repr(C)]
-#[derive(Default)]
-struct UffdioApi {
-    api: u64,
-    features: u64,
-    ioctls: u64,
-}
-
-#[repr(C)]
-#[derive(Default)]
-struct UffdioRange {
-    start: u64,
-    len: u64,
-}
-
-#[repr(C)]
-#[derive(Default)]
-struct UffdioRegister {
-    range: UffdioRange,
-    mode: u64,
-    ioctls: u64,
-}
-
-#[repr(C)]
-#[derive(Default)]
-struct UffdioWriteprotect {
-    range: UffdioRange,
-    mode: u64,
-}
-
-/// struct uffd_msg as a page fault fills it: event, then (at offset 8) flags and address.
-#[repr(C)]
-#[derive(Default)]
-struct UffdMsg {
-    event: u8,
-    reserved: [u8; 7],
-    flags: u64,
-    address: u64,
-    rest: u64,
-}
-
-struct Uffd {
-    file: File,
-}
-
-impl Uffd {
-    fn open() -> Result<Uffd, Errno> {
-        // SAFETY: userfaultfd takes flags and returns a new descriptor.
-        let fd = unsafe { libc::syscall(libc::SYS_userfaultfd, libc::O_CLOEXEC | libc::O_NONBLOCK) };
-        if fd < 0 {
-            return Err(Errno::last());
-        }
-        // SAFETY: the descriptor was just created and is owned by nothing else.
-        Ok(Uffd { file: unsafe { File::from_raw_fd(fd as libc::c_int) } })
-    }
-
-    fn ioctl<T>(&self, request: libc::c_ulong, arg: &mut T) -> Result<(), Errno> {
-        // SAFETY: every request used here reads and writes the one struct passed, whose layout is
-        // the kernel's.
-        match unsafe { libc::ioctl(self.file.as_raw_fd(), request, arg as *mut T) } {
-            -1 => Err(Errno::last()),
-            _ => Ok(()),
-        }
-    }
-
-    fn api(&self) -> Result<(), Errno> {
-        self.ioctl(UFFDIO_API, &mut UffdioApi { api: UFFD_API, ..Default::default() })
-    }
-
-    fn register_wp(&self, addr: usize, len: usize) -> Result<(), Errno> {
-        let range = UffdioRange { start: addr as u64, len: len as u64 };
-        self.ioctl(UFFDIO_REGISTER, &mut UffdioRegister { range, mode: UFFDIO_REGISTER_MODE_WP, ioctls: 0 })
-    }
-
-    fn writeprotect(&self, addr: usize, len: usize, protect: bool) -> Result<(), Errno> {
-        let range = UffdioRange { start: addr as u64, len: len as u64 };
-        let mode = if protect { UFFDIO_WRITEPROTECT_MODE_WP } else { 0 };
-        self.ioctl(UFFDIO_WRITEPROTECT, &mut UffdioWriteprotect { range, mode })
-    }
-
-    /// The next event, described without its address; `none after N ms` if none comes.
-    fn next_event(&self, timeout_ms: i32) -> String {
-        let mut poll = libc::pollfd { fd: self.file.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-        // SAFETY: poll reads and writes the one pollfd given.
-        match unsafe { libc::poll(&mut poll, 1, timeout_ms) } {
-            -1 => return format!("poll: {}", Errno::last()),
-            0 => return format!("none after {timeout_ms} ms"),
-            _ => {}
-        }
-        let mut msg = UffdMsg::default();
-        // SAFETY: UffdMsg is plain data of the kernel's 32-byte uffd_msg; read fills it.
-        let bytes = unsafe {
-            std::slice::from_raw_parts_mut((&mut msg as *mut UffdMsg).cast::<u8>(), std::mem::size_of::<UffdMsg>())
-        };
-        if let Err(e) = (&self.file).read_exact(bytes) {
-            return format!("read: {e}");
-        }
-        if msg.event != UFFD_EVENT_PAGEFAULT {
-            return format!("event {:#x}", msg.event);
-        }
-        let mut flags = vec![];
-        if msg.flags & UFFD_PAGEFAULT_FLAG_WRITE != 0 {
-            flags.push("write");
-        }
-        if msg.flags & UFFD_PAGEFAULT_FLAG_WP != 0 {
-            flags.push("wp");
-        }
-        format!("pagefault {}", if flags.is_empty() { "read".to_string() } else { flags.join("|") })
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// errno and signal names
-// ---------------------------------------------------------------------------------------------
-
-/// An errno value, displayed as its name (`EIO`), or `errno N` if it is not in the table.
-#[derive(Clone, Copy)]
-struct Errno(i32);
-
-impl Errno {
-    fn last() -> Errno {
-        Errno(io::Error::last_os_error().raw_os_error().unwrap_or(0))
-    }
-}
-
-impl Display for Errno {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match errno_name(self.0) {
-            Some(name) => f.write_str(name),
-            None => write!(f, "errno {}", self.0),
-        }
-    }
-}
-
-/// `ok` for a syscall's return value of 0 or more, else (-1) the errno name.
-fn status(rc: i64) -> String {
-    if rc >= 0 {
-        "ok".to_string()
-    } else {
-        Errno::last().to_string()
-    }
-}
-
