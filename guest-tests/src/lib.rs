@@ -10,6 +10,8 @@ pub mod child;
 pub mod kmsg;
 pub mod mem;
 pub mod pid1;
+pub mod plan;
+pub mod relay;
 pub mod remote;
 pub mod sys;
 

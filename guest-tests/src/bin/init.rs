@@ -10,12 +10,13 @@
 //! result channel, plan), init exits with status 1: the kernel then panics with "Attempted to kill
 //! init", which the host reports together with the console.
 
-use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
+use ksnap_guest::plan::{self, Probe};
+use ksnap_guest::relay::Lines;
 use ksnap_guest::{errno_name, pid1};
 
 const PLAN: &str = "/ksnap/plan";
@@ -122,35 +123,10 @@ impl Channel {
     }
 }
 
-struct Probe {
-    name: String,
-    timeout_ms: u64,
-    /// PATH followed by the arguments; PATH is also the program's `argv[0]`.
-    argv: Vec<CString>,
-}
-
-/// Reads the plan: `NAME TIMEOUT_MS PATH [ARG...]` per line, `#` comment lines, blank lines.
+/// Reads the plan (format: [`ksnap_guest::plan`]).
 fn read_plan() -> io::Result<Vec<Probe>> {
     let text = std::fs::read_to_string(PLAN).map_err(|e| io::Error::new(e.kind(), format!("{PLAN}: {e}")))?;
-    let mut plan = Vec::new();
-    for (index, line) in text.lines().enumerate() {
-        let bad = |what: &str| io::Error::other(format!("{PLAN} line {}: {what}", index + 1));
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let mut words = line.split_ascii_whitespace();
-        let (Some(name), Some(timeout)) = (words.next(), words.next()) else {
-            return Err(bad("expected NAME TIMEOUT_MS PATH [ARG...]"));
-        };
-        let timeout_ms = timeout.parse().map_err(|_| bad(&format!("bad timeout {timeout:?}")))?;
-        let argv: Vec<CString> = words.map(CString::new).collect::<Result<_, _>>().map_err(|_| bad("NUL byte"))?;
-        if argv.is_empty() {
-            return Err(bad("expected NAME TIMEOUT_MS PATH [ARG...]"));
-        }
-        plan.push(Probe { name: name.to_owned(), timeout_ms, argv });
-    }
-    Ok(plan)
+    plan::parse(&text).map_err(|e| io::Error::other(format!("{PLAN} {e}")))
 }
 
 /// How a probe ended: the tail of its `probe-end` line.
@@ -229,8 +205,8 @@ fn run_probe(probe: &Probe, channel: &mut Channel, child_events: &ChildEvents) -
     }
     channel.line(format_args!("probe-end {} {end}", probe.name))?;
     for (relay, note) in relays.iter().zip(["truncated", "stderr-truncated"]) {
-        if relay.discarded > 0 {
-            channel.line(format_args!("probe-note {} {note}={}", probe.name, relay.discarded))?;
+        if relay.lines.discarded > 0 {
+            channel.line(format_args!("probe-note {} {note}={}", probe.name, relay.lines.discarded))?;
         }
     }
     Ok(end)
@@ -320,19 +296,14 @@ fn pipe() -> io::Result<(File, File)> {
 struct Relay {
     pipe: File,
     marker: &'static [u8],
-    /// Bytes relayed at most; the rest is read, counted and discarded.
-    cap: u64,
     /// False once the pipe is at EOF.
     open: bool,
-    /// The current line, not yet relayed: at most MAX_LINE bytes plus one read.
-    line: Vec<u8>,
-    relayed: u64,
-    discarded: u64,
+    lines: Lines,
 }
 
 impl Relay {
     fn new(pipe: File, marker: &'static [u8], cap: u64) -> Self {
-        Relay { pipe, marker, cap, open: true, line: Vec::new(), relayed: 0, discarded: 0 }
+        Relay { pipe, marker, open: true, lines: Lines::new(cap, MAX_LINE) }
     }
 
     /// The pipe to poll; poll skips negative fds, so a pipe at EOF is left out.
@@ -355,36 +326,14 @@ impl Relay {
     }
 
     fn feed(&mut self, data: &[u8], channel: &mut Channel) -> io::Result<()> {
-        let room = usize::try_from(self.cap - self.relayed).unwrap_or(usize::MAX);
-        let (kept, dropped) = data.split_at(data.len().min(room));
-        self.relayed += kept.len() as u64;
-        self.discarded += dropped.len() as u64;
-        for piece in kept.split_inclusive(|&b| b == b'\n') {
-            let (text, complete) = match piece.strip_suffix(b"\n") {
-                Some(text) => (text, true),
-                None => (piece, false),
-            };
-            self.line.extend_from_slice(text);
-            // Strictly longer: a line of exactly MAX_LINE bytes is still relayed whole.
-            while self.line.len() > MAX_LINE {
-                channel.relay(self.marker, &self.line[..MAX_LINE])?;
-                self.line.drain(..MAX_LINE);
-            }
-            if complete {
-                channel.relay(self.marker, &self.line)?;
-                self.line.clear();
-            }
-        }
-        Ok(())
+        let marker = self.marker;
+        self.lines.feed(data, &mut |line| channel.relay(marker, line))
     }
 
     /// Relays a last line that had no newline.
     fn finish(&mut self, channel: &mut Channel) -> io::Result<()> {
-        if !self.line.is_empty() {
-            channel.relay(self.marker, &self.line)?;
-            self.line.clear();
-        }
-        Ok(())
+        let marker = self.marker;
+        self.lines.finish(&mut |line| channel.relay(marker, line))
     }
 }
 
