@@ -151,12 +151,16 @@ impl KernelSource {
                 unpack_debs(std::slice::from_ref(path), staging, Some(package), report)
             }),
             KernelSource::BzImage { path, config } => local_bzimage(path, config.as_deref()),
+            // A local tree is not pinned: it is what the files say.
+            KernelSource::Build(recipe) if recipe.apt_request().is_none() => {
+                recipe.resolve(None, cache, archives, report)
+            }
             KernelSource::Build(recipe) => {
                 let source = match self.pin_or_resolve(pin, archives)? {
-                    Pin::Build { source, .. } => Some(source),
+                    Pin::Build { source, .. } => source,
                     Pin::Apt { .. } => unreachable!("a build is pinned to its source package"),
                 };
-                recipe.resolve(source.as_ref(), cache, archives, report)
+                recipe.resolve(Some(&source), cache, archives, report)
             }
         }
     }
@@ -227,4 +231,29 @@ fn unpack_debs(
     report("unpacking kernel");
     let unpacked = crate::deb::extract_kernel(debs, staging)?;
     Ok(Produced { image: unpacked.vmlinuz, config: unpacked.config, release: unpacked.release, package })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::SourceTree;
+
+    /// A kernel built from a local tree is not pinned and never asks apt: it goes straight to the build,
+    /// whose own checks speak (here: the directory is no kernel tree).
+    #[test]
+    fn a_local_tree_build_is_not_pinned_and_goes_to_the_build() {
+        let dir = tempfile::tempdir().unwrap();
+        let fragment = dir.path().join("fragment");
+        std::fs::write(&fragment, "CONFIG_A=y\n").unwrap();
+        let source = KernelSource::Build(BuildRecipe {
+            tree: SourceTree::Local { path: dir.path().to_path_buf() },
+            fragments: vec![fragment],
+        });
+        let cache = Cache::at(dir.path().join("cache")).unwrap();
+        let archives = Archives::new(&cache, None);
+        assert!(!source.is_pinned());
+        assert_eq!(source.pin(&archives).unwrap(), None);
+        let err = source.resolve(None, &cache, &archives, &mut |_| {}).unwrap_err().to_string();
+        assert!(err.contains("is not a Linux source tree: it has no Makefile"), "{err}");
+    }
 }
