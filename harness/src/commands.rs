@@ -220,14 +220,14 @@ pub fn kernels(config: Option<PathBuf>, lock: LockMode, fetch: bool) -> Result<b
         let task = progress.start(&format!("kernel {name}"));
         let kernel = match fetch {
             true => kernels.resolve(name, &mut |step| task.step(step)).map(Some),
-            false => kernels.pin(name, &mut |step| task.step(step)).and_then(|_| kernels.cached(name).map(|(_, k)| k)),
+            false => kernels.pin(name, &mut |step| task.step(step)).and_then(|_| kernels.cached(name)),
         };
         task.finish(match &kernel {
             Ok(Some(_)) => "ready",
             Ok(None) => "not cached",
             Err(_) => "failed",
         });
-        let pin = kernels.cached(name).ok().and_then(|(pin, _)| pin);
+        let pin = kernels.locked(name).ok().flatten();
         // The package and version columns say what the lock pins; a local kernel shows its file.
         let (package, version) = pin.as_ref().map_or((source.to_string(), "-".into()), |p| {
             (p.packages()[0].name.clone(), p.packages()[0].version.clone())
@@ -244,11 +244,11 @@ pub fn kernels(config: Option<PathBuf>, lock: LockMode, fetch: bool) -> Result<b
             }
         };
         rows.push(row);
-        match kernels.newer(name) {
-            Ok(Some(today)) => newer.push(format!(
-                "  {name}: {today} (locked: {}); `ksnap lock --update {name}` moves it",
-                pin.map_or("-".into(), |p| p.to_string())
-            )),
+        let Some(pin) = pin else { continue };
+        match kernels.newer(name, &pin) {
+            Ok(Some(today)) => {
+                newer.push(format!("  {name}: {today} (locked: {pin}); `ksnap lock --update {name}` moves it"))
+            }
             Ok(None) => {}
             Err(e) => newer.push(format!("  {name}: cannot ask apt for newer versions: {e:#}")),
         }

@@ -109,25 +109,31 @@ impl Kernels {
         source.resolve(pin.as_ref(), &self.cache, &self.archives, report).map_err(|e| explain(name, source, e))
     }
 
-    /// Kernel `name` if it is in the cache as locked (never fetches, never writes the lock: a kernel with
-    /// no lock entry is not cached). The pin, if any, comes with it.
-    pub fn cached(&self, name: &str) -> Result<(Option<Pin>, Option<Kernel>)> {
+    /// The lock entry of kernel `name`, if it has a current one (never resolves, never writes).
+    pub fn locked(&self, name: &str) -> Result<Option<Pin>> {
         let source = self.source(name)?;
         let lock = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        let pin = match lock.lookup(name, source)? {
+        Ok(match lock.lookup(name, source)? {
             Lookup::Pinned(pin) => Some(pin),
-            _ if source.is_pinned() => return Ok((None, None)),
-            _ => None,
-        };
-        drop(lock);
-        let kernel = source.cached(pin.as_ref(), &self.cache).map_err(|e| explain(name, source, e))?;
-        Ok((pin, kernel))
+            Lookup::Missing | Lookup::Stale(_) => None,
+        })
     }
 
-    /// What apt resolves kernel `name` to today, if that differs from its lock entry (`ksnap kernels`).
-    pub fn newer(&self, name: &str) -> Result<Option<Pin>> {
+    /// Kernel `name` if it is in the cache as locked (never fetches, never writes the lock: a pinned
+    /// kernel with no current lock entry is not cached).
+    pub fn cached(&self, name: &str) -> Result<Option<Kernel>> {
         let source = self.source(name)?;
-        let Some(locked) = self.cached(name)?.0 else { return Ok(None) };
+        let pin = self.locked(name)?;
+        if pin.is_none() && source.is_pinned() {
+            return Ok(None);
+        }
+        source.cached(pin.as_ref(), &self.cache).map_err(|e| explain(name, source, e))
+    }
+
+    /// What apt resolves kernel `name` to today, if that differs from its lock entry `locked`
+    /// (`ksnap kernels`).
+    pub fn newer(&self, name: &str, locked: &Pin) -> Result<Option<Pin>> {
+        let source = self.source(name)?;
         let today = source.pin(&self.archives).map_err(|e| explain(name, source, e))?;
         Ok(today.filter(|today| today.packages()[0] != locked.packages()[0]))
     }

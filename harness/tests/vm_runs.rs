@@ -34,6 +34,16 @@ fn guest() -> &'static GuestBinaries {
     GUEST.get_or_init(|| guest::build(&workspace_root()).expect("building the guest binaries"))
 }
 
+/// The env probe, run after deliberate misbehaviour to show the guest goes on.
+fn env_probe() -> ProbePlan {
+    ProbePlan {
+        name: "env".into(),
+        binary: guest().get("env").unwrap(),
+        args: vec![],
+        timeout: Duration::from_secs(20),
+    }
+}
+
 fn session() -> &'static Session {
     static SESSION: OnceLock<Session> = OnceLock::new();
     SESSION.get_or_init(|| {
@@ -124,12 +134,7 @@ fn crashing_and_hanging_probes_are_results_not_failures_of_the_run() {
         fault_probe("hang", &["hang"], Duration::from_secs(2)),
         fault_probe("segv", &["segv"], Duration::from_secs(20)),
         fault_probe("forker", &["fork-hang"], Duration::from_secs(20)),
-        ProbePlan {
-            name: "env".into(),
-            binary: guest().get("env").unwrap(),
-            args: vec![],
-            timeout: Duration::from_secs(20),
-        },
+        env_probe(),
     ];
     let report = boot("init", &[], probes, Timeouts::default());
     let Outcome::Completed(guest) = &report.outcome else { panic!("{}", report.outcome) };
@@ -346,15 +351,7 @@ fn probe_stderr_cannot_imitate_the_kernel() {
         "ksnap-done",
         "fault: fake kernel events written",
     ];
-    let probes = vec![
-        fault_probe("fake", &["fake-kernel-events"], Duration::from_secs(20)),
-        ProbePlan {
-            name: "env".into(),
-            binary: guest().get("env").unwrap(),
-            args: vec![],
-            timeout: Duration::from_secs(20),
-        },
-    ];
+    let probes = vec![fault_probe("fake", &["fake-kernel-events"], Duration::from_secs(20)), env_probe()];
     let report = boot("init", &[], probes, Timeouts::default());
     let Outcome::Completed(guest) = &report.outcome else { panic!("{}\nconsole:\n{}", report.outcome, report.console) };
     assert!(report.console_events.is_empty(), "a probe's stderr is no kernel event: {:#?}", report.console_events);

@@ -127,12 +127,7 @@ impl BuildRecipe {
         let origin = match (&self.tree, source) {
             (SourceTree::Apt { .. }, Some(source)) => Origin::Apt { source: source.clone(), archives },
             (SourceTree::Local { path }, _) => Origin::Local { path: path.clone() },
-            (SourceTree::Apt { package, .. }, None) => {
-                return Err(Error::UnknownPackage {
-                    package: package.clone(),
-                    detail: "the build has no pinned source version".into(),
-                })
-            }
+            (SourceTree::Apt { package, .. }, None) => return Err(unpinned(package)),
         };
         let plan = self.plan(origin)?;
         entry::cached_or_produce(cache, &plan.key, report, |staging, report| plan.build(host, cache, staging, report))
@@ -163,12 +158,7 @@ impl BuildRecipe {
         let recipe_hash = cache::sha256_bytes(format!("{RECIPE}\n{}", kconfig::canonical(options)).as_bytes());
         let source_key = match (&self.tree, source) {
             (SourceTree::Apt { .. }, Some(package)) => format!("{}_{}", package.name, package.version),
-            (SourceTree::Apt { package, .. }, None) => {
-                return Err(Error::UnknownPackage {
-                    package: package.clone(),
-                    detail: "the build has no pinned source version".into(),
-                })
-            }
+            (SourceTree::Apt { package, .. }, None) => return Err(unpinned(package)),
             (SourceTree::Local { path }, _) => {
                 check_source_tree(path)?;
                 let fingerprint = tree_fingerprint(path)
@@ -188,6 +178,11 @@ impl BuildRecipe {
         let key = self.key_with(package.as_ref(), &options)?;
         Ok(Plan { recipe: self, origin, options, key })
     }
+}
+
+/// A build of a source package asked for without the package's pinned version.
+fn unpinned(package: &str) -> Error {
+    Error::UnknownPackage { package: package.to_string(), detail: "the build has no pinned source version".into() }
 }
 
 /// Every option the fragments set; a later fragment overrides an earlier one.
