@@ -29,6 +29,11 @@ done
 [ -f /usr/share/qemu/qboot.rom ] || missing+=(qemu-system-data)
 # objtool, built with every x86_64 kernel, needs libelf's headers.
 [ -f /usr/include/libelf.h ] || missing+=(libelf-dev)
+# The kernel selftests (`[selftests]` in ksnap.toml) link these statically, and run under a static busybox.
+[ -f /usr/include/numa.h ] || missing+=(libnuma-dev)
+[ -f /usr/include/sys/capability.h ] || missing+=(libcap-dev)
+[ -f /usr/include/liburing.h ] || missing+=(liburing-dev)
+dpkg-query -W -f '${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || missing+=(busybox-static)
 
 # Kernels are resolved through apt: the package lists must know the kernel metapackages.
 lists_ok=true

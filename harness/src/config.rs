@@ -21,8 +21,18 @@ pub struct Config {
     pub named_only: std::collections::BTreeSet<String>,
     /// `[apt] mirror`: the Debian mirror for kernels from a suite, instead of the system's.
     pub apt_mirror: Option<String>,
+    /// `[selftests] source`: the Debian kernel source package the `kselftest` probes are built from.
+    pub selftests: Option<SelftestsSource>,
     pub variants: BTreeMap<String, Variant>,
     pub suites: BTreeMap<String, Suite>,
+}
+
+/// Where the kernel's selftests come from: one Debian kernel source package (`package`, from `suite`, or
+/// the system's apt sources), built once and run on every kernel of the matrix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SelftestsSource {
+    pub package: String,
+    pub suite: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +51,8 @@ pub struct Suite {
     pub probe_timeout: Duration,
     /// Variants the suite runs under.
     pub variants: Vec<String>,
+    /// Kernel command-line words the suite's cells boot with, after the variant's.
+    pub cmdline: Vec<String>,
     /// Kernel config options whose values the suite's snapshots state (`CONFIG_PROC_MEM_NO_FORCE`, …).
     pub kernel_config: Vec<String>,
 }
@@ -60,6 +72,17 @@ pub enum ProbeKind {
     /// C (and assembly) sources compiled statically with `cc` (`gcc`, `musl-gcc`). `libc_package` is the
     /// Debian package of the libc it links, whose version the snapshot metadata records.
     C { sources: Vec<PathBuf>, cc: String, libc_package: Option<String> },
+    /// A kernel selftest, `COLLECTION/NAME` (`mm/cow`) of `tools/testing/selftests`, built from the
+    /// `[selftests]` source and run with `args`. Its output is kselftest TAP, read per test case
+    /// ([`ksnap_vm::kselftest`]), and its failures are results, not a failed probe.
+    Kselftest { test: String, args: Vec<String> },
+}
+
+impl Suite {
+    /// Whether the suite runs kernel selftests (they need the selftests build and busybox in the guest).
+    pub fn runs_selftests(&self) -> bool {
+        self.probes.iter().any(|p| matches!(p.kind, ProbeKind::Kselftest { .. }))
+    }
 }
 
 /// The file as written; checked and turned into [`Config`] by [`Config::from_toml`].
@@ -73,6 +96,13 @@ struct RawConfig {
     #[serde(default)]
     suites: BTreeMap<String, RawSuite>,
     apt: Option<RawApt>,
+    selftests: Option<RawSelftests>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSelftests {
+    source: RawPackage,
 }
 
 #[derive(Debug, Deserialize)]
@@ -153,6 +183,8 @@ struct RawSuite {
     variants: Vec<String>,
     #[serde(default)]
     kernel_config: Vec<String>,
+    #[serde(default)]
+    cmdline: Vec<String>,
 }
 
 /// `"env"` (a guest-tests binary) or `{ name = "musl", sources = ["…c"], cc = "musl-gcc" }`.
@@ -171,6 +203,13 @@ enum RawProbe {
         sources: Vec<PathBuf>,
         cc: String,
         libc_package: Option<String>,
+    },
+    /// `{ kselftest = "mm/mremap_test", args = ["-S", "42"] }`; named after the test unless `name` is given.
+    Kselftest {
+        name: Option<String>,
+        kselftest: String,
+        #[serde(default)]
+        args: Vec<String>,
     },
 }
 
@@ -199,6 +238,13 @@ fn relative_to(root: &Path, path: PathBuf) -> PathBuf {
     }
 }
 
+fn check_args(suite: &str, probe: &str, args: &[String]) -> Result<()> {
+    if let Some(bad) = args.iter().find(|a| a.is_empty() || a.contains(char::is_whitespace)) {
+        bail!("probe `{probe}` of suite `{suite}`: argument {bad:?} must be one non-empty word");
+    }
+    Ok(())
+}
+
 /// Names show up in test names (`6.12::default::env`) and snapshot file names (`env@6.12+force-never`).
 fn check_name(kind: &str, name: &str) -> Result<()> {
     let ok = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
@@ -209,6 +255,20 @@ fn check_name(kind: &str, name: &str) -> Result<()> {
 }
 
 impl Config {
+    /// The selftest collections (`mm`, `proc`) the suites run tests of, sorted.
+    pub fn selftest_collections(&self) -> Vec<String> {
+        let collections: std::collections::BTreeSet<String> = self
+            .suites
+            .values()
+            .flat_map(|suite| &suite.probes)
+            .filter_map(|probe| match &probe.kind {
+                ProbeKind::Kselftest { test, .. } => test.split_once('/').map(|(c, _)| c.to_string()),
+                _ => None,
+            })
+            .collect();
+        collections.into_iter().collect()
+    }
+
     /// Find `ksnap.toml` in `start` or its ancestors and load it.
     pub fn discover(start: &Path) -> Result<Config> {
         let found = start.ancestors().map(|dir| dir.join(CONFIG_FILE)).find(|candidate| candidate.is_file());
@@ -289,10 +349,26 @@ impl Config {
                 let probe = match raw {
                     RawProbe::Rust(bin) => Probe { name: bin.clone(), kind: ProbeKind::Rust { bin, args: vec![] } },
                     RawProbe::RustWithArgs { name: probe_name, bin, args } => {
-                        if let Some(bad) = args.iter().find(|a| a.is_empty() || a.contains(char::is_whitespace)) {
-                            bail!("probe `{bin}` of suite `{name}`: argument {bad:?} must be one non-empty word");
-                        }
+                        check_args(&name, &bin, &args)?;
                         Probe { name: probe_name.unwrap_or_else(|| bin.clone()), kind: ProbeKind::Rust { bin, args } }
+                    }
+                    RawProbe::Kselftest { name: probe_name, kselftest, args } => {
+                        check_args(&name, &kselftest, &args)?;
+                        let Some((collection, test)) = kselftest.split_once('/').filter(|(c, t)| {
+                            !c.is_empty()
+                                && !t.is_empty()
+                                && !t.contains('/')
+                                && !c.starts_with('.')
+                                && !t.starts_with('.')
+                        }) else {
+                            bail!(
+                                "probe `{kselftest}` of suite `{name}`: a kselftest is COLLECTION/NAME, a binary of \
+                                 tools/testing/selftests/COLLECTION (e.g. \"mm/cow\")"
+                            );
+                        };
+                        check_name("selftest collection", collection)?;
+                        let probe_name = probe_name.unwrap_or_else(|| test.to_string());
+                        Probe { name: probe_name, kind: ProbeKind::Kselftest { test: kselftest.clone(), args } }
                     }
                     RawProbe::C { name: probe_name, sources, cc, libc_package } => {
                         if sources.is_empty() {
@@ -316,6 +392,9 @@ impl Config {
             if let Some(bad) = suite.kernel_config.iter().find(|o| !o.starts_with("CONFIG_")) {
                 bail!("suite `{name}`: kernel_config entry `{bad}` is not a CONFIG_ option");
             }
+            if let Some(bad) = suite.cmdline.iter().find(|w| w.is_empty() || w.contains(char::is_whitespace)) {
+                bail!("suite `{name}`: cmdline word {bad:?} must be one non-empty word");
+            }
             if suite.memory_mib < 64 || suite.cpus == 0 || suite.probe_timeout_s == 0 {
                 bail!("suite `{name}`: memory_mib must be at least 64, cpus and probe_timeout_s at least 1");
             }
@@ -328,6 +407,7 @@ impl Config {
                     cpus: suite.cpus,
                     probe_timeout: Duration::from_secs(suite.probe_timeout_s),
                     variants: suite.variants,
+                    cmdline: suite.cmdline,
                     kernel_config: suite.kernel_config,
                 },
             );
@@ -339,7 +419,18 @@ impl Config {
             bail!("every kernel has `default = false`: the default run would have no kernel");
         }
         let apt_mirror = raw.apt.and_then(|apt| apt.mirror);
-        Ok(Config { root, kernels, named_only, apt_mirror, variants, suites })
+        let selftests = raw.selftests.map(|raw| {
+            let (package, suite) = raw.source.split();
+            SelftestsSource { package, suite }
+        });
+        if let (None, Some(suite)) = (&selftests, suites.values().find(|s| s.runs_selftests())) {
+            bail!(
+                "suite `{}` runs kernel selftests, but ksnap.toml has no [selftests] source to build them from: add \
+                 `[selftests]` with `source = {{ package = \"linux-source-7.2\", suite = \"sid\" }}`",
+                suite.name
+            );
+        }
+        Ok(Config { root, kernels, named_only, apt_mirror, selftests, variants, suites })
     }
 }
 
@@ -460,6 +551,52 @@ mod tests {
                 }
             }
         );
+    }
+
+    #[test]
+    fn kernel_selftests() {
+        let config = Config::from_toml(
+            r#"
+            [kernels.k]
+            apt = "a"
+            [selftests]
+            source = { package = "linux-source-7.2", suite = "sid" }
+            [suites.kselftest_mm]
+            probes = [{ kselftest = "mm/cow" }, { kselftest = "mm/mremap_test", args = ["-S", "42"] }]
+            cmdline = ["norandmaps"]
+            [suites.kselftest_proc]
+            probes = [{ kselftest = "proc/read", name = "proc-read" }]
+            "#,
+            PathBuf::from("/repo"),
+        )
+        .unwrap();
+        assert_eq!(
+            config.selftests,
+            Some(SelftestsSource { package: "linux-source-7.2".into(), suite: Some("sid".into()) })
+        );
+        let mm = &config.suites["kselftest_mm"];
+        assert!(mm.runs_selftests() && mm.cmdline == ["norandmaps"]);
+        assert_eq!(
+            mm.probes[1],
+            Probe {
+                name: "mremap_test".into(),
+                kind: ProbeKind::Kselftest { test: "mm/mremap_test".into(), args: vec!["-S".into(), "42".into()] }
+            }
+        );
+        assert_eq!(config.suites["kselftest_proc"].probes[0].name, "proc-read");
+        assert_eq!(config.selftest_collections(), ["mm", "proc"]);
+
+        for (text, expected) in [
+            ("[suites.s]\nprobes=[{kselftest='mm/cow'}]", "no [selftests] source"),
+            ("[selftests]\nsource='x'\n[suites.s]\nprobes=[{kselftest='cow'}]", "COLLECTION/NAME"),
+            ("[selftests]\nsource='x'\n[suites.s]\nprobes=[{kselftest='mm/../x'}]", "COLLECTION/NAME"),
+            ("[selftests]\nsource='x'\n[suites.s]\nprobes=[{kselftest='mm/cow', args=['a b']}]", "one non-empty word"),
+            ("[suites.s]\nprobes=['p']\ncmdline=['a b']", "cmdline word"),
+        ] {
+            let text = format!("[kernels.a]\napt='x'\n{text}");
+            let err = format!("{:#}", Config::from_toml(&text, PathBuf::from("/")).unwrap_err());
+            assert!(err.contains(expected), "{text}: {err}");
+        }
     }
 
     #[test]

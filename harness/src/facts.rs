@@ -9,10 +9,16 @@ use ksnap_vm::protocol::ProbeRun;
 /// One observed fact or test result, keyed `PROBE.TEST.KEY` (a test's own result is `PROBE.TEST`).
 pub type Facts = BTreeMap<String, String>;
 
-/// Facts of every probe of a completed run, flattened. Subtests nest with `.`.
-pub fn facts_of(probes: &[ProbeRun]) -> Facts {
+/// Facts of every probe of a completed run, flattened. Subtests nest with `.`. The probes named in
+/// `selftests` are kernel selftests: one fact for the binary (`PROBE = ok`, from its exit status) and one
+/// per test case (`PROBE.CASE = …`), read by [`ksnap_vm::kselftest`].
+pub fn facts_of(probes: &[ProbeRun], selftests: &[String]) -> Facts {
     let mut facts = Facts::new();
     for probe in probes {
+        if selftests.contains(&probe.name) {
+            selftest_facts(probe, &mut facts);
+            continue;
+        }
         // How the probe itself fared is a fact too: a crash or a broken KTAP stream must show in a diff.
         if probe.end != ksnap_vm::protocol::ProbeEnd::Exited(0) {
             facts.insert(format!("{}.(process)", probe.name), probe.end.to_string());
@@ -30,6 +36,32 @@ pub fn facts_of(probes: &[ProbeRun]) -> Facts {
     facts
 }
 
+fn selftest_facts(probe: &ProbeRun, facts: &mut Facts) {
+    let report = ksnap_vm::kselftest::parse(&probe.output, &probe.end);
+    facts.insert(probe.name.clone(), report.binary.to_string());
+    if let Some(bytes) = probe.truncated_bytes {
+        facts.insert(format!("{}.(output)", probe.name), format!("truncated, {bytes} bytes discarded"));
+    }
+    if !report.problems.is_empty() {
+        facts.insert(format!("{}.(tap)", probe.name), report.problems.join("; "));
+    }
+    for case in &report.cases {
+        facts.insert(format!("{}.{}", probe.name, case.key), case_value(case));
+    }
+}
+
+/// A case's value. A failure named by its context line (`# [INFO] PTRACE write access`) says what its
+/// description said (`not ok: write() failed`): such a test prints a fixed verdict per way of failing,
+/// which tells a failure of the thing tested from one of the test's setup.
+fn case_value(case: &ksnap_vm::kselftest::SelftestCase) -> String {
+    let verdict = &case.description;
+    let named_by_context = !verdict.is_empty() && !case.key.contains(&ksnap_vm::kselftest::case_key(verdict));
+    match &case.result {
+        ksnap_vm::kselftest::CaseResult::Fail if named_by_context => format!("not ok: {verdict}"),
+        result => result.to_string(),
+    }
+}
+
 fn collect_test(prefix: &str, test: &KtapTest, facts: &mut Facts) {
     facts.insert(prefix.to_string(), test.result.to_string());
     for (key, value) in &test.facts {
@@ -45,6 +77,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn selftest_failures_named_by_their_context_keep_their_verdict() {
+        let stdout =
+            "TAP version 13\n1..2\n# [INFO] PTRACE write access\nnot ok 1 write() failed\nnot ok 2 Test soft-dirty\n";
+        let probes = vec![ProbeRun {
+            name: "mkdirty".into(),
+            end: ksnap_vm::protocol::ProbeEnd::Exited(1),
+            output: stdout.lines().map(String::from).collect(),
+            truncated_bytes: None,
+            stderr: vec![],
+            stderr_truncated_bytes: None,
+            ktap: ksnap_vm::ktap::parse(stdout),
+        }];
+        let facts = facts_of(&probes, &["mkdirty".to_string()]);
+        let facts: Vec<(&str, &str)> = facts.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(
+            facts,
+            [
+                ("mkdirty", "not ok"),
+                ("mkdirty.ptrace_write_access", "not ok: write() failed"),
+                ("mkdirty.test_soft-dirty", "not ok")
+            ]
+        );
+    }
+
+    #[test]
     fn facts_flatten_tests_and_subtests() {
         let probes = vec![ProbeRun {
             name: "env".into(),
@@ -55,7 +112,7 @@ mod tests {
             stderr_truncated_bytes: Some(7),
             ktap: ksnap_vm::ktap::parse("KTAP version 1\n1..1\n# fact: bytes = 4096\nok 1 page_size\n"),
         }];
-        let facts = facts_of(&probes);
+        let facts = facts_of(&probes, &[]);
         assert_eq!(facts.get("env.page_size").map(String::as_str), Some("ok"));
         assert_eq!(facts.get("env.page_size.bytes").map(String::as_str), Some("4096"));
         assert_eq!(facts.len(), 2, "stderr is no fact, nor is its truncation: {facts:#?}");

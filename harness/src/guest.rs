@@ -96,6 +96,27 @@ pub fn build(root: &Path) -> Result<GuestBinaries> {
     Ok(binaries)
 }
 
+/// The static busybox the initramfs of a selftest suite carries (`KSNAP_BUSYBOX`, else `/bin/busybox`).
+pub fn static_busybox() -> Result<PathBuf> {
+    let path =
+        std::env::var_os("KSNAP_BUSYBOX").map_or_else(|| PathBuf::from(ksnap_vm::initramfs::BUSYBOX), PathBuf::from);
+    if !path.exists() {
+        bail!(
+            "kernel selftests need a static busybox in the guest (for `/bin/sh`), and {} does not exist: install \
+             it with `apt-get install busybox-static` (scripts/setup.sh does), or set KSNAP_BUSYBOX",
+            path.display()
+        );
+    }
+    ksnap_vm::elf::check_static_executable(&path).map_err(|why| {
+        anyhow::anyhow!(
+            "{} is {why}: the guest has no libraries. Install Debian's `busybox-static` instead of `busybox` \
+             (scripts/setup.sh does), or set KSNAP_BUSYBOX to a static busybox",
+            path.display()
+        )
+    })?;
+    Ok(path)
+}
+
 fn collect_files(dir: &Path, into: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let path = entry.path();

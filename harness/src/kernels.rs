@@ -8,13 +8,16 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use anyhow::{anyhow, bail, Result};
-use ksnap_vm::apt::Archives;
+use anyhow::{anyhow, bail, Context, Result};
+use ksnap_vm::apt::{Archives, PinnedPackage};
 use ksnap_vm::cache::Cache;
 use ksnap_vm::kernel::{Kernel, KernelSource, Pin};
 
 use crate::config::Config;
-use crate::lock::{Lockfile, Lookup, LOCK_FILE};
+use crate::lock::{LockedSelftests, Lockfile, Lookup, LOCK_FILE};
+
+/// The name `ksnap lock --update` knows the selftests' source package by.
+pub const SELFTESTS: &str = "selftests";
 
 /// Whether a missing or stale lock entry may be written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +105,43 @@ impl Kernels {
         Ok(Some(pin))
     }
 
+    /// The pinned source package of the kernel selftests (`[selftests]` in ksnap.toml), adding it to the
+    /// lock if it is missing or stale and the lock may be written. `None` when ksnap.toml has none.
+    pub fn selftests_pin(&self, note: &mut dyn FnMut(&str)) -> Result<Option<PinnedPackage>> {
+        let Some(wanted) = &self.config.selftests else { return Ok(None) };
+        let mut lock = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let why = match &lock.selftests {
+            Some(entry) => match entry.lookup(wanted) {
+                Ok(package) => return Ok(Some(package.clone())),
+                Err(why) => format!("the {LOCK_FILE} entry of the selftests is stale: {why}"),
+            },
+            None => format!("the selftests' source is not in {LOCK_FILE}"),
+        };
+        if self.mode == LockMode::Frozen {
+            bail!(
+                "{why}, and the lock may not be changed here (--locked, or CI is set). Run `ksnap lock` (or \
+                 `ksnap lock --update {SELFTESTS}`) and commit {LOCK_FILE}"
+            );
+        }
+        let package = self.pin_selftests_source()?;
+        lock.selftests = Some(LockedSelftests {
+            source: wanted.package.clone(),
+            suite: wanted.suite.clone(),
+            package: package.clone(),
+        });
+        lock.write(&self.path)?;
+        note(&format!("{LOCK_FILE}: locked the selftests to {package} ({why})"));
+        Ok(Some(package))
+    }
+
+    /// What apt serves today for the selftests' source package.
+    fn pin_selftests_source(&self) -> Result<PinnedPackage> {
+        let wanted = self.config.selftests.as_ref().expect("called with [selftests]");
+        let mut packages = self.archives.apt(wanted.suite.as_deref())?.pin(&wanted.package)?;
+        packages.truncate(1);
+        packages.pop().ok_or_else(|| anyhow!("apt resolved {} to no package", wanted.package))
+    }
+
     /// Kernel `name`, exactly as locked, fetched or built into the cache if needed.
     pub fn resolve(&self, name: &str, report: &mut dyn FnMut(&str)) -> Result<Kernel> {
         let source = self.source(name)?;
@@ -142,7 +182,7 @@ impl Kernels {
     /// is missing or stale, drop entries of kernels ksnap.toml no longer has, write the file. Private apt
     /// configurations of the kernels re-resolved are refreshed first (`apt-get update`).
     pub fn lock(&self, update: &[String], all: bool, note: &mut dyn FnMut(&str)) -> Result<Vec<Move>> {
-        for name in update {
+        for name in update.iter().filter(|name| *name != SELFTESTS || self.config.selftests.is_none()) {
             self.source(name)?;
         }
         let mut lock = self.lock.lock().unwrap_or_else(|e| e.into_inner());
@@ -166,6 +206,25 @@ impl Kernels {
             moves.push(Move { kernel: name.clone(), from, to: pin.to_string() });
             lock.set(name, source, &pin);
         }
+        if let Some(wanted) = &self.config.selftests {
+            let current = lock.selftests.as_ref().and_then(|entry| entry.lookup(wanted).ok().cloned());
+            let wanted_update = all || update.iter().any(|name| name == SELFTESTS);
+            if wanted_update || current.is_none() {
+                if wanted_update && refreshed.insert(wanted.suite.clone()) {
+                    if let Some(suite) = &wanted.suite {
+                        note(&format!("apt-get update ({suite})"));
+                    }
+                    self.archives.apt(wanted.suite.as_deref())?.update()?;
+                }
+                let package = self.pin_selftests_source().context("pinning the selftests' source package")?;
+                let from = lock.selftests.as_ref().map(|entry| entry.package.to_string());
+                moves.push(Move { kernel: SELFTESTS.into(), from, to: package.to_string() });
+                lock.selftests =
+                    Some(LockedSelftests { source: wanted.package.clone(), suite: wanted.suite.clone(), package });
+            }
+        } else if lock.selftests.take().is_some() {
+            note("selftests: removed (no [selftests] in ksnap.toml)");
+        }
         for gone in lock.retain(|name| self.config.kernels.get(name).is_some_and(KernelSource::is_pinned)) {
             note(&format!("{gone}: removed (no longer in ksnap.toml)"));
         }
@@ -183,4 +242,46 @@ fn explain(name: &str, source: &KernelSource, error: ksnap_vm::Error) -> anyhow:
         _ => String::new(),
     };
     anyhow!("kernel `{name}` ({source}): {error}{advice}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &std::path::Path) -> Config {
+        let text = "[kernels.a]\napt='x'\n[selftests]\nsource={ package='linux-source-7.2', suite='sid' }\n\
+                    [suites.s]\nprobes=[{ kselftest='mm/cow' }]\n";
+        Config::from_toml(text, dir.to_path_buf()).unwrap()
+    }
+
+    #[test]
+    fn a_frozen_lock_without_the_selftests_says_what_to_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::at(dir.path().join("cache")).unwrap();
+        let kernels = Kernels::open(config(dir.path()), cache, LockMode::Frozen).unwrap();
+        let err = kernels.selftests_pin(&mut |_| {}).unwrap_err().to_string();
+        assert!(err.contains("the selftests' source is not in ksnap.lock"), "{err}");
+        assert!(err.contains("ksnap lock --update selftests"), "{err}");
+    }
+
+    #[test]
+    fn a_frozen_lock_with_another_source_is_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut lock = Lockfile::default();
+        lock.selftests = Some(LockedSelftests {
+            source: "linux-source-6.12".into(),
+            suite: None,
+            package: PinnedPackage {
+                name: "linux-source-6.12".into(),
+                version: "6.12.117-1".into(),
+                sha256: "ab".repeat(32),
+                suite: "bookworm".into(),
+            },
+        });
+        lock.write(&dir.path().join(LOCK_FILE)).unwrap();
+        let cache = Cache::at(dir.path().join("cache")).unwrap();
+        let kernels = Kernels::open(config(dir.path()), cache, LockMode::Frozen).unwrap();
+        let err = kernels.selftests_pin(&mut |_| {}).unwrap_err().to_string();
+        assert!(err.contains("is stale: ksnap.toml asks for source package linux-source-7.2 from sid"), "{err}");
+    }
 }

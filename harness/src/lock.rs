@@ -21,6 +21,9 @@
 //! An entry records what `ksnap.toml` asked for (`apt` or `source`, and `suite`; none: the system's apt
 //! sources) next to what that resolved to, so an entry that no longer matches the file is detected as
 //! stale; a build's entry also records its cache key (`build`), which changes with its fragments.
+//!
+//! The source package the kernel selftests are built from (`[selftests]` in ksnap.toml) is pinned the
+//! same way, in a `[selftests]` table with its `package`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -29,6 +32,8 @@ use anyhow::{bail, Context, Result};
 use ksnap_vm::apt::PinnedPackage;
 use ksnap_vm::kernel::{KernelSource, Pin};
 use serde::{Deserialize, Serialize};
+
+use crate::config::SelftestsSource;
 
 pub const LOCK_FILE: &str = "ksnap.lock";
 const VERSION: u32 = 1;
@@ -69,9 +74,40 @@ pub enum Lookup {
     Stale(String),
 }
 
+/// The entry of the selftests' source package.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockedSelftests {
+    /// The source package ksnap.toml names.
+    pub source: String,
+    /// The Debian suite ksnap.toml names; absent: the system's apt sources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suite: Option<String>,
+    pub package: PinnedPackage,
+}
+
+impl LockedSelftests {
+    /// The pinned package, if this entry is for what ksnap.toml asks for; otherwise why not.
+    pub fn lookup(&self, wanted: &SelftestsSource) -> std::result::Result<&PinnedPackage, String> {
+        if self.source == wanted.package && self.suite == wanted.suite {
+            return Ok(&self.package);
+        }
+        let from = |suite: &Option<String>| suite.clone().unwrap_or_else(|| "the system's apt sources".into());
+        Err(format!(
+            "ksnap.toml asks for source package {} from {}, ksnap.lock has {} from {}",
+            wanted.package,
+            from(&wanted.suite),
+            self.source,
+            from(&self.suite)
+        ))
+    }
+}
+
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Lockfile {
     kernels: BTreeMap<String, LockedKernel>,
+    /// The selftests' source package, when ksnap.toml has `[selftests]`.
+    pub selftests: Option<LockedSelftests>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -80,6 +116,8 @@ struct RawLockfile {
     version: u32,
     #[serde(default, rename = "kernel")]
     kernels: Vec<LockedKernel>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    selftests: Option<LockedSelftests>,
 }
 
 impl Lockfile {
@@ -106,12 +144,16 @@ impl Lockfile {
                 bail!("kernel `{}` is locked twice", old.name);
             }
         }
-        Ok(Lockfile { kernels })
+        Ok(Lockfile { kernels, selftests: raw.selftests })
     }
 
     /// The file's text: a header, then the kernels in name order.
     pub fn to_toml(&self) -> String {
-        let raw = RawLockfile { version: VERSION, kernels: self.kernels.values().cloned().collect() };
+        let raw = RawLockfile {
+            version: VERSION,
+            kernels: self.kernels.values().cloned().collect(),
+            selftests: self.selftests.clone(),
+        };
         format!("{HEADER}{}", toml::to_string(&raw).expect("a lock file serializes"))
     }
 
@@ -234,6 +276,11 @@ mod tests {
         lock.set("7.2", &bullseye(), &split);
         let build_pin = Pin::Build { source: source_package, key };
         lock.set("6.12-minimal", &build, &build_pin);
+        lock.selftests = Some(LockedSelftests {
+            source: "linux-source-7.2".into(),
+            suite: Some("sid".into()),
+            package: package("linux-source-7.2", "7.2.13-1"),
+        });
         let text = lock.to_toml();
         assert!(text.starts_with("# ksnap.lock"), "{text}");
         assert!(text.contains("[[kernel.package]]") && text.contains("name = \"7.2\""), "{text}");
@@ -242,6 +289,11 @@ mod tests {
         assert_eq!(read.lookup("7.2", &bullseye()).unwrap(), Lookup::Pinned(split));
         assert_eq!(read.lookup("6.12-minimal", &build).unwrap(), Lookup::Pinned(build_pin));
         assert_eq!(read.lookup("5.10", &bullseye()).unwrap(), Lookup::Missing);
+        let selftests = read.selftests.as_ref().unwrap();
+        let wanted = SelftestsSource { package: "linux-source-7.2".into(), suite: Some("sid".into()) };
+        assert_eq!(selftests.lookup(&wanted).unwrap().version, "7.2.13-1");
+        let other = SelftestsSource { package: "linux-source-7.2".into(), suite: None };
+        assert!(selftests.lookup(&other).unwrap_err().contains("from the system's apt sources"));
         // Entries sort by name: the file is stable whatever order kernels were added in.
         assert!(text.find("6.12-minimal").unwrap() < text.find("\"7.2\"").unwrap());
     }

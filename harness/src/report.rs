@@ -45,7 +45,62 @@ impl SuiteMatrix<'_> {
     }
 }
 
-/// Group snapshots into one matrix per suite (columns sorted by kernel, then variant).
+/// Results of a kernel selftest suite in one column, by kind.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SelftestTotals {
+    pub pass: usize,
+    pub fail: usize,
+    pub skip: usize,
+    pub xfail: usize,
+    /// Everything else: xpass, timeouts, crashes, planned cases that never reported.
+    pub other: usize,
+}
+
+impl SelftestTotals {
+    /// The totals of one column's facts: each test case of a binary (`PROBE.CASE`), or the binary's own
+    /// result (`PROBE`) when it reports no cases (all of selftests/proc).
+    pub fn of(facts: &Facts) -> SelftestTotals {
+        let mut totals = SelftestTotals::default();
+        let is_case = |key: &str| key.split_once('.').is_some_and(|(_, case)| !case.starts_with('('));
+        for (key, value) in facts {
+            if key.starts_with('(') {
+                continue;
+            }
+            let counted = match key.split_once('.') {
+                Some(_) => is_case(key),
+                // A binary's own result counts only if none of its cases do.
+                None => !facts
+                    .range(format!("{key}.")..)
+                    .take_while(|(k, _)| k.starts_with(&format!("{key}.")))
+                    .any(|(k, _)| is_case(k)),
+            };
+            if !counted {
+                continue;
+            }
+            match value.split(':').next().unwrap_or_default() {
+                "ok" => totals.pass += 1,
+                "not ok" => totals.fail += 1,
+                "skip" => totals.skip += 1,
+                "xfail" => totals.xfail += 1,
+                _ => totals.other += 1,
+            }
+        }
+        totals
+    }
+
+    /// The rows of the report's totals table.
+    fn rows(&self) -> [(&'static str, usize); 5] {
+        [("pass", self.pass), ("fail", self.fail), ("skip", self.skip), ("xfail", self.xfail), ("other", self.other)]
+    }
+}
+
+/// Whether the suite's snapshots are of kernel selftests (their metadata names the selftests' build).
+fn is_selftest_suite(m: &SuiteMatrix) -> bool {
+    m.columns.iter().any(|c| c.environment.contains_key("selftests"))
+}
+
+/// Group snapshots into one matrix per suite (columns sorted by kernel, then variant). In a selftest
+/// suite the cases whose result differs across columns come first.
 pub fn matrices(snapshots: &[SnapshotFile]) -> Vec<SuiteMatrix<'_>> {
     let suites: BTreeSet<&str> = snapshots.iter().map(|s| s.suite.as_str()).collect();
     suites
@@ -54,7 +109,14 @@ pub fn matrices(snapshots: &[SnapshotFile]) -> Vec<SuiteMatrix<'_>> {
             let mut columns: Vec<&SnapshotFile> = snapshots.iter().filter(|s| s.suite == suite).collect();
             columns.sort_by_key(|s| column_order(&s.column));
             let keys: BTreeSet<&str> = columns.iter().flat_map(|s| s.facts.keys().map(String::as_str)).collect();
-            SuiteMatrix { suite, columns, keys: keys.into_iter().collect() }
+            let mut matrix = SuiteMatrix { suite, columns, keys: keys.into_iter().collect() };
+            if is_selftest_suite(&matrix) {
+                // A stable sort: each group stays in key order.
+                let mut keys = std::mem::take(&mut matrix.keys);
+                keys.sort_by_key(|key| !matrix.row_differs(key));
+                matrix.keys = keys;
+            }
+            matrix
         })
         .collect()
 }
@@ -170,6 +232,18 @@ pub fn html(snapshots: &[SnapshotFile], snapshot_links: &Path) -> String {
                         h2 { "Suite " code { (m.suite) } }
                         @let differing = m.keys.iter().filter(|k| m.row_differs(k)).count();
                         p.note { (m.keys.len()) " facts, " (differing) " differ across columns." }
+                        @if is_selftest_suite(m) {
+                            h3 { "Selftest results" }
+                            p.note { "Per column: test cases (or, for a binary that reports none, the binary) by result. "
+                                "The cases that differ across columns are listed first in the table below." }
+                            table.env {
+                                tr { th {} @for c in &m.columns { th { (c.column) } } }
+                                @let totals: Vec<SelftestTotals> = m.columns.iter().map(|c| SelftestTotals::of(&c.facts)).collect();
+                                @for (row, (label, _)) in SelftestTotals::default().rows().iter().enumerate() {
+                                    tr { th { (label) } @for t in &totals { td { (t.rows()[row].1) } } }
+                                }
+                            }
+                        }
                         table.matrix {
                             thead {
                                 tr {
@@ -231,7 +305,20 @@ th a { color: inherit; text-decoration: none; } thead th a { color: #0645ad; tex
 pub fn markdown(snapshots: &[SnapshotFile]) -> String {
     let mut out = String::from("# ksnap: kernel behaviour matrix\n\n");
     for m in matrices(snapshots) {
-        let _ = write!(out, "## {}\n\n|  | fact |", m.suite);
+        let _ = write!(out, "## {}\n\n", m.suite);
+        if is_selftest_suite(&m) {
+            out.push_str("Selftest results per column (pass / fail / skip / xfail / other):\n\n|");
+            for c in &m.columns {
+                let _ = write!(out, " {} |", md(&c.column));
+            }
+            let _ = write!(out, "\n|{}\n|", "---|".repeat(m.columns.len()));
+            for c in &m.columns {
+                let t = SelftestTotals::of(&c.facts);
+                let _ = write!(out, " {} / {} / {} / {} / {} |", t.pass, t.fail, t.skip, t.xfail, t.other);
+            }
+            out.push_str("\n\n");
+        }
+        out.push_str("|  | fact |");
         for c in &m.columns {
             let _ = write!(out, " {} |", md(&c.column));
         }
@@ -275,6 +362,36 @@ mod tests {
             environment: [("release".to_string(), format!("r-{column}"))].into_iter().collect(),
             facts: facts.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         }
+    }
+
+    #[test]
+    fn selftest_suites_count_results_and_put_differing_cases_first() {
+        let mut old = snapshot(
+            "kselftest_mm",
+            "5.10",
+            &[
+                ("(config).CONFIG_KSM", "y"),
+                ("mkdirty", "not ok"),
+                ("mkdirty.a_case", "ok"),
+                ("mkdirty.b_case", "not ok"),
+                ("mkdirty.(tap)", "a problem"),
+                ("mseal_test", "skip: mseal not supported"),
+                ("proc-pid-vm", "timeout"),
+            ],
+        );
+        old.environment.insert("selftests".into(), "linux-source-7.2 7.2.13-1, gcc 12".into());
+        let totals = SelftestTotals::of(&old.facts);
+        // The binary results of mkdirty (it has cases), the config and the parse note are not counted.
+        assert_eq!(totals, SelftestTotals { pass: 1, fail: 1, skip: 1, xfail: 0, other: 1 });
+        let mut new = old.clone();
+        new.column = "6.12".into();
+        new.facts.insert("mkdirty.b_case".into(), "ok".into());
+        new.facts.insert("mkdirty".into(), "ok".into());
+        let snaps = vec![new, old];
+        let m = &matrices(&snaps)[0];
+        assert_eq!(m.keys[..2], ["mkdirty", "mkdirty.b_case"], "{:?}", m.keys);
+        assert!(html(&snaps, Path::new("s")).contains("Selftest results"));
+        assert!(markdown(&snaps).contains("| 1 / 1 / 1 / 0 / 1 |"), "{}", markdown(&snaps));
     }
 
     #[test]

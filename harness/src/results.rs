@@ -34,7 +34,7 @@ fn render_cells(runs: &[CellRun]) -> String {
     for run in runs {
         let probes = match &run.report.outcome {
             Outcome::Completed(guest) => {
-                format!("{}/{} passed", guest.probes.iter().filter(|p| p.passed()).count(), guest.probes.len())
+                format!("{}/{} passed", guest.probes.iter().filter(|p| run.probe_passed(p)).count(), guest.probes.len())
             }
             _ => "-".into(),
         };
@@ -70,7 +70,7 @@ fn render_failure(run: &CellRun) -> String {
     let mut out = format!("FAILED {} ({})\n", run.cell.id(), run.kernel.release);
     match &run.report.outcome {
         Outcome::Completed(guest) => {
-            for probe in guest.probes.iter().filter(|p| !p.passed()) {
+            for probe in guest.probes.iter().filter(|p| !run.probe_passed(p)) {
                 let _ = writeln!(out, "  probe {}: {}", probe.name, probe.end);
                 if let Some(bytes) = probe.truncated_bytes {
                     let _ = writeln!(out, "    output truncated: {bytes} bytes discarded");

@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use ksnap_vm::cache::Cache;
 use ksnap_vm::initramfs::{InitramfsSpec, ProbePlan};
 use ksnap_vm::kernel::Kernel;
+use ksnap_vm::selftests::{Selftests, SelftestsRecipe};
 use ksnap_vm::{Accel, AccelChoice, Qemu, RunReport, Timeouts, VmSpec};
 
 use crate::config::{Config, ProbeKind};
@@ -33,6 +34,8 @@ pub struct Session {
     /// cells of a kernel that is being fetched or built wait for it instead of starting on it too.
     /// A kernel that could not be had keeps its error, so its other cells fail at once with it.
     kernels: Mutex<HashMap<String, Arc<KernelSlot>>>,
+    /// The kernel selftests, once built (the first cell that runs one builds them; the others wait).
+    selftests: Mutex<Option<Result<Arc<Selftests>, String>>>,
     progress: Progress,
     /// Where each cell's console log is written.
     pub log_dir: PathBuf,
@@ -62,6 +65,8 @@ pub struct CellRun {
     /// The suite's `kernel_config` options with this kernel's values (`y`, `m`, a string, or `unset`;
     /// `unknown` when the kernel came without its config).
     pub kernel_config: Vec<(String, String)>,
+    /// The probes that are kernel selftests: their output is read as kselftest TAP, per test case.
+    pub selftest_probes: Vec<String>,
 }
 
 impl CellRun {
@@ -69,7 +74,7 @@ impl CellRun {
     /// `(config).CONFIG_…`.
     pub fn facts(&self) -> Facts {
         let mut facts = match &self.report.outcome {
-            ksnap_vm::Outcome::Completed(guest) => facts_of(&guest.probes),
+            ksnap_vm::Outcome::Completed(guest) => facts_of(&guest.probes, &self.selftest_probes),
             _ => Facts::new(),
         };
         for (option, value) in &self.kernel_config {
@@ -78,11 +83,27 @@ impl CellRun {
         facts
     }
 
-    /// The cell passed: the VM completed and every probe passed.
+    /// The cell passed: the VM completed and every probe passed — a kernel selftest by running at all:
+    /// what its cases found (failures included) is a result for the snapshot, not a broken cell.
     pub fn passed(&self) -> bool {
         match &self.report.outcome {
-            ksnap_vm::Outcome::Completed(guest) => guest.probes.iter().all(|p| p.passed()),
+            ksnap_vm::Outcome::Completed(guest) => guest.probes.iter().all(|p| {
+                if self.selftest_probes.contains(&p.name) {
+                    !matches!(p.end, ksnap_vm::protocol::ProbeEnd::SpawnError(_))
+                } else {
+                    p.passed()
+                }
+            }),
             _ => false,
+        }
+    }
+
+    /// Whether one probe of the cell passed: a kernel selftest when its binary's result is a pass (exit 0).
+    pub fn probe_passed(&self, probe: &ksnap_vm::protocol::ProbeRun) -> bool {
+        if self.selftest_probes.contains(&probe.name) {
+            ksnap_vm::kselftest::parse(&probe.output, &probe.end).binary == ksnap_vm::kselftest::CaseResult::Pass
+        } else {
+            probe.passed()
         }
     }
 }
@@ -119,6 +140,7 @@ impl Session {
             guest,
             c_probes,
             kernels: Mutex::new(HashMap::new()),
+            selftests: Mutex::new(None),
             progress,
             log_dir,
         })
@@ -144,6 +166,43 @@ impl Session {
             Err(error) => {
                 task.finish("failed");
                 // An interrupt is not the kernel's fault: the next attempt may succeed.
+                if !ksnap_vm::children::is_cancelled() {
+                    *slot = Some(Err(format!("{error:#}")));
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// The kernel selftests of ksnap.toml's `[selftests]` source, built into the cache if needed (once
+    /// per session): every collection any suite uses, in one build.
+    pub fn selftests(&self) -> Result<Arc<Selftests>> {
+        let mut slot = self.selftests.lock().unwrap_or_else(|e| e.into_inner());
+        match slot.as_ref() {
+            Some(Ok(selftests)) => return Ok(selftests.clone()),
+            Some(Err(error)) => anyhow::bail!("{error}"),
+            None => {}
+        }
+        let task = self.progress.start("kernel selftests");
+        let result = (|| {
+            let source = self.kernels_locked.selftests_pin(&mut |step| task.step(step))?.context(
+                "a suite runs kernel selftests, but ksnap.toml has no [selftests] source to build them from",
+            )?;
+            let recipe = SelftestsRecipe { collections: self.config.selftest_collections() };
+            let suite = self.config.selftests.as_ref().and_then(|s| s.suite.as_deref());
+            let built = recipe
+                .resolve(&source, suite, &self.cache, &self.kernels_locked.archives, &mut |step| task.step(step))
+                .with_context(|| format!("building the kernel selftests from {source}"))?;
+            Ok::<_, anyhow::Error>(Arc::new(built))
+        })();
+        match result {
+            Ok(selftests) => {
+                task.finish(&format!("{} {}", selftests.source.name, selftests.source.version));
+                *slot = Some(Ok(selftests.clone()));
+                Ok(selftests)
+            }
+            Err(error) => {
+                task.finish("failed");
                 if !ksnap_vm::children::is_cancelled() {
                     *slot = Some(Err(format!("{error:#}")));
                 }
@@ -195,18 +254,23 @@ impl Session {
                 let (binary, args) = match &probe.kind {
                     ProbeKind::Rust { bin, args } => (self.guest.get(bin)?, args.clone()),
                     ProbeKind::C { .. } => (self.c_probes[&(suite.name.clone(), probe.name.clone())].clone(), vec![]),
+                    ProbeKind::Kselftest { test, args } => (self.selftests()?.binary(test)?, args.clone()),
                 };
                 Ok(ProbePlan { name: probe.name.clone(), binary, args, timeout: suite.probe_timeout })
             })
             .collect::<Result<Vec<_>>>()?;
-        let initramfs = InitramfsSpec { init: self.guest.get("init")?, probes };
+        let busybox = match suite.runs_selftests() {
+            true => Some(guest::static_busybox()?),
+            false => None,
+        };
+        let initramfs = InitramfsSpec { init: self.guest.get("init")?, probes, busybox };
         let spec = VmSpec {
             kernel: kernel.image.clone(),
             initramfs: initramfs.build(&self.cache)?,
             memory_mib: suite.memory_mib,
             cpus: suite.cpus,
             accel: self.accel,
-            extra_cmdline: variant.cmdline.clone(),
+            extra_cmdline: variant.cmdline.iter().chain(&suite.cmdline).cloned().collect(),
             init_args: vec![],
             timeouts: Timeouts {
                 overall: Timeouts::default().boot + suite.probe_timeout * (suite.probes.len() as u32 + 1),
@@ -229,7 +293,13 @@ impl Session {
                 (option.clone(), value)
             })
             .collect();
-        Ok(CellRun { cell: cell.clone(), kernel, report, console_log, kernel_config })
+        let selftest_probes = suite
+            .probes
+            .iter()
+            .filter(|p| matches!(p.kind, ProbeKind::Kselftest { .. }))
+            .map(|p| p.name.clone())
+            .collect();
+        Ok(CellRun { cell: cell.clone(), kernel, report, console_log, kernel_config, selftest_probes })
     }
 
     fn write_console_log(&self, cell: &Cell, report: &RunReport) -> Result<PathBuf> {

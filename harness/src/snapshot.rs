@@ -46,6 +46,9 @@ pub struct Environment {
     /// For C probes: the compiler and the Debian version of the libc they link, by probe name.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub toolchains: std::collections::BTreeMap<String, String>,
+    /// For suites of kernel selftests: the source package they were built from and the toolchain.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub selftests: Option<String>,
 }
 
 impl Environment {
@@ -53,7 +56,14 @@ impl Environment {
         let suite = &session.config.suites[&cell.suite];
         let variant = &session.config.variants[&cell.variant];
         let mut cmdline: Vec<&str> = ksnap_vm::qemu::BASE_CMDLINE.to_vec();
-        cmdline.extend(variant.cmdline.iter().map(String::as_str));
+        cmdline.extend(variant.cmdline.iter().chain(&suite.cmdline).map(String::as_str));
+        let selftests = match suite.runs_selftests() {
+            // The cell ran, so the selftests were built: this only reads the session's copy.
+            true => {
+                session.selftests().ok().map(|s| format!("{} {}, {}", s.source.name, s.source.version, s.toolchain))
+            }
+            false => None,
+        };
         Environment {
             kernel: cell.kernel.clone(),
             package: kernel.package.as_ref().map(|p| p.name.clone()),
@@ -75,9 +85,10 @@ impl Environment {
                         let libc = libc_package.as_deref().map(|p| format!(", {p} {}", package_version(p)));
                         Some((probe.name.clone(), format!("{cc}{}", libc.unwrap_or_default())))
                     }
-                    ProbeKind::Rust { .. } => None,
+                    ProbeKind::Rust { .. } | ProbeKind::Kselftest { .. } => None,
                 })
                 .collect(),
+            selftests,
         }
     }
 }
@@ -116,7 +127,7 @@ mod tests {
             ktap: ksnap_vm::ktap::parse("KTAP version 1\n1..2\n# fact: b = 2\n# fact: a = 1\nok 1 z\nnot ok 2 y\n"),
         }];
         assert_eq!(
-            body(&crate::facts::facts_of(&probes)),
+            body(&crate::facts::facts_of(&probes, &[])),
             "env.(process) = killed by signal 11 (SIGSEGV)\nenv.y = not ok\nenv.z = ok\nenv.z.a = 1\nenv.z.b = 2\n"
         );
     }

@@ -60,7 +60,7 @@ fn env_on(kernel: &str) {
         panic!("{cell}: {} (console log: {})", run.report.outcome, run.console_log.display())
     };
     assert!(run.passed(), "{cell}: {:#?}", guest.probes);
-    let facts = ksnap::facts::facts_of(&guest.probes);
+    let facts = ksnap::facts::facts_of(&guest.probes, &[]);
     // The release the guest reports is the one the host unpacked: the pipeline ran *this* kernel.
     assert_eq!(facts.get("env.uname.release"), Some(&run.kernel.release), "{facts:#?}");
     assert_eq!(facts.get("env.page_size.bytes").map(String::as_str), Some("4096"));
@@ -90,7 +90,7 @@ fn vm(
 ) -> (VmSpec, HashMap<String, Duration>) {
     let session = session();
     let kernel = session.kernel("6.12").unwrap();
-    let initramfs = InitramfsSpec { init: guest().get(init).unwrap(), probes };
+    let initramfs = InitramfsSpec { init: guest().get(init).unwrap(), probes, busybox: None };
     let spec = VmSpec {
         kernel: kernel.image,
         initramfs: initramfs.build(&session.cache).unwrap(),
@@ -247,7 +247,7 @@ fn a_flooding_probe_is_truncated_and_host_memory_stays_bounded() {
     let kept: usize = flood.output.iter().map(|l| l.len() + 1).sum();
     assert!(kept <= 1 << 20, "host kept {kept} bytes");
     assert!(!flood.passed());
-    let facts = ksnap::facts::facts_of(&guest.probes);
+    let facts = ksnap::facts::facts_of(&guest.probes, &[]);
     assert_eq!(facts["flood.(output)"], "truncated, 298951424 bytes discarded");
 }
 
@@ -367,7 +367,7 @@ fn probe_stderr_cannot_imitate_the_kernel() {
     assert_eq!(logged, FAKES.iter().map(|l| ("fake", *l)).collect::<Vec<_>>());
     // Stderr is not KTAP: only stdout's one passing test counts, and no forged fact appears.
     assert!(fake.passed(), "{fake:#?}");
-    let facts = ksnap::facts::facts_of(&guest.probes);
+    let facts = ksnap::facts::facts_of(&guest.probes, &[]);
     assert_eq!(facts.get("fake.fake_kernel_events").map(String::as_str), Some("ok"), "{facts:#?}");
     assert!(!facts.keys().any(|k| k.contains("forged")), "{facts:#?}");
     // Forged control lines on stderr did not end the run: the next probe ran.

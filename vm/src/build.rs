@@ -238,7 +238,7 @@ impl Plan<'_> {
         check_prerequisites(BY_OPTION.iter().filter(|(option, _)| enabled(option)).map(|(_, needed)| needed))?;
 
         let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let mut progress = BuildProgress::new(report);
+        let mut progress = BuildProgress::new(report, "building bzImage");
         make.run(&[&format!("-j{jobs}"), "bzImage"], &mut |line| progress.line(line))?;
 
         let release = std::fs::read_to_string(out.path().join("include/config/kernel.release"))
@@ -255,8 +255,10 @@ impl Plan<'_> {
     }
 }
 
-/// `make` in a source tree, building into `out`, its output appended to a log file.
-struct Make {
+/// `make` in a source tree, building into `out`, its output appended to a log file. Kernel builds run
+/// kbuild targets ([`Make::run`]); the selftests build ([`crate::selftests`]) also runs other Makefiles of
+/// the tree ([`Make::run_in`]), into the same log.
+pub(crate) struct Make {
     program: String,
     tree: PathBuf,
     out: PathBuf,
@@ -267,7 +269,7 @@ struct Make {
 }
 
 impl Make {
-    fn new(program: &str, tree: &Path, out: &Path, log_path: &Path, stamp: &str) -> Result<Make, Error> {
+    pub(crate) fn new(program: &str, tree: &Path, out: &Path, log_path: &Path, stamp: &str) -> Result<Make, Error> {
         // make runs in the tree, so O= must not be relative to where ksnap runs.
         let absolute =
             |p: &Path| std::path::absolute(p).map_err(|e| Error::io(format!("resolving {}", p.display()), e));
@@ -286,44 +288,59 @@ impl Make {
         })
     }
 
-    /// Run `make TARGETS`, feeding each line of its output (stdout and stderr, interleaved as written) to
-    /// `on_line`. A failure carries the last lines of the output.
-    fn run(&mut self, targets: &[&str], on_line: &mut dyn FnMut(&str)) -> Result<(), Error> {
-        let step = format!("make {}", targets.join(" "));
+    /// Run kbuild's `make TARGETS` (`-C TREE O=OUT ARCH=x86_64`), feeding each line of its output (stdout
+    /// and stderr, interleaved as written) to `on_line`. A failure carries the last lines of the output.
+    pub(crate) fn run(&mut self, targets: &[&str], on_line: &mut dyn FnMut(&str)) -> Result<(), Error> {
+        let mut command = Command::new(&self.program);
+        command.arg("-C").arg(&self.tree).arg(format!("O={}", self.out.display())).arg(ARCH).args(targets);
+        self.follow(format!("make {}", targets.join(" ")), command, on_line)
+    }
+
+    /// Run `make -C DIR ARGS`: no `O=` or `ARCH=` added, the environment cleaned as for kbuild and of
+    /// `env_remove` too. Output and failures as for [`Make::run`]; the step is named `make ARGS`.
+    pub(crate) fn run_in(
+        &mut self,
+        dir: &Path,
+        args: &[String],
+        env_remove: &[&str],
+        on_line: &mut dyn FnMut(&str),
+    ) -> Result<(), Error> {
+        let mut command = Command::new(&self.program);
+        command.arg("-C").arg(dir).args(args);
+        for name in env_remove {
+            command.env_remove(name);
+        }
+        self.follow(format!("make {}", args.join(" ")), command, on_line)
+    }
+
+    fn follow(&mut self, step: String, mut command: Command, on_line: &mut dyn FnMut(&str)) -> Result<(), Error> {
         let _ = writeln!(self.log, "### {step}");
         let (reader, writer) = nix::unistd::pipe().map_err(|e| Error::io("creating a pipe", e.into()))?;
         let writer_for_stderr = writer.try_clone().map_err(|e| Error::io("creating a pipe", e))?;
-        let mut child = {
-            let mut command = Command::new(&self.program);
-            command
-                .arg("-C")
-                .arg(&self.tree)
-                .arg(format!("O={}", self.out.display()))
-                .arg(ARCH)
-                .args(targets)
-                // A reproducible `uname -v` (`#1 SMP …`) and build banner, whatever the machine and time.
-                .env("KBUILD_BUILD_VERSION", "1")
-                .env("KBUILD_BUILD_TIMESTAMP", &self.stamp)
-                .env("KBUILD_BUILD_USER", "ksnap")
-                .env("KBUILD_BUILD_HOST", "ksnap")
-                .env("LC_ALL", "C")
-                // Settings from the user's environment that would change what is built, or where.
-                .env_remove("KBUILD_OUTPUT")
-                .env_remove("KCONFIG_CONFIG")
-                .env_remove("KCONFIG_ALLCONFIG")
-                .env_remove("CROSS_COMPILE")
-                .env_remove("LLVM")
-                .env_remove("MAKEFLAGS")
-                .stdin(Stdio::null())
-                .stdout(Stdio::from(writer))
-                .stderr(Stdio::from(writer_for_stderr));
-            crate::children::spawn(&mut command).map_err(|e| match crate::children::is_cancelled() {
-                true => Error::Cancelled,
-                false => Error::io(format!("starting {}", self.program), e),
-            })?
-            // `command`, holding the pipe's write end, is dropped here: the read end sees EOF when make
-            // and everything it started are done.
-        };
+        command
+            // A reproducible `uname -v` (`#1 SMP …`) and build banner, whatever the machine and time.
+            .env("KBUILD_BUILD_VERSION", "1")
+            .env("KBUILD_BUILD_TIMESTAMP", &self.stamp)
+            .env("KBUILD_BUILD_USER", "ksnap")
+            .env("KBUILD_BUILD_HOST", "ksnap")
+            .env("LC_ALL", "C")
+            // Settings from the user's environment that would change what is built, or where.
+            .env_remove("KBUILD_OUTPUT")
+            .env_remove("KCONFIG_CONFIG")
+            .env_remove("KCONFIG_ALLCONFIG")
+            .env_remove("CROSS_COMPILE")
+            .env_remove("LLVM")
+            .env_remove("MAKEFLAGS")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(writer))
+            .stderr(Stdio::from(writer_for_stderr));
+        let mut child = crate::children::spawn(&mut command).map_err(|e| match crate::children::is_cancelled() {
+            true => Error::Cancelled,
+            false => Error::io(format!("starting {}", self.program), e),
+        })?;
+        // `command` holds the pipe's write end: once it is dropped, the read end sees EOF when make and
+        // everything it started are done.
+        drop(command);
         let mut tail: VecDeque<String> = VecDeque::with_capacity(ERROR_TAIL_LINES);
         for line in BufReader::new(std::fs::File::from(reader)).split(b'\n') {
             let line = line.map_err(|e| Error::io("reading the output of make", e))?;
@@ -370,20 +387,23 @@ impl Throttle {
     }
 }
 
-/// Turns the build's `  CC      mm/memory.o` lines into occasional progress reports.
-struct BuildProgress<'a> {
+/// Turns the build's `  CC      mm/memory.o` lines into occasional progress reports: `WHAT: N files
+/// compiled, CC mm/memory.o`.
+pub(crate) struct BuildProgress<'a> {
     report: StepReporter<'a>,
+    what: String,
     compiled: usize,
     throttle: Throttle,
 }
 
 impl<'a> BuildProgress<'a> {
-    fn new(report: StepReporter<'a>) -> Self {
-        report("building bzImage");
-        BuildProgress { report, compiled: 0, throttle: Throttle::new() }
+    /// Reports `what` (`building bzImage`) at once, then every [`PROGRESS_INTERVAL`] with the count.
+    pub(crate) fn new(report: StepReporter<'a>, what: &str) -> Self {
+        report(what);
+        BuildProgress { report, what: what.to_string(), compiled: 0, throttle: Throttle::new() }
     }
 
-    fn line(&mut self, line: &str) {
+    pub(crate) fn line(&mut self, line: &str) {
         let Some((tool, file)) = kbuild_step(line) else { return };
         if tool == "CC" || tool == "AS" {
             self.compiled += 1;
@@ -391,7 +411,7 @@ impl<'a> BuildProgress<'a> {
         // Linking is the last long step: always say so.
         let linking = tool == "LD" && file == "vmlinux";
         if self.throttle.ready() || linking {
-            (self.report)(&format!("building bzImage: {} files compiled, {tool} {file}", self.compiled));
+            (self.report)(&format!("{}: {} files compiled, {tool} {file}", self.what, self.compiled));
         }
     }
 }
@@ -405,8 +425,10 @@ fn kbuild_step(line: &str) -> Option<(&str, &str)> {
     (is_tool && !file.is_empty()).then_some((tool, file))
 }
 
-/// The unpacked source of a kernel source package, from the cache or downloaded and unpacked into it.
-fn unpacked_source(
+/// The unpacked source of a kernel source package, from the cache or downloaded and unpacked into it
+/// (from `suite`: `None` for the system's apt sources). Builds must never write into it: kernel builds
+/// and the selftests build share it, out of tree.
+pub(crate) fn unpacked_source(
     cache: &Cache,
     archives: &Archives,
     suite: Option<&str>,
@@ -508,13 +530,13 @@ fn tree_fingerprint(root: &Path) -> std::io::Result<String> {
     Ok(cache::sha256_bytes(files.concat().as_bytes()))
 }
 
-/// Something a kernel build needs from the host, and the Debian package that provides it.
-struct Prerequisite {
-    need: Need,
-    package: &'static str,
+/// Something a build needs from the host, and the Debian package that provides it.
+pub(crate) struct Prerequisite {
+    pub(crate) need: Need,
+    pub(crate) package: &'static str,
 }
 
-enum Need {
+pub(crate) enum Need {
     /// A program on PATH.
     Program(&'static str),
     /// A C header the compiler finds.
@@ -549,8 +571,19 @@ const BY_OPTION: [(&str, Prerequisite); 9] = [
     ("CONFIG_DEBUG_INFO_BTF", Prerequisite { need: Need::Program("pahole"), package: "pahole" }),
 ];
 
-/// Fail, naming the packages to install, if any prerequisite is missing.
+/// Fail, naming the packages to install, if any prerequisite of a kernel build is missing.
 fn check_prerequisites<'a>(prerequisites: impl Iterator<Item = &'a Prerequisite>) -> Result<(), Error> {
+    match missing_prerequisites(prerequisites) {
+        Some((missing, packages)) => Err(Error::BuildToolsMissing { missing, packages }),
+        None => Ok(()),
+    }
+}
+
+/// The prerequisites not found (`make, <numa.h>`) and the packages to install for them (`make
+/// libnuma-dev`), if any.
+pub(crate) fn missing_prerequisites<'a>(
+    prerequisites: impl Iterator<Item = &'a Prerequisite>,
+) -> Option<(String, String)> {
     let mut missing: Vec<String> = Vec::new();
     let mut packages: Vec<&str> = Vec::new();
     for prerequisite in prerequisites {
@@ -565,10 +598,7 @@ fn check_prerequisites<'a>(prerequisites: impl Iterator<Item = &'a Prerequisite>
             }
         }
     }
-    if missing.is_empty() {
-        return Ok(());
-    }
-    Err(Error::BuildToolsMissing { missing: missing.join(", "), packages: packages.join(" ") })
+    (!missing.is_empty()).then(|| (missing.join(", "), packages.join(" ")))
 }
 
 fn find_program(name: &str) -> bool {
@@ -609,7 +639,7 @@ mod tests {
         let mut reports = Vec::new();
         {
             let mut report = |step: &str| reports.push(step.to_string());
-            let mut progress = BuildProgress::new(&mut report);
+            let mut progress = BuildProgress::new(&mut report, "building bzImage");
             progress.line("  CC      a.o");
             progress.line("  AS      b.o");
             progress.line("  AR      built-in.a");

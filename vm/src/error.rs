@@ -66,6 +66,21 @@ pub enum Error {
     )]
     BuildToolsMissing { missing: String, packages: String },
 
+    #[error(
+        "building the kernel selftests needs {missing}, not found on this system. Install with \
+         `apt-get install {packages}`"
+    )]
+    SelftestsToolsMissing { missing: String, packages: String },
+
+    #[error("there is no selftests collection `{collection}` in {source_package}: {why}")]
+    NoSuchSelftests { collection: String, source_package: String, why: String },
+
+    #[error("selftest `{test}` was not built: {why}. The build's output is in {log}", log = log.display())]
+    SelftestNotBuilt { test: String, why: String, log: PathBuf },
+
+    #[error("there is no selftest `{test}`: {why}")]
+    UnknownSelftest { test: String, why: String },
+
     #[error("{path} is not a Linux source tree: {why}", path = path.display())]
     NotASourceTree { path: PathBuf, why: String },
 

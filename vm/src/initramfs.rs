@@ -1,5 +1,6 @@
-//! The guest's initramfs: `/init`, the probes under `/ksnap/probes/`, and the plan `/ksnap/plan`
-//! (format: ARCHITECTURE.md, "Guest protocol"). The archive is deterministic, so it is stored in the cache
+//! The guest's initramfs: `/init`, the probes under `/ksnap/probes/`, the plan `/ksnap/plan` (format:
+//! ARCHITECTURE.md, "Guest protocol"), and, when asked for, a static busybox as `/bin/busybox` with the
+//! few applets kernel selftests call (`/bin/sh` for `system()`, `cat`, `true`, `sleep`). The archive is deterministic, so it is stored in the cache
 //! under its content hash and a rerun with the same binaries reuses it.
 
 use std::collections::HashMap;
@@ -28,7 +29,16 @@ pub struct InitramfsSpec {
     /// Becomes `/init`: ksnap's init, or a stand-in in tests.
     pub init: PathBuf,
     pub probes: Vec<ProbePlan>,
+    /// A static busybox to install as `/bin/busybox` with [`BUSYBOX_APPLETS`] linked to it.
+    pub busybox: Option<PathBuf>,
 }
+
+/// The busybox applets the initramfs links, under `/bin`: what the kernel selftests run call (`system()`
+/// runs `/bin/sh -c`; mm tests `cat` their maps on failure; some exec `true` or `sleep`).
+pub const BUSYBOX_APPLETS: &[&str] = &["sh", "cat", "true", "false", "sleep", "echo", "ls"];
+
+/// Where a static busybox usually is (Debian's `busybox-static`).
+pub const BUSYBOX: &str = "/bin/busybox";
 
 impl InitramfsSpec {
     /// Each probe's timeout by name, as the run loop wants them.
@@ -77,6 +87,13 @@ impl InitramfsSpec {
         for probe in &self.probes {
             archive.add_file(&guest_path(&probe.name)[1..], 0o755, read(&probe.binary)?)?;
         }
+        if let Some(busybox) = &self.busybox {
+            archive.add_dir("bin", 0o755)?;
+            archive.add_file("bin/busybox", 0o755, read(busybox)?)?;
+            for applet in BUSYBOX_APPLETS {
+                archive.add_symlink(&format!("bin/{applet}"), "busybox")?;
+            }
+        }
         Ok(archive.finish())
     }
 
@@ -110,6 +127,7 @@ mod tests {
                 args: vec!["--all".into()],
                 timeout: Duration::from_secs(30),
             }],
+            busybox: None,
         }
     }
 
@@ -131,6 +149,26 @@ mod tests {
         for expected in ["init", "ksnap/plan", "ksnap/probes/env", "proc", "dev"] {
             assert!(names.lines().any(|l| l == expected), "{expected} missing from:\n{names}");
         }
+    }
+
+    #[test]
+    #[cfg_attr(skip_vm, ignore = "needs cpio (KSNAP_SKIP_VM=1)")]
+    fn busybox_comes_with_its_applets() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("busybox"), b"\x7fELF busybox").unwrap();
+        let mut with = spec(dir.path());
+        with.busybox = Some(dir.path().join("busybox"));
+        let cache = Cache::at(dir.path().join("cache")).unwrap();
+        let listing = std::process::Command::new("cpio")
+            .args(["-tv", "--quiet", "-F"])
+            .arg(with.build(&cache).unwrap())
+            .output()
+            .unwrap();
+        let listing = String::from_utf8(listing.stdout).unwrap();
+        assert!(listing.lines().any(|l| l.ends_with(" bin/busybox")), "{listing}");
+        assert!(listing.lines().any(|l| l.ends_with(" bin/sh -> busybox")), "{listing}");
+        let without = spec(dir.path()).to_cpio().unwrap();
+        assert!(!without.windows(11).any(|w| w == b"bin/busybox"));
     }
 
     #[test]

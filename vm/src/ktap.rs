@@ -400,15 +400,15 @@ fn plural(n: u64) -> &'static str {
     }
 }
 
-/// The problem list, capped at [`MAX_PROBLEMS`].
+/// The problem list, capped at [`MAX_PROBLEMS`] (shared with [`crate::kselftest`]).
 #[derive(Debug, Default)]
-struct Problems {
+pub(crate) struct Problems {
     kept: Vec<String>,
     dropped: usize,
 }
 
 impl Problems {
-    fn push(&mut self, problem: String) {
+    pub(crate) fn push(&mut self, problem: String) {
         if self.kept.len() < MAX_PROBLEMS {
             self.kept.push(problem);
         } else {
@@ -416,7 +416,7 @@ impl Problems {
         }
     }
 
-    fn into_vec(mut self) -> Vec<String> {
+    pub(crate) fn into_vec(mut self) -> Vec<String> {
         if self.dropped > 0 {
             self.kept.push(format!("… and {} more problems", self.dropped));
         }

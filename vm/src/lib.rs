@@ -19,15 +19,18 @@ pub mod children;
 pub mod console;
 pub mod cpio;
 pub mod deb;
+pub mod elf;
 mod entry;
 mod error;
 pub mod initramfs;
 pub mod kconfig;
 pub mod kernel;
+pub mod kselftest;
 pub mod ktap;
 pub mod protocol;
 pub mod qemu;
 pub mod run;
+pub mod selftests;
 
 pub use error::Error;
 pub use qemu::{Accel, AccelChoice, Qemu, Timeouts, VmSpec};

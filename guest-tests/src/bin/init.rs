@@ -20,6 +20,8 @@ use ksnap_guest::relay::Lines;
 use ksnap_guest::{errno_name, pid1};
 
 const PLAN: &str = "/ksnap/plan";
+/// Where the initramfs holds the probes; each runs in it.
+const PROBE_DIR: &std::ffi::CStr = c"/ksnap/probes";
 const RESULT_CHANNEL: &str = "/dev/ttyS1";
 /// Probe stdout relayed per probe; the rest is read, counted and discarded.
 const OUTPUT_CAP: u64 = 1 << 20;
@@ -72,7 +74,9 @@ fn mount_filesystems() -> io::Result<()> {
     pid1::mount("sysfs", "/sys", MS_NOSUID | MS_NODEV | MS_NOEXEC)?;
     pid1::mount("devtmpfs", "/dev", MS_NOSUID)?;
     ensure_std_fds();
-    pid1::mount("tmpfs", "/tmp", MS_NOSUID | MS_NODEV)
+    pid1::mount("tmpfs", "/tmp", MS_NOSUID | MS_NODEV)?;
+    // POSIX shared memory (shm_open) and the kernel selftests that use it expect a tmpfs here.
+    pid1::mount("tmpfs", "/dev/shm", MS_NOSUID | MS_NODEV)
 }
 
 /// Makes sure fds 0-2 are open.
@@ -267,13 +271,18 @@ fn exec_child(argv: &[*const libc::c_char], stdin: &File, stdout: &File, stderr:
             && libc::dup2(stdin.as_raw_fd(), 0) == 0
             && libc::dup2(stdout.as_raw_fd(), 1) == 1
             && libc::dup2(stderr.as_raw_fd(), 2) == 2
-            && libc::chdir(c"/tmp".as_ptr()) == 0
+            // The probe's own directory, as kselftest's runner does: some selftests exec themselves or
+            // open companion files by relative path (`./ksm_functional_tests`).
+            && libc::chdir(PROBE_DIR.as_ptr()) == 0
             // The signal mask and ignored signals survive exec. Undo init's: SIGCHLD is blocked for
             // the signalfd, and the Rust runtime ignores SIGPIPE.
             && libc::sigprocmask(libc::SIG_SETMASK, &no_signals, std::ptr::null_mut()) == 0
             && libc::signal(libc::SIGPIPE, libc::SIG_DFL) != libc::SIG_ERR;
         if ready {
-            libc::execv(argv[0], argv.as_ptr());
+            // A fixed environment, not whatever the kernel gave init: PATH finds the guest's busybox
+            // applets (`/bin/sh` for selftests that call system()), if the initramfs has them.
+            let envp = [c"PATH=/bin".as_ptr(), c"HOME=/".as_ptr(), std::ptr::null()];
+            libc::execve(argv[0], argv.as_ptr(), envp.as_ptr());
         }
         let errno = *libc::__errno_location();
         libc::write(errors.as_raw_fd(), std::ptr::addr_of!(errno).cast(), size_of_val(&errno));
