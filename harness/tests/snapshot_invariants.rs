@@ -94,3 +94,39 @@ fn proc_mem_without_mseal_every_mseal_fact_is_not_applicable() {
     }
     assert!(without > 0, "no kernel without mseal in the snapshots");
 }
+
+/// The kernel's own selftests agree with our proc_mem suite. mm/mkdirty's `PTRACE write access` cases and
+/// mm/ksm_functional_tests' `test_prot_none` write into read-only (PROT_READ, PROT_NONE) private anonymous
+/// memory through /proc/self/mem, FOLL_FORCE: they must pass exactly where proc_mem's forced write into a
+/// PROT_READ private anonymous page lands, and fail at that write (their own verdicts `write() failed`,
+/// `ptrace write failed`) everywhere else — on every kernel and variant both suites ran on.
+#[test]
+fn selftests_force_writes_through_proc_self_mem_exactly_where_proc_mem_does() {
+    let proc_mem: std::collections::BTreeMap<String, SnapshotFile> =
+        snapshots("proc_mem").into_iter().map(|s| (s.column.clone(), s)).collect();
+    let mut seen = std::collections::BTreeSet::new();
+    for selftests in snapshots("kselftest_mm") {
+        let column = &selftests.column;
+        let ours = proc_mem.get(column).unwrap_or_else(|| panic!("kselftest_mm ran on {column}, proc_mem did not"));
+        let write = &ours.facts["proc_mem.ro_private_anon.write"];
+        let forced = write.starts_with("ok");
+        let fact = |key: &str| selftests.facts.get(key).map(String::as_str);
+        for case in ["mkdirty.ptrace_write_access", "mkdirty.ptrace_write_access_to_thp"] {
+            let expected = if forced { "ok" } else { "not ok: write() failed" };
+            assert_eq!(fact(case), Some(expected), "{column}: {case}, where proc_mem's forced write gave {write}");
+        }
+        // KSM must first merge the PROT_NONE pages (not on 6.1, not in kernels without KSM): only a case
+        // that got as far as the write says anything about it.
+        let prot_none = fact("ksm_functional_tests.test_prot_none");
+        if let Some(value) = prot_none.filter(|v| *v != "not ok: Merging memory failed") {
+            let expected = if forced { "ok" } else { "not ok: ptrace write failed" };
+            assert_eq!(value, expected, "{column}: test_prot_none, where proc_mem's forced write gave {write}");
+            seen.insert(("ksm", forced));
+        }
+        seen.insert(("mkdirty", forced));
+    }
+    // The claim is tested both ways, by both selftests.
+    for claim in [("mkdirty", true), ("mkdirty", false), ("ksm", true), ("ksm", false)] {
+        assert!(seen.contains(&claim), "no snapshot shows {claim:?}: {seen:?}");
+    }
+}
