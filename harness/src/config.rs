@@ -204,7 +204,7 @@ enum RawProbe {
         cc: String,
         libc_package: Option<String>,
     },
-    /// `{ kselftest = "mm/mremap_test", args = ["-S", "42"] }`; named after the test unless `name` is given.
+    /// `{ kselftest = "mm/mremap_test", args = ["-p", "42"] }`; named after the test unless `name` is given.
     Kselftest {
         name: Option<String>,
         kselftest: String,
@@ -562,7 +562,7 @@ mod tests {
             [selftests]
             source = { package = "linux-source-7.2", suite = "sid" }
             [suites.kselftest_mm]
-            probes = [{ kselftest = "mm/cow" }, { kselftest = "mm/mremap_test", args = ["-S", "42"] }]
+            probes = [{ kselftest = "mm/cow" }, { kselftest = "mm/mremap_test", args = ["-p", "42"] }]
             cmdline = ["norandmaps"]
             [suites.kselftest_proc]
             probes = [{ kselftest = "proc/read", name = "proc-read" }]
@@ -580,7 +580,7 @@ mod tests {
             mm.probes[1],
             Probe {
                 name: "mremap_test".into(),
-                kind: ProbeKind::Kselftest { test: "mm/mremap_test".into(), args: vec!["-S".into(), "42".into()] }
+                kind: ProbeKind::Kselftest { test: "mm/mremap_test".into(), args: vec!["-p".into(), "42".into()] }
             }
         );
         assert_eq!(config.suites["kselftest_proc"].probes[0].name, "proc-read");
