@@ -4,12 +4,14 @@
 //! - [`kernel`]: kernel sources (apt package, `.deb`, bzImage, a build), pinned ([`kernel::Pin`]) and
 //!   resolved into the [`cache`], through [`apt`] (the system's apt, or ksnap's own per Debian suite);
 //! - [`build`] (over [`kconfig`]): kernels built from source with Kconfig fragments;
+//! - [`selftests`]: the kernel's own selftests, built statically from a Debian source package;
+//! - [`elf`]: telling a static x86-64 executable from what cannot run in the guest;
 //! - `entry` (private): kernel cache entries, shared by [`kernel`] and [`build`];
 //! - [`deb`]: unpacking a kernel `.deb` (or a kernel source package) in Rust;
 //! - [`initramfs`] (over [`cpio`]): `/init`, the probes and their plan;
 //! - [`qemu`]: finding QEMU, choosing the accelerator, building the command line;
 //! - [`mod@run`]: booting and watching one VM; its [`Outcome`];
-//! - [`protocol`], [`ktap`], [`console`]: reading what the guest said;
+//! - [`protocol`], [`ktap`], [`kselftest`], [`console`]: reading what the guest said;
 //! - [`children`]: making sure no child process outlives ksnap.
 
 pub mod apt;
