@@ -44,6 +44,7 @@ pub fn run(
     accel: AccelChoice,
     jobs: Option<usize>,
     boots: usize,
+    view: crate::results::View,
 ) -> Result<bool> {
     let config = load_config(config)?;
     let cells = matrix::cells(&config, &selection)?;
@@ -63,7 +64,7 @@ pub fn run(
             runs.push(run);
         }
     }
-    print!("{}", crate::results::render(&runs));
+    print!("{}", crate::results::render(&runs, view));
     for path in write_plots(&session, &runs)? {
         println!("plot: {}", path.display());
     }

@@ -46,6 +46,9 @@ enum Command {
         /// any did): flakes found before they are snapshotted.
         #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
         repeat: u16,
+        /// Which facts to print per suite: those that differ across the columns that ran, or all.
+        #[arg(long, value_enum, default_value = "differing")]
+        facts: ksnap::results::FactsShown,
     },
     /// Show which observed facts differ between two columns of the matrix, suite by suite.
     ///
@@ -95,8 +98,9 @@ fn main() -> ExitCode {
     }
     let lock = LockMode::detect(cli.locked);
     let result = match cli.command {
-        Command::Run { kernels, suites, variants, accel, jobs, repeat } => {
-            commands::run(cli.config, lock, Selection { kernels, variants, suites }, accel, jobs, repeat.into())
+        Command::Run { kernels, suites, variants, accel, jobs, repeat, facts } => {
+            let view = ksnap::results::View::detect(facts);
+            commands::run(cli.config, lock, Selection { kernels, variants, suites }, accel, jobs, repeat.into(), view)
         }
         Command::Kernels { fetch } => commands::kernels(cli.config, lock, fetch),
         Command::Lock { update } => commands::lock_file(cli.config, lock, update),

@@ -1,5 +1,5 @@
-//! Turning cell runs into what a person reads: a table of cells, the facts side by side per suite, and
-//! the details of anything that failed.
+//! Turning cell runs into what a person reads: a table of cells, per suite the facts that differ across
+//! the columns that ran (or all of them), fitted to the terminal, and the details of anything that failed.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -9,8 +9,50 @@ use ksnap_vm::{Outcome, RunReport};
 use crate::facts::Facts;
 use crate::session::CellRun;
 
+/// Which facts `ksnap run` prints per suite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FactsShown {
+    /// Only the facts whose values differ across the columns that ran (all of them for one column).
+    Differing,
+    /// Every fact.
+    All,
+}
+
+/// How the facts are laid out.
+#[derive(Debug, Clone, Copy)]
+pub struct View {
+    pub facts: FactsShown,
+    /// The terminal's width in characters.
+    pub width: usize,
+}
+
+/// Longest value shown in a table cell; longer ones are cut with [`CUT`].
+const MAX_VALUE_CHARS: usize = 40;
+/// Marks a value shortened for the terminal (the snapshot and the report have it whole).
+const CUT: char = '…';
+/// The width assumed when the output is not a terminal and `COLUMNS` is not set.
+const DEFAULT_WIDTH: usize = 100;
+
+impl View {
+    /// `COLUMNS` if set, else the width of the terminal on stdout, else [`DEFAULT_WIDTH`].
+    pub fn detect(facts: FactsShown) -> View {
+        let from_env = std::env::var("COLUMNS").ok().and_then(|v| v.trim().parse::<usize>().ok()).filter(|&w| w > 0);
+        let width = from_env.or_else(terminal_width).unwrap_or(DEFAULT_WIDTH);
+        View { facts, width }
+    }
+}
+
+fn terminal_width() -> Option<usize> {
+    // SAFETY: a winsize is plain integers, for which all zeroes is a valid value.
+    let mut size: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: TIOCGWINSZ writes one winsize through the pointer; when stdout is not a terminal it fails
+    // and writes nothing.
+    let ok = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) } == 0;
+    (ok && size.ws_col > 0).then_some(size.ws_col as usize)
+}
+
 /// The whole report `ksnap run` prints.
-pub fn render(runs: &[CellRun]) -> String {
+pub fn render(runs: &[CellRun], view: View) -> String {
     let mut out = String::new();
     out.push_str(&render_cells(runs));
     let mut suites: BTreeMap<&str, Vec<&CellRun>> = BTreeMap::new();
@@ -18,8 +60,9 @@ pub fn render(runs: &[CellRun]) -> String {
         suites.entry(&run.cell.suite).or_default().push(run);
     }
     for (suite, runs) in suites {
+        let columns: Vec<(String, Facts)> = runs.iter().map(|run| (run.cell.column(), run.facts())).collect();
         out.push('\n');
-        out.push_str(&render_facts(suite, &runs));
+        out.push_str(&render_facts(suite, &columns, view));
     }
     let failures: Vec<&CellRun> = runs.iter().filter(|r| !r.passed()).collect();
     for run in failures {
@@ -50,20 +93,77 @@ fn render_cells(runs: &[CellRun]) -> String {
     table(&rows)
 }
 
-fn render_facts(suite: &str, runs: &[&CellRun]) -> String {
-    let columns: Vec<(String, Facts)> = runs.iter().map(|run| (run.cell.column(), run.facts())).collect();
+/// One suite's facts, a column per cell: those that differ (or all, per `view`), then how many agree.
+/// As a table when it fits `view.width`; otherwise one block per fact with its columns grouped by value.
+fn render_facts(suite: &str, columns: &[(String, Facts)], view: View) -> String {
     let mut keys: Vec<&String> = columns.iter().flat_map(|(_, facts)| facts.keys()).collect();
     keys.sort();
     keys.dedup();
+    let value = |facts: &Facts, key: &str| facts.get(key).cloned().unwrap_or_else(|| "-".into());
+    let differs = |key: &str| columns.iter().any(|(_, facts)| value(facts, key) != value(&columns[0].1, key));
+    let shown: Vec<&String> = match view.facts {
+        FactsShown::All => keys.clone(),
+        // With one column nothing can differ: its facts are the answer.
+        FactsShown::Differing if columns.len() < 2 => keys.clone(),
+        FactsShown::Differing => keys.iter().copied().filter(|key| differs(key)).collect(),
+    };
+    let agreeing = keys.len() - keys.iter().filter(|key| differs(key)).count();
     let mut header = vec![format!("suite {suite}")];
     header.extend(columns.iter().map(|(name, _)| name.clone()));
     let mut rows = vec![header];
-    for key in keys {
-        let mut row = vec![key.clone()];
-        row.extend(columns.iter().map(|(_, facts)| facts.get(key).cloned().unwrap_or_else(|| "-".into())));
+    for key in &shown {
+        let mut row = vec![key.to_string()];
+        row.extend(columns.iter().map(|(_, facts)| shorten(&value(facts, key), MAX_VALUE_CHARS)));
         rows.push(row);
     }
-    table(&rows)
+    let mut out =
+        if table_width(&rows) <= view.width { table(&rows) } else { blocks(suite, columns, &shown, view.width) };
+    if columns.len() > 1 && view.facts == FactsShown::Differing && agreeing > 0 {
+        let noun = if agreeing == 1 { "fact is" } else { "facts are" };
+        let line = format!("{agreeing} more {noun} the same in every column (`--facts all` shows them)");
+        let _ = writeln!(out, "{}", shorten(&line, view.width));
+    }
+    out
+}
+
+/// Facts one by one, each column's value grouped with the columns that have the same one:
+/// `  6.1 6.12: huge_zero_page` / `  6.1+thp-never: zero_page`. Every line fits `width`.
+fn blocks(suite: &str, columns: &[(String, Facts)], keys: &[&String], width: usize) -> String {
+    let mut out = format!("suite {suite}\n");
+    for key in keys {
+        let _ = writeln!(out, "{}", shorten(key, width));
+        let mut groups: Vec<(String, Vec<&str>)> = Vec::new();
+        for (column, facts) in columns {
+            let value = facts.get(*key).cloned().unwrap_or_else(|| "-".into());
+            match groups.iter_mut().find(|(v, _)| *v == value) {
+                Some((_, names)) => names.push(column),
+                None => groups.push((value, vec![column])),
+            }
+        }
+        for (value, names) in groups {
+            let line = format!("  {}: {value}", names.join(" "));
+            let _ = writeln!(out, "{}", shorten(&line, width));
+        }
+    }
+    out
+}
+
+/// `text` cut to at most `max` characters, the last being [`CUT`]: never wrapped, never cut silently.
+fn shorten(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut short: String = text.chars().take(max.saturating_sub(1)).collect();
+    short.push(CUT);
+    short
+}
+
+/// The width [`table`] gives `rows`.
+fn table_width<R: AsRef<[String]>>(rows: &[R]) -> usize {
+    let columns = rows.iter().map(|r| r.as_ref().len()).max().unwrap_or(0);
+    let widths = (0..columns)
+        .map(|i| rows.iter().filter_map(|r| r.as_ref().get(i)).map(|cell| cell.chars().count()).max().unwrap_or(0));
+    widths.sum::<usize>() + 2 * columns.saturating_sub(1)
 }
 
 fn render_failure(run: &CellRun) -> String {
@@ -174,6 +274,61 @@ pub fn table<R: AsRef<[String]>>(rows: &[R]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn column(name: &str, facts: &[(&str, &str)]) -> (String, Facts) {
+        (name.to_string(), facts.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+    }
+
+    fn columns() -> Vec<(String, Facts)> {
+        vec![
+            column("6.1", &[("p.same", "1"), ("p.zero", "huge_zero_page"), ("p.only_here", "x")]),
+            column("6.12", &[("p.same", "1"), ("p.zero", "huge_zero_page")]),
+            column("6.1+thp-never", &[("p.same", "1"), ("p.zero", "zero_page")]),
+        ]
+    }
+
+    #[test]
+    fn only_differing_facts_are_shown_and_the_rest_counted() {
+        let view = View { facts: FactsShown::Differing, width: 100 };
+        let out = render_facts("p", &columns(), view);
+        assert_eq!(
+            out,
+            "suite p      6.1             6.12            6.1+thp-never\n\
+             p.only_here  x               -               -\n\
+             p.zero       huge_zero_page  huge_zero_page  zero_page\n\
+             1 more fact is the same in every column (`--facts all` shows them)\n"
+        );
+        let all = render_facts("p", &columns(), View { facts: FactsShown::All, width: 100 });
+        assert!(all.contains("p.same ") && !all.contains("the same in every"), "{all}");
+        // One column: nothing to compare, everything shown.
+        let one = render_facts("p", &columns()[..1], view);
+        assert!(one.contains("p.same") && one.contains("p.zero") && !one.contains("the same in every"), "{one}");
+    }
+
+    #[test]
+    fn a_table_too_wide_becomes_blocks_grouped_by_value() {
+        let view = View { facts: FactsShown::Differing, width: 40 };
+        let out = render_facts("p", &columns(), view);
+        assert_eq!(
+            out,
+            "suite p\np.only_here\n  6.1: x\n  6.12 6.1+thp-never: -\np.zero\n  6.1 6.12: huge_zero_page\n\
+             \x20 6.1+thp-never: zero_page\n1 more fact is the same in every column…\n"
+        );
+        assert!(out.lines().all(|line| line.chars().count() <= 40), "{out}");
+    }
+
+    #[test]
+    fn long_values_are_cut_with_a_marker_never_wrapped() {
+        assert_eq!(shorten("abcdef", 4), "abc…");
+        assert_eq!(shorten("abcd", 4), "abcd");
+        let long = "v".repeat(90);
+        let cols = vec![column("a", &[("k", &long)]), column("b", &[("k", "short")])];
+        let out = render_facts("s", &cols, View { facts: FactsShown::Differing, width: 200 });
+        let row = out.lines().nth(1).unwrap();
+        assert!(row.contains(&format!("{}…", "v".repeat(MAX_VALUE_CHARS - 1))), "{out}");
+        let narrow = render_facts("s", &cols, View { facts: FactsShown::Differing, width: 30 });
+        assert!(narrow.lines().all(|l| l.chars().count() <= 30) && narrow.contains('…'), "{narrow}");
+    }
 
     #[test]
     fn table_aligns_columns() {
