@@ -200,6 +200,32 @@ pub fn report(config: Option<PathBuf>, out: &std::path::Path, format: ReportForm
     Ok(true)
 }
 
+/// `ksnap history`: per suite, each fact that changes along the kernel versions of the default variant,
+/// and the version where each value appears (from the committed snapshots).
+pub fn history(config: Option<PathBuf>, suites: &[String], format: Format) -> Result<bool> {
+    let config = load_config(config)?;
+    for suite in suites {
+        if !config.suites.contains_key(suite) {
+            let known: Vec<&String> = config.suites.keys().collect();
+            anyhow::bail!(
+                "unknown suite `{suite}`; ksnap.toml defines: {}",
+                known.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            );
+        }
+    }
+    let snapshots = crate::snapfile::read_dir(&crate::snapshot::dir(&config.root))?;
+    let (axis, histories) = crate::history::compute(&snapshots, suites);
+    match format {
+        Format::Text => print!("{}", crate::history::text(&axis, &histories)),
+        Format::Markdown => print!("{}", crate::history::markdown(&axis, &histories)),
+        Format::Json => {
+            let json = serde_json::json!({ "kernel_versions": axis, "facts": histories });
+            println!("{}", serde_json::to_string_pretty(&json)?);
+        }
+    }
+    Ok(true)
+}
+
 /// What the IMAGE column says of a kernel that is not in the cache yet.
 fn not_ready(source: &ksnap_vm::kernel::KernelSource) -> &'static str {
     match source {

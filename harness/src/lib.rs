@@ -7,6 +7,7 @@ pub mod console_log;
 pub mod diff;
 pub mod facts;
 pub mod guest;
+pub mod history;
 pub mod kernels;
 pub mod lock;
 pub mod matrix;

@@ -77,6 +77,15 @@ enum Command {
         #[arg(long, value_enum, default_value = "html")]
         format: ReportFormat,
     },
+    /// Since which kernel: per suite, each fact whose value changes along the kernel versions of the
+    /// default variant (5.10 → 6.1 → 6.12 → 7.2), and the version where each value appears.
+    History {
+        /// Only this suite (repeatable).
+        #[arg(long = "suite", value_name = "NAME")]
+        suites: Vec<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
     /// List the matrix's kernels: locked package, release and cache state, and newer versions apt has.
     Kernels {
         /// Download and unpack (or build) every kernel that is not cached yet.
@@ -108,6 +117,7 @@ fn main() -> ExitCode {
             commands::diff(cli.config, lock, &a, &b, &suites, fresh, format, accel)
         }
         Command::Report { out, format } => commands::report(cli.config, &out, format),
+        Command::History { suites, format } => commands::history(cli.config, &suites, format),
     };
     if let Some(signal) = ksnap::signals::received() {
         eprintln!("ksnap: interrupted; every VM was stopped");

@@ -213,6 +213,8 @@ const ENVIRONMENT: &[(&str, &str)] = &[
 /// The HTML page. `snapshot_links` is the path from the page's directory to the snapshots directory.
 pub fn html(snapshots: &[SnapshotFile], snapshot_links: &Path) -> String {
     let matrices = matrices(snapshots);
+    let (axis, histories) = crate::history::compute(snapshots, &[]);
+    let history_suites: BTreeSet<&str> = histories.iter().map(|h| h.suite.as_str()).collect();
     let link = |s: &SnapshotFile| snapshot_links.join(s.path.file_name().unwrap_or_default()).display().to_string();
     let page = html! {
         (DOCTYPE)
@@ -227,6 +229,17 @@ pub fn html(snapshots: &[SnapshotFile], snapshot_links: &Path) -> String {
                 p.note { "From the committed snapshots. Each cell is what a probe observed on that kernel; "
                     "cells that differ from the rest of their row are highlighted. Column headers link to the snapshot file." }
                 nav { "Suites: " @for m in &matrices { a href=(format!("#suite-{}", m.suite)) { (m.suite) } " " } }
+                section id="history" {
+                    h2 { "Since which kernel" }
+                    p.note { "Along the kernel versions of the default variant (" (axis.join(" → ")) "): each fact whose value changes, and the version where each value appears." }
+                    @for suite in &history_suites {
+                        @let changes: Vec<&crate::history::FactHistory> = histories.iter().filter(|h| h.suite == *suite).collect();
+                        details {
+                            summary { code { (suite) } ": " (changes.len()) " facts change" }
+                            ul { @for h in &changes { li { code { (h.fact) } ": " (h.sentence()) } } }
+                        }
+                    }
+                }
                 @for m in &matrices {
                     section id=(format!("suite-{}", m.suite)) {
                         h2 { "Suite " code { (m.suite) } }
@@ -304,6 +317,17 @@ th a { color: inherit; text-decoration: none; } thead th a { color: #0645ad; tex
 /// The same matrix as Markdown (for a CI job summary): one table per suite, rows that differ marked ≠.
 pub fn markdown(snapshots: &[SnapshotFile]) -> String {
     let mut out = String::from("# ksnap: kernel behaviour matrix\n\n");
+    let (axis, histories) = crate::history::compute(snapshots, &[]);
+    let _ = write!(out, "## Since which kernel\n\nAlong {}, the facts that change:\n\n", axis.join(" → "));
+    let suites: BTreeSet<&str> = histories.iter().map(|h| h.suite.as_str()).collect();
+    for suite in suites {
+        let changes: Vec<_> = histories.iter().filter(|h| h.suite == suite).collect();
+        let _ = write!(out, "<details><summary>{} ({} facts)</summary>\n\n", md(suite), changes.len());
+        for h in changes {
+            let _ = writeln!(out, "- `{}`: {}", md(&h.fact), md(&h.sentence()));
+        }
+        out.push_str("\n</details>\n\n");
+    }
     for m in matrices(snapshots) {
         let _ = write!(out, "## {}\n\n", m.suite);
         if is_selftest_suite(&m) {

@@ -42,6 +42,21 @@ fn unknown_names_list_the_known_ones() {
 }
 
 #[test]
+fn history_tells_since_which_kernel_from_the_committed_snapshots() {
+    let output = ksnap().args(["history", "--suite", "proc_mem"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.starts_with("kernel versions: 5.10 → 6.1 → 6.12 → 7.2\n"), "{stdout}");
+    assert!(stdout.contains("\nproc_mem.mseal.mseal: ENOSYS up to 6.1, ok from 6.12\n"), "{stdout}");
+    let json = ksnap().args(["history", "--suite", "proc_mem", "--format", "json"]).output().unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert!(json["facts"].as_array().is_some_and(|facts| facts.iter().all(|f| f["suite"] == "proc_mem")));
+    let output = ksnap().args(["history", "--suite", "nope"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("unknown suite `nope`"));
+}
+
+#[test]
 fn bad_accelerator_is_a_usage_error() {
     let output = ksnap().args(["run", "--accel", "hvf"]).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
