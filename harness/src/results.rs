@@ -34,7 +34,7 @@ const CUT: char = '…';
 const DEFAULT_WIDTH: usize = 100;
 
 impl View {
-    /// `COLUMNS` if set, else the width of the terminal on stdout, else [`DEFAULT_WIDTH`].
+    /// `COLUMNS` if set, else the width of the terminal on stdout, else 100.
     pub fn detect(facts: FactsShown) -> View {
         let from_env = std::env::var("COLUMNS").ok().and_then(|v| v.trim().parse::<usize>().ok()).filter(|&w| w > 0);
         let width = from_env.or_else(terminal_width).unwrap_or(DEFAULT_WIDTH);
