@@ -113,12 +113,12 @@ fn write_plots(session: &Session, runs: &[crate::session::CellRun]) -> Result<Ve
     }
     let mut written = Vec::new();
     for (suite, columns) in by_suite {
-        let curves = crate::report::curves(columns.iter().map(|(c, f)| (c.as_str(), f)));
+        let curves = crate::plot::curves(columns.iter().map(|(c, f)| (c.as_str(), f)));
         if curves.is_empty() {
             continue;
         }
         let path = session.log_dir.parent().unwrap_or(&session.log_dir).join(format!("{suite}-curves.svg"));
-        std::fs::write(&path, crate::report::svg_file(&curves, "touched regions", "kB"))
+        std::fs::write(&path, crate::plot::svg_file(&curves, crate::report::CURVE_X_LABEL))
             .with_context(|| format!("writing {}", path.display()))?;
         written.push(path);
     }
@@ -158,7 +158,7 @@ pub fn diff(
     };
     let diff = crate::diff::compare(a, &column_a, b, &column_b);
     match format {
-        Format::Text => print!("{}", diff.to_text()),
+        Format::Text => print!("{}", diff.to_text(crate::results::output_width())),
         Format::Markdown => print!("{}", diff.to_markdown()),
         Format::Json => println!("{}", diff.to_json()),
     }

@@ -7,7 +7,7 @@ use std::fmt::Write;
 use serde::Serialize;
 
 use crate::facts::Facts;
-use crate::results::table;
+use crate::results::{shorten, table, table_width, MAX_VALUE_CHARS};
 
 /// The facts of one column (a kernel, or kernel+variant), by suite.
 pub type Column = BTreeMap<String, Facts>;
@@ -79,22 +79,39 @@ impl Diff {
         self.suites.iter().any(SuiteDiff::differs)
     }
 
-    pub fn to_text(&self) -> String {
+    /// The differing facts of each suite, fitted to `width` characters: a table when it fits, else one
+    /// block per fact (`  A: value` / `  B: value`). Values are cut with a marker, never wrapped.
+    pub fn to_text(&self, width: usize) -> String {
         let mut out = String::new();
         for suite in &self.suites {
             if let Some(side) = &suite.only_on {
-                let _ = writeln!(out, "suite {}: only on {side}\n", suite.suite);
+                let _ = writeln!(out, "{}\n", shorten(&format!("suite {}: only on {side}", suite.suite), width));
                 continue;
             }
             if !suite.differs() {
                 let _ = writeln!(out, "suite {}: same ({} facts)\n", suite.suite, suite.same);
                 continue;
             }
+            let absent = || "(absent)".to_string();
+            let facts: Vec<(&String, String, String)> =
+                (suite.changed.iter().map(|(k, a, b)| (k, a.clone(), b.clone())))
+                    .chain(suite.only_a.iter().map(|(k, a)| (k, a.clone(), absent())))
+                    .chain(suite.only_b.iter().map(|(k, b)| (k, absent(), b.clone())))
+                    .collect();
             let mut rows = vec![[format!("suite {}", suite.suite), self.a.clone(), self.b.clone()]];
-            rows.extend(suite.changed.iter().map(|(k, a, b)| [k.clone(), a.clone(), b.clone()]));
-            rows.extend(suite.only_a.iter().map(|(k, a)| [k.clone(), a.clone(), "(absent)".into()]));
-            rows.extend(suite.only_b.iter().map(|(k, b)| [k.clone(), "(absent)".into(), b.clone()]));
-            out.push_str(&table(&rows));
+            rows.extend(
+                facts.iter().map(|(k, a, b)| [k.to_string(), shorten(a, MAX_VALUE_CHARS), shorten(b, MAX_VALUE_CHARS)]),
+            );
+            if table_width(&rows) <= width {
+                out.push_str(&table(&rows));
+            } else {
+                let _ = writeln!(out, "suite {}", suite.suite);
+                for (key, a, b) in &facts {
+                    let _ = writeln!(out, "{}", shorten(key, width));
+                    let _ = writeln!(out, "{}", shorten(&format!("  {}: {a}", self.a), width));
+                    let _ = writeln!(out, "{}", shorten(&format!("  {}: {b}", self.b), width));
+                }
+            }
             let _ = writeln!(out, "({} facts the same)\n", suite.same);
         }
         out
@@ -173,9 +190,13 @@ mod tests {
         assert_eq!(env.only_b, vec![("new".into(), "n".into())]);
         assert_eq!(env.same, 1);
         assert_eq!(diff.suites[1].only_on.as_deref(), Some("6.1"));
-        let text = diff.to_text();
+        let text = diff.to_text(100);
         assert!(text.contains("suite env  6.1       6.12\ny          2         3\n"), "{text}");
         assert!(text.contains("suite old: only on 6.1"), "{text}");
+        // Too narrow for the table: a block per fact, every line within the width.
+        let narrow = diff.to_text(20);
+        assert!(narrow.contains("suite env\ny\n  6.1: 2\n  6.12: 3\ngone\n  6.1: g\n  6.12: (absent)\n"), "{narrow}");
+        assert!(narrow.lines().all(|l| l.chars().count() <= 20), "{narrow}");
         assert!(diff.to_json().contains("\"changed\""));
     }
 

@@ -11,6 +11,7 @@ pub mod history;
 pub mod kernels;
 pub mod lock;
 pub mod matrix;
+pub mod plot;
 pub mod progress;
 pub mod repeat;
 pub mod report;

@@ -43,6 +43,15 @@ impl SuiteMatrix<'_> {
         let first = self.value(0, key);
         (1..self.columns.len()).any(|c| self.value(c, key) != first)
     }
+
+    /// The facts shown in full (those that differ across columns; all of them for a single column) and
+    /// those the same in every column, each in key order.
+    fn differing_and_same(&self) -> (Vec<&str>, Vec<&str>) {
+        if self.columns.len() < 2 {
+            return (self.keys.clone(), Vec::new());
+        }
+        self.keys.iter().partition(|key| self.row_differs(key))
+    }
 }
 
 /// Results of a kernel selftest suite in one column, by kind.
@@ -99,8 +108,7 @@ fn is_selftest_suite(m: &SuiteMatrix) -> bool {
     m.columns.iter().any(|c| c.environment.contains_key("selftests"))
 }
 
-/// Group snapshots into one matrix per suite (columns sorted by kernel, then variant). In a selftest
-/// suite the cases whose result differs across columns come first.
+/// Group snapshots into one matrix per suite (columns sorted by kernel, then variant).
 pub fn matrices(snapshots: &[SnapshotFile]) -> Vec<SuiteMatrix<'_>> {
     let suites: BTreeSet<&str> = snapshots.iter().map(|s| s.suite.as_str()).collect();
     suites
@@ -109,14 +117,7 @@ pub fn matrices(snapshots: &[SnapshotFile]) -> Vec<SuiteMatrix<'_>> {
             let mut columns: Vec<&SnapshotFile> = snapshots.iter().filter(|s| s.suite == suite).collect();
             columns.sort_by_key(|s| column_order(&s.column));
             let keys: BTreeSet<&str> = columns.iter().flat_map(|s| s.facts.keys().map(String::as_str)).collect();
-            let mut matrix = SuiteMatrix { suite, columns, keys: keys.into_iter().collect() };
-            if is_selftest_suite(&matrix) {
-                // A stable sort: each group stays in key order.
-                let mut keys = std::mem::take(&mut matrix.keys);
-                keys.sort_by_key(|key| !matrix.row_differs(key));
-                matrix.keys = keys;
-            }
-            matrix
+            SuiteMatrix { suite, columns, keys: keys.into_iter().collect() }
         })
         .collect()
 }
@@ -126,75 +127,6 @@ fn column_order(column: &str) -> (Vec<u64>, String, String) {
     let (kernel, variant) = column.split_once('+').unwrap_or((column, ""));
     let numbers = kernel.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse().ok()).collect();
     (numbers, kernel.to_string(), variant.to_string())
-}
-
-/// A curve in a suite's facts: `PROBE.TEST.curve.X.METRIC = Y` (X the touched count, Y in kB), drawn as
-/// one line per column and metric.
-#[derive(Debug, PartialEq)]
-pub struct Curve {
-    pub label: String,
-    pub points: Vec<(f64, f64)>,
-}
-
-pub fn curves<'a>(columns: impl IntoIterator<Item = (&'a str, &'a Facts)>) -> Vec<Curve> {
-    let mut curves: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
-    for (column, facts) in columns {
-        for (key, value) in facts {
-            let parts: Vec<&str> = key.split('.').collect();
-            let Some(at) = parts.iter().rposition(|p| *p == "curve") else { continue };
-            let (Some(x), Some(metric), Ok(y)) = (parts.get(at + 1), parts.get(at + 2), value.parse::<f64>()) else {
-                continue;
-            };
-            let Ok(x) = x.parse::<f64>() else { continue };
-            curves.entry(format!("{column} {metric}")).or_default().push((x, y));
-        }
-    }
-    curves
-        .into_iter()
-        .map(|(label, mut points)| {
-            points.sort_by(|a, b| a.0.total_cmp(&b.0));
-            Curve { label, points }
-        })
-        .collect()
-}
-
-const PALETTE: &[&str] = &["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"];
-
-/// A standalone SVG file of `curves`.
-pub fn svg_file(curves: &[Curve], x_label: &str, y_label: &str) -> String {
-    format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{}\n", plot(curves, x_label, y_label).into_string())
-}
-
-/// An SVG line plot of `curves` (x: touched regions, y: kB).
-pub fn plot(curves: &[Curve], x_label: &str, y_label: &str) -> Markup {
-    let (width, height, margin) = (720.0, 360.0, 60.0);
-    let max_x = curves.iter().flat_map(|c| c.points.iter().map(|p| p.0)).fold(1.0, f64::max);
-    let max_y = curves.iter().flat_map(|c| c.points.iter().map(|p| p.1)).fold(1.0, f64::max);
-    let sx = |x: f64| margin + x / max_x * (width - 2.0 * margin);
-    let sy = |y: f64| height - margin - y / max_y * (height - 2.0 * margin);
-    html! {
-        svg xmlns="http://www.w3.org/2000/svg" width=(width) height=(height + 20.0 * curves.len() as f64)
-            viewBox=(format!("0 0 {width} {}", height + 20.0 * curves.len() as f64)) {
-            rect x="0" y="0" width="100%" height="100%" fill="white" {}
-            line x1=(margin) y1=(height - margin) x2=(width - margin) y2=(height - margin) stroke="black" {}
-            line x1=(margin) y1=(margin) x2=(margin) y2=(height - margin) stroke="black" {}
-            text x=(width / 2.0) y=(height - 20.0) text-anchor="middle" font-size="13" { (x_label) }
-            text x="14" y=(height / 2.0) text-anchor="middle" font-size="13"
-                transform=(format!("rotate(-90 14 {})", height / 2.0)) { (y_label) }
-            text x=(margin) y=(height - margin + 16.0) text-anchor="middle" font-size="11" { "0" }
-            text x=(width - margin) y=(height - margin + 16.0) text-anchor="middle" font-size="11" { (max_x) }
-            text x=(margin - 6.0) y=(margin + 4.0) text-anchor="end" font-size="11" { (max_y) }
-            @for (i, curve) in curves.iter().enumerate() {
-                @let color = PALETTE[i % PALETTE.len()];
-                // Curves often coincide across kernels; dashes keep a second metric visible on top.
-                @let dash = if i % 2 == 1 { "6 4" } else { "none" };
-                polyline fill="none" stroke=(color) stroke-width="2" stroke-dasharray=(dash)
-                    points=(curve.points.iter().map(|&(x, y)| format!("{:.1},{:.1}", sx(x), sy(y))).collect::<Vec<_>>().join(" ")) {}
-                rect x=(margin) y=(height + 20.0 * i as f64 - 10.0) width="14" height="4" fill=(color) {}
-                text x=(margin + 20.0) y=(height + 20.0 * i as f64 - 4.0) font-size="12" { (curve.label) }
-            }
-        }
-    }
 }
 
 /// The environment lines shown per column.
@@ -210,6 +142,74 @@ const ENVIRONMENT: &[(&str, &str)] = &[
     ("cpu_model", "CPU model"),
 ];
 
+/// Longest value shown in a cell of the page; longer ones are cut with `…`, the whole value on hover.
+const HTML_VALUE_CHARS: usize = 32;
+
+/// A suite's columns as the header shows them: consecutive columns of one kernel, each with its variant.
+fn kernel_groups<'a>(columns: &[&'a SnapshotFile]) -> Vec<(&'a str, Vec<&'a str>)> {
+    let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
+    for column in columns {
+        let (kernel, variant) = column.column.split_once('+').unwrap_or((&column.column, "default"));
+        match groups.last_mut() {
+            Some((k, variants)) if *k == kernel => variants.push(variant),
+            _ => groups.push((kernel, vec![variant])),
+        }
+    }
+    groups
+}
+
+/// The header of a table with a column per snapshot: a kernel row and, when some kernel has variants,
+/// a variant row under it. `link` makes each column's name a link to its snapshot file.
+fn column_header(m: &SuiteMatrix, first: &str, link: Option<&dyn Fn(&SnapshotFile) -> String>) -> Markup {
+    let groups = kernel_groups(&m.columns);
+    let variants = groups.iter().any(|(_, v)| v.len() > 1 || v[0] != "default");
+    let mut index = 0;
+    let mut cells: Vec<(&SnapshotFile, &str, bool)> = Vec::new();
+    for (_, group) in &groups {
+        for (i, variant) in group.iter().enumerate() {
+            cells.push((m.columns[index], variant, i == 0));
+            index += 1;
+        }
+    }
+    let name = |c: &SnapshotFile, text: &str| match link {
+        Some(link) => html! { a href=(link(c)) title=(format!("{}: snapshot file", c.column)) { (text) } },
+        None => html! { (text) },
+    };
+    html! {
+        thead {
+            tr {
+                th.corner rowspan=[variants.then_some(2)] { (first) }
+                @for (i, (kernel, group)) in groups.iter().enumerate() {
+                    @let c = cells.iter().filter(|c| c.2).nth(i).map(|c| c.0);
+                    th.kernel colspan=[(group.len() > 1).then_some(group.len())] {
+                        @if variants { (kernel) } @else if let Some(c) = c { (name(c, kernel)) }
+                    }
+                }
+            }
+            @if variants {
+                tr { @for (c, variant, first) in &cells { th.variant class=[first.then_some("group")] { (name(c, variant)) } } }
+            }
+        }
+    }
+}
+
+/// A value cell: shortened to [`HTML_VALUE_CHARS`] with the whole value (and its column) on hover.
+fn value_cell(column: &str, value: Option<&str>, first_of_kernel: bool, highlighted: bool) -> Markup {
+    let text = value.unwrap_or("—");
+    let classes: Vec<&str> =
+        [first_of_kernel.then_some("group"), highlighted.then_some("diff")].into_iter().flatten().collect();
+    html! {
+        td class=[(!classes.is_empty()).then(|| classes.join(" "))] title=(format!("{column}: {text}")) {
+            (crate::results::shorten(text, HTML_VALUE_CHARS))
+        }
+    }
+}
+
+/// For each column, whether it is the first of its kernel (a rule is drawn to its left).
+fn group_starts(m: &SuiteMatrix) -> Vec<bool> {
+    kernel_groups(&m.columns).iter().flat_map(|(_, v)| (0..v.len()).map(|i| i == 0)).collect()
+}
+
 /// The HTML page. `snapshot_links` is the path from the page's directory to the snapshots directory.
 pub fn html(snapshots: &[SnapshotFile], snapshot_links: &Path) -> String {
     let matrices = matrices(snapshots);
@@ -221,13 +221,15 @@ pub fn html(snapshots: &[SnapshotFile], snapshot_links: &Path) -> String {
         html lang="en" {
             head {
                 meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
                 title { "ksnap: kernel behaviour matrix" }
                 style { (PreEscaped(STYLE)) }
             }
             body {
                 h1 { "ksnap: kernel behaviour matrix" }
                 p.note { "From the committed snapshots. Each cell is what a probe observed on that kernel; "
-                    "cells that differ from the rest of their row are highlighted. Column headers link to the snapshot file." }
+                    "cells that differ from the rest of their row are highlighted; hover a cell for its whole value. "
+                    "Column headers link to the snapshot files." }
                 nav { "Suites: " @for m in &matrices { a href=(format!("#suite-{}", m.suite)) { (m.suite) } " " } }
                 section id="history" {
                     h2 { "Since which kernel" }
@@ -235,84 +237,141 @@ pub fn html(snapshots: &[SnapshotFile], snapshot_links: &Path) -> String {
                     @for suite in &history_suites {
                         @let changes: Vec<&crate::history::FactHistory> = histories.iter().filter(|h| h.suite == *suite).collect();
                         details {
-                            summary { code { (suite) } ": " (changes.len()) " facts change" }
-                            ul { @for h in &changes { li { code { (h.fact) } ": " (h.sentence()) } } }
+                            summary { code { (suite) } ": " (changes.len()) @if changes.len() == 1 { " fact changes" } @else { " facts change" } }
+                            ul.history { @for h in &changes { li { code { (h.fact) } ": " (h.sentence()) } } }
                         }
                     }
                 }
-                @for m in &matrices {
-                    section id=(format!("suite-{}", m.suite)) {
-                        h2 { "Suite " code { (m.suite) } }
-                        @let differing = m.keys.iter().filter(|k| m.row_differs(k)).count();
-                        p.note { (m.keys.len()) " facts, " (differing) " differ across columns." }
-                        @if is_selftest_suite(m) {
-                            h3 { "Selftest results" }
-                            p.note { "Per column: test cases (or, for a binary that reports none, the binary) by result. "
-                                "The cases that differ across columns are listed first in the table below." }
-                            table.env {
-                                tr { th {} @for c in &m.columns { th { (c.column) } } }
-                                @let totals: Vec<SelftestTotals> = m.columns.iter().map(|c| SelftestTotals::of(&c.facts)).collect();
-                                @for (row, (label, _)) in SelftestTotals::default().rows().iter().enumerate() {
-                                    tr { th { (label) } @for t in &totals { td { (t.rows()[row].1) } } }
-                                }
-                            }
-                        }
-                        table.matrix {
-                            thead {
-                                tr {
-                                    th { "fact" }
-                                    @for c in &m.columns { th { a href=(link(c)) title="snapshot file" { (c.column) } } }
-                                }
-                            }
-                            tbody {
-                                @for (row, key) in m.keys.iter().enumerate() {
-                                    @let highlighted = m.highlighted(key);
-                                    @let anchor = format!("{}-{row}", m.suite);
-                                    tr id=(anchor) class=[m.row_differs(key).then_some("differs")] {
-                                        th { a href=(format!("#{anchor}")) { (key) } }
-                                        @for (i, c) in m.columns.iter().enumerate() {
-                                            @let value = m.value(i, key);
-                                            td class=[highlighted[i].then_some("diff")] title=(c.column) {
-                                                (value.unwrap_or("—"))
-                                            }
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                        @let curves = curves(m.columns.iter().map(|c| (c.column.as_str(), &c.facts)));
-                        @if !curves.is_empty() {
-                            h3 { "Curves" }
-                            (plot(&curves, "touched regions", "kB"))
-                        }
-                        h3 { "Environment" }
-                        table.env {
-                            tr { th {} @for c in &m.columns { th { (c.column) } } }
-                            @for (key, label) in ENVIRONMENT {
-                                tr { th { (label) } @for c in &m.columns { td { (c.environment.get(*key).map(String::as_str).unwrap_or("—")) } } }
-                            }
-                        }
-                    }
-                }
+                @for m in &matrices { (suite_section(m, &link)) }
             }
         }
     };
     page.into_string()
 }
 
+/// One suite: totals (selftest suites), the facts that differ, the identical ones collapsed, the curves,
+/// the environment.
+fn suite_section(m: &SuiteMatrix, link: &dyn Fn(&SnapshotFile) -> String) -> Markup {
+    let (differing, same) = m.differing_and_same();
+    let starts = group_starts(m);
+    let curves = crate::plot::curves(m.columns.iter().map(|c| (c.column.as_str(), &c.facts)));
+    html! {
+        section id=(format!("suite-{}", m.suite)) {
+            h2 { "Suite " code { (m.suite) } }
+            p.note {
+                @if m.columns.len() > 1 {
+                    (m.keys.len()) " facts in " (m.columns.len()) " columns: " (differing.len()) " differ across columns, "
+                    (same.len()) " are the same in every column (collapsed below)."
+                } @else { (m.keys.len()) " facts, in one column." }
+            }
+            @if is_selftest_suite(m) {
+                h3 { "Selftest results" }
+                p.note { "Per column: test cases (or, for a binary that reports none, the binary) by result." }
+                @let totals: Vec<SelftestTotals> = m.columns.iter().map(|c| SelftestTotals::of(&c.facts)).collect();
+                div.scroll {
+                    table {
+                        (column_header(m, "result", None))
+                        tbody {
+                            @for (row, (label, _)) in SelftestTotals::default().rows().iter().enumerate() {
+                                tr { th { (label) } @for (i, t) in totals.iter().enumerate() { td.num class=[starts[i].then_some("group")] { (t.rows()[row].1) } } }
+                            }
+                        }
+                    }
+                }
+            }
+            @if !differing.is_empty() {
+                h3 { @if m.columns.len() > 1 { "Facts that differ" } @else { "Facts" } }
+                div.scroll.tall {
+                    table.matrix {
+                        (column_header(m, "fact", Some(link)))
+                        tbody {
+                            @for key in &differing {
+                                @let highlighted = m.highlighted(key);
+                                @let anchor = format!("{}.{key}", m.suite);
+                                tr id=(anchor) {
+                                    th { a href=(format!("#{anchor}")) { (key) } }
+                                    @for (i, c) in m.columns.iter().enumerate() {
+                                        (value_cell(&c.column, m.value(i, key), starts[i], highlighted[i]))
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            @if !same.is_empty() {
+                details {
+                    summary { (same_in_every_column(same.len())) }
+                    div.scroll.tall {
+                        table.matrix {
+                            thead { tr { th.corner { "fact" } th { "value in every column" } } }
+                            tbody {
+                                @for key in &same {
+                                    tr { th { (key) } (value_cell("every column", m.value(0, key), false, false)) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            @if !curves.is_empty() {
+                h3 { "Curves" }
+                div.plots { @for panel in crate::plot::panels(&curves) { (crate::plot::panel_svg(&panel, CURVE_X_LABEL)) } }
+            }
+            h3 { "Environment" }
+            div.scroll {
+                table {
+                    (column_header(m, "", None))
+                    tbody {
+                        @for (key, label) in ENVIRONMENT {
+                            tr {
+                                th { (label) }
+                                @for (i, c) in m.columns.iter().enumerate() {
+                                    (value_cell(&c.column, c.environment.get(*key).map(String::as_str), starts[i], false))
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What the x of a curve counts (`PROBE.TEST.curve.X.METRIC`): demand_paging's read touches, one per 2 MiB.
+pub const CURVE_X_LABEL: &str = "read touches (one per 2 MiB)";
+
+// Tables scroll inside their own box (`.scroll`), so the page never grows wider than the window; the
+// header row and the fact column stay in view while it scrolls. Values never wrap: long ones are cut.
 const STYLE: &str = "
-body { font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #222; }
-h1 { font-size: 1.6em; } h2 { margin-top: 2em; border-bottom: 1px solid #ccc; }
+body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; }
+h1 { font-size: 1.6em; } h2 { margin-top: 2em; border-bottom: 1px solid #ccc; } h3 { margin-bottom: 0.3em; }
 .note { color: #555; }
-table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
-th, td { border: 1px solid #ddd; padding: 2px 8px; text-align: left; vertical-align: top; font-size: 13px; }
-thead th { background: #f0f0f0; position: sticky; top: 0; }
-table.matrix tbody th { font-family: ui-monospace, monospace; font-weight: normal; white-space: nowrap; }
-table.matrix td { font-family: ui-monospace, monospace; max-width: 28em; overflow-wrap: anywhere; }
-tr.differs th { border-left: 4px solid #e0a000; }
+ul.history { overflow-wrap: break-word; }
+.scroll { overflow: auto; max-width: 100%; width: max-content; border: 1px solid #ccc; margin: 0.3em 0 1.2em; }
+.scroll.tall { max-height: 75vh; }
+table { border-collapse: separate; border-spacing: 0; }
+th, td { border-right: 1px solid #e2e2e2; border-bottom: 1px solid #e2e2e2; padding: 2px 8px; text-align: left;
+  vertical-align: top; font-size: 13px; white-space: nowrap; }
+td { font-family: ui-monospace, monospace; } td.num { text-align: right; }
+.group { border-left: 2px solid #999; }
+thead { position: sticky; top: 0; z-index: 2; }
+thead th { background: #f0f0f0; }
+thead th.kernel { text-align: center; border-left: 2px solid #999; }
+tbody th, th.corner { position: sticky; left: 0; z-index: 1; background: #fafafa; }
+th.corner { z-index: 3; }
+table.matrix tbody th { font-family: ui-monospace, monospace; font-weight: normal; }
 td.diff { background: #ffe9a8; font-weight: bold; }
 th a { color: inherit; text-decoration: none; } thead th a { color: #0645ad; text-decoration: underline; }
+summary { cursor: pointer; margin: 0.3em 0; }
+.plots { display: flex; flex-wrap: wrap; gap: 12px; }
+.plots svg { border: 1px solid #ddd; }
 ";
+
+/// `1 fact is the same in every column`, `N facts are …`.
+fn same_in_every_column(n: usize) -> String {
+    format!("{n} {} the same in every column", if n == 1 { "fact is" } else { "facts are" })
+}
 
 /// The same matrix as Markdown (for a CI job summary): one table per suite, rows that differ marked ≠.
 pub fn markdown(snapshots: &[SnapshotFile]) -> String {
@@ -342,19 +401,33 @@ pub fn markdown(snapshots: &[SnapshotFile]) -> String {
             }
             out.push_str("\n\n");
         }
-        out.push_str("|  | fact |");
-        for c in &m.columns {
-            let _ = write!(out, " {} |", md(&c.column));
-        }
-        let _ = write!(out, "\n|---|---|{}\n", "---|".repeat(m.columns.len()));
-        for key in &m.keys {
-            let _ = write!(out, "| {} | `{}` |", if m.row_differs(key) { "≠" } else { "" }, md(key));
-            for i in 0..m.columns.len() {
-                let _ = write!(out, " {} |", md(m.value(i, key).unwrap_or("—")));
+        let (differing, same) = m.differing_and_same();
+        if !differing.is_empty() {
+            out.push_str("| fact |");
+            for c in &m.columns {
+                let _ = write!(out, " {} |", md(&c.column));
+            }
+            let _ = write!(out, "\n|---|{}\n", "---|".repeat(m.columns.len()));
+            for key in &differing {
+                let _ = write!(out, "| `{}` |", md(key));
+                for i in 0..m.columns.len() {
+                    let _ = write!(out, " {} |", md(m.value(i, key).unwrap_or("—")));
+                }
+                out.push('\n');
             }
             out.push('\n');
         }
-        out.push('\n');
+        if !same.is_empty() {
+            let _ = write!(
+                out,
+                "<details><summary>{}</summary>\n\n| fact | value |\n|---|---|\n",
+                same_in_every_column(same.len())
+            );
+            for key in &same {
+                let _ = writeln!(out, "| `{}` | {} |", md(key), md(m.value(0, key).unwrap_or("—")));
+            }
+            out.push_str("\n</details>\n\n");
+        }
     }
     out
 }
@@ -413,7 +486,9 @@ mod tests {
         new.facts.insert("mkdirty".into(), "ok".into());
         let snaps = vec![new, old];
         let m = &matrices(&snaps)[0];
-        assert_eq!(m.keys[..2], ["mkdirty", "mkdirty.b_case"], "{:?}", m.keys);
+        let (differing, same) = m.differing_and_same();
+        assert_eq!(differing, ["mkdirty", "mkdirty.b_case"]);
+        assert_eq!(same.len(), 5);
         assert!(html(&snaps, Path::new("s")).contains("Selftest results"));
         assert!(markdown(&snaps).contains("| 1 / 1 / 1 / 0 / 1 |"), "{}", markdown(&snaps));
     }
@@ -440,9 +515,9 @@ mod tests {
         let page = html(&snaps, Path::new("../../snapshots"));
         assert!(!page.contains("<script>alert"), "unescaped guest value");
         assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
-        assert_eq!(page.matches("class=\"diff\"").count(), 1, "only the odd cell out is highlighted");
+        assert_eq!(page.matches(" diff\"").count(), 1, "only the odd cell out is highlighted");
         let two = html(&snaps[..2], Path::new("s"));
-        assert_eq!(two.matches("class=\"diff\"").count(), 2, "with no majority, both cells are");
+        assert_eq!(two.matches(" diff\"").count(), 2, "with no majority, both cells are");
         assert!(page.contains("href=\"../../snapshots/s@6.1.snap\""));
         // Self-contained: no scripts, stylesheets or images from anywhere.
         for external in ["<script", "<link", "src="] {
@@ -451,24 +526,43 @@ mod tests {
     }
 
     #[test]
-    fn curves_become_an_svg_plot() {
-        let snaps = [snapshot(
-            "dp",
-            "6.1",
-            &[("dp.curve.curve.0000.vmpte_kb", "0"), ("dp.curve.curve.0256.vmpte_kb", "1024"), ("dp.curve.x", "ok")],
-        )];
-        let found = curves(snaps.iter().map(|s| (s.column.as_str(), &s.facts)));
-        assert_eq!(found, vec![Curve { label: "6.1 vmpte_kb".into(), points: vec![(0.0, 0.0), (256.0, 1024.0)] }]);
-        let svg = plot(&found, "touched", "kB").into_string();
-        assert!(svg.starts_with("<svg") && svg.contains("<polyline"), "{svg}");
-    }
-
-    #[test]
     fn markdown_marks_rows_that_differ() {
         let snaps = vec![snapshot("s", "a", &[("k", "1"), ("j", "x")]), snapshot("s", "b", &[("k", "2"), ("j", "x")])];
         let text = markdown(&snaps);
-        assert!(text.contains("| ≠ | `k` | 1 | 2 |"), "{text}");
-        assert!(text.contains("|  | `j` | x | x |"), "{text}");
+        assert!(text.contains("| fact | a | b |\n|---|---|---|\n| `k` | 1 | 2 |\n"), "{text}");
+        assert!(
+            text.contains(
+                "<summary>1 fact is the same in every column</summary>\n\n| fact | value |\n|---|---|\n| `j` | x |\n"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn variants_are_grouped_under_their_kernel_and_identical_facts_collapsed() {
+        let long = "x".repeat(HTML_VALUE_CHARS + 10);
+        let snaps = vec![
+            snapshot("s", "6.12+thp-never", &[("k", "2"), ("same", "1")]),
+            snapshot("s", "6.1", &[("k", &long), ("same", "1")]),
+            snapshot("s", "6.12", &[("k", "1"), ("same", "1")]),
+            snapshot("s", "6.12-minimal", &[("k", "1"), ("same", "1")]),
+        ];
+        let m = &matrices(&snaps)[0];
+        assert_eq!(
+            kernel_groups(&m.columns),
+            [("6.1", vec!["default"]), ("6.12", vec!["default", "thp-never"]), ("6.12-minimal", vec!["default"])]
+        );
+        assert_eq!(group_starts(m), [true, true, false, true]);
+        let page = html(&snaps, Path::new("s"));
+        assert!(page.contains("<th class=\"kernel\" colspan=\"2\">6.12</th>"), "{page}");
+        assert!(page.contains("<th class=\"corner\" rowspan=\"2\">fact</th>"), "{page}");
+        // A long value is cut in the cell and whole on hover.
+        let cut = format!("{}…", "x".repeat(HTML_VALUE_CHARS - 1));
+        assert!(page.contains(&format!("title=\"6.1: {long}\">{cut}</td>")), "{page}");
+        assert!(page.contains("<summary>1 fact is the same in every column</summary>"), "{page}");
+        // Without variants, one header row.
+        let plain = html(&snaps[1..3], Path::new("s"));
+        assert!(!plain.contains("rowspan"), "{plain}");
     }
 
     #[test]

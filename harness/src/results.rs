@@ -27,19 +27,23 @@ pub struct View {
 }
 
 /// Longest value shown in a table cell; longer ones are cut with [`CUT`].
-const MAX_VALUE_CHARS: usize = 40;
+pub(crate) const MAX_VALUE_CHARS: usize = 40;
 /// Marks a value shortened for the terminal (the snapshot and the report have it whole).
 const CUT: char = '…';
 /// The width assumed when the output is not a terminal and `COLUMNS` is not set.
 const DEFAULT_WIDTH: usize = 100;
 
 impl View {
-    /// `COLUMNS` if set, else the width of the terminal on stdout, else 100.
+    /// The facts asked for, at the [`output_width`].
     pub fn detect(facts: FactsShown) -> View {
-        let from_env = std::env::var("COLUMNS").ok().and_then(|v| v.trim().parse::<usize>().ok()).filter(|&w| w > 0);
-        let width = from_env.or_else(terminal_width).unwrap_or(DEFAULT_WIDTH);
-        View { facts, width }
+        View { facts, width: output_width() }
     }
+}
+
+/// The width to fit text output to: `COLUMNS` if set, else the width of the terminal on stdout, else 100.
+pub fn output_width() -> usize {
+    let from_env = std::env::var("COLUMNS").ok().and_then(|v| v.trim().parse::<usize>().ok()).filter(|&w| w > 0);
+    from_env.or_else(terminal_width).unwrap_or(DEFAULT_WIDTH)
 }
 
 fn terminal_width() -> Option<usize> {
@@ -149,7 +153,7 @@ fn blocks(suite: &str, columns: &[(String, Facts)], keys: &[&String], width: usi
 }
 
 /// `text` cut to at most `max` characters, the last being [`CUT`]: never wrapped, never cut silently.
-fn shorten(text: &str, max: usize) -> String {
+pub(crate) fn shorten(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
         return text.to_string();
     }
@@ -159,7 +163,7 @@ fn shorten(text: &str, max: usize) -> String {
 }
 
 /// The width [`table`] gives `rows`.
-fn table_width<R: AsRef<[String]>>(rows: &[R]) -> usize {
+pub(crate) fn table_width<R: AsRef<[String]>>(rows: &[R]) -> usize {
     let columns = rows.iter().map(|r| r.as_ref().len()).max().unwrap_or(0);
     let widths = (0..columns)
         .map(|i| rows.iter().filter_map(|r| r.as_ref().get(i)).map(|cell| cell.chars().count()).max().unwrap_or(0));
