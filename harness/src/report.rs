@@ -205,6 +205,21 @@ fn value_cell(column: &str, value: Option<&str>, first_of_kernel: bool, highligh
     }
 }
 
+/// Longest fact name shown in a table's (sticky) first column.
+const HTML_FACT_CHARS: usize = 60;
+
+/// A fact's name for the first column, at most [`HTML_FACT_CHARS`]: a longer one loses its middle, since
+/// both ends tell cases apart (`cow.basic_cow_after_fork_…_mremap_ed_thp_1024_kb`); the row's tooltip has it whole.
+fn fact_name(key: &str) -> String {
+    let chars: Vec<char> = key.chars().collect();
+    if chars.len() <= HTML_FACT_CHARS {
+        return key.to_string();
+    }
+    let head = HTML_FACT_CHARS / 3;
+    let tail = HTML_FACT_CHARS - head - 1;
+    format!("{}…{}", chars[..head].iter().collect::<String>(), chars[chars.len() - tail..].iter().collect::<String>())
+}
+
 /// For each column, whether it is the first of its kernel (a rule is drawn to its left).
 fn group_starts(m: &SuiteMatrix) -> Vec<bool> {
     kernel_groups(&m.columns).iter().flat_map(|(_, v)| (0..v.len()).map(|i| i == 0)).collect()
@@ -289,7 +304,7 @@ fn suite_section(m: &SuiteMatrix, link: &dyn Fn(&SnapshotFile) -> String) -> Mar
                                 @let highlighted = m.highlighted(key);
                                 @let anchor = format!("{}.{key}", m.suite);
                                 tr id=(anchor) {
-                                    th { a href=(format!("#{anchor}")) { (key) } }
+                                    th title=(key) { a href=(format!("#{anchor}")) { (fact_name(key)) } }
                                     @for (i, c) in m.columns.iter().enumerate() {
                                         (value_cell(&c.column, m.value(i, key), starts[i], highlighted[i]))
                                     }
@@ -307,7 +322,7 @@ fn suite_section(m: &SuiteMatrix, link: &dyn Fn(&SnapshotFile) -> String) -> Mar
                             thead { tr { th.corner { "fact" } th { "value in every column" } } }
                             tbody {
                                 @for key in &same {
-                                    tr { th { (key) } (value_cell("every column", m.value(0, key), false, false)) }
+                                    tr { th title=(key) { (fact_name(key)) } (value_cell("every column", m.value(0, key), false, false)) }
                                 }
                             }
                         }
@@ -563,6 +578,21 @@ mod tests {
         // Without variants, one header row.
         let plain = html(&snaps[1..3], Path::new("s"));
         assert!(!plain.contains("rowspan"), "{plain}");
+    }
+
+    #[test]
+    fn long_fact_names_lose_their_middle() {
+        let key = "cow.basic_cow_after_fork_with_mprotect_optimization_with_partially_mremap_ed_thp_1024_kb";
+        let name = fact_name(key);
+        assert_eq!(name.chars().count(), HTML_FACT_CHARS);
+        assert!(
+            name.starts_with("cow.basic_cow_after_") && name.ends_with("partially_mremap_ed_thp_1024_kb"),
+            "{name}"
+        );
+        assert_eq!(fact_name("proc_mem.mseal.mseal"), "proc_mem.mseal.mseal");
+        let page =
+            html(&[snapshot("s", "6.1", &[(key, "ok")]), snapshot("s", "6.12", &[(key, "skip")])], Path::new("s"));
+        assert!(page.contains(&format!("<th title=\"{key}\">")) && page.contains(&name), "{page}");
     }
 
     #[test]
