@@ -7,7 +7,7 @@ use std::fmt::Display;
 use std::fs::File;
 use std::io::{Read, Write};
 
-use crate::signal_abbrev;
+use crate::signal_name;
 use crate::sys::{pipe, Errno};
 
 /// How a child process ended, from its wait status.
@@ -43,7 +43,7 @@ impl Display for ChildEnd {
         match *self {
             ChildEnd::Exited(code) => write!(f, "exited {code}"),
             ChildEnd::Signaled(signal) => {
-                write!(f, "killed by signal {signal} ({})", signal_abbrev(signal).unwrap_or("?"))
+                write!(f, "killed by signal {signal} ({})", signal_name(signal).unwrap_or("?"))
             }
         }
     }

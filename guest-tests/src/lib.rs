@@ -10,7 +10,6 @@ pub mod child;
 pub mod kmsg;
 pub mod mem;
 pub mod pid1;
-pub mod plan;
 pub mod relay;
 pub mod remote;
 pub mod sys;
@@ -111,75 +110,9 @@ fn emit(line: Arguments) {
     }
 }
 
-/// `libc::NAME => "NAME"` for each name given.
-macro_rules! name_of {
-    ($value:expr, $($name:ident),* $(,)?) => {
-        match $value {
-            $(libc::$name => Some(stringify!($name)),)*
-            _ => None,
-        }
-    };
-}
-
-/// The symbolic name of an errno value (`EIO`), for facts that must read the same on every machine.
-pub fn errno_name(errno: i32) -> Option<&'static str> {
-    name_of!(
-        errno,
-        EPERM,
-        ENOENT,
-        ESRCH,
-        EINTR,
-        EIO,
-        ENXIO,
-        E2BIG,
-        ENOEXEC,
-        EBADF,
-        ECHILD,
-        EAGAIN,
-        ENOMEM,
-        EACCES,
-        EFAULT,
-        EBUSY,
-        EEXIST,
-        EXDEV,
-        ENODEV,
-        ENOTDIR,
-        EISDIR,
-        EINVAL,
-        ENFILE,
-        EMFILE,
-        ENOTTY,
-        ETXTBSY,
-        EFBIG,
-        ENOSPC,
-        ESPIPE,
-        EROFS,
-        EPIPE,
-        ERANGE,
-        ENAMETOOLONG,
-        ELOOP,
-        ELIBBAD,
-        ENOSYS,
-        EOVERFLOW,
-        EOPNOTSUPP,
-        ETIMEDOUT,
-        EHWPOISON,
-    )
-}
-
-/// The symbolic name of a signal (`SIGSEGV`), if it has one.
-pub fn signal_abbrev(signal: i32) -> Option<&'static str> {
-    name_of!(
-        signal, SIGHUP, SIGINT, SIGQUIT, SIGILL, SIGTRAP, SIGABRT, SIGBUS, SIGFPE, SIGKILL, SIGUSR1, SIGSEGV, SIGUSR2,
-        SIGPIPE, SIGALRM, SIGTERM, SIGSTKFLT, SIGCHLD, SIGCONT, SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU, SIGURG, SIGXCPU,
-        SIGXFSZ, SIGVTALRM, SIGPROF, SIGWINCH, SIGIO, SIGPWR, SIGSYS,
-    )
-}
-
-/// The symbolic name of a signal (`SIGSEGV`), or `signal N`.
-pub fn signal_name(signal: i32) -> String {
-    signal_abbrev(signal).map_or_else(|| format!("signal {signal}"), str::to_string)
-}
+/// Errno and signal names (`EIO`, `SIGSEGV`) for facts that must read the same on every machine: the
+/// protocol's tables, so that probes, init and the host name them alike.
+pub use ksnap_protocol::{errno_name, signal_name};
 
 /// The value of kernel parameter `name` (`proc_mem.force_override`) on the running kernel's command line:
 /// the last occurrence before `--` (the kernel acts on each in turn, so the last wins; words after `--` are
@@ -236,8 +169,6 @@ mod tests {
     fn names() {
         assert_eq!(errno_name(libc::EIO), Some("EIO"));
         assert_eq!(errno_name(0), None);
-        assert_eq!(signal_name(libc::SIGSEGV), "SIGSEGV");
-        assert_eq!(signal_name(99), "signal 99");
     }
 
     #[test]

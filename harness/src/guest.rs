@@ -22,13 +22,16 @@ pub struct GuestBinaries {
 }
 
 impl GuestBinaries {
-    /// Whether every binary of `guest-tests/src/bin/` exists and is newer than the crate's files, the
-    /// workspace manifest and the lock file: then cargo would have nothing to do.
+    /// Whether every binary of `guest-tests/src/bin/` exists and is newer than the files of the crate and
+    /// of the protocol crate it uses, the workspace manifest and the lock file: then cargo would have
+    /// nothing to do.
     fn newer_than_sources(&self, root: &Path) -> bool {
         let crate_dir = root.join("guest-tests");
         let mut inputs = vec![root.join("Cargo.toml"), root.join("Cargo.lock")];
-        collect_files(&crate_dir.join("src"), &mut inputs);
-        inputs.push(crate_dir.join("Cargo.toml"));
+        for dir in [&crate_dir, &root.join("protocol")] {
+            collect_files(&dir.join("src"), &mut inputs);
+            inputs.push(dir.join("Cargo.toml"));
+        }
         let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
         let Some(newest_input) =
             inputs.iter().map(|p| modified(p)).collect::<Option<Vec<_>>>().and_then(|v| v.into_iter().max())

@@ -130,3 +130,29 @@ fn selftests_force_writes_through_proc_self_mem_exactly_where_proc_mem_does() {
         assert!(seen.contains(&claim), "no snapshot shows {claim:?}: {seen:?}");
     }
 }
+
+/// cargo-insta (review, accept, reject, pending-snapshots, test) looks for snapshots only inside package
+/// directories: the snapshots directory must stay a workspace member, with nothing in it to build or test.
+#[test]
+fn cargo_insta_finds_the_snapshots_a_workspace_member_holds_them() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().canonicalize().unwrap();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = std::process::Command::new(cargo)
+        .args(["metadata", "--no-deps", "--format-version", "1", "--offline"])
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let stub = root.join("snapshots").join("Cargo.toml");
+    let package = metadata["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["manifest_path"].as_str().map(Path::new) == Some(stub.as_path()))
+        .unwrap_or_else(|| panic!("no workspace member at {}", stub.display()));
+    let targets = package["targets"].as_array().unwrap();
+    assert_eq!(targets.len(), 1, "the stub has one target, its empty lib: {targets:?}");
+    assert_eq!(targets[0]["test"], false, "and it has no tests");
+    assert!(metadata["workspace_members"].as_array().unwrap().contains(&package["id"]));
+}

@@ -1,11 +1,13 @@
 //! The guest's initramfs: `/init`, the probes under `/ksnap/probes/`, the plan `/ksnap/plan` (format:
-//! ARCHITECTURE.md, "Guest protocol"), and, when asked for, a static busybox as `/bin/busybox` with the
+//! [`ksnap_protocol::plan`]), and, when asked for, a static busybox as `/bin/busybox` with the
 //! few applets kernel selftests call (`/bin/sh` for `system()`, `cat`, `true`, `sleep`). The archive is deterministic, so it is stored in the cache
 //! under its content hash and a rerun with the same binaries reuses it.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use ksnap_protocol::{paths, plan};
 
 use crate::cache::{self, Cache};
 use crate::cpio::CpioBuilder;
@@ -46,16 +48,18 @@ impl InitramfsSpec {
         self.probes.iter().map(|p| (p.name.clone(), p.timeout)).collect()
     }
 
-    /// The text of `/ksnap/plan`.
-    pub fn plan(&self) -> String {
-        let mut plan = String::from("# NAME TIMEOUT_MS PATH [ARG...]\n");
-        for probe in &self.probes {
-            let mut words = vec![probe.name.clone(), probe.timeout.as_millis().to_string(), guest_path(&probe.name)];
-            words.extend(probe.args.iter().cloned());
-            plan.push_str(&words.join(" "));
-            plan.push('\n');
-        }
-        plan
+    /// The text of `/ksnap/plan` (format: [`ksnap_protocol::plan`]).
+    pub fn plan(&self) -> Result<String, Error> {
+        let entries: Vec<plan::Entry> = self
+            .probes
+            .iter()
+            .map(|probe| plan::Entry {
+                name: probe.name.clone(),
+                timeout_ms: probe.timeout.as_millis().try_into().unwrap_or(u64::MAX),
+                argv: std::iter::once(paths::probe(&probe.name)).chain(probe.args.iter().cloned()).collect(),
+            })
+            .collect();
+        plan::render(&entries).map_err(|why| Error::InvalidProbe { probe: String::new(), why })
     }
 
     /// The archive's bytes.
@@ -70,7 +74,7 @@ impl InitramfsSpec {
                     why: "the name is invalid (letters, digits, `_.-`) or repeated".into(),
                 });
             }
-            if probe.args.iter().any(|a| a.is_empty() || a.contains(char::is_whitespace)) {
+            if !probe.args.iter().all(|a| plan::is_word(a)) {
                 return Err(Error::InvalidProbe {
                     probe: probe.name.clone(),
                     why: "arguments must be non-empty words".into(),
@@ -80,12 +84,12 @@ impl InitramfsSpec {
         let read = |path: &Path| std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e));
         let mut archive = CpioBuilder::new();
         archive.add_file("init", 0o755, read(&self.init)?)?;
-        archive.add_file("ksnap/plan", 0o644, self.plan().into_bytes())?;
+        archive.add_file(&paths::PLAN[1..], 0o644, self.plan()?.into_bytes())?;
         for dir in ["proc", "sys", "dev", "tmp"] {
             archive.add_dir(dir, 0o755)?;
         }
         for probe in &self.probes {
-            archive.add_file(&guest_path(&probe.name)[1..], 0o755, read(&probe.binary)?)?;
+            archive.add_file(&paths::probe(&probe.name)[1..], 0o755, read(&probe.binary)?)?;
         }
         if let Some(busybox) = &self.busybox {
             archive.add_dir("bin", 0o755)?;
@@ -106,10 +110,6 @@ impl InitramfsSpec {
         }
         Ok(path)
     }
-}
-
-fn guest_path(probe: &str) -> String {
-    format!("/ksnap/probes/{probe}")
 }
 
 #[cfg(test)]
@@ -134,7 +134,10 @@ mod tests {
     #[test]
     fn plan_lists_probes_with_timeouts_in_ms() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(spec(dir.path()).plan(), "# NAME TIMEOUT_MS PATH [ARG...]\nenv 30000 /ksnap/probes/env --all\n");
+        assert_eq!(
+            spec(dir.path()).plan().unwrap(),
+            "# NAME TIMEOUT_MS PATH [ARG...]\nenv 30000 /ksnap/probes/env --all\n"
+        );
     }
 
     #[test]

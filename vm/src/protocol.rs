@@ -1,50 +1,14 @@
 //! The host side of the guest protocol: turns the result channel's lines into a [`GuestReport`].
 //!
-//! The format is specified in ARCHITECTURE.md ("Guest protocol"). Only `init` writes control lines and it
-//! writes them whole, so the parser is strict about them: anything unexpected makes the run's output
-//! malformed. Probe output — stdout behind `| `, stderr behind `! ` — is untrusted bytes, decoded lossily;
+//! The lines themselves are [`ksnap_protocol`]'s, shared with init; this is the state machine around
+//! them. Only `init` writes control lines and it writes them whole, so the parser is strict about them:
+//! anything unexpected makes the run's output malformed. Probe output — stdout behind `| `, stderr behind `! ` — is untrusted bytes, decoded lossily;
 //! stdout is parsed leniently as KTAP, stderr is kept as it is (diagnostics for a person, never KTAP).
-
-use std::time::Duration;
 
 use crate::ktap::{self, KtapDocument};
 
-/// How a probe process ended, as init saw it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ProbeEnd {
-    Exited(i32),
-    Signaled(i32),
-    /// init killed it at its timeout.
-    TimedOut(Duration),
-    /// It could not be started (the errno init reported).
-    SpawnError(String),
-}
-
-impl std::fmt::Display for ProbeEnd {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ProbeEnd::Exited(code) => write!(f, "exited {code}"),
-            ProbeEnd::Signaled(signal) => write!(f, "killed by signal {signal} ({})", signal_name(*signal)),
-            ProbeEnd::TimedOut(after) => write!(f, "timed out after {} ms", after.as_millis()),
-            ProbeEnd::SpawnError(errno) => write!(f, "could not be started ({errno})"),
-        }
-    }
-}
-
-fn signal_name(signal: i32) -> &'static str {
-    match signal {
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGILL => "SIGILL",
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGFPE => "SIGFPE",
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGTERM => "SIGTERM",
-        libc::SIGTRAP => "SIGTRAP",
-        libc::SIGSYS => "SIGSYS",
-        _ => "?",
-    }
-}
+pub use ksnap_protocol::ProbeEnd;
+use ksnap_protocol::{ControlLine, ProbeNote, STDERR_MARKER, STDOUT_MARKER};
 
 /// One probe's run in the guest.
 #[derive(Debug, Clone)]
@@ -100,8 +64,7 @@ pub struct ProtocolError {
     pub line: String,
 }
 
-/// Protocol version this host speaks. Version 2 added probe stderr (`! LINE`, `stderr-truncated=`).
-pub const VERSION: &str = "2";
+pub use ksnap_protocol::VERSION;
 
 /// An incremental parser: feed it lines as they arrive.
 #[derive(Debug, Default)]
@@ -172,7 +135,7 @@ impl ResultChannel {
         if self.state == State::Done {
             return fail("output after ksnap-done");
         }
-        if let Some(relayed) = relayed(line, b'|') {
+        if let Some(relayed) = ksnap_protocol::relayed(line, STDOUT_MARKER) {
             return match self.current.as_mut() {
                 Some(probe) => {
                     probe.output.push(String::from_utf8_lossy(relayed).into_owned());
@@ -181,7 +144,7 @@ impl ResultChannel {
                 None => fail("probe output outside any probe"),
             };
         }
-        if let Some(relayed) = relayed(line, b'!') {
+        if let Some(relayed) = ksnap_protocol::relayed(line, STDERR_MARKER) {
             return match self.current.as_mut() {
                 Some(probe) => {
                     let text = String::from_utf8_lossy(relayed).into_owned();
@@ -192,31 +155,36 @@ impl ResultChannel {
             };
         }
         let Ok(text) = std::str::from_utf8(line) else { return fail("control line is not UTF-8") };
-        let mut words = text.split(' ');
-        let keyword = words.next().unwrap_or("");
-        let rest: Vec<&str> = words.collect();
+        let control = ControlLine::parse(text);
         let milestone = |m| Ok(Fed::Milestone(m));
-        match (self.state, keyword, rest.as_slice()) {
-            (State::AwaitingHello, "ksnap-init", [version]) if *version == VERSION => {
-                self.state = State::Running;
-                milestone(Milestone::Hello)
-            }
-            (State::AwaitingHello, "ksnap-init", _) => fail(&format!(
-                "unsupported protocol version (expected ksnap-init {VERSION}): guest-tests and ksnap differ"
-            )),
-            (State::AwaitingHello, _, _) => fail("expected ksnap-init first"),
-            (State::Running, "probe-begin", [name]) => {
+        if self.state == State::AwaitingHello {
+            return match control {
+                Ok(ControlLine::Hello { version }) if version == VERSION => {
+                    self.state = State::Running;
+                    milestone(Milestone::Hello)
+                }
+                Ok(ControlLine::Hello { .. }) => fail(&format!(
+                    "unsupported protocol version (expected ksnap-init {VERSION}): guest-tests and ksnap differ"
+                )),
+                _ => fail("expected ksnap-init first"),
+            };
+        }
+        let control = match control {
+            Ok(control) => control,
+            Err(error) => return fail(&error.to_string()),
+        };
+        match control {
+            ControlLine::ProbeBegin { name } => {
                 if self.current.is_some() {
                     return fail("probe-begin while another probe is running");
                 }
-                self.current = Some(OpenProbe { name: name.to_string(), output: Vec::new(), stderr: Vec::new() });
-                milestone(Milestone::ProbeBegin(name.to_string()))
+                self.current = Some(OpenProbe { name: name.clone(), output: Vec::new(), stderr: Vec::new() });
+                milestone(Milestone::ProbeBegin(name))
             }
-            (State::Running, "probe-end", [name, how]) => {
-                let Some(open) = self.current.take_if(|p| p.name == *name) else {
+            ControlLine::ProbeEnd { name, end } => {
+                let Some(open) = self.current.take_if(|p| p.name == name) else {
                     return fail("probe-end for a probe that is not running");
                 };
-                let Some(end) = parse_end(how) else { return fail("unknown probe-end status") };
                 let ktap = ktap::parse(&open.output.join("\n"));
                 self.report.probes.push(ProbeRun {
                     name: open.name,
@@ -227,63 +195,41 @@ impl ResultChannel {
                     stderr_truncated_bytes: None,
                     ktap,
                 });
-                milestone(Milestone::ProbeEnd(name.to_string()))
+                milestone(Milestone::ProbeEnd(name))
             }
-            (State::Running, "probe-note", [name, note]) => {
+            ControlLine::ProbeNote { name, note } => {
                 let Some(last) =
-                    self.report.probes.last_mut().filter(|last| last.name == *name && self.current.is_none())
+                    self.report.probes.last_mut().filter(|last| last.name == name && self.current.is_none())
                 else {
                     return fail("probe-note that does not follow its probe-end");
                 };
-                let (slot, bytes) = match note.split_once('=') {
-                    Some(("truncated", bytes)) => (&mut last.truncated_bytes, bytes),
-                    Some(("stderr-truncated", bytes)) => (&mut last.stderr_truncated_bytes, bytes),
-                    _ => return fail("unknown probe-note"),
+                let (slot, bytes) = match note {
+                    ProbeNote::Truncated(bytes) => (&mut last.truncated_bytes, bytes),
+                    ProbeNote::StderrTruncated(bytes) => (&mut last.stderr_truncated_bytes, bytes),
                 };
-                match bytes.parse::<u64>() {
-                    Ok(bytes) if slot.is_none() => {
-                        *slot = Some(bytes);
-                        Ok(Fed::Other)
-                    }
-                    Ok(_) => fail("probe-note repeated"),
-                    Err(_) => fail("unknown probe-note"),
+                if slot.is_some() {
+                    return fail("probe-note repeated");
                 }
+                *slot = Some(bytes);
+                Ok(Fed::Other)
             }
-            (State::Running, "summary", _) if self.current.is_none() => {
+            ControlLine::Summary { .. } if self.current.is_none() => {
                 self.report.summary = Some(text.to_string());
                 Ok(Fed::Other)
             }
-            (State::Running, "ksnap-done", []) if self.current.is_none() => {
+            ControlLine::Done if self.current.is_none() => {
                 self.state = State::Done;
                 milestone(Milestone::Done)
             }
-            _ => fail("not a line of the ksnap guest protocol"),
+            ControlLine::Hello { .. } | ControlLine::Summary { .. } | ControlLine::Done => {
+                fail("not a line of the ksnap guest protocol")
+            }
         }
     }
 
     /// The report so far. A probe still open (the guest stopped mid-probe) is not included.
     pub fn into_report(self) -> GuestReport {
         self.report
-    }
-}
-
-/// The relayed bytes of `MARKER LINE` (or of a bare `MARKER`, an empty line).
-fn relayed(line: &[u8], marker: u8) -> Option<&[u8]> {
-    match line {
-        [first, b' ', rest @ ..] if *first == marker => Some(rest),
-        [first] if *first == marker => Some(&[]),
-        _ => None,
-    }
-}
-
-fn parse_end(how: &str) -> Option<ProbeEnd> {
-    let (key, value) = how.split_once('=')?;
-    match key {
-        "exit" => value.parse().ok().map(ProbeEnd::Exited),
-        "signal" => value.parse().ok().map(ProbeEnd::Signaled),
-        "timeout" => value.parse().ok().map(|ms| ProbeEnd::TimedOut(Duration::from_millis(ms))),
-        "spawn-error" if !value.is_empty() => Some(ProbeEnd::SpawnError(value.to_string())),
-        _ => None,
     }
 }
 
@@ -300,6 +246,7 @@ pub fn display_line(line: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn feed_all(channel: &mut ResultChannel, text: &[u8]) -> Result<Vec<Milestone>, ProtocolError> {
         let mut milestones = Vec::new();

@@ -2,7 +2,8 @@
 //!
 //! Runs the probes listed in `/ksnap/plan` one after the other, each in its own process group and
 //! with its own deadline, relays their stdout and stderr on the result channel (`/dev/ttyS1`), then
-//! powers off. The result channel protocol is specified in ARCHITECTURE.md, "Guest protocol".
+//! powers off. The plan's format, the result channel's lines, the paths and the limits are those of
+//! the `ksnap_protocol` crate, which the host reads them with.
 //!
 //! Human-readable progress goes to the console (init's own stderr, ttyS0): when a run hangs, the host
 //! shows the last `ksnap-init:` line as what last happened. A probe's stderr never reaches the console,
@@ -15,21 +16,12 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use ksnap_guest::plan::{self, Probe};
-use ksnap_guest::relay::Lines;
-use ksnap_guest::{errno_name, pid1};
+use std::ffi::CString;
 
-const PLAN: &str = "/ksnap/plan";
-/// Where the initramfs holds the probes; each runs in it.
-const PROBE_DIR: &std::ffi::CStr = c"/ksnap/probes";
-const RESULT_CHANNEL: &str = "/dev/ttyS1";
-/// Probe stdout relayed per probe; the rest is read, counted and discarded.
-const OUTPUT_CAP: u64 = 1 << 20;
-/// Probe stderr relayed per probe, likewise. Diagnostics for a person, so less.
-const STDERR_CAP: u64 = 256 << 10;
-/// Longest piece of a line relayed at once, so that a probe that never writes a newline cannot
-/// make init buffer without bound.
-const MAX_LINE: usize = 64 << 10;
+use ksnap_guest::pid1;
+use ksnap_guest::relay::Lines;
+use ksnap_protocol::paths::{PLAN, PROBE_DIR, RESULT_CHANNEL};
+use ksnap_protocol::{limits, plan, ControlLine, ProbeEnd, ProbeNote, STDERR_MARKER, STDOUT_MARKER, VERSION};
 /// How long to keep reading a probe's stdout once it is gone, for output still in the pipe.
 const DRAIN_TIME: Duration = Duration::from_millis(200);
 
@@ -47,23 +39,23 @@ fn main() {
 fn run() -> io::Result<()> {
     mount_filesystems()?;
     let mut channel = Channel { port: pid1::open_serial(RESULT_CHANNEL)?, buf: Vec::new() };
-    channel.line(format_args!("ksnap-init 2"))?;
+    channel.control(ControlLine::Hello { version: VERSION.into() })?;
     let plan = read_plan()?;
     let child_events = ChildEvents::new()?;
 
     let mut exited0 = 0;
     for probe in &plan {
         log!("running probe {}", probe.name);
-        channel.line(format_args!("probe-begin {}", probe.name))?;
+        channel.control(ControlLine::ProbeBegin { name: probe.name.clone() })?;
         let end = run_probe(probe, &mut channel, &child_events)?;
         log!("probe {}: {end}", probe.name);
-        if matches!(end, End::Exited(0)) {
+        if end == ProbeEnd::Exited(0) {
             exited0 += 1;
         }
         reap_orphans();
     }
-    channel.line(format_args!("summary probes={} exited0={exited0} failed={}", plan.len(), plan.len() - exited0))?;
-    channel.line(format_args!("ksnap-done"))?;
+    channel.control(ControlLine::Summary { probes: plan.len(), exited0 })?;
+    channel.control(ControlLine::Done)?;
     log!("all probes done, powering off");
     Err(pid1::power_off(&channel.port))
 }
@@ -105,17 +97,17 @@ struct Channel {
 }
 
 impl Channel {
-    fn line(&mut self, text: std::fmt::Arguments) -> io::Result<()> {
+    fn control(&mut self, line: ControlLine) -> io::Result<()> {
         self.buf.clear();
-        self.buf.write_fmt(text)?;
+        write!(self.buf, "{line}")?;
         self.send()
     }
 
     /// Relays one line (or piece of a line) of probe output behind its stream's marker (`| ` for
     /// stdout, `! ` for stderr), so that it can never be mistaken for a control line.
-    fn relay(&mut self, marker: &[u8], bytes: &[u8]) -> io::Result<()> {
+    fn relay(&mut self, marker: u8, bytes: &[u8]) -> io::Result<()> {
         self.buf.clear();
-        self.buf.extend_from_slice(marker);
+        self.buf.extend_from_slice(&[marker, b' ']);
         self.buf.extend_from_slice(bytes);
         self.send()
     }
@@ -127,48 +119,45 @@ impl Channel {
     }
 }
 
-/// Reads the plan (format: [`ksnap_guest::plan`]).
+/// One probe of the plan, its argv ready for execve.
+struct Probe {
+    name: String,
+    timeout_ms: u64,
+    argv: Vec<CString>,
+}
+
+/// Reads the plan (format: [`ksnap_protocol::plan`]).
 fn read_plan() -> io::Result<Vec<Probe>> {
     let text = std::fs::read_to_string(PLAN).map_err(|e| io::Error::new(e.kind(), format!("{PLAN}: {e}")))?;
-    plan::parse(&text).map_err(|e| io::Error::other(format!("{PLAN} {e}")))
-}
-
-/// How a probe ended: the tail of its `probe-end` line.
-enum End {
-    Exited(i32),
-    Signaled(i32),
-    TimedOut(u64),
-    SpawnError(i32),
-}
-
-impl std::fmt::Display for End {
-    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        match self {
-            End::Exited(code) => write!(f, "exit={code}"),
-            End::Signaled(signal) => write!(f, "signal={signal}"),
-            End::TimedOut(ms) => write!(f, "timeout={ms}"),
-            End::SpawnError(errno) => match errno_name(*errno) {
-                Some(name) => write!(f, "spawn-error={name}"),
-                None => write!(f, "spawn-error={errno}"),
-            },
-        }
-    }
+    let entries = plan::parse(&text).map_err(|e| io::Error::other(format!("{PLAN} {e}")))?;
+    Ok(entries
+        .into_iter()
+        .map(|entry| Probe {
+            name: entry.name,
+            timeout_ms: entry.timeout_ms,
+            // The plan's parser refuses NUL bytes.
+            argv: entry.argv.into_iter().map(|word| CString::new(word).expect("no NUL in a plan word")).collect(),
+        })
+        .collect())
 }
 
 /// Runs one probe to its end and reports it on the result channel. A failure to start the probe
 /// is part of the report; errors returned are fatal to init (result channel, waitpid).
-fn run_probe(probe: &Probe, channel: &mut Channel, child_events: &ChildEvents) -> io::Result<End> {
+fn run_probe(probe: &Probe, channel: &mut Channel, child_events: &ChildEvents) -> io::Result<ProbeEnd> {
     let (pid, stdout, stderr) = match spawn(probe) {
         Ok(running) => running,
         Err(errno) => {
-            let end = End::SpawnError(errno);
-            channel.line(format_args!("probe-end {} {end}", probe.name))?;
+            let end = ProbeEnd::spawn_error(errno);
+            channel.control(ControlLine::ProbeEnd { name: probe.name.clone(), end: end.clone() })?;
             return Ok(end);
         }
     };
 
     let deadline = Instant::now() + Duration::from_millis(probe.timeout_ms);
-    let mut relays = [Relay::new(stdout, b"| ", OUTPUT_CAP), Relay::new(stderr, b"! ", STDERR_CAP)];
+    let mut relays = [
+        Relay::new(stdout, STDOUT_MARKER, limits::STDOUT_BYTES),
+        Relay::new(stderr, STDERR_MARKER, limits::STDERR_BYTES),
+    ];
     let status = loop {
         let Some(left) = deadline.checked_duration_since(Instant::now()) else {
             break None;
@@ -200,27 +189,28 @@ fn run_probe(probe: &Probe, channel: &mut Channel, child_events: &ChildEvents) -
         Some(status) => end_of(status),
         None => {
             wait(pid, 0)?;
-            End::TimedOut(probe.timeout_ms)
+            ProbeEnd::TimedOut(Duration::from_millis(probe.timeout_ms))
         }
     };
     drain(&mut relays, channel)?;
     for relay in &mut relays {
         relay.finish(channel)?;
     }
-    channel.line(format_args!("probe-end {} {end}", probe.name))?;
-    for (relay, note) in relays.iter().zip(["truncated", "stderr-truncated"]) {
+    channel.control(ControlLine::ProbeEnd { name: probe.name.clone(), end: end.clone() })?;
+    let notes: [fn(u64) -> ProbeNote; 2] = [ProbeNote::Truncated, ProbeNote::StderrTruncated];
+    for (relay, note) in relays.iter().zip(notes) {
         if relay.lines.discarded > 0 {
-            channel.line(format_args!("probe-note {} {note}={}", probe.name, relay.lines.discarded))?;
+            channel.control(ControlLine::ProbeNote { name: probe.name.clone(), note: note(relay.lines.discarded) })?;
         }
     }
     Ok(end)
 }
 
-fn end_of(status: libc::c_int) -> End {
+fn end_of(status: libc::c_int) -> ProbeEnd {
     if libc::WIFSIGNALED(status) {
-        End::Signaled(libc::WTERMSIG(status))
+        ProbeEnd::Signaled(libc::WTERMSIG(status))
     } else {
-        End::Exited(libc::WEXITSTATUS(status))
+        ProbeEnd::Exited(libc::WEXITSTATUS(status))
     }
 }
 
@@ -231,6 +221,7 @@ fn spawn(probe: &Probe) -> Result<(libc::pid_t, File, File), i32> {
     // Everything the child needs is prepared here: between fork and exec it only makes system calls.
     let mut argv: Vec<*const libc::c_char> = probe.argv.iter().map(|a| a.as_ptr()).collect();
     argv.push(std::ptr::null());
+    let probe_dir = CString::new(PROBE_DIR).expect("a path without NUL");
     let devnull = File::open("/dev/null").map_err(errno)?;
     // All pipes are close-on-exec. The child's dup2 onto fds 1 and 2 makes copies without that
     // flag; the exec-error pipe closes on a successful exec, which is how the parent learns of it.
@@ -241,7 +232,7 @@ fn spawn(probe: &Probe) -> Result<(libc::pid_t, File, File), i32> {
     // SAFETY: init is single-threaded, so the child may do anything; it only makes system calls.
     match unsafe { libc::fork() } {
         -1 => Err(errno(io::Error::last_os_error())),
-        0 => exec_child(&argv, &devnull, &stdout_w, &stderr_w, &error_w),
+        0 => exec_child(&argv, &probe_dir, &devnull, [&stdout_w, &stderr_w, &error_w]),
         pid => {
             drop(error_w);
             // Only the child may hold the write ends, or the pipes would never reach EOF.
@@ -262,7 +253,7 @@ fn spawn(probe: &Probe) -> Result<(libc::pid_t, File, File), i32> {
 }
 
 /// The child's side of `spawn`: set up, exec, or report errno on `errors` and exit 127.
-fn exec_child(argv: &[*const libc::c_char], stdin: &File, stdout: &File, stderr: &File, errors: &File) -> ! {
+fn exec_child(argv: &[*const libc::c_char], dir: &CString, stdin: &File, [stdout, stderr, errors]: [&File; 3]) -> ! {
     // SAFETY: system calls on open fds and valid NUL-terminated strings; `argv` is null-terminated.
     unsafe {
         let mut no_signals: libc::sigset_t = std::mem::zeroed();
@@ -273,7 +264,7 @@ fn exec_child(argv: &[*const libc::c_char], stdin: &File, stdout: &File, stderr:
             && libc::dup2(stderr.as_raw_fd(), 2) == 2
             // The probe's own directory, as kselftest's runner does: some selftests exec themselves or
             // open companion files by relative path (`./ksm_functional_tests`).
-            && libc::chdir(PROBE_DIR.as_ptr()) == 0
+            && libc::chdir(dir.as_ptr()) == 0
             // The signal mask and ignored signals survive exec. Undo init's: SIGCHLD is blocked for
             // the signalfd, and the Rust runtime ignores SIGPIPE.
             && libc::sigprocmask(libc::SIG_SETMASK, &no_signals, std::ptr::null_mut()) == 0
@@ -304,15 +295,15 @@ fn pipe() -> io::Result<(File, File)> {
 /// `! LINE` for stderr), within bounded memory and output.
 struct Relay {
     pipe: File,
-    marker: &'static [u8],
+    marker: u8,
     /// False once the pipe is at EOF.
     open: bool,
     lines: Lines,
 }
 
 impl Relay {
-    fn new(pipe: File, marker: &'static [u8], cap: u64) -> Self {
-        Relay { pipe, marker, open: true, lines: Lines::new(cap, MAX_LINE) }
+    fn new(pipe: File, marker: u8, cap: u64) -> Self {
+        Relay { pipe, marker, open: true, lines: Lines::new(cap, limits::LINE_BYTES) }
     }
 
     /// The pipe to poll; poll skips negative fds, so a pipe at EOF is left out.
