@@ -1,16 +1,14 @@
 //! Code shared by the guest binaries: the KTAP writer every probe uses ([`Ktap`]), the names probes
 //! report (errno and signal names, how a child ended), and the plumbing probes build their experiments
 //! from: system calls and /proc files ([`sys`]), memory ([`mem`]), child processes ([`child`]), other
-//! processes' memory ([`remote`]), the kernel log ([`kmsg`]). [`pid1`] has the few system calls a
-//! stand-in PID 1 needs, used by `init` and by `fault`'s init modes.
+//! processes' memory ([`remote`]), the kernel log ([`kmsg`]). (`fault`'s init modes, a stand-in PID 1,
+//! use `ksnap_init::pid1`, the init's own.)
 //!
 //! What is pure (parsers, formatting) has unit tests that run on the host: `cargo test -p ksnap-guest`.
 
 pub mod child;
 pub mod kmsg;
 pub mod mem;
-pub mod pid1;
-pub mod relay;
 pub mod remote;
 pub mod sys;
 

@@ -76,6 +76,9 @@ pub enum ProbeKind {
     /// `[selftests]` source and run with `args`. Its output is kselftest TAP, read per test case
     /// ([`ksnap_vm::kselftest`]), and its failures are results, not a failed probe.
     Kselftest { test: String, args: Vec<String> },
+    /// A prebuilt executable of the user's project (`exe = "PATH"`, relative to ksnap.toml), run with
+    /// `args`. It must be a static x86-64 ELF: the guest has no libraries.
+    Exe { path: PathBuf, args: Vec<String> },
 }
 
 impl Suite {
@@ -203,6 +206,13 @@ enum RawProbe {
         sources: Vec<PathBuf>,
         cc: String,
         libc_package: Option<String>,
+    },
+    /// `{ name = "jit", exe = "target/x86_64-unknown-linux-gnu/release/jit-probe", args = [] }`.
+    Exe {
+        name: String,
+        exe: PathBuf,
+        #[serde(default)]
+        args: Vec<String>,
     },
     /// `{ kselftest = "mm/mremap_test", args = ["-p", "42"] }`; named after the test unless `name` is given.
     Kselftest {
@@ -370,6 +380,10 @@ impl Config {
                         let probe_name = probe_name.unwrap_or_else(|| test.to_string());
                         Probe { name: probe_name, kind: ProbeKind::Kselftest { test: kselftest.clone(), args } }
                     }
+                    RawProbe::Exe { name: probe_name, exe, args } => {
+                        check_args(&name, &probe_name, &args)?;
+                        Probe { name: probe_name, kind: ProbeKind::Exe { path: relative_to(&root, exe), args } }
+                    }
                     RawProbe::C { name: probe_name, sources, cc, libc_package } => {
                         if sources.is_empty() {
                             bail!("C probe `{probe_name}` of suite `{name}` lists no sources");
@@ -449,6 +463,28 @@ mod tests {
         );
         assert!(config.named_only.contains("7.3") && !config.named_only.contains("7.2"));
         assert!(config.suites.contains_key("env"));
+    }
+
+    #[test]
+    fn prebuilt_probes_are_relative_to_the_config() {
+        let config = Config::from_toml(
+            r#"
+            [kernels.k]
+            bzimage = "/k"
+            [suites.s]
+            probes = [{ name = "jit", exe = "target/jit-probe", args = ["--fast"] }, { name = "abs", exe = "/opt/p" }]
+            "#,
+            PathBuf::from("/project"),
+        )
+        .unwrap();
+        let kinds: Vec<&ProbeKind> = config.suites["s"].probes.iter().map(|p| &p.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                &ProbeKind::Exe { path: "/project/target/jit-probe".into(), args: vec!["--fast".into()] },
+                &ProbeKind::Exe { path: "/opt/p".into(), args: vec![] }
+            ]
+        );
     }
 
     #[test]

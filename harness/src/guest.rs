@@ -23,12 +23,12 @@ pub struct GuestBinaries {
 
 impl GuestBinaries {
     /// Whether every binary of `guest-tests/src/bin/` exists and is newer than the files of the crate and
-    /// of the protocol crate it uses, the workspace manifest and the lock file: then cargo would have
+    /// of the crates it uses (protocol, init's library), the workspace manifest and the lock file: then cargo would have
     /// nothing to do.
     fn newer_than_sources(&self, root: &Path) -> bool {
         let crate_dir = root.join("guest-tests");
         let mut inputs = vec![root.join("Cargo.toml"), root.join("Cargo.lock")];
-        for dir in [&crate_dir, &root.join("protocol")] {
+        for dir in [&crate_dir, &root.join("protocol"), &root.join("vm").join("init")] {
             collect_files(&dir.join("src"), &mut inputs);
             inputs.push(dir.join("Cargo.toml"));
         }
@@ -97,6 +97,22 @@ pub fn build(root: &Path) -> Result<GuestBinaries> {
         bail!("building the guest binaries failed ({status}):\n{}", stderr.trim_end());
     }
     Ok(binaries)
+}
+
+/// A probe the user built (`exe = "PATH"`): it must exist and be a static x86-64 executable.
+pub fn prebuilt_probe(path: &Path) -> Result<PathBuf> {
+    if !path.is_file() {
+        bail!("probe executable {} does not exist: build it first (ksnap runs it as it is)", path.display());
+    }
+    ksnap_vm::elf::check_static_executable(path).map_err(|why| {
+        anyhow::anyhow!(
+            "probe executable {} is {why}: the guest has no libraries. Link it statically: for Rust, \
+             RUSTFLAGS=\"-C target-feature=+crt-static\" cargo build --target x86_64-unknown-linux-gnu; \
+             for C, gcc -static (or musl-gcc -static)",
+            path.display()
+        )
+    })?;
+    Ok(path.to_path_buf())
 }
 
 /// The static busybox the initramfs of a selftest suite carries (`KSNAP_BUSYBOX`, else `/bin/busybox`).
@@ -188,6 +204,15 @@ pub fn build_c_probe(root: &Path, suite: &str, name: &str, sources: &[PathBuf], 
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_prebuilt_probe_must_exist_and_be_static() {
+        let missing = prebuilt_probe(Path::new("/nonexistent/probe")).unwrap_err().to_string();
+        assert!(missing.contains("/nonexistent/probe does not exist: build it first"), "{missing}");
+        // Debian's /bin/true is a dynamically linked executable.
+        let dynamic = prebuilt_probe(Path::new("/bin/true")).unwrap_err().to_string();
+        assert!(dynamic.contains("is dynamically linked") && dynamic.contains("Link it statically"), "{dynamic}");
+    }
 
     /// A compiler that writes its output in two halves, slowly, as a linker writing a large file does.
     fn slow_cc(dir: &Path) -> PathBuf {

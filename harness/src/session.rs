@@ -26,7 +26,8 @@ pub struct Session {
     pub cache: Cache,
     /// The matrix's kernels, pinned through ksnap.lock.
     pub kernels_locked: Kernels,
-    guest: GuestBinaries,
+    /// The guest-tests binaries, when a suite runs one.
+    guest: Option<GuestBinaries>,
     /// The C probes of every suite, by (suite, probe), compiled once when the session starts: cells running
     /// in parallel only ever read them.
     c_probes: HashMap<(String, String), PathBuf>,
@@ -119,7 +120,10 @@ impl Session {
         let cache = Cache::user_default()?;
         let kernels_locked = Kernels::open(config.clone(), cache.clone(), lock)?;
         let task = progress.start("guest binaries");
-        let guest = guest::build(&config.root)?;
+        // This repository's probes are binaries of its guest-tests crate; a project of its own has none.
+        let uses_guest_tests =
+            config.suites.values().flat_map(|s| &s.probes).any(|p| matches!(p.kind, ProbeKind::Rust { .. }));
+        let guest = if uses_guest_tests { Some(guest::build(&config.root)?) } else { None };
         let mut c_probes = HashMap::new();
         for suite in config.suites.values() {
             for probe in &suite.probes {
@@ -252,7 +256,11 @@ impl Session {
             .iter()
             .map(|probe| {
                 let (binary, args) = match &probe.kind {
-                    ProbeKind::Rust { bin, args } => (self.guest.get(bin)?, args.clone()),
+                    ProbeKind::Rust { bin, args } => {
+                        let guest = self.guest.as_ref().expect("built when a suite has a guest-tests probe");
+                        (guest.get(bin)?, args.clone())
+                    }
+                    ProbeKind::Exe { path, args } => (guest::prebuilt_probe(path)?, args.clone()),
                     ProbeKind::C { .. } => (self.c_probes[&(suite.name.clone(), probe.name.clone())].clone(), vec![]),
                     ProbeKind::Kselftest { test, args } => (self.selftests()?.binary(test)?, args.clone()),
                 };
@@ -263,7 +271,7 @@ impl Session {
             true => Some(guest::static_busybox()?),
             false => None,
         };
-        let initramfs = InitramfsSpec { init: self.guest.get("init")?, probes, busybox };
+        let initramfs = InitramfsSpec { init: None, probes, busybox };
         let spec = VmSpec {
             kernel: kernel.image.clone(),
             initramfs: initramfs.build(&self.cache)?,

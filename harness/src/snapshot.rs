@@ -85,6 +85,10 @@ impl Environment {
                         let libc = libc_package.as_deref().map(|p| format!(", {p} {}", package_version(p)));
                         Some((probe.name.clone(), format!("{cc}{}", libc.unwrap_or_default())))
                     }
+                    // A prebuilt probe is known only by its bytes.
+                    ProbeKind::Exe { path, .. } => std::fs::read(path)
+                        .ok()
+                        .map(|bytes| (probe.name.clone(), format!("sha256 {}", ksnap_vm::cache::sha256_bytes(&bytes)))),
                     ProbeKind::Rust { .. } | ProbeKind::Kselftest { .. } => None,
                 })
                 .collect(),

@@ -28,12 +28,17 @@ pub struct ProbePlan {
 /// What goes into an initramfs.
 #[derive(Debug, Clone)]
 pub struct InitramfsSpec {
-    /// Becomes `/init`: ksnap's init, or a stand-in in tests.
-    pub init: PathBuf,
+    /// Becomes `/init`: `None` for ksnap's own init ([`KSNAP_INIT`]), or a stand-in (the failure-mode
+    /// tests boot `fault` as PID 1).
+    pub init: Option<PathBuf>,
     pub probes: Vec<ProbePlan>,
     /// A static busybox to install as `/bin/busybox` with [`BUSYBOX_APPLETS`] linked to it.
     pub busybox: Option<PathBuf>,
 }
+
+/// ksnap's init (`vm/init`), a static x86-64 executable built with this library and embedded in it: it
+/// runs the plan's probes and speaks [`ksnap_protocol`] on the result channel.
+pub const KSNAP_INIT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/init"));
 
 /// The busybox applets the initramfs links, under `/bin`: what the kernel selftests run call (`system()`
 /// runs `/bin/sh -c`; mm tests `cat` their maps on failure; some exec `true` or `sleep`).
@@ -83,7 +88,11 @@ impl InitramfsSpec {
         }
         let read = |path: &Path| std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e));
         let mut archive = CpioBuilder::new();
-        archive.add_file("init", 0o755, read(&self.init)?)?;
+        let init = match &self.init {
+            None => KSNAP_INIT.to_vec(),
+            Some(path) => read(path)?,
+        };
+        archive.add_file("init", 0o755, init)?;
         archive.add_file(&paths::PLAN[1..], 0o644, self.plan()?.into_bytes())?;
         for dir in ["proc", "sys", "dev", "tmp"] {
             archive.add_dir(dir, 0o755)?;
@@ -120,7 +129,7 @@ mod tests {
         std::fs::write(dir.join("init"), b"\x7fELF init").unwrap();
         std::fs::write(dir.join("env"), b"\x7fELF env").unwrap();
         InitramfsSpec {
-            init: dir.join("init"),
+            init: Some(dir.join("init")),
             probes: vec![ProbePlan {
                 name: "env".into(),
                 binary: dir.join("env"),
@@ -180,5 +189,17 @@ mod tests {
         let mut bad = spec(dir.path());
         bad.probes[0].name = "../x".into();
         assert!(bad.to_cpio().unwrap_err().to_string().contains("is invalid (letters, digits, `_.-`) or repeated"));
+    }
+
+    #[test]
+    fn the_embedded_init_is_a_static_executable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("init");
+        std::fs::write(&path, KSNAP_INIT).unwrap();
+        assert_eq!(crate::elf::check_static_executable(&path), Ok(()));
+        let mut with_embedded = spec(dir.path());
+        with_embedded.init = None;
+        let archive = with_embedded.to_cpio().unwrap();
+        assert!(archive.windows(KSNAP_INIT.len().min(4096)).any(|w| w == &KSNAP_INIT[..w.len()]));
     }
 }

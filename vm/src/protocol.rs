@@ -341,7 +341,7 @@ ksnap-done
         }
     }
 
-    /// What init writes for one line a probe wrote on stderr (init.rs, `Relay`).
+    /// What init writes for one line a probe wrote on stderr (vm/init/src/main.rs, `Relay`).
     fn relay_stderr(line: &[u8]) -> Vec<u8> {
         [b"! ", line].concat()
     }

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use std::ffi::CString;
 
-use ksnap_guest::pid1;
-use ksnap_guest::relay::Lines;
+use ksnap_init::pid1;
+use ksnap_init::relay::Lines;
 use ksnap_protocol::paths::{PLAN, PROBE_DIR, RESULT_CHANNEL};
 use ksnap_protocol::{limits, plan, ControlLine, ProbeEnd, ProbeNote, STDERR_MARKER, STDOUT_MARKER, VERSION};
 /// How long to keep reading a probe's stdout once it is gone, for output still in the pipe.
