@@ -7,21 +7,21 @@
 //!
 //! Human-readable progress goes to the console (init's own stderr, ttyS0): when a run hangs, the host
 //! shows the last `ksnap-init:` line as what last happened. A probe's stderr never reaches the console,
-//! which the host scans for kernel panics and warnings: a probe must not be able to fake one. If the guest cannot even be set up (filesystems,
-//! result channel, plan), init exits with status 1: the kernel then panics with "Attempted to kill
-//! init", which the host reports together with the console.
+//! which the host scans for kernel panics and warnings: a probe must not be able to fake one. If the
+//! guest cannot even be set up (filesystems, result channel, plan), init exits with status 1: the
+//! kernel then panics with "Attempted to kill init", which the host reports together with the console.
 
+use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use std::ffi::CString;
-
 use ksnap_init::pid1;
 use ksnap_init::relay::Lines;
 use ksnap_protocol::paths::{PLAN, PROBE_DIR, RESULT_CHANNEL};
 use ksnap_protocol::{limits, plan, ControlLine, ProbeEnd, ProbeNote, STDERR_MARKER, STDOUT_MARKER, VERSION};
+
 /// How long to keep reading a probe's stdout once it is gone, for output still in the pipe.
 const DRAIN_TIME: Duration = Duration::from_millis(200);
 
