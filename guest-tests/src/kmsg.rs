@@ -3,7 +3,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 
-use crate::sys::open;
+use ksnap_probe::sys::open;
 
 /// /dev/kmsg, read from where the log ended when it was opened.
 pub struct Kmsg {

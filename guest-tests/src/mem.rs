@@ -8,7 +8,7 @@ use std::ffi::c_void;
 use std::fs::File;
 use std::os::fd::AsRawFd;
 
-use crate::sys::{read_text, Errno};
+use ksnap_probe::sys::{read_text, Errno};
 
 /// The base page size on x86_64.
 pub const PAGE: usize = 4096;

@@ -8,7 +8,7 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd};
 
-use crate::sys::{Errno, OK};
+use ksnap_probe::sys::{Errno, OK};
 
 /// An open /proc/PID/mem.
 pub struct Mem {

@@ -315,7 +315,7 @@ mod tests {
     fn lock_refuses_to_write_a_frozen_lock() {
         let dir = tempfile::tempdir().unwrap();
         let toml = dir.path().join("ksnap.toml");
-        std::fs::write(&toml, "[kernels.k]\napt = \"x\"\n[suites.s]\nprobes = [\"p\"]\n").unwrap();
+        std::fs::write(&toml, "[kernels.k]\napt = \"x\"\n[suites.s]\nprobes = [{ exe = \"p\" }]\n").unwrap();
         let err = lock_file(Some(toml), LockMode::Frozen, None).unwrap_err().to_string();
         assert!(err.contains("which --locked (or CI) forbids"), "{err}");
         assert!(!dir.path().join("ksnap.lock").exists());

@@ -62,24 +62,31 @@ pub struct Suite {
 pub struct Probe {
     /// Unique in its suite; the first part of every fact key it reports.
     pub name: String,
+    /// The words after the program's path in the guest (`args = ["oom"]`).
+    pub args: Vec<String>,
     pub kind: ProbeKind,
 }
 
+/// Where a probe's executable comes from. Whatever the kind, it runs in the guest as a static x86-64
+/// executable: the guest has no libraries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProbeKind {
-    /// A binary of the guest-tests crate (`guest-tests/src/bin/BIN.rs`), run with `args`.
-    Rust { bin: String, args: Vec<String> },
+    /// A binary of a Cargo package of the workspace holding ksnap.toml (`cargo = { package = "…", bin =
+    /// "…" }`), built static for x86-64 with `profile` ([`crate::guest::build_cargo_probes`]).
+    Cargo { package: String, bin: String, profile: String },
     /// C (and assembly) sources compiled statically with `cc` (`gcc`, `musl-gcc`). `libc_package` is the
     /// Debian package of the libc it links, whose version the snapshot metadata records.
     C { sources: Vec<PathBuf>, cc: String, libc_package: Option<String> },
     /// A kernel selftest, `COLLECTION/NAME` (`mm/cow`) of `tools/testing/selftests`, built from the
-    /// `[selftests]` source and run with `args`. Its output is kselftest TAP, read per test case
-    /// ([`ksnap_vm::kselftest`]), and its failures are results, not a failed probe.
-    Kselftest { test: String, args: Vec<String> },
-    /// A prebuilt executable of the user's project (`exe = "PATH"`, relative to ksnap.toml), run with
-    /// `args`. It must be a static x86-64 ELF: the guest has no libraries.
-    Exe { path: PathBuf, args: Vec<String> },
+    /// `[selftests]` source. Its output is kselftest TAP, read per test case ([`ksnap_vm::kselftest`]), and
+    /// its failures are results, not a failed probe.
+    Kselftest { test: String },
+    /// A prebuilt executable of the user's project (`exe = "PATH"`, relative to ksnap.toml), taken as it is.
+    Exe { path: PathBuf },
 }
+
+/// The Cargo profile a `cargo = { … }` probe is built with unless it names one.
+pub const DEFAULT_CARGO_PROFILE: &str = "release";
 
 impl Suite {
     /// Whether the suite runs kernel selftests (they need the selftests build and busybox in the guest).
@@ -190,37 +197,89 @@ struct RawSuite {
     cmdline: Vec<String>,
 }
 
-/// `"env"` (a guest-tests binary) or `{ name = "musl", sources = ["…c"], cc = "musl-gcc" }`.
+/// One probe as written: its kind is whichever one of `cargo`, `exe`, `sources` or `kselftest` it has.
+///
+/// A struct rather than an untagged enum, so that a mistake gets a message about that field.
 #[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum RawProbe {
-    Rust(String),
-    /// `{ name = "oom", bin = "demand_paging", args = ["oom"] }`: a guest-tests binary with arguments.
-    RustWithArgs {
-        name: Option<String>,
-        bin: String,
-        args: Vec<String>,
-    },
-    C {
-        name: String,
-        sources: Vec<PathBuf>,
-        cc: String,
-        libc_package: Option<String>,
-    },
-    /// `{ name = "jit", exe = "target/x86_64-unknown-linux-gnu/release/jit-probe", args = [] }`.
-    Exe {
-        name: String,
-        exe: PathBuf,
-        #[serde(default)]
-        args: Vec<String>,
-    },
-    /// `{ kselftest = "mm/mremap_test", args = ["-p", "42"] }`; named after the test unless `name` is given.
-    Kselftest {
-        name: Option<String>,
-        kselftest: String,
-        #[serde(default)]
-        args: Vec<String>,
-    },
+#[serde(deny_unknown_fields)]
+struct RawProbe {
+    name: Option<String>,
+    /// `{ package = "my-probes", bin = "jit", profile = "release" }`.
+    cargo: Option<RawCargo>,
+    /// `"target/x86_64-unknown-linux-gnu/release/jit-probe"`.
+    exe: Option<PathBuf>,
+    /// C and assembly files, with `cc` and optionally `libc_package`.
+    sources: Option<Vec<PathBuf>>,
+    cc: Option<String>,
+    libc_package: Option<String>,
+    /// `"mm/cow"`.
+    kselftest: Option<String>,
+    #[serde(default)]
+    args: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCargo {
+    package: String,
+    /// The package's binary; Cargo's default binary (named after the package) when not given.
+    bin: Option<String>,
+    profile: Option<String>,
+}
+
+impl RawProbe {
+    /// The probe, checked; `root` is the directory of ksnap.toml, `suite` names the suite in errors.
+    fn check(self, root: &Path, suite: &str) -> Result<Probe> {
+        let RawProbe { name, cargo, exe, sources, cc, libc_package, kselftest, args } = self;
+        let given = [cargo.is_some(), exe.is_some(), sources.is_some(), kselftest.is_some()];
+        let what = || {
+            name.clone()
+                .map_or_else(|| format!("a probe of suite `{suite}`"), |n| format!("probe `{n}` of suite `{suite}`"))
+        };
+        if given.iter().filter(|&&g| g).count() != 1 {
+            bail!(
+                "{}: give exactly one of `cargo = {{ package = \"…\", bin = \"…\" }}`, `exe = \"PATH\"`, \
+                 `sources = [\"….c\"]` (with `cc`) or `kselftest = \"COLLECTION/NAME\"`",
+                what()
+            );
+        }
+        if sources.is_none() && (cc.is_some() || libc_package.is_some()) {
+            bail!("{}: `cc` and `libc_package` go with `sources` (a C probe)", what());
+        }
+        let (default_name, kind) = if let Some(RawCargo { package, bin, profile }) = cargo {
+            let bin = bin.unwrap_or_else(|| package.clone());
+            let profile = profile.unwrap_or_else(|| DEFAULT_CARGO_PROFILE.to_string());
+            (Some(bin.clone()), ProbeKind::Cargo { package, bin, profile })
+        } else if let Some(exe) = exe {
+            let file_name = exe.file_name().and_then(|n| n.to_str()).map(str::to_string);
+            (file_name, ProbeKind::Exe { path: relative_to(root, exe) })
+        } else if let Some(sources) = sources {
+            let Some(cc) = cc else { bail!("{}: a C probe needs `cc` (\"gcc\", \"musl-gcc\")", what()) };
+            if sources.is_empty() {
+                bail!("{}: `sources` is empty", what());
+            }
+            let sources = sources.into_iter().map(|p| relative_to(root, p)).collect();
+            (None, ProbeKind::C { sources, cc, libc_package })
+        } else {
+            let test = kselftest.expect("one kind was given");
+            let Some((collection, name)) = test.split_once('/').filter(|(c, t)| {
+                !c.is_empty() && !t.is_empty() && !t.contains('/') && !c.starts_with('.') && !t.starts_with('.')
+            }) else {
+                bail!(
+                    "probe `{test}` of suite `{suite}`: a kselftest is COLLECTION/NAME, a binary of \
+                     tools/testing/selftests/COLLECTION (e.g. \"mm/cow\")"
+                );
+            };
+            check_name("selftest collection", collection)?;
+            (Some(name.to_string()), ProbeKind::Kselftest { test: test.clone() })
+        };
+        let Some(name) = name.or(default_name) else {
+            bail!("a C probe of suite `{suite}` needs a `name`");
+        };
+        check_name("probe", &name)?;
+        check_args(suite, &name, &args)?;
+        Ok(Probe { name, args, kind })
+    }
 }
 
 fn yes() -> bool {
@@ -272,7 +331,7 @@ impl Config {
             .values()
             .flat_map(|suite| &suite.probes)
             .filter_map(|probe| match &probe.kind {
-                ProbeKind::Kselftest { test, .. } => test.split_once('/').map(|(c, _)| c.to_string()),
+                ProbeKind::Kselftest { test } => test.split_once('/').map(|(c, _)| c.to_string()),
                 _ => None,
             })
             .collect();
@@ -356,43 +415,7 @@ impl Config {
             }
             let mut probes: Vec<Probe> = Vec::new();
             for raw in suite.probes {
-                let probe = match raw {
-                    RawProbe::Rust(bin) => Probe { name: bin.clone(), kind: ProbeKind::Rust { bin, args: vec![] } },
-                    RawProbe::RustWithArgs { name: probe_name, bin, args } => {
-                        check_args(&name, &bin, &args)?;
-                        Probe { name: probe_name.unwrap_or_else(|| bin.clone()), kind: ProbeKind::Rust { bin, args } }
-                    }
-                    RawProbe::Kselftest { name: probe_name, kselftest, args } => {
-                        check_args(&name, &kselftest, &args)?;
-                        let Some((collection, test)) = kselftest.split_once('/').filter(|(c, t)| {
-                            !c.is_empty()
-                                && !t.is_empty()
-                                && !t.contains('/')
-                                && !c.starts_with('.')
-                                && !t.starts_with('.')
-                        }) else {
-                            bail!(
-                                "probe `{kselftest}` of suite `{name}`: a kselftest is COLLECTION/NAME, a binary of \
-                                 tools/testing/selftests/COLLECTION (e.g. \"mm/cow\")"
-                            );
-                        };
-                        check_name("selftest collection", collection)?;
-                        let probe_name = probe_name.unwrap_or_else(|| test.to_string());
-                        Probe { name: probe_name, kind: ProbeKind::Kselftest { test: kselftest.clone(), args } }
-                    }
-                    RawProbe::Exe { name: probe_name, exe, args } => {
-                        check_args(&name, &probe_name, &args)?;
-                        Probe { name: probe_name, kind: ProbeKind::Exe { path: relative_to(&root, exe), args } }
-                    }
-                    RawProbe::C { name: probe_name, sources, cc, libc_package } => {
-                        if sources.is_empty() {
-                            bail!("C probe `{probe_name}` of suite `{name}` lists no sources");
-                        }
-                        let sources = sources.into_iter().map(|p| relative_to(&root, p)).collect();
-                        Probe { name: probe_name, kind: ProbeKind::C { sources, cc, libc_package } }
-                    }
-                };
-                check_name("probe", &probe.name)?;
+                let probe = raw.check(&root, &name)?;
                 if probes.iter().any(|p| p.name == probe.name) {
                     bail!("suite `{name}` lists probe `{}` twice", probe.name);
                 }
@@ -472,17 +495,20 @@ mod tests {
             [kernels.k]
             bzimage = "/k"
             [suites.s]
-            probes = [{ name = "jit", exe = "target/jit-probe", args = ["--fast"] }, { name = "abs", exe = "/opt/p" }]
+            probes = [{ name = "jit", exe = "target/jit-probe", args = ["--fast"] }, { exe = "/opt/p" }]
             "#,
             PathBuf::from("/project"),
         )
         .unwrap();
-        let kinds: Vec<&ProbeKind> = config.suites["s"].probes.iter().map(|p| &p.kind).collect();
         assert_eq!(
-            kinds,
+            config.suites["s"].probes,
             [
-                &ProbeKind::Exe { path: "/project/target/jit-probe".into(), args: vec!["--fast".into()] },
-                &ProbeKind::Exe { path: "/opt/p".into(), args: vec![] }
+                Probe {
+                    name: "jit".into(),
+                    args: vec!["--fast".into()],
+                    kind: ProbeKind::Exe { path: "/project/target/jit-probe".into() }
+                },
+                Probe { name: "p".into(), args: vec![], kind: ProbeKind::Exe { path: "/opt/p".into() } }
             ]
         );
     }
@@ -497,7 +523,7 @@ mod tests {
             [kernels.deb]
             deb = "/x.deb"
             [suites.s]
-            probes = ["p"]
+            probes = [{ exe = "p" }]
             "#,
             PathBuf::from("/repo"),
         )
@@ -528,7 +554,7 @@ mod tests {
             source_tree = "/src/linux"
             config = "/abs/fragment"
             [suites.s]
-            probes = ["p"]
+            probes = [{ exe = "p" }]
             "#,
             PathBuf::from("/repo"),
         )
@@ -563,23 +589,43 @@ mod tests {
     }
 
     #[test]
-    fn rust_and_c_probes() {
+    fn cargo_and_c_probes() {
         let config = Config::from_toml(
             r#"
             [kernels.k]
             apt = "a"
             [suites.setjmp]
-            probes = ["env", { name = "musl", sources = ["guest-tests/c/setjmp.c"], cc = "musl-gcc" }]
+            probes = [
+                { cargo = { package = "my-probes", bin = "env" } },
+                { name = "oom", cargo = { package = "my-probes", bin = "demand_paging", profile = "guest" }, args = ["oom"] },
+                { cargo = { package = "jit" } },
+                { name = "musl", sources = ["guest-tests/c/setjmp.c"], cc = "musl-gcc" },
+            ]
             "#,
             PathBuf::from("/repo"),
         )
         .unwrap();
         let probes = &config.suites["setjmp"].probes;
-        assert_eq!(probes[0], Probe { name: "env".into(), kind: ProbeKind::Rust { bin: "env".into(), args: vec![] } });
+        let cargo = |bin: &str, profile: &str| ProbeKind::Cargo {
+            package: "my-probes".into(),
+            bin: bin.into(),
+            profile: profile.into(),
+        };
+        assert_eq!(probes[0], Probe { name: "env".into(), args: vec![], kind: cargo("env", "release") });
         assert_eq!(
             probes[1],
+            Probe { name: "oom".into(), args: vec!["oom".into()], kind: cargo("demand_paging", "guest") }
+        );
+        assert_eq!(
+            probes[2].kind,
+            ProbeKind::Cargo { package: "jit".into(), bin: "jit".into(), profile: "release".into() },
+            "Cargo's default binary is named after its package"
+        );
+        assert_eq!(
+            probes[3],
             Probe {
                 name: "musl".into(),
+                args: vec![],
                 kind: ProbeKind::C {
                     sources: vec!["/repo/guest-tests/c/setjmp.c".into()],
                     cc: "musl-gcc".into(),
@@ -616,7 +662,8 @@ mod tests {
             mm.probes[1],
             Probe {
                 name: "mremap_test".into(),
-                kind: ProbeKind::Kselftest { test: "mm/mremap_test".into(), args: vec!["-p".into(), "42".into()] }
+                args: vec!["-p".into(), "42".into()],
+                kind: ProbeKind::Kselftest { test: "mm/mremap_test".into() }
             }
         );
         assert_eq!(config.suites["kselftest_proc"].probes[0].name, "proc-read");
@@ -627,7 +674,7 @@ mod tests {
             ("[selftests]\nsource='x'\n[suites.s]\nprobes=[{kselftest='cow'}]", "COLLECTION/NAME"),
             ("[selftests]\nsource='x'\n[suites.s]\nprobes=[{kselftest='mm/../x'}]", "COLLECTION/NAME"),
             ("[selftests]\nsource='x'\n[suites.s]\nprobes=[{kselftest='mm/cow', args=['a b']}]", "one non-empty word"),
-            ("[suites.s]\nprobes=['p']\ncmdline=['a b']", "cmdline word"),
+            ("[suites.s]\nprobes=[{exe='p'}]\ncmdline=['a b']", "cmdline word"),
         ] {
             let text = format!("[kernels.a]\napt='x'\n{text}");
             let err = format!("{:#}", Config::from_toml(&text, PathBuf::from("/")).unwrap_err());
@@ -638,21 +685,32 @@ mod tests {
     #[test]
     fn mistakes_are_named() {
         let cases = [
-            ("[kernels.a]\napt='x'\ndeb='y'\n[suites.s]\nprobes=['p']", "exactly one of"),
-            ("[kernels.a]\nsource='x'\nsource_tree='y'\nconfig='c'\n[suites.s]\nprobes=['p']", "exactly one of"),
-            ("[kernels.a]\napt='x'\nconfig='c'\n[suites.s]\nprobes=['p']", "exactly one of"),
-            ("[kernels.a]\nsource='x'\n[suites.s]\nprobes=['p']", "built from source and needs `config`"),
-            ("[kernels.a]\nsource_tree='x'\nconfig=[]\n[suites.s]\nprobes=['p']", "needs `config`"),
-            ("[kernels.a]\nbzimage='x'\nconfig=['a','b']\n[suites.s]\nprobes=['p']", "a bzimage has one `config`"),
-            ("[kernels.a]\napt='x'\n[suites.s]\nprobes=['p']\nvariants=['nope']", "variant `nope`"),
-            ("[kernels.'a b']\napt='x'\n[suites.s]\nprobes=['p']", "may only contain"),
+            ("[kernels.a]\napt='x'\ndeb='y'\n[suites.s]\nprobes=[{exe='p'}]", "exactly one of"),
+            ("[kernels.a]\nsource='x'\nsource_tree='y'\nconfig='c'\n[suites.s]\nprobes=[{exe='p'}]", "exactly one of"),
+            ("[kernels.a]\napt='x'\nconfig='c'\n[suites.s]\nprobes=[{exe='p'}]", "exactly one of"),
+            ("[kernels.a]\nsource='x'\n[suites.s]\nprobes=[{exe='p'}]", "built from source and needs `config`"),
+            ("[kernels.a]\nsource_tree='x'\nconfig=[]\n[suites.s]\nprobes=[{exe='p'}]", "needs `config`"),
+            (
+                "[kernels.a]\nbzimage='x'\nconfig=['a','b']\n[suites.s]\nprobes=[{exe='p'}]",
+                "a bzimage has one `config`",
+            ),
+            ("[kernels.a]\napt='x'\n[suites.s]\nprobes=[{exe='p'}]\nvariants=['nope']", "variant `nope`"),
+            ("[kernels.'a b']\napt='x'\n[suites.s]\nprobes=[{exe='p'}]", "may only contain"),
             ("[kernels.a]\napt='x'\n[suites.s]\nprobes=[]", "lists no probes"),
-            ("[kernels.a]\napt='x'\n[suites.s]\nprobes=['p']\nmemroy_mib=5", "unknown field"),
-            ("[suites.s]\nprobes=['p']", "at least one"),
-            ("[kernels.a]\napt='x'\n[suites.s]\nprobes=['p', 'p']", "lists probe `p` twice"),
-            ("[kernels.a]\napt={package='x'}\n[suites.s]\nprobes=['p']", "data did not match"),
-            ("[kernels.a]\napt='x'\ndefault=false\n[suites.s]\nprobes=['p']", "no kernel"),
-            ("[apt]\nmirorr='x'\n[kernels.a]\napt='x'\n[suites.s]\nprobes=['p']", "unknown field"),
+            ("[kernels.a]\napt='x'\n[suites.s]\nprobes=[{exe='p'}]\nmemroy_mib=5", "unknown field"),
+            ("[kernels.a]\napt='x'\n[suites.s]\nprobes=['p']", "invalid type: string"),
+            ("[kernels.a]\napt='x'\n[suites.s]\nprobes=[{name='p'}]", "probe `p` of suite `s`: give exactly one of"),
+            ("[kernels.a]\napt='x'\n[suites.s]\nprobes=[{exe='p', kselftest='mm/cow'}]", "give exactly one of"),
+            ("[kernels.a]\napt='x'\n[suites.s]\nprobes=[{exe='p', cc='gcc'}]", "`cc` and `libc_package` go with"),
+            ("[kernels.a]\napt='x'\n[suites.s]\nprobes=[{sources=['a.c'], cc='gcc'}]", "needs a `name`"),
+            ("[kernels.a]\napt='x'\n[suites.s]\nprobes=[{name='c', sources=['a.c']}]", "needs `cc`"),
+            ("[kernels.a]\napt='x'\n[suites.s]\nprobes=[{cargo={bin='x'}}]", "missing field `package`"),
+            ("[kernels.a]\napt='x'\n[suites.s]\nprobes=[{cargo={package='x', bni='y'}}]", "unknown field `bni`"),
+            ("[suites.s]\nprobes=[{exe='p'}]", "at least one"),
+            ("[kernels.a]\napt='x'\n[suites.s]\nprobes=[{exe='p'}, {exe='p'}]", "lists probe `p` twice"),
+            ("[kernels.a]\napt={package='x'}\n[suites.s]\nprobes=[{exe='p'}]", "data did not match"),
+            ("[kernels.a]\napt='x'\ndefault=false\n[suites.s]\nprobes=[{exe='p'}]", "no kernel"),
+            ("[apt]\nmirorr='x'\n[kernels.a]\napt='x'\n[suites.s]\nprobes=[{exe='p'}]", "unknown field"),
         ];
         for (text, expected) in cases {
             let err = format!("{:#}", Config::from_toml(text, PathBuf::from("/")).unwrap_err());

@@ -1,102 +1,93 @@
-//! Building the guest binaries (`guest-tests/`) as static x86_64 executables.
+//! Making a suite's probes into guest executables: Cargo binaries and C sources built static for x86-64,
+//! prebuilt executables checked, and the static busybox of selftest suites.
 //!
-//! They are built with the host's toolchain for `x86_64-unknown-linux-gnu` with `+crt-static` (the Rust
-//! musl target is not installable here), into their own target directory so that the flag does not
-//! invalidate the host build, and with `--target` given explicitly so it does not reach build scripts and
-//! proc macros.
+//! Cargo probes are built with the host's toolchain for `x86_64-unknown-linux-gnu` with `+crt-static` (the
+//! Rust musl target is not installable here), into their own target directory (`target/guest`) so that
+//! the flag does not invalidate the host build, and with `--target` given explicitly so that it does not
+//! reach build scripts and proc macros.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 
-pub const GUEST_PACKAGE: &str = "ksnap-guest";
+/// The target guest binaries are built for.
 pub const GUEST_TARGET: &str = "x86_64-unknown-linux-gnu";
-/// The Cargo profile for guest binaries (see the workspace Cargo.toml).
-pub const GUEST_PROFILE: &str = "guest";
 
-/// Where the built guest binaries are.
-#[derive(Debug, Clone)]
-pub struct GuestBinaries {
-    dir: PathBuf,
+/// Where probes are built, under the directory of ksnap.toml.
+pub fn target_dir(root: &Path) -> PathBuf {
+    root.join("target").join("guest")
 }
 
-impl GuestBinaries {
-    /// Whether every binary of `guest-tests/src/bin/` exists and is newer than the files of the crate and
-    /// of the crates it uses (protocol, init's library), the workspace manifest and the lock file: then cargo would have
-    /// nothing to do.
-    fn newer_than_sources(&self, root: &Path) -> bool {
-        let crate_dir = root.join("guest-tests");
-        let mut inputs = vec![root.join("Cargo.toml"), root.join("Cargo.lock")];
-        for dir in [&crate_dir, &root.join("protocol"), &root.join("vm").join("init")] {
-            collect_files(&dir.join("src"), &mut inputs);
-            inputs.push(dir.join("Cargo.toml"));
-        }
-        let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-        let Some(newest_input) =
-            inputs.iter().map(|p| modified(p)).collect::<Option<Vec<_>>>().and_then(|v| v.into_iter().max())
-        else {
-            return false;
-        };
-        let Ok(bins) = std::fs::read_dir(crate_dir.join("src").join("bin")) else { return false };
-        let outputs: Option<Vec<_>> = bins
-            .flatten()
-            .filter_map(|entry| Some(entry.path().file_stem()?.to_str()?.to_string()))
-            .map(|bin| modified(&self.dir.join(bin)))
-            .collect();
-        outputs.is_some_and(|outputs| !outputs.is_empty() && outputs.iter().all(|&built| built > newest_input))
-    }
-
-    /// The binary named `name` (`init`, `env`, `fault`, …); an error naming the known ones if missing.
-    pub fn get(&self, name: &str) -> Result<PathBuf> {
-        let path = self.dir.join(name);
-        if !path.is_file() {
-            bail!(
-                "guest binary `{name}` does not exist: add src/bin/{name}.rs to guest-tests/ (looked in {})",
-                self.dir.display()
-            );
-        }
-        Ok(path)
-    }
-}
-
-/// Build the guest binaries of the workspace at `root` (a no-op when they are up to date).
-pub fn build(root: &Path) -> Result<GuestBinaries> {
-    let target_dir = root.join("target").join("guest");
-    let binaries = GuestBinaries { dir: target_dir.join(GUEST_TARGET).join(GUEST_PROFILE) };
-    // Asking cargo costs ~0.1 s even when nothing changed, a tenth of a fast run's VM time: skip it when
-    // every binary is newer than everything cargo would look at.
-    if binaries.newer_than_sources(root) {
-        return Ok(binaries);
-    }
+/// Build binaries `bins` of Cargo package `package` (of the workspace holding `root`) with `profile`, as
+/// static x86-64 executables: one cargo invocation, a no-op when they are up to date. Returns each
+/// binary's path, as cargo reports it.
+pub fn build_cargo_probes(
+    root: &Path,
+    package: &str,
+    profile: &str,
+    bins: &[&str],
+) -> Result<BTreeMap<String, PathBuf>> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(&cargo);
     command
-        .args(["build", "--profile", GUEST_PROFILE, "--quiet", "--package", GUEST_PACKAGE, "--target", GUEST_TARGET])
+        .args(["build", "--profile", profile, "--package", package, "--target", GUEST_TARGET])
+        .args(["--message-format", "json-render-diagnostics", "--quiet"])
+        .args(bins.iter().flat_map(|bin| ["--bin", bin]))
         .arg("--target-dir")
-        .arg(&target_dir)
+        .arg(target_dir(root))
         .current_dir(root)
         .env("RUSTFLAGS", "-C target-feature=+crt-static")
         // The harness may itself run under `cargo test`, whose flags are not meant for the guest.
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("CARGO_TARGET_DIR")
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    let what = format!("building {} of Cargo package `{package}` (profile `{profile}`)", bins.join(", "));
     let mut child = ksnap_vm::children::spawn(&mut command)
-        .with_context(|| format!("running {} to build the guest binaries", cargo.to_string_lossy()))?;
-    let mut stderr = String::new();
-    if let Some(mut pipe) = child.child_mut().stderr.take() {
-        std::io::Read::read_to_string(&mut pipe, &mut stderr).ok();
+        .with_context(|| format!("{what}: running {}", cargo.to_string_lossy()))?;
+    // Both pipes at once: cargo blocks on whichever one fills.
+    let stderr = child.child_mut().stderr.take().map(|mut pipe| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut pipe, &mut text).ok();
+            text
+        })
+    });
+    let mut stdout = String::new();
+    if let Some(mut pipe) = child.child_mut().stdout.take() {
+        std::io::Read::read_to_string(&mut pipe, &mut stdout).ok();
     }
+    let stderr = stderr.and_then(|reader| reader.join().ok()).unwrap_or_default();
     let status = child.wait().context("waiting for cargo")?;
     if ksnap_vm::children::is_cancelled() {
         return Err(ksnap_vm::Error::Cancelled.into());
     }
     if !status.success() {
-        bail!("building the guest binaries failed ({status}):\n{}", stderr.trim_end());
+        bail!("{what} failed ({status}):\n{}", stderr.trim_end());
     }
-    Ok(binaries)
+    let built = executables(&stdout, bins);
+    if let Some(missing) = bins.iter().find(|bin| !built.contains_key(**bin)) {
+        bail!("{what}: cargo succeeded but reported no executable for `{missing}`");
+    }
+    Ok(built)
+}
+
+/// The executables of `bins` among cargo's JSON messages (`compiler-artifact` lines with an `executable`).
+fn executables(messages: &str, bins: &[&str]) -> BTreeMap<String, PathBuf> {
+    messages
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|message| message["reason"] == "compiler-artifact")
+        .filter(|message| message["target"]["kind"].as_array().is_some_and(|kinds| kinds.iter().any(|k| k == "bin")))
+        .filter_map(|message| {
+            let name = message["target"]["name"].as_str()?;
+            let executable = message["executable"].as_str()?;
+            bins.contains(&name).then(|| (name.to_string(), PathBuf::from(executable)))
+        })
+        .collect()
 }
 
 /// A probe the user built (`exe = "PATH"`): it must exist and be a static x86-64 executable.
@@ -136,17 +127,6 @@ pub fn static_busybox() -> Result<PathBuf> {
     Ok(path)
 }
 
-fn collect_files(dir: &Path, into: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            collect_files(&path, into);
-        } else {
-            into.push(path);
-        }
-    }
-}
-
 /// Compile a C probe (`sources`, C and assembly) into a static executable with `cc`, under
 /// `target/guest/c/SUITE/NAME`. Recompiled when a source is newer than the executable.
 ///
@@ -154,7 +134,7 @@ fn collect_files(dir: &Path, into: &mut Vec<PathBuf>) {
 /// reader (another cell packing the probe into its initramfs, another ksnap process) sees the old
 /// executable or the new one, never half of one.
 pub fn build_c_probe(root: &Path, suite: &str, name: &str, sources: &[PathBuf], cc: &str) -> Result<PathBuf> {
-    let output = root.join("target").join("guest").join("c").join(suite).join(name);
+    let output = target_dir(root).join("c").join(suite).join(name);
     let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
     let built = modified(&output);
     let mut stale = built.is_none();
@@ -204,6 +184,17 @@ pub fn build_c_probe(root: &Path, suite: &str, name: &str, sources: &[PathBuf], 
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn cargo_reports_the_executables() {
+        let messages = r#"{"reason":"compiler-artifact","target":{"kind":["lib"],"name":"ksnap_probe"},"executable":null}
+{"reason":"compiler-artifact","target":{"kind":["bin"],"name":"env"},"executable":"/t/guest/x86_64-unknown-linux-gnu/guest/env"}
+{"reason":"compiler-artifact","target":{"kind":["bin"],"name":"fault"},"executable":"/t/fault"}
+{"reason":"build-finished","success":true}
+not json"#;
+        let built = executables(messages, &["env"]);
+        assert_eq!(built, BTreeMap::from([("env".into(), "/t/guest/x86_64-unknown-linux-gnu/guest/env".into())]));
+    }
 
     #[test]
     fn a_prebuilt_probe_must_exist_and_be_static() {

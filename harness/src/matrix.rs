@@ -96,9 +96,9 @@ mod tests {
             [variants.never]
             cmdline = ["proc_mem.force_override=never"]
             [suites.env]
-            probes = ["env"]
+            probes = [{ exe = "env" }]
             [suites.proc_mem]
-            probes = ["proc_mem"]
+            probes = [{ exe = "proc_mem" }]
             variants = ["default", "never"]
             "#,
             "/".into(),

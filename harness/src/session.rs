@@ -1,7 +1,7 @@
 //! A session: everything needed to run cells of the matrix — QEMU, the accelerator, the guest binaries,
 //! the cache and the kernels resolved so far — and running one cell.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -14,7 +14,7 @@ use ksnap_vm::{Accel, AccelChoice, Qemu, RunReport, Timeouts, VmSpec};
 
 use crate::config::{Config, ProbeKind};
 use crate::facts::{facts_of, Facts};
-use crate::guest::{self, GuestBinaries};
+use crate::guest;
 use crate::kernels::{Kernels, LockMode};
 use crate::matrix::Cell;
 use crate::progress::Progress;
@@ -26,11 +26,9 @@ pub struct Session {
     pub cache: Cache,
     /// The matrix's kernels, pinned through ksnap.lock.
     pub kernels_locked: Kernels,
-    /// The guest-tests binaries, when a suite runs one.
-    guest: Option<GuestBinaries>,
-    /// The C probes of every suite, by (suite, probe), compiled once when the session starts: cells running
-    /// in parallel only ever read them.
-    c_probes: HashMap<(String, String), PathBuf>,
+    /// The executable of every probe that is not a kernel selftest, by (suite, probe): built (Cargo, C) or
+    /// checked (`exe`) once when the session starts; cells running in parallel only ever read them.
+    probe_binaries: HashMap<(String, String), ProbeBinary>,
     /// Per kernel name, the kernel once resolved. Cells run in parallel: the slot's lock makes the other
     /// cells of a kernel that is being fetched or built wait for it instead of starting on it too.
     /// A kernel that could not be had keeps its error, so its other cells fail at once with it.
@@ -40,6 +38,14 @@ pub struct Session {
     progress: Progress,
     /// Where each cell's console log is written.
     pub log_dir: PathBuf,
+}
+
+/// A probe's executable, ready to be packed into an initramfs.
+#[derive(Debug, Clone)]
+pub struct ProbeBinary {
+    pub path: PathBuf,
+    /// For a prebuilt (`exe`) probe, the SHA-256 of its bytes: all the snapshot metadata can say of it.
+    pub sha256: Option<String>,
 }
 
 /// One kernel of a session: not resolved yet, resolved, or failed (with its error, kept).
@@ -111,7 +117,7 @@ impl CellRun {
 
 impl Session {
     /// Check for QEMU (first: it is the most likely thing to be missing), choose the accelerator, open
-    /// the cache and build the guest binaries.
+    /// the cache and make every probe's executable.
     ///
     /// Kernels boot exactly as `ksnap.lock` pins them; `lock` says whether a missing entry may be added.
     pub fn start(config: Config, accel: AccelChoice, progress: Progress, lock: LockMode) -> Result<Session> {
@@ -119,20 +125,8 @@ impl Session {
         let accel = accel.resolve(&qemu)?;
         let cache = Cache::user_default()?;
         let kernels_locked = Kernels::open(config.clone(), cache.clone(), lock)?;
-        let task = progress.start("guest binaries");
-        // This repository's probes are binaries of its guest-tests crate; a project of its own has none.
-        let uses_guest_tests =
-            config.suites.values().flat_map(|s| &s.probes).any(|p| matches!(p.kind, ProbeKind::Rust { .. }));
-        let guest = if uses_guest_tests { Some(guest::build(&config.root)?) } else { None };
-        let mut c_probes = HashMap::new();
-        for suite in config.suites.values() {
-            for probe in &suite.probes {
-                if let ProbeKind::C { sources, cc, .. } = &probe.kind {
-                    let path = guest::build_c_probe(&config.root, &suite.name, &probe.name, sources, cc)?;
-                    c_probes.insert((suite.name.clone(), probe.name.clone()), path);
-                }
-            }
-        }
+        let task = progress.start("probes");
+        let probe_binaries = build_probes(&config)?;
         task.finish("built");
         let log_dir = config.root.join("target").join("ksnap").join("logs");
         Ok(Session {
@@ -141,8 +135,7 @@ impl Session {
             accel,
             cache,
             kernels_locked,
-            guest,
-            c_probes,
+            probe_binaries,
             kernels: Mutex::new(HashMap::new()),
             selftests: Mutex::new(None),
             progress,
@@ -255,16 +248,16 @@ impl Session {
             .probes
             .iter()
             .map(|probe| {
-                let (binary, args) = match &probe.kind {
-                    ProbeKind::Rust { bin, args } => {
-                        let guest = self.guest.as_ref().expect("built when a suite has a guest-tests probe");
-                        (guest.get(bin)?, args.clone())
-                    }
-                    ProbeKind::Exe { path, args } => (guest::prebuilt_probe(path)?, args.clone()),
-                    ProbeKind::C { .. } => (self.c_probes[&(suite.name.clone(), probe.name.clone())].clone(), vec![]),
-                    ProbeKind::Kselftest { test, args } => (self.selftests()?.binary(test)?, args.clone()),
+                let binary = match &probe.kind {
+                    ProbeKind::Kselftest { test } => self.selftests()?.binary(test)?,
+                    _ => self.probe_binary(&suite.name, &probe.name).path.clone(),
                 };
-                Ok(ProbePlan { name: probe.name.clone(), binary, args, timeout: suite.probe_timeout })
+                Ok(ProbePlan {
+                    name: probe.name.clone(),
+                    binary,
+                    args: probe.args.clone(),
+                    timeout: suite.probe_timeout,
+                })
             })
             .collect::<Result<Vec<_>>>()?;
         let busybox = match suite.runs_selftests() {
@@ -310,12 +303,60 @@ impl Session {
         Ok(CellRun { cell: cell.clone(), kernel, report, console_log, kernel_config, selftest_probes })
     }
 
+    /// The executable of probe `probe` of suite `suite` (not a kernel selftest), made when the session started.
+    pub fn probe_binary(&self, suite: &str, probe: &str) -> &ProbeBinary {
+        &self.probe_binaries[&(suite.to_string(), probe.to_string())]
+    }
+
     fn write_console_log(&self, cell: &Cell, report: &RunReport) -> Result<PathBuf> {
         let path = self.log_dir.join(format!("{}.console.log", cell.id().replace("::", "--")));
         // The console with each line of probe stderr marked where it arrived (probe stderr is not kernel output).
         write_file(&path, crate::console_log::console_log(report).as_bytes())?;
         Ok(path)
     }
+}
+
+/// Every probe's executable that is not a kernel selftest, by (suite, probe): Cargo binaries built with
+/// one cargo invocation per (package, profile), C probes compiled, prebuilt executables checked.
+fn build_probes(config: &Config) -> Result<HashMap<(String, String), ProbeBinary>> {
+    let mut binaries = HashMap::new();
+    // (package, profile) → the (suite, probe, bin) built from it.
+    type Wanted<'a> = Vec<(&'a str, &'a str, &'a str)>;
+    let mut cargo_builds: BTreeMap<(&str, &str), Wanted> = BTreeMap::new();
+    for suite in config.suites.values() {
+        for probe in &suite.probes {
+            let key = (suite.name.clone(), probe.name.clone());
+            let binary = match &probe.kind {
+                ProbeKind::Cargo { package, bin, profile } => {
+                    cargo_builds.entry((package, profile)).or_default().push((&suite.name, &probe.name, bin));
+                    continue;
+                }
+                ProbeKind::C { sources, cc, .. } => ProbeBinary {
+                    path: guest::build_c_probe(&config.root, &suite.name, &probe.name, sources, cc)?,
+                    sha256: None,
+                },
+                ProbeKind::Exe { path } => {
+                    let path = guest::prebuilt_probe(path)?;
+                    let sha256 = ksnap_vm::cache::sha256_file(&path)
+                        .with_context(|| format!("reading probe executable {}", path.display()))?;
+                    ProbeBinary { path, sha256: Some(sha256) }
+                }
+                ProbeKind::Kselftest { .. } => continue,
+            };
+            binaries.insert(key, binary);
+        }
+    }
+    for ((package, profile), probes) in cargo_builds {
+        let mut bins: Vec<&str> = probes.iter().map(|&(_, _, bin)| bin).collect();
+        bins.sort_unstable();
+        bins.dedup();
+        let built = guest::build_cargo_probes(&config.root, package, profile, &bins)?;
+        for (suite, probe, bin) in probes {
+            binaries
+                .insert((suite.to_string(), probe.to_string()), ProbeBinary { path: built[bin].clone(), sha256: None });
+        }
+    }
+    Ok(binaries)
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {

@@ -86,10 +86,12 @@ impl Environment {
                         Some((probe.name.clone(), format!("{cc}{}", libc.unwrap_or_default())))
                     }
                     // A prebuilt probe is known only by its bytes.
-                    ProbeKind::Exe { path, .. } => std::fs::read(path)
-                        .ok()
-                        .map(|bytes| (probe.name.clone(), format!("sha256 {}", ksnap_vm::cache::sha256_bytes(&bytes)))),
-                    ProbeKind::Rust { .. } | ProbeKind::Kselftest { .. } => None,
+                    ProbeKind::Exe { .. } => session
+                        .probe_binary(&suite.name, &probe.name)
+                        .sha256
+                        .as_ref()
+                        .map(|sha256| (probe.name.clone(), format!("sha256 {sha256}"))),
+                    ProbeKind::Cargo { .. } | ProbeKind::Kselftest { .. } => None,
                 })
                 .collect(),
             selftests,

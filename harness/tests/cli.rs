@@ -135,7 +135,7 @@ fn report_writes_a_self_contained_page() {
 fn scratch_matrix(lock: Option<&str>) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let toml = "[kernels.old]\napt = { package = \"linux-image-cloud-amd64\", suite = \"bullseye\" }\n\
-                [suites.env]\nprobes = [\"env\"]\n";
+                [suites.env]\nprobes = [{ exe = \"probe\" }]\n";
     std::fs::write(dir.path().join("ksnap.toml"), toml).unwrap();
     if let Some(lock) = lock {
         std::fs::write(dir.path().join("ksnap.lock"), lock).unwrap();

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use ksnap::config::Config;
-use ksnap::guest::{self, GuestBinaries};
+use ksnap::guest;
 use ksnap::kernels::LockMode;
 use ksnap::matrix::Cell;
 use ksnap::progress::Progress;
@@ -29,19 +29,19 @@ fn qemu() -> Qemu {
     Qemu::locate().unwrap_or_else(|e| panic!("VM tests need QEMU: {e}"))
 }
 
-fn guest() -> &'static GuestBinaries {
-    static GUEST: OnceLock<GuestBinaries> = OnceLock::new();
-    GUEST.get_or_init(|| guest::build(&workspace_root()).expect("building the guest binaries"))
+/// A binary of guest-tests (`env`, `fault`), built as ksnap.toml's probes are.
+fn guest_binary(bin: &str) -> PathBuf {
+    static BUILT: OnceLock<std::collections::BTreeMap<String, PathBuf>> = OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        guest::build_cargo_probes(&workspace_root(), "ksnap-guest", "guest", &["env", "fault"])
+            .unwrap_or_else(|e| panic!("building the guest binaries: {e:#}"))
+    });
+    built[bin].clone()
 }
 
 /// The env probe, run after deliberate misbehaviour to show the guest goes on.
 fn env_probe() -> ProbePlan {
-    ProbePlan {
-        name: "env".into(),
-        binary: guest().get("env").unwrap(),
-        args: vec![],
-        timeout: Duration::from_secs(20),
-    }
+    ProbePlan { name: "env".into(), binary: guest_binary("env"), args: vec![], timeout: Duration::from_secs(20) }
 }
 
 fn session() -> &'static Session {
@@ -91,7 +91,7 @@ fn vm(
     let session = session();
     let kernel = session.kernel("6.12").unwrap();
     // `init` is ksnap's own, embedded in ksnap-vm; anything else is a guest binary booted as PID 1.
-    let init = (init != "init").then(|| guest().get(init).unwrap());
+    let init = (init != "init").then(|| guest_binary(init));
     let initramfs = InitramfsSpec { init, probes, busybox: None };
     let spec = VmSpec {
         kernel: kernel.image,
@@ -114,7 +114,7 @@ fn boot(init: &str, init_args: &[&str], probes: Vec<ProbePlan>, timeouts: Timeou
 fn fault_probe(name: &str, args: &[&str], timeout: Duration) -> ProbePlan {
     ProbePlan {
         name: name.into(),
-        binary: guest().get("fault").unwrap(),
+        binary: guest_binary("fault"),
         args: args.iter().map(|s| s.to_string()).collect(),
         timeout,
     }
@@ -194,7 +194,7 @@ fn a_file_that_is_not_a_kernel_is_rejected_before_booting() {
         [kernels.bogus]
         bzimage = "README.md"
         [suites.env]
-        probes = ["env"]
+        probes = [{ cargo = { package = "ksnap-guest", bin = "env", profile = "guest" } }]
     "#;
     let config = Config::from_toml(toml, workspace_root()).unwrap();
     let session = Session::start(config, AccelChoice::Tcg, Progress::plain(), LockMode::detect(false)).unwrap();
@@ -213,7 +213,7 @@ fn a_cell_that_cannot_run_does_not_hide_the_cells_that_did() {
         [kernels.bogus]
         bzimage = "README.md"
         [suites.env]
-        probes = ["env"]
+        probes = [{ cargo = { package = "ksnap-guest", bin = "env", profile = "guest" } }]
     "#;
     let config = Config::from_toml(toml, workspace_root()).unwrap();
     let session = Session::start(config, AccelChoice::Tcg, Progress::plain(), LockMode::Frozen).unwrap();

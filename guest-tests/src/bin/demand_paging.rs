@@ -31,16 +31,16 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::time::Instant;
 
-use ksnap_guest::child::{as_bytes, as_bytes_mut, fork_with_pipe, from_bytes, in_child, wait, Plain};
 use ksnap_guest::kmsg::{Kmsg, OomInvocation, OomKill};
 use ksnap_guest::mem::{
     field_kb, mem_total_kb, meminfo_kb, minor_faults, read_bytes, write_bytes, Mapping, SmapsEntry, HUGE, PAGE, THP_DIR,
 };
-use ksnap_guest::sys::{
+use ksnap_probe::child::{as_bytes, as_bytes_mut, fork_with_pipe, from_bytes, in_child, wait, Plain};
+use ksnap_probe::sys::{
     open, outcome, pread_u64, read_exact, read_file, read_knob, read_text, selected, write_all, write_text, Errno,
     SysctlRestore, NOT_APPLICABLE_ENOENT,
 };
-use ksnap_guest::Ktap;
+use ksnap_probe::Ktap;
 
 const GIB: usize = 1 << 30;
 

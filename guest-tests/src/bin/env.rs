@@ -6,8 +6,8 @@
 use std::io;
 
 use ksnap_guest::mem::{mem_total_kb, THP_DIR};
-use ksnap_guest::sys::{read_text, selected};
-use ksnap_guest::{cmdline_param, Ktap};
+use ksnap_probe::sys::{read_text, selected};
+use ksnap_probe::{cmdline_param, Ktap};
 
 type Test = fn(&mut Ktap) -> Result<(), String>;
 

@@ -22,8 +22,8 @@ use std::io::Write;
 use std::process::exit;
 use std::time::Duration;
 
-use ksnap_guest::Ktap;
 use ksnap_init::pid1;
+use ksnap_probe::Ktap;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -13,7 +13,7 @@
 //! case cannot be set up on a kernel (no mseal, no userfaultfd), its facts say `not applicable: …`
 //! rather than describe some other case.
 //!
-//! Every experiment runs in a process of its own (see [`ksnap_guest::child::isolated`]): several of them change the
+//! Every experiment runs in a process of its own (see [`ksnap_probe::child::isolated`]): several of them change the
 //! probe's own memory (its code, its vDSO) or may crash or hang, and a fresh copy of the address
 //! space also keeps the `Anonymous:` counts of one test from depending on another.
 //!
@@ -29,11 +29,11 @@ use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 
-use ksnap_guest::child::{isolated, wait_stopped, Child, Facts};
 use ksnap_guest::mem::{anonymous_kb, hex, Mapping, PAGE};
 use ksnap_guest::remote::{process_vm_read, process_vm_write, ptrace, Mem, Transfer, Uffd};
-use ksnap_guest::sys::{outcome, Errno, OK};
-use ksnap_guest::{cmdline_param, Ktap};
+use ksnap_probe::child::{isolated, wait_stopped, Child, Facts};
+use ksnap_probe::sys::{outcome, Errno, OK};
+use ksnap_probe::{cmdline_param, Ktap};
 
 // x86_64 only (the code-patching tests are x86 assembly), so the page size is known ([`PAGE`]).
 

@@ -10,7 +10,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use crate::errno_name;
 
 /// How a fact says that a call succeeded. A count that comes with the success follows it
-/// (`ok 4 bytes`, see [`crate::remote::Transfer`]).
+/// (`ok 4 bytes`, as guest-tests' `remote::Transfer` does).
 pub const OK: &str = "ok";
 
 /// The value of a fact about a knob (a sysfs or procfs file) that this kernel does not have.
