@@ -20,3 +20,4 @@ pub mod session;
 pub mod signals;
 pub mod snapfile;
 pub mod snapshot;
+pub mod testing;

@@ -109,7 +109,7 @@ mod tests {
     use super::*;
 
     const SNAP: &str = r#"---
-source: harness/tests/matrix.rs
+source: harness/src/testing.rs
 description: "Facts suite `env` observed on kernel `6.1` (variant `default`)"
 info:
   kernel: "6.1"

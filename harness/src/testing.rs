@@ -1,0 +1,123 @@
+//! The matrix as `cargo test` trials, for this repository and any crate with a `ksnap.toml`: one trial per
+//! (kernel, variant, suite) cell, named `KERNEL::VARIANT::SUITE`, each asserting the cell's facts against
+//! `snapshots/SUITE@KERNEL[+VARIANT].snap` next to ksnap.toml. A test target with `harness = false` and
+//!
+//! ```text
+//! fn main() {
+//!     ksnap::testing::main()
+//! }
+//! ```
+//!
+//! is the whole entry point.
+//!
+//! - `cargo test --test NAME -- 6.12::` runs one kernel's cells; `-- --list` lists them; nextest runs and
+//!   shards them like any test (`cargo nextest run --partition hash:1/2`).
+//! - A guest that panics, hangs or breaks the protocol, or a host problem (no QEMU, no kernel), fails the
+//!   trial with that error; it is never written as a snapshot.
+//! - Without QEMU the trials fail, saying what to install; `KSNAP_SKIP_VM=1` marks them ignored instead.
+//! - `KSNAP_REPEAT=N` boots each cell N times and fails a trial whose facts differ between boots.
+//! - insta decides what a mismatch does: under `CI=true` nothing is written and the diff fails the trial;
+//!   locally a `.snap.new` is written for `cargo insta review`.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use ksnap_vm::{AccelChoice, Outcome};
+use libtest_mimic::{Arguments, Failed, Trial};
+
+use crate::config::Config;
+use crate::kernels::LockMode;
+use crate::matrix::{self, Cell, Selection};
+use crate::progress::Progress;
+use crate::session::Session;
+use crate::snapshot;
+
+/// Run the matrix of the `ksnap.toml` found from the test's package directory upwards as libtest trials,
+/// with the command line libtest takes (filters, `--list`, `--ignored`, …), and exit.
+pub fn main() -> ! {
+    let args = Arguments::from_args();
+    // Cargo and nextest set CARGO_MANIFEST_DIR when they run a test binary: the package under test, not ksnap.
+    let start = std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from("."), PathBuf::from);
+    let config = Config::discover(&start).unwrap_or_else(|e| panic!("{e:#}"));
+    // insta names files relative to the workspace it finds from its caller's manifest, which is ksnap's own
+    // when ksnap is a dependency: point it at the project instead.
+    if std::env::var_os("INSTA_WORKSPACE_ROOT").is_none() {
+        std::env::set_var("INSTA_WORKSPACE_ROOT", &config.root);
+    }
+    let cells = matrix::cells(&config, &Selection::default()).unwrap_or_else(|e| panic!("{e:#}"));
+    let skip = std::env::var("KSNAP_SKIP_VM").is_ok_and(|v| v == "1");
+    // Started by the first trial that runs, not when nextest merely lists the trials.
+    let session: &'static OnceLock<Result<Session, String>> = Box::leak(Box::new(OnceLock::new()));
+    let trials = cells
+        .into_iter()
+        .map(|cell| {
+            let config = config.clone();
+            Trial::test(cell.id(), move || {
+                let session = session.get_or_init(|| {
+                    Session::start(config, AccelChoice::Auto, Progress::plain(), LockMode::detect(false))
+                        .map_err(|e| format!("{e:#}"))
+                });
+                match session {
+                    Ok(session) => check_cell(session, &cell),
+                    Err(e) => Err(format!(
+                        "{e}\nVM trials need QEMU (`apt-get install qemu-system-x86`; in ksnap's repository \
+                         scripts/setup.sh installs everything) and the kernels (`ksnap kernels --fetch`), or set \
+                         KSNAP_SKIP_VM=1 to mark them ignored"
+                    )
+                    .into()),
+                }
+            })
+            .with_ignored_flag(skip)
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit();
+}
+
+/// One trial: run the cell (KSNAP_REPEAT times), refuse a guest or kernel in trouble, compare the snapshot.
+fn check_cell(session: &Session, cell: &Cell) -> Result<(), Failed> {
+    let boots = crate::repeat::from_env()?;
+    let run = session.run_cell(cell).map_err(|e| format!("{cell}: {e:#}"))?;
+    // KSNAP_REPEAT=N: boot the cell N-1 more times; any fact that moves fails the trial before its
+    // snapshot is compared (or written).
+    if boots > 1 {
+        let mut facts = vec![run.facts()];
+        for _ in 1..boots {
+            let again = session.run_cell(cell).map_err(|e| format!("{cell}: {e:#}"))?;
+            if !again.passed() {
+                return Err(format!("{cell}: a repeated boot failed: {}", again.report.outcome).into());
+            }
+            facts.push(again.facts());
+        }
+        let flakes = crate::repeat::flakes(cell, &facts);
+        if !flakes.is_empty() {
+            return Err(crate::repeat::render(&flakes, boots).into());
+        }
+    }
+    let Outcome::Completed(_) = &run.report.outcome else {
+        return Err(format!("{cell}: {} (console log: {})", run.report.outcome, run.console_log.display()).into());
+    };
+    // A kernel that oopses, BUGs or WARNs under a suite needs a person, not a snapshot. OOM kills are
+    // left to the suites, which provoke them on purpose and record them as facts.
+    let trouble: Vec<&str> = run
+        .report
+        .console_events
+        .iter()
+        .filter(|e| e.kind != ksnap_vm::console::EventKind::OutOfMemory)
+        .map(|e| e.headline.as_str())
+        .collect();
+    if !trouble.is_empty() {
+        return Err(format!("{cell}: the kernel logged {}", trouble.join("; ")).into());
+    }
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path(snapshot::dir(&session.config.root));
+    settings.set_prepend_module_to_snapshot(false);
+    settings.set_omit_expression(true);
+    settings.set_description(format!(
+        "Facts suite `{}` observed on kernel `{}` (variant `{}`)",
+        cell.suite, cell.kernel, cell.variant
+    ));
+    settings.set_info(&snapshot::Environment::of(session, cell, &run.kernel));
+    let body = snapshot::body(&run.facts());
+    settings.bind(|| insta::assert_snapshot!(snapshot::name(cell), body));
+    Ok(())
+}
