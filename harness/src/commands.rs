@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use ksnap_vm::AccelChoice;
 
 use crate::config::Config;
@@ -280,12 +280,56 @@ pub fn kernels(config: Option<PathBuf>, lock: LockMode, fetch: bool) -> Result<b
             Err(e) => newer.push(format!("  {name}: cannot ask apt for newer versions: {e:#}")),
         }
     }
+    // --fetch readies everything the matrix downloads or builds, the kernel selftests too: a CI job that
+    // fills the cache for later ones (the workflow `ksnap init` writes) leaves nothing to fetch.
+    let mut selftests = None;
+    if fetch && kernels.config.suites.values().any(|s| s.runs_selftests()) {
+        let task = progress.start("kernel selftests");
+        let built = crate::session::build_selftests(&kernels.config, &kernels, &kernels.cache, &mut |s| task.step(s));
+        task.finish(if built.is_ok() { "ready" } else { "failed" });
+        all_ok &= built.is_ok();
+        selftests = Some(match built {
+            Ok(built) => {
+                format!("kernel selftests: {} {}, {}", built.source.name, built.source.version, built.toolchain)
+            }
+            Err(e) => format!("kernel selftests: error: {e:#}"),
+        });
+    }
     let header = ["NAME", "PACKAGE", "VERSION", "RELEASE", "CONFIG", "IMAGE"].map(String::from);
     print!("{}", crate::results::table(&[&[header][..], &rows].concat()));
+    if let Some(selftests) = selftests {
+        println!("{selftests}");
+    }
     if !newer.is_empty() {
         println!("\nnewer than ksnap.lock:\n{}", newer.join("\n"));
     }
     Ok(all_ok)
+}
+
+/// `ksnap init [DIR]`: write the project, list its files and say what comes next.
+pub fn init(dir: &std::path::Path, name: Option<&str>, ksnap_path: Option<PathBuf>) -> Result<bool> {
+    use crate::scaffold::KsnapSource;
+    let source = match ksnap_path {
+        Some(path) => {
+            let path = std::fs::canonicalize(&path).with_context(|| format!("--ksnap-path {}", path.display()))?;
+            if !path.join("harness").join("Cargo.toml").is_file() || !path.join("probe").join("Cargo.toml").is_file() {
+                bail!("--ksnap-path {}: not a checkout of ksnap's repository (no harness/ and probe/)", path.display());
+            }
+            KsnapSource::Checkout(path)
+        }
+        None => KsnapSource::upstream(),
+    };
+    let written = crate::scaffold::init(dir, name, &source)?;
+    for path in &written {
+        println!("  wrote {}", path.display());
+    }
+    println!(
+        "\nnext, in {}:\n  ksnap lock          pin the kernels (ksnap.lock: commit it)\n  ksnap run           \
+         boot them and print what the probe saw\n  cargo test          the same as tests, writing snapshots/*.snap.new\n  \
+         cargo insta review  read and accept them, then commit snapshots/",
+        dir.display()
+    );
+    Ok(true)
 }
 
 /// `ksnap lock [--update [KERNEL…]]`.

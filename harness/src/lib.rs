@@ -16,6 +16,7 @@ pub mod progress;
 pub mod repeat;
 pub mod report;
 pub mod results;
+pub mod scaffold;
 pub mod session;
 pub mod signals;
 pub mod snapfile;

@@ -88,9 +88,22 @@ enum Command {
     },
     /// List the matrix's kernels: locked package, release and cache state, and newer versions apt has.
     Kernels {
-        /// Download and unpack (or build) every kernel that is not cached yet.
+        /// Download and unpack (or build) every kernel that is not cached yet, and build the kernel
+        /// selftests if a suite runs them.
         #[arg(long)]
         fetch: bool,
+    },
+    /// Start a project of your own in DIR: ksnap.toml, an example probe, the `cargo test` entry point,
+    /// snapshots/, a GitHub Actions workflow.
+    Init {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// The crate's (and its suite's) name. Default: the directory's name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Take ksnap's crates from this checkout of its repository (path dependencies) instead of git.
+        #[arg(long, value_name = "CHECKOUT")]
+        ksnap_path: Option<PathBuf>,
     },
     /// Write ksnap.lock: pin every kernel of ksnap.toml that is not pinned yet (or whose entry is stale).
     Lock {
@@ -113,6 +126,7 @@ fn main() -> ExitCode {
         }
         Command::Kernels { fetch } => commands::kernels(cli.config, lock, fetch),
         Command::Lock { update } => commands::lock_file(cli.config, lock, update),
+        Command::Init { dir, name, ksnap_path } => commands::init(&dir, name.as_deref(), ksnap_path),
         Command::Diff { a, b, suites, fresh, format, accel } => {
             commands::diff(cli.config, lock, &a, &b, &suites, fresh, format, accel)
         }

@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use ksnap_vm::cache::Cache;
-use ksnap_vm::initramfs::{InitramfsSpec, ProbePlan};
+use ksnap_vm::initramfs::ProbePlan;
 use ksnap_vm::kernel::Kernel;
 use ksnap_vm::selftests::{Selftests, SelftestsRecipe};
-use ksnap_vm::{Accel, AccelChoice, Qemu, RunReport, Timeouts, VmSpec};
+use ksnap_vm::{Accel, AccelChoice, Qemu, RunReport, Vm};
 
 use crate::config::{Config, ProbeKind};
 use crate::facts::{facts_of, Facts};
@@ -181,17 +181,8 @@ impl Session {
             None => {}
         }
         let task = self.progress.start("kernel selftests");
-        let result = (|| {
-            let source = self.kernels_locked.selftests_pin(&mut |step| task.step(step))?.context(
-                "a suite runs kernel selftests, but ksnap.toml has no [selftests] source to build them from",
-            )?;
-            let recipe = SelftestsRecipe { collections: self.config.selftest_collections() };
-            let suite = self.config.selftests.as_ref().and_then(|s| s.suite.as_deref());
-            let built = recipe
-                .resolve(&source, suite, &self.cache, &self.kernels_locked.archives, &mut |step| task.step(step))
-                .with_context(|| format!("building the kernel selftests from {source}"))?;
-            Ok::<_, anyhow::Error>(Arc::new(built))
-        })();
+        let result =
+            build_selftests(&self.config, &self.kernels_locked, &self.cache, &mut |step| task.step(step)).map(Arc::new);
         match result {
             Ok(selftests) => {
                 task.finish(&format!("{} {}", selftests.source.name, selftests.source.version));
@@ -264,23 +255,19 @@ impl Session {
             true => Some(guest::static_busybox()?),
             false => None,
         };
-        let initramfs = InitramfsSpec { init: None, probes, busybox };
-        let spec = VmSpec {
-            kernel: kernel.image.clone(),
-            initramfs: initramfs.build(&self.cache)?,
-            memory_mib: suite.memory_mib,
-            cpus: suite.cpus,
-            accel: self.accel,
-            extra_cmdline: variant.cmdline.iter().chain(&suite.cmdline).cloned().collect(),
-            init_args: vec![],
-            timeouts: Timeouts {
-                overall: Timeouts::default().boot + suite.probe_timeout * (suite.probes.len() as u32 + 1),
-                ..Timeouts::default()
-            },
-        };
+        let mut vm = probes
+            .into_iter()
+            .fold(Vm::new(&kernel.image), Vm::probe_plan)
+            .memory_mib(suite.memory_mib)
+            .cpus(suite.cpus)
+            .accel(self.accel)
+            .cmdline(variant.cmdline.iter().chain(&suite.cmdline).cloned());
+        if let Some(busybox) = busybox {
+            vm = vm.busybox(busybox);
+        }
         let task = self.progress.start(&cell.id());
         task.step(&format!("booting {} under {}", kernel.release, self.accel));
-        let report = ksnap_vm::run(&self.qemu, &spec, &initramfs.probe_timeouts())?;
+        let report = vm.run(&self.qemu, &self.cache)?;
         task.finish(&format!("{} in {:.1}s", report.outcome, report.duration.as_secs_f64()));
         let console_log = self.write_console_log(cell, &report)?;
         let kernel_config = suite
@@ -314,6 +301,24 @@ impl Session {
         write_file(&path, crate::console_log::console_log(report).as_bytes())?;
         Ok(path)
     }
+}
+
+/// The kernel selftests of ksnap.toml's `[selftests]` source, built into the cache if needed: every
+/// collection any suite uses, in one build.
+pub fn build_selftests(
+    config: &Config,
+    kernels: &Kernels,
+    cache: &Cache,
+    step: &mut dyn FnMut(&str),
+) -> Result<Selftests> {
+    let source = kernels
+        .selftests_pin(step)?
+        .context("a suite runs kernel selftests, but ksnap.toml has no [selftests] source to build them from")?;
+    let recipe = SelftestsRecipe { collections: config.selftest_collections() };
+    let suite = config.selftests.as_ref().and_then(|s| s.suite.as_deref());
+    recipe
+        .resolve(&source, suite, cache, &kernels.archives, step)
+        .with_context(|| format!("building the kernel selftests from {source}"))
 }
 
 /// Every probe's executable that is not a kernel selftest, by (suite, probe): Cargo binaries built with

@@ -4,7 +4,6 @@
 //! They need QEMU and apt access to the Debian kernel packages (`scripts/setup.sh`); without them they
 //! fail with a message saying what to install — never a silent pass.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -82,18 +81,13 @@ fn env_suite_runs_on_debian_6_12() {
 
 /// A VM of the 6.12 kernel with `init` as /init (its arguments after `--`) and `probes` in the plan,
 /// and the probes' timeouts.
-fn vm(
-    init: &str,
-    init_args: &[&str],
-    probes: Vec<ProbePlan>,
-    timeouts: Timeouts,
-) -> (VmSpec, HashMap<String, Duration>) {
+fn vm(init: &str, init_args: &[&str], probes: Vec<ProbePlan>, timeouts: Timeouts) -> VmSpec {
     let session = session();
     let kernel = session.kernel("6.12").unwrap();
     // `init` is ksnap's own, embedded in ksnap-vm; anything else is a guest binary booted as PID 1.
     let init = (init != "init").then(|| guest_binary(init));
     let initramfs = InitramfsSpec { init, probes, busybox: None };
-    let spec = VmSpec {
+    VmSpec {
         kernel: kernel.image,
         initramfs: initramfs.build(&session.cache).unwrap(),
         memory_mib: 256,
@@ -102,13 +96,11 @@ fn vm(
         extra_cmdline: vec![],
         init_args: init_args.iter().map(|s| s.to_string()).collect(),
         timeouts,
-    };
-    (spec, initramfs.probe_timeouts())
+    }
 }
 
 fn boot(init: &str, init_args: &[&str], probes: Vec<ProbePlan>, timeouts: Timeouts) -> ksnap_vm::RunReport {
-    let (spec, probe_timeouts) = vm(init, init_args, probes, timeouts);
-    ksnap_vm::run(&session().qemu, &spec, &probe_timeouts).unwrap()
+    ksnap_vm::run(&session().qemu, &vm(init, init_args, probes, timeouts)).unwrap()
 }
 
 fn fault_probe(name: &str, args: &[&str], timeout: Duration) -> ProbePlan {
@@ -282,9 +274,9 @@ fn hostile_probe_output_is_kept_lossily_and_lying_ktap_is_caught() {
 fn qemu_killed_from_outside_is_a_qemu_failure() {
     // A probe name no other test uses makes this VM's initramfs, and so its command line, unique.
     let probes = vec![fault_probe("victim", &["hang"], Duration::from_secs(300))];
-    let (spec, probe_timeouts) = vm("init", &[], probes, Timeouts::default());
-    let initramfs = spec.initramfs.display().to_string();
-    let runner = std::thread::spawn(move || ksnap_vm::run(&session().qemu, &spec, &probe_timeouts).unwrap());
+    let spec = vm("init", &[], probes, Timeouts::default());
+    let initramfs = spec.initramfs.path.display().to_string();
+    let runner = std::thread::spawn(move || ksnap_vm::run(&session().qemu, &spec).unwrap());
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     let victim = loop {
         let found = common::qemu_children(std::process::id()).into_iter().find(|pid| {
@@ -311,9 +303,9 @@ fn qemu_killed_from_outside_is_a_qemu_failure() {
 fn a_panic_during_boot_is_reported() {
     // No init in the initramfs at that path: the kernel falls back to mounting a root device, finds
     // none, and panics before any user space runs.
-    let (mut spec, probe_timeouts) = vm("init", &[], vec![], Timeouts::default());
+    let mut spec = vm("init", &[], vec![], Timeouts::default());
     spec.extra_cmdline = vec!["rdinit=/ksnap-no-such-init".into()];
-    let report = ksnap_vm::run(&session().qemu, &spec, &probe_timeouts).unwrap();
+    let report = ksnap_vm::run(&session().qemu, &spec).unwrap();
     let Outcome::KernelPanic { headline, .. } = &report.outcome else { panic!("{}", report.outcome) };
     assert!(headline.contains("Unable to mount root fs"), "{headline}");
 }

@@ -30,7 +30,9 @@ pub const SYSTEM: &str = "system";
 /// A package as pinned: exactly which `.deb`, and where it came from.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PinnedPackage {
+    /// The Debian package name, e.g. `linux-image-6.1.0-56-cloud-amd64`.
     pub name: String,
+    /// Its exact Debian version, as `apt-cache show` printed it.
     pub version: String,
     /// Hex SHA-256 of the `.deb`, from the archive's index; every download is checked against it.
     pub sha256: String,
@@ -39,6 +41,7 @@ pub struct PinnedPackage {
 }
 
 impl PinnedPackage {
+    /// Just the name and version.
     pub fn package(&self) -> Package {
         Package { name: self.name.clone(), version: self.version.clone() }
     }
@@ -53,6 +56,7 @@ impl std::fmt::Display for PinnedPackage {
 /// A Debian mirror as a sources entry names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mirror {
+    /// The archive's base URI (`http://deb.debian.org/debian`; a `file:` URI for a local archive).
     pub uri: String,
     /// `signed-by`: the keyring that verifies it. `None` only for a trusted local test archive.
     pub signed_by: Option<String>,
@@ -61,8 +65,11 @@ pub struct Mirror {
 /// One `deb` entry of an apt sources file: one-line (`deb [opts] URI SUITE COMPONENT…`) or deb822.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceEntry {
+    /// The archive's URI, as written.
     pub uri: String,
+    /// The suites it serves: one for a one-line entry, the `Suites:` field of a deb822 stanza.
     pub suites: Vec<String>,
+    /// The `signed-by` keyring path, if one is named (an inline deb822 key is dropped).
     pub signed_by: Option<String>,
 }
 
@@ -326,6 +333,7 @@ pub struct Fields {
 }
 
 impl Fields {
+    /// The value of field `name` (case-insensitive), trimmed; only its first line for a multi-line field.
     pub fn get(&self, name: &str) -> Option<String> {
         self.text.lines().find_map(|line| {
             let (key, value) = line.split_once(':')?;

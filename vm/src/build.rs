@@ -5,7 +5,7 @@
 //! The steps, all under the cache lock of the kernel's key:
 //! 1. the source: the package is downloaded and its tarball unpacked in Rust into its own cache entry
 //!    (`sources/PACKAGE_VERSION`, kept for builds with other fragments); a local tree is used where it is;
-//! 2. `make tinyconfig`, the fragments merged into `.config` ([`crate::kconfig`]), `make olddefconfig`,
+//! 2. `make tinyconfig`, the fragments merged into `.config` (the private `kconfig` module), `make olddefconfig`,
 //!    and a check that every option the fragments ask for survived (Kconfig silently drops an option
 //!    whose dependencies are missing);
 //! 3. `make -jN bzImage`; the image and the final `.config` become the cache entry.
@@ -30,6 +30,7 @@ use crate::kconfig::{self, Options};
 /// A kernel to build: a source tree, configured from `make tinyconfig` plus Kconfig fragments.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuildRecipe {
+    /// Where the kernel source comes from.
     pub tree: SourceTree,
     /// Merged in order on top of `tinyconfig`: a later fragment overrides an earlier one.
     pub fragments: Vec<PathBuf>,
@@ -40,9 +41,17 @@ pub struct BuildRecipe {
 pub enum SourceTree {
     /// A Debian kernel source package such as `linux-source-6.12`, fetched through apt: the system's
     /// sources (`suite: None`) or one Debian suite.
-    Apt { package: String, suite: Option<String> },
+    Apt {
+        /// The source package's name, e.g. `linux-source-6.12`.
+        package: String,
+        /// The Debian suite to fetch it from; `None` for the system's apt sources.
+        suite: Option<String>,
+    },
     /// A kernel source tree on this machine. It must be clean (`make mrproper`): the build is out of tree.
-    Local { path: PathBuf },
+    Local {
+        /// The tree's top directory, the one with the kernel's top-level `Makefile`.
+        path: PathBuf,
+    },
 }
 
 impl std::fmt::Display for BuildRecipe {

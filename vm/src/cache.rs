@@ -18,6 +18,7 @@ use crate::error::Error;
 /// How often a wait for another process's cache lock checks whether it was interrupted.
 const LOCK_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
 
+/// ksnap's cache, by its root directory: entries at `KIND/KEY` (`kernels/…`), locks in `locks/`, staging in `tmp/`.
 #[derive(Debug, Clone)]
 pub struct Cache {
     root: PathBuf,
@@ -47,6 +48,7 @@ impl Cache {
         Ok(Cache { root })
     }
 
+    /// The cache's root directory (e.g. `~/.cache/ksnap`).
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -129,6 +131,7 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
     Ok(hex(&hasher.finalize()))
 }
 
+/// Hex SHA-256 of `bytes`.
 pub fn sha256_bytes(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }

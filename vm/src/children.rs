@@ -71,10 +71,12 @@ pub fn spawn(command: &mut Command) -> io::Result<ChildGuard> {
 }
 
 impl ChildGuard {
+    /// The child's process id.
     pub fn id(&self) -> u32 {
         self.child.id()
     }
 
+    /// The [`Child`] itself, e.g. to take its pipes. Wait through the guard, so that the child is unregistered.
     pub fn child_mut(&mut self) -> &mut Child {
         &mut self.child
     }

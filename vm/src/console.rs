@@ -48,6 +48,7 @@ pub enum EventKind {
 /// One event, as the kernel printed it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ConsoleEvent {
+    /// What kind of trouble the headline reports.
     pub kind: EventKind,
     /// The line that identified the event, without its timestamp.
     pub headline: String,
@@ -83,6 +84,7 @@ pub struct ConsoleScan {
 }
 
 impl ConsoleScan {
+    /// A scanner that has seen no line yet.
     pub fn new() -> Self {
         Self::default()
     }

@@ -10,14 +10,18 @@ use crate::error::Error;
 /// A Debian package, by name and exact version.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Package {
+    /// The Debian package name, e.g. `linux-image-6.1.0-56-cloud-amd64`.
     pub name: String,
+    /// Its exact Debian version, e.g. `6.1.158-1`.
     pub version: String,
 }
 
 /// A kernel ready to boot.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Kernel {
+    /// The bzImage to boot: in the kernel's cache entry, or a local bzImage where it is.
     pub image: PathBuf,
+    /// Its `.config`, if known: in the cache entry with the image, or the one given with a local bzImage.
     pub config: Option<PathBuf>,
     /// `uname -r`, e.g. `6.1.0-56-cloud-amd64`.
     pub release: String,

@@ -3,110 +3,260 @@
 
 use std::path::PathBuf;
 
+/// Why ksnap could not run a guest: QEMU, KVM, a kernel, the selftests or the cache are not what they must be.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// No QEMU to run: `qemu-system-x86_64` is not on `PATH`, or `KSNAP_QEMU` names no file.
     #[error(
         "QEMU not found ({looked_for}). Install it with `apt-get install qemu-system-x86` \
          (or run scripts/setup.sh), or set KSNAP_QEMU to a qemu-system-x86_64 binary"
     )]
-    QemuNotFound { looked_for: String },
+    QemuNotFound {
+        /// The program name searched for on `PATH`, or the `KSNAP_QEMU` path that is not a file.
+        looked_for: String,
+    },
 
     // The cause is in the message, not a `#[source]`: a caller printing the chain (`{:#}`) would show
     // it twice. The same for the other variants that carry an I/O error.
+    /// The QEMU process could not be spawned (or ksnap was interrupted before it was).
     #[error("could not start QEMU: {cause}")]
-    QemuSpawn { cause: std::io::Error },
+    QemuSpawn {
+        /// Why the spawn failed.
+        cause: std::io::Error,
+    },
 
+    /// `--accel kvm` was asked for, but the KVM check (booting a test firmware under KVM) failed.
     #[error("--accel kvm was requested but KVM does not work here: {why}. Use --accel tcg (or auto)")]
-    KvmUnusable { why: String },
+    KvmUnusable {
+        /// What the check saw: `/dev/kvm` cannot be opened, the test guest ended wrong or hung, ….
+        why: String,
+    },
 
+    /// apt cannot resolve a package (no such package, an invalid name or suite name, no `Version` or
+    /// `SHA256` field, too many metapackage hops), or a source needs a pin it does not have.
     #[error("kernel package `{package}` is not known to apt ({detail}). Check the name with `apt-cache policy {package}`; run `apt-get update` if the package lists are stale")]
-    UnknownPackage { package: String, detail: String },
+    UnknownPackage {
+        /// What was asked for: a package name (`NAME=VERSION` with a version), a suite name, or a kernel source.
+        package: String,
+        /// What went wrong: `no such package (bookworm)`, `not a valid Debian package name`, ….
+        detail: String,
+    },
 
+    /// A Debian suite was asked for, no mirror was configured, and the system's apt sources name no Debian
+    /// mirror of that kind (security or not).
     #[error(
         "no Debian mirror for suite `{suite}` in the system's apt sources (/etc/apt/sources.list, \
          sources.list.d/*.list, *.sources). Name one: set KSNAP_DEBIAN_MIRROR=URI, or `[apt] mirror = \"URI\"` \
          in ksnap.toml, to the URI of a Debian archive (the `…/debian` of a Debian mirror)"
     )]
-    NoDebianMirror { suite: String },
+    NoDebianMirror {
+        /// The suite asked for, e.g. `bullseye` or `bookworm-security`.
+        suite: String,
+    },
 
+    /// A downloaded `.deb` does not have the SHA-256 that `ksnap.lock` pins for it.
     #[error(
         "{package} was downloaded with SHA-256 {actual}, but ksnap.lock pins {expected}: the archive serves a \
          different file under the same version. Nothing was cached"
     )]
-    ChecksumMismatch { package: String, expected: String, actual: String },
+    ChecksumMismatch {
+        /// The package, as `NAME VERSION`.
+        package: String,
+        /// The pinned SHA-256, hex.
+        expected: String,
+        /// The SHA-256 of the file apt downloaded, hex.
+        actual: String,
+    },
 
+    /// `apt-get download` no longer finds a pinned version (the archive dropped it), and it is not cached.
     #[error(
         "{packages} (pinned in ksnap.lock) is no longer served by apt ({suite}) and is not in ksnap's cache \
          (apt said: {detail})"
     )]
-    PackageGone { packages: String, suite: String, detail: String },
+    PackageGone {
+        /// The packages asked for, as space-separated `NAME=VERSION`.
+        packages: String,
+        /// The apt configuration asked: `system` or the Debian suite.
+        suite: String,
+        /// apt's stderr.
+        detail: String,
+    },
 
+    /// An apt command could not be started, failed, or did not write the `.deb` it was asked for.
     #[error("`{command}` failed: {stderr}")]
-    AptFailed { command: String, stderr: String },
+    AptFailed {
+        /// The command, for display (`apt-get download NAME=VERSION …`), without ksnap's `-o` options.
+        command: String,
+        /// Its stderr without apt's `W:` warnings, trimmed; or why it could not start, or which `.deb` is missing.
+        stderr: String,
+    },
 
+    /// A file meant to be a bzImage is not one: too short, no `HdrS` boot-protocol header, or no release string.
     #[error("{path} is not a bootable x86 kernel image: {why}")]
-    NotAKernel { path: PathBuf, why: String },
+    NotAKernel {
+        /// The supposed bzImage.
+        path: PathBuf,
+        /// What is wrong with its setup header.
+        why: String,
+    },
 
+    /// A kernel `.deb` or source package could not be read or unpacked.
     #[error(transparent)]
     Deb(#[from] crate::deb::DebError),
 
+    /// A Kconfig fragment cannot be read or has a line that is not an option setting.
     #[error("config fragment {path}: {why}", path = path.display())]
-    ConfigFragment { path: PathBuf, why: String },
+    ConfigFragment {
+        /// The fragment file.
+        path: PathBuf,
+        /// The read error, or the offending line and what is wrong with it.
+        why: String,
+    },
 
+    /// After `make olddefconfig`, the kernel's `.config` lacks options the fragments set (Kconfig dropped
+    /// them): nothing was compiled.
     #[error(
         "the kernel's .config does not have what {fragments} asks for:\n{mismatches}\nKconfig drops an \
          option whose dependencies are not met: look each one up (`make menuconfig`, then `/` and its name \
          shows what it depends on) and add what it needs to the fragment"
     )]
-    ConfigMismatch { fragments: String, mismatches: String },
+    ConfigMismatch {
+        /// The fragments' file names, joined with ` + `.
+        fragments: String,
+        /// One indented line per option: what was requested and what the `.config` has.
+        mismatches: String,
+    },
 
+    /// A kernel build needs programs or C headers this host lacks.
     #[error(
         "building a kernel from source needs {missing}, not found on this system. Install with \
          `apt-get install {packages}`"
     )]
-    BuildToolsMissing { missing: String, packages: String },
+    BuildToolsMissing {
+        /// What is missing, comma-separated: program names and `<header.h>`s.
+        missing: String,
+        /// The Debian packages that provide them, space-separated (for `apt-get install`).
+        packages: String,
+    },
 
+    /// A selftests build needs programs or C headers (of the libraries the tests link) this host lacks.
     #[error(
         "building the kernel selftests needs {missing}, not found on this system. Install with \
          `apt-get install {packages}`"
     )]
-    SelftestsToolsMissing { missing: String, packages: String },
+    SelftestsToolsMissing {
+        /// What is missing, comma-separated: program names and `<header.h>`s.
+        missing: String,
+        /// The Debian packages that provide them, space-separated (for `apt-get install`).
+        packages: String,
+    },
 
+    /// A selftests collection asked for is not a plain directory name, none was asked for, or the source
+    /// has no Makefile for it.
     #[error("there is no selftests collection `{collection}` in {source_package}: {why}")]
-    NoSuchSelftests { collection: String, source_package: String, why: String },
+    NoSuchSelftests {
+        /// The collection as asked for (`mm`, `filesystems/epoll`), or `(none)`.
+        collection: String,
+        /// The kernel source package, as `NAME VERSION`.
+        source_package: String,
+        /// What is wrong with it.
+        why: String,
+    },
 
+    /// A selftest its collection's Makefile names did not build into a usable binary.
     #[error("selftest `{test}` was not built: {why}. The build's output is in {log}", log = log.display())]
-    SelftestNotBuilt { test: String, why: String, log: PathBuf },
+    SelftestNotBuilt {
+        /// The test, as `COLLECTION/NAME` (`mm/cow`).
+        test: String,
+        /// Why: it did not compile, is not a static x86-64 executable, or its Makefile could not be read.
+        why: String,
+        /// The selftests build's log, `CACHE/build-logs/selftests-KEY.log`.
+        log: PathBuf,
+    },
 
+    /// A selftest was asked for that no built collection has.
     #[error("there is no selftest `{test}`: {why}")]
-    UnknownSelftest { test: String, why: String },
+    UnknownSelftest {
+        /// The test as asked for (`mm/cow`).
+        test: String,
+        /// Why it is unknown, e.g. its collection was not built or does not build it.
+        why: String,
+    },
 
+    /// A local source tree, or an unpacked source package, does not look like a Linux kernel tree.
     #[error("{path} is not a Linux source tree: {why}", path = path.display())]
-    NotASourceTree { path: PathBuf, why: String },
+    NotASourceTree {
+        /// The directory checked, or the source tarball that does not hold exactly one top-level directory.
+        path: PathBuf,
+        /// What it lacks (`it has no Makefile`), or what is wrong with the unpacked tarball.
+        why: String,
+    },
 
+    /// A `make` step of a kernel or selftests build exited unsuccessfully.
     #[error("`{step}` failed ({status}); the whole output is in {log}. Its last lines:\n{tail}", log = log.display())]
-    BuildFailed { step: String, status: String, log: PathBuf, tail: String },
+    BuildFailed {
+        /// The step, as `make ARGS` (`make -j8 bzImage`).
+        step: String,
+        /// How make ended, as [`std::process::ExitStatus`] displays it.
+        status: String,
+        /// The build's full log, under `CACHE/build-logs/`.
+        log: PathBuf,
+        /// The last lines of make's output (at most 30), newline-separated.
+        tail: String,
+    },
 
+    /// A directory or temporary file could not be created where ksnap writes (the cache, or the directory
+    /// of a file written atomically).
     #[error("the ksnap cache at {path} is not usable: {cause}. Set XDG_CACHE_HOME to a writable directory", path = path.display())]
-    CacheUnusable { path: PathBuf, cause: std::io::Error },
+    CacheUnusable {
+        /// The directory (or lock file) that could not be created or written.
+        path: PathBuf,
+        /// The I/O error.
+        cause: std::io::Error,
+    },
 
+    /// A cache entry just committed does not read back as valid (its files do not match their hashes).
     #[error("the cache entry {path} does not verify right after it was written (a disk or filesystem problem?)", path = path.display())]
-    CacheEntryUnverified { path: PathBuf },
+    CacheEntryUnverified {
+        /// The entry's directory, `CACHE/KIND/KEY`.
+        path: PathBuf,
+    },
 
+    /// A probe cannot go into the initramfs: its name is invalid or repeated, or its arguments or the
+    /// plan cannot be written.
     #[error("probe `{probe}`: {why}")]
-    InvalidProbe { probe: String, why: String },
+    InvalidProbe {
+        /// The probe's name.
+        probe: String,
+        /// What is wrong.
+        why: String,
+    },
 
+    /// The probes cannot be written as a plan (an argument with whitespace, say): the message names the probe.
+    #[error("the guest's plan: {0}")]
+    InvalidPlan(String),
+
+    /// The initramfs archive could not be built: an entry's path, mode or symlink target is invalid, or two
+    /// entries conflict.
     #[error("initramfs: {0}")]
     Initramfs(#[from] crate::cpio::CpioError),
 
+    /// Any other I/O error on the host.
     #[error("{context}: {cause}")]
-    Io { context: String, cause: std::io::Error },
+    Io {
+        /// What ksnap was doing, e.g. `reading /path/to/bzImage`.
+        context: String,
+        /// The I/O error.
+        cause: std::io::Error,
+    },
 
+    /// ksnap was interrupted ([`crate::children::cancel_all`], on SIGINT or SIGTERM) and gave up what it was doing.
     #[error("interrupted")]
     Cancelled,
 }
 
 impl Error {
+    /// An [`Error::Io`] saying what was being done when `cause` happened.
     pub fn io(context: impl Into<String>, cause: std::io::Error) -> Error {
         Error::Io { context: context.into(), cause }
     }

@@ -20,6 +20,7 @@ pub struct ProbePlan {
     pub name: String,
     /// The static binary on the host.
     pub binary: PathBuf,
+    /// Its arguments in the guest (words: no whitespace).
     pub args: Vec<String>,
     /// init kills the probe after this long.
     pub timeout: Duration,
@@ -31,6 +32,7 @@ pub struct InitramfsSpec {
     /// Becomes `/init`: `None` for ksnap's own init ([`KSNAP_INIT`]), or a stand-in (the failure-mode
     /// tests boot `fault` as PID 1).
     pub init: Option<PathBuf>,
+    /// The probes init runs, in order: each under `/ksnap/probes/NAME`, with a line of the plan.
     pub probes: Vec<ProbePlan>,
     /// A static busybox to install as `/bin/busybox` with [`BUSYBOX_APPLETS`] linked to it.
     pub busybox: Option<PathBuf>,
@@ -47,12 +49,17 @@ pub const BUSYBOX_APPLETS: &[&str] = &["sh", "cat", "true", "false", "sleep", "e
 /// Where a static busybox usually is (Debian's `busybox-static`).
 pub const BUSYBOX: &str = "/bin/busybox";
 
-impl InitramfsSpec {
-    /// Each probe's timeout by name, as the run loop wants them.
-    pub fn probe_timeouts(&self) -> HashMap<String, Duration> {
-        self.probes.iter().map(|p| (p.name.clone(), p.timeout)).collect()
-    }
+/// A built initramfs: the archive in the cache, and each probe's timeout, which its plan gives init and
+/// which the host needs too (it waits that long, plus [`crate::Timeouts::probe_grace`], for a probe's end).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Initramfs {
+    /// The cpio archive, under the cache's `initramfs/` (named by its content hash).
+    pub path: PathBuf,
+    /// Each probe's timeout, by probe name, as the plan inside says.
+    pub probe_timeouts: HashMap<String, Duration>,
+}
 
+impl InitramfsSpec {
     /// The text of `/ksnap/plan` (format: [`ksnap_protocol::plan`]).
     pub fn plan(&self) -> Result<String, Error> {
         let entries: Vec<plan::Entry> = self
@@ -64,11 +71,12 @@ impl InitramfsSpec {
                 argv: std::iter::once(paths::probe(&probe.name)).chain(probe.args.iter().cloned()).collect(),
             })
             .collect();
-        plan::render(&entries).map_err(|why| Error::InvalidProbe { probe: String::new(), why })
+        plan::render(&entries).map_err(Error::InvalidPlan)
     }
 
     /// The archive's bytes.
     pub fn to_cpio(&self) -> Result<Vec<u8>, Error> {
+        // Arguments are checked where the plan is written (`plan::render`): one check, one message.
         let mut seen = std::collections::HashSet::new();
         for probe in &self.probes {
             let valid =
@@ -77,12 +85,6 @@ impl InitramfsSpec {
                 return Err(Error::InvalidProbe {
                     probe: probe.name.clone(),
                     why: "the name is invalid (letters, digits, `_.-`) or repeated".into(),
-                });
-            }
-            if !probe.args.iter().all(|a| plan::is_word(a)) {
-                return Err(Error::InvalidProbe {
-                    probe: probe.name.clone(),
-                    why: "arguments must be non-empty words".into(),
                 });
             }
         }
@@ -110,14 +112,15 @@ impl InitramfsSpec {
         Ok(archive.finish())
     }
 
-    /// Write the archive into the cache (once per distinct content) and return its path.
-    pub fn build(&self, cache: &Cache) -> Result<PathBuf, Error> {
+    /// Write the archive into the cache (once per distinct content).
+    pub fn build(&self, cache: &Cache) -> Result<Initramfs, Error> {
         let bytes = self.to_cpio()?;
         let path = cache.root().join("initramfs").join(format!("{}.cpio", &cache::sha256_bytes(&bytes)[..32]));
         if !path.exists() {
             cache::write_atomic(&path, &bytes)?;
         }
-        Ok(path)
+        let probe_timeouts = self.probes.iter().map(|p| (p.name.clone(), p.timeout)).collect();
+        Ok(Initramfs { path, probe_timeouts })
     }
 }
 
@@ -156,7 +159,9 @@ mod tests {
         let first = spec(dir.path()).build(&cache).unwrap();
         let second = spec(dir.path()).build(&cache).unwrap();
         assert_eq!(first, second);
-        let listing = std::process::Command::new("cpio").args(["-t", "--quiet", "-F"]).arg(&first).output().unwrap();
+        assert_eq!(first.probe_timeouts, HashMap::from([("env".to_string(), Duration::from_secs(30))]));
+        let listing =
+            std::process::Command::new("cpio").args(["-t", "--quiet", "-F"]).arg(&first.path).output().unwrap();
         let names = String::from_utf8(listing.stdout).unwrap();
         for expected in ["init", "ksnap/plan", "ksnap/probes/env", "proc", "dev"] {
             assert!(names.lines().any(|l| l == expected), "{expected} missing from:\n{names}");
@@ -173,7 +178,7 @@ mod tests {
         let cache = Cache::at(dir.path().join("cache")).unwrap();
         let listing = std::process::Command::new("cpio")
             .args(["-tv", "--quiet", "-F"])
-            .arg(with.build(&cache).unwrap())
+            .arg(with.build(&cache).unwrap().path)
             .output()
             .unwrap();
         let listing = String::from_utf8(listing.stdout).unwrap();
@@ -181,6 +186,15 @@ mod tests {
         assert!(listing.lines().any(|l| l.ends_with(" bin/sh -> busybox")), "{listing}");
         let without = spec(dir.path()).to_cpio().unwrap();
         assert!(!without.windows(11).any(|w| w == b"bin/busybox"));
+    }
+
+    #[test]
+    fn rejects_arguments_the_plan_cannot_carry() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bad = spec(dir.path());
+        bad.probes[0].args = vec!["two words".into()];
+        let err = bad.to_cpio().unwrap_err().to_string();
+        assert!(err.starts_with("the guest's plan: probe env: argument \"two words\""), "{err}");
     }
 
     #[test]

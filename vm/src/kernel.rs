@@ -4,7 +4,7 @@
 //! An apt kernel is pinned to exact packages ([`crate::apt::Apt::pin`]: a metapackage such as
 //! `linux-image-cloud-amd64` followed to the real image package, and from Debian 7.x on its
 //! `linux-binary-*` and `linux-base-*` parts), fetched with `apt-get download NAME=VERSION`, checked
-//! against the pinned SHA-256 and unpacked in Rust ([`crate::deb`]) into the cache, keyed by the image
+//! against the pinned SHA-256 and unpacked in Rust (the private `deb` module) into the cache, keyed by the image
 //! package and version. A kernel built from source ([`crate::build`]) is pinned to its source package
 //! and build key, and lands in the same kind of cache entry.
 
@@ -22,11 +22,24 @@ use crate::error::Error;
 pub enum KernelSource {
     /// An apt package (a real image package or a metapackage that depends on one), from the system's apt
     /// sources (`suite: None`) or from one Debian suite through ksnap's own apt configuration.
-    Apt { package: String, suite: Option<String> },
+    Apt {
+        /// The package name asked for, e.g. `linux-image-cloud-amd64`.
+        package: String,
+        /// The Debian suite to fetch it from; `None` for the system's apt sources.
+        suite: Option<String>,
+    },
     /// A local `.deb` of a kernel image package.
-    Deb { path: PathBuf },
+    Deb {
+        /// The `.deb` file; it is unpacked into the cache, keyed by its content hash.
+        path: PathBuf,
+    },
     /// A local bzImage, optionally with the `.config` it was built from.
-    BzImage { path: PathBuf, config: Option<PathBuf> },
+    BzImage {
+        /// The bzImage, booted where it is (not copied into the cache).
+        path: PathBuf,
+        /// Its `.config`, if given.
+        config: Option<PathBuf>,
+    },
     /// Built here from kernel source and Kconfig fragments.
     Build(BuildRecipe),
 }
@@ -48,10 +61,18 @@ impl std::fmt::Display for KernelSource {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pin {
     /// An apt kernel's packages; the first names the kernel (the image package).
-    Apt { packages: Vec<PinnedPackage> },
+    Apt {
+        /// The image package, then its `linux-binary-*` and `linux-base-*` parts if it is split.
+        packages: Vec<PinnedPackage>,
+    },
     /// A kernel built from a source package: that package, and the build's cache key (source version and
     /// the options of the fragments).
-    Build { source: PinnedPackage, key: String },
+    Build {
+        /// The kernel source package (`linux-source-6.12`) at its pinned version.
+        source: PinnedPackage,
+        /// The build's cache key, `NAME_VERSION+build-HASH` ([`BuildRecipe::key`]).
+        key: String,
+    },
 }
 
 impl Pin {

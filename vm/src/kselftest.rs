@@ -183,6 +183,7 @@ pub struct SelftestReport {
 pub struct SelftestCase {
     /// Stable, unique within the binary, `[a-z0-9_-]` (see the module docs).
     pub key: String,
+    /// What its result line said; [`CaseResult::NotRun`] for a case that never reported.
     pub result: CaseResult,
     /// The TAP test number (implicit for a result printed without one); `None` for a case no result
     /// line reported and for the old uffd-unit-tests and khugepaged formats.
@@ -203,25 +204,52 @@ pub enum CaseResult {
     /// `not ok`; exit 1.
     Fail,
     /// `# SKIP`; exit 4.
-    Skip { reason: String },
+    Skip {
+        /// The directive's reason, masked and cut to [`MAX_REASON_CHARS`]; empty if none was given.
+        reason: String,
+    },
     /// `# XFAIL`: failed as expected; exit 2.
-    Xfail { reason: String },
+    Xfail {
+        /// The directive's reason, masked and cut to [`MAX_REASON_CHARS`]; empty if none was given.
+        reason: String,
+    },
     /// `# XPASS`: passed although expected to fail; exit 3.
     Xpass,
     /// `# TODO`: known broken.
-    Todo { reason: String },
+    Todo {
+        /// The directive's reason, masked and cut to [`MAX_REASON_CHARS`]; empty if none was given.
+        reason: String,
+    },
     /// `# ERROR`: the test could not run.
-    Error { reason: String },
+    Error {
+        /// The directive's reason, masked and cut to [`MAX_REASON_CHARS`]; empty if none was given.
+        reason: String,
+    },
     /// `# TIMEOUT` (no duration), or init killed the binary at its timeout.
-    Timeout { ms: Option<u64> },
+    Timeout {
+        /// The binary's timeout in milliseconds when init killed it; `None` for a `# TIMEOUT` directive.
+        ms: Option<u64>,
+    },
     /// The binary exited with a code kselftest gives no meaning.
-    Exit { code: i32 },
+    Exit {
+        /// The exit code: anything but kselftest's 0 to 4.
+        code: i32,
+    },
     /// The binary was killed by a signal.
-    Signaled { signal: i32 },
+    Signaled {
+        /// The signal's number, e.g. 11 for SIGSEGV.
+        signal: i32,
+    },
     /// The binary could not be started (the errno init reported).
-    SpawnError { errno: String },
+    SpawnError {
+        /// The errno's name (`ENOENT`), or its number, cleaned and cut to 40 characters.
+        errno: String,
+    },
     /// A case that was started or planned and never reported, and why (see the module docs).
-    NotRun { why: String },
+    NotRun {
+        /// `no result (END)` for the case the binary ended in, `M of N planned (END)` for the unnamed rest.
+        why: String,
+    },
 }
 
 impl CaseResult {

@@ -52,6 +52,7 @@ pub struct KtapDocument {
     pub version: Option<String>,
     /// N from the top-level plan line `1..N`.
     pub plan: Option<u64>,
+    /// The top-level results, in order, each with its subtests.
     pub tests: Vec<KtapTest>,
     /// Diagnostic lines after the last top-level result.
     pub diagnostics: Vec<String>,
@@ -76,41 +77,51 @@ impl KtapDocument {
 /// One result line, with what preceded it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct KtapTest {
+    /// The number on the result line, as printed (a wrong one is a problem, not corrected).
     pub number: u64,
     /// The description, without a leading `- ` (TAP style).
     pub name: String,
+    /// `ok`/`not ok`, or the directive that overrides it; [`KtapResult::Missing`] if the line never came.
     pub result: KtapResult,
     /// `# fact: KEY = VALUE` lines, in order.
     pub facts: Vec<(String, String)>,
     /// Other diagnostic lines (without the `#`), then the diagnostic text of the result line
     /// itself when it carries no directive (`not ok 3 open # ENOENT`).
     pub diagnostics: Vec<String>,
+    /// The results of the nested block this result line ended, in order.
     pub subtests: Vec<KtapTest>,
 }
 
 /// The outcome of a test: `ok`/`not ok`, or the directive that overrides it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum KtapResult {
+    /// `ok` without a directive: passed.
     Ok,
+    /// `not ok` without a directive: failed.
     NotOk,
     /// `# SKIP reason`, with either `ok` or `not ok`.
     Skip {
+        /// The text after `SKIP`, trimmed; may be empty.
         reason: String,
     },
     /// `# TODO reason`: known broken, not counted as a failure.
     Todo {
+        /// The text after `TODO`, trimmed; may be empty.
         reason: String,
     },
     /// `# XFAIL reason`: failed as expected.
     Xfail {
+        /// The text after `XFAIL`, trimmed; may be empty.
         reason: String,
     },
     /// `# TIMEOUT detail`.
     Timeout {
+        /// The text after `TIMEOUT`, trimmed; may be empty.
         detail: String,
     },
     /// `# ERROR detail`: the test could not run.
     Error {
+        /// The text after `ERROR`, trimmed; may be empty.
         detail: String,
     },
     /// The test's subtests began but its result line never came: it crashed, or its output was cut.

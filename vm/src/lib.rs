@@ -1,31 +1,38 @@
 //! ksnap-vm: boot a Linux kernel under QEMU with an initramfs of probes, and tell what happened.
 //!
+//! The front door is [`Vm`]: `Vm::new(kernel).probe(name, path, timeout).run(&qemu, &cache)` boots the
+//! kernel with ksnap's own init (built into this library, [`initramfs::KSNAP_INIT`]), runs each probe and
+//! returns a [`RunReport`] whose [`Outcome`] says what happened in the guest. `examples/boot.rs` is a
+//! whole program.
+//!
 //! The pieces, in the order a run uses them:
 //! - [`kernel`]: kernel sources (apt package, `.deb`, bzImage, a build), pinned ([`kernel::Pin`]) and
 //!   resolved into the [`cache`], through [`apt`] (the system's apt, or ksnap's own per Debian suite);
-//! - [`build`] (over [`kconfig`]): kernels built from source with Kconfig fragments;
+//! - [`build`] (over the private `kconfig`): kernels built from source with Kconfig fragments;
 //! - [`selftests`]: the kernel's own selftests, built statically from a Debian source package;
 //! - [`elf`]: telling a static x86-64 executable from what cannot run in the guest;
 //! - `entry` (private): kernel cache entries, shared by [`kernel`] and [`build`];
-//! - [`deb`]: unpacking a kernel `.deb` (or a kernel source package) in Rust;
-//! - [`initramfs`] (over [`cpio`]): `/init`, the probes and their plan;
+//! - `deb` (private): unpacking a kernel `.deb` (or a kernel source package) in Rust;
+//! - [`initramfs`] (over the private `cpio`): `/init`, the probes and their plan;
 //! - [`qemu`]: finding QEMU, choosing the accelerator, building the command line;
 //! - [`mod@run`]: booting and watching one VM; its [`Outcome`];
 //! - [`protocol`], [`ktap`], [`kselftest`], [`console`]: reading what the guest said;
 //! - [`children`]: making sure no child process outlives ksnap.
+
+#![warn(missing_docs)]
 
 pub mod apt;
 pub mod build;
 pub mod cache;
 pub mod children;
 pub mod console;
-pub mod cpio;
-pub mod deb;
+mod cpio;
+mod deb;
 pub mod elf;
 mod entry;
 mod error;
 pub mod initramfs;
-pub mod kconfig;
+mod kconfig;
 pub mod kernel;
 pub mod kselftest;
 pub mod ktap;
@@ -33,7 +40,9 @@ pub mod protocol;
 pub mod qemu;
 pub mod run;
 pub mod selftests;
+mod vm;
 
 pub use error::Error;
 pub use qemu::{Accel, AccelChoice, Qemu, Timeouts, VmSpec};
 pub use run::{run, Outcome, RunReport, WaitingFor};
+pub use vm::Vm;

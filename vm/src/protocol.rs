@@ -13,7 +13,9 @@ use ksnap_protocol::{ControlLine, ProbeNote, STDERR_MARKER, STDOUT_MARKER};
 /// One probe's run in the guest.
 #[derive(Debug, Clone)]
 pub struct ProbeRun {
+    /// The probe's name, from its `probe-begin` line.
     pub name: String,
+    /// How it ended, as init reported in its `probe-end` line.
     pub end: ProbeEnd,
     /// Its stdout, line by line, lossily decoded.
     pub output: Vec<String>,
@@ -24,6 +26,7 @@ pub struct ProbeRun {
     pub stderr: Vec<String>,
     /// Bytes of stderr init discarded because the probe wrote more than the stderr limit.
     pub stderr_truncated_bytes: Option<u64>,
+    /// Its stdout parsed as KTAP, leniently: what is wrong is in the document's `problems`.
     pub ktap: KtapDocument,
 }
 
@@ -42,6 +45,7 @@ impl ProbeRun {
 /// Everything the guest reported on its result channel.
 #[derive(Debug, Clone, Default)]
 pub struct GuestReport {
+    /// Every probe that ended (its `probe-end` came), in the order they ran.
     pub probes: Vec<ProbeRun>,
     /// init's `summary` line, as written.
     pub summary: Option<String>,
@@ -50,15 +54,20 @@ pub struct GuestReport {
 /// A milestone the run loop uses to move its deadlines.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Milestone {
+    /// `ksnap-init VERSION`, with the version this host speaks: init is up.
     Hello,
+    /// `probe-begin NAME`: the named probe started.
     ProbeBegin(String),
+    /// `probe-end NAME …`: the named probe ended.
     ProbeEnd(String),
+    /// `ksnap-done`: init is finished and powers the guest off.
     Done,
 }
 
 /// The guest broke the protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProtocolError {
+    /// Which rule the line broke, e.g. `probe output outside any probe`.
     pub reason: String,
     /// The offending line, escaped and shortened for display.
     pub line: String,
@@ -95,12 +104,18 @@ pub enum Fed {
     /// A control line that moved the run on.
     Milestone(Milestone),
     /// One line of the running probe's stderr, as kept (lossily decoded).
-    Stderr { probe: String, line: String },
+    Stderr {
+        /// The name of the probe that wrote it.
+        probe: String,
+        /// The line, without its `! ` marker, lossily decoded.
+        line: String,
+    },
     /// Anything else: probe stdout, a note, the summary.
     Other,
 }
 
 impl ResultChannel {
+    /// A parser waiting for init's `ksnap-init` line.
     pub fn new() -> Self {
         Self::default()
     }

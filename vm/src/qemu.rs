@@ -13,12 +13,14 @@ use crate::error::Error;
 /// The QEMU system emulator ksnap drives.
 #[derive(Debug, Clone)]
 pub struct Qemu {
+    /// The `qemu-system-x86_64` executable.
     pub path: PathBuf,
     /// Asked for only when needed: `--version` costs a QEMU start (~70 ms), a tenth of a fast run's
     /// overhead budget.
     version: OnceLock<String>,
 }
 
+/// The program [`Qemu::locate`] looks for on `PATH`.
 pub const QEMU_PROGRAM: &str = "qemu-system-x86_64";
 
 impl Qemu {
@@ -69,7 +71,9 @@ fn find_in_path(program: &str) -> Option<PathBuf> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Accel {
+    /// Hardware virtualisation through /dev/kvm.
     Kvm,
+    /// QEMU's own emulator: works everywhere, slower.
     Tcg,
 }
 
@@ -85,9 +89,12 @@ impl std::fmt::Display for Accel {
 /// What the user asked for: a specific accelerator, or the fastest one that works.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum AccelChoice {
+    /// KVM where a test guest really runs under it (see [`AccelChoice::resolve`]), else TCG.
     #[default]
     Auto,
+    /// KVM, or an error if it does not work here.
     Kvm,
+    /// TCG.
     Tcg,
 }
 
@@ -195,18 +202,24 @@ pub const CPU_MODEL: &str = "qemu64";
 ///   boot time on an emulated serial port.
 pub const BASE_CMDLINE: &[&str] = &["console=ttyS0", "panic=-1", "loglevel=5"];
 
-/// Everything needed to boot one VM.
+/// Everything needed to boot one VM, as [`fn@crate::run`] takes it. [`crate::Vm`] builds one with defaults.
 #[derive(Debug, Clone)]
 pub struct VmSpec {
+    /// The kernel image (bzImage/vmlinuz) QEMU boots with `-kernel`.
     pub kernel: PathBuf,
-    pub initramfs: PathBuf,
+    /// The initramfs (`-initrd`), with the probe timeouts its plan holds.
+    pub initramfs: crate::initramfs::Initramfs,
+    /// Guest memory (`-m`).
     pub memory_mib: u32,
+    /// Virtual CPUs (`-smp`).
     pub cpus: u32,
+    /// TCG or KVM, already resolved ([`AccelChoice::resolve`]).
     pub accel: Accel,
     /// Appended to [`BASE_CMDLINE`] (a variant's parameters, for instance).
     pub extra_cmdline: Vec<String>,
     /// Words after `--` on the kernel command line; the kernel passes them to init as its arguments.
     pub init_args: Vec<String>,
+    /// When the host gives up on the guest.
     pub timeouts: Timeouts,
 }
 
@@ -262,7 +275,7 @@ impl VmSpec {
         push(&["-serial", "chardev:console"]);
         push(&["-chardev", &format!("socket,id=results,path={}", results_socket.display())]);
         push(&["-serial", "chardev:results"]);
-        push(&["-kernel", &self.kernel.display().to_string(), "-initrd", &self.initramfs.display().to_string()]);
+        push(&["-kernel", &self.kernel.display().to_string(), "-initrd", &self.initramfs.path.display().to_string()]);
         push(&["-append", &self.cmdline()]);
         args
     }
@@ -275,7 +288,7 @@ mod tests {
     fn spec() -> VmSpec {
         VmSpec {
             kernel: "/k/vmlinuz".into(),
-            initramfs: "/k/initrd".into(),
+            initramfs: crate::initramfs::Initramfs { path: "/k/initrd".into(), probe_timeouts: Default::default() },
             memory_mib: 512,
             cpus: 1,
             accel: Accel::Tcg,

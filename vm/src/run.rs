@@ -38,15 +38,36 @@ const POWER_OFF_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum Outcome {
     /// init ran every probe and powered off.
     Completed(GuestReport),
-    /// The kernel panicked. `lines` starts at the "Kernel panic - not syncing" line.
-    KernelPanic { headline: String, lines: Vec<String> },
+    /// The kernel panicked.
+    KernelPanic {
+        /// The "Kernel panic - not syncing: …" line.
+        headline: String,
+        /// The console from that line on.
+        lines: Vec<String>,
+    },
     /// ksnap gave up waiting.
-    Timeout { waiting_for: WaitingFor, after: Duration, last_console: Vec<String> },
-    /// QEMU itself failed (bad option, missing file, crash): how it ended (`None` if unknown) and what it
-    /// said.
-    QemuFailed { status: Option<std::process::ExitStatus>, stderr: String },
+    Timeout {
+        /// The milestone that did not come.
+        waiting_for: WaitingFor,
+        /// Time since QEMU started.
+        after: Duration,
+        /// The console's last lines, for the error message.
+        last_console: Vec<String>,
+    },
+    /// QEMU itself failed (bad option, missing file, crash).
+    QemuFailed {
+        /// How it ended (`None` if unknown).
+        status: Option<std::process::ExitStatus>,
+        /// What it said on stderr (bounded).
+        stderr: String,
+    },
     /// The guest wrote something that is not the ksnap protocol, or stopped in the middle of it.
-    MalformedOutput { reason: String, line: String },
+    MalformedOutput {
+        /// What is wrong.
+        reason: String,
+        /// The offending line, escaped (empty when the problem is a missing line).
+        line: String,
+    },
 }
 
 /// What a run was waiting for when ksnap gave up on it.
@@ -57,7 +78,12 @@ pub enum WaitingFor {
     /// init starting the next probe, or finishing.
     NextProbe,
     /// A probe's end, within its own timeout (init enforces it; this is init itself not answering).
-    ProbeEnd { probe: String, timeout: Duration },
+    ProbeEnd {
+        /// The probe running.
+        probe: String,
+        /// Its own timeout.
+        timeout: Duration,
+    },
     /// QEMU exiting after init said it was done.
     PowerOff,
     /// Anything: the result channel broke the protocol and the run is being stopped.
@@ -82,6 +108,7 @@ impl std::fmt::Display for WaitingFor {
 }
 
 impl Outcome {
+    /// Whether init ran every probe and powered off (whatever the probes found).
     pub fn is_completed(&self) -> bool {
         matches!(self, Outcome::Completed(_))
     }
@@ -120,6 +147,7 @@ impl std::fmt::Display for Outcome {
 /// One VM run: its outcome and what was seen on the way.
 #[derive(Debug, Clone)]
 pub struct RunReport {
+    /// How the run ended.
     pub outcome: Outcome,
     /// The whole console (up to 8 MiB), for the run's log: kernel output and init's progress lines only.
     pub console: String,
@@ -136,15 +164,18 @@ pub struct RunReport {
 /// One line a probe wrote on stderr, and where it arrived relative to the console.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProbeStderrLine {
+    /// The probe that wrote it.
     pub probe: String,
+    /// The line, without its newline.
     pub line: String,
     /// How many bytes of [`RunReport::console`] had arrived before it: where it goes in a merged log.
     pub console_offset: usize,
 }
 
-/// Boot `spec` and watch it. `probe_timeouts` holds each planned probe's own timeout, which init
-/// enforces; the host waits that long plus [`crate::Timeouts::probe_grace`] before it gives up on init.
-pub fn run(qemu: &Qemu, spec: &VmSpec, probe_timeouts: &HashMap<String, Duration>) -> Result<RunReport, Error> {
+/// Boot `spec` and watch it. Each probe's own timeout, which init enforces, comes with the initramfs; the
+/// host waits that long plus [`crate::Timeouts::probe_grace`] before it gives up on init.
+pub fn run(qemu: &Qemu, spec: &VmSpec) -> Result<RunReport, Error> {
+    let probe_timeouts = &spec.initramfs.probe_timeouts;
     let dir = tempfile::Builder::new()
         .prefix("ksnap-vm-")
         .tempdir()

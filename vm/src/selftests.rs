@@ -42,6 +42,7 @@ use crate::error::Error;
 /// Which selftests to build: collections of `tools/testing/selftests` (`mm`, `proc`, `filesystems/epoll`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SelftestsRecipe {
+    /// Directories under `tools/testing/selftests`, as asked for; sorted and deduplicated when built.
     pub collections: Vec<String>,
 }
 
