@@ -157,10 +157,15 @@ impl Lockfile {
         format!("{HEADER}{}", toml::to_string(&raw).expect("a lock file serializes"))
     }
 
-    /// Write the file atomically.
+    /// Write the file atomically (a temporary file next to it, renamed over it): a reader never sees half.
     pub fn write(&self, path: &Path) -> Result<()> {
-        ksnap_vm::cache::write_atomic(path, self.to_toml().as_bytes())
-            .with_context(|| format!("writing {}", path.display()))
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let mut file = tempfile::NamedTempFile::new_in(dir)
+            .with_context(|| format!("writing {}: cannot create a file in {}", path.display(), dir.display()))?;
+        std::io::Write::write_all(&mut file, self.to_toml().as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
+        file.persist(path).with_context(|| format!("writing {}", path.display()))?;
+        Ok(())
     }
 
     pub fn get(&self, name: &str) -> Option<&LockedKernel> {
@@ -249,6 +254,16 @@ mod tests {
 
     fn bullseye() -> KernelSource {
         KernelSource::Apt { package: "linux-image-cloud-amd64".into(), suite: Some("bullseye".into()) }
+    }
+
+    #[test]
+    fn a_lock_that_cannot_be_written_says_where() {
+        let err = format!("{:#}", Lockfile::default().write(Path::new("/nonexistent/project/ksnap.lock")).unwrap_err());
+        assert!(
+            err.contains("writing /nonexistent/project/ksnap.lock: cannot create a file in /nonexistent/project"),
+            "{err}"
+        );
+        assert!(!err.contains("XDG_CACHE_HOME"), "not the cache's fault: {err}");
     }
 
     #[test]

@@ -105,9 +105,9 @@ const LEGEND_LINE: f64 = 16.0;
 /// Legend lines longer than this are cut (the full list is in the line's tooltip).
 const LEGEND_CHARS: usize = 58;
 
-/// The panel's height with its legend.
-fn panel_height(panel: &Panel) -> f64 {
-    HEIGHT + LEGEND_LINE * panel.legend().len() as f64 + 12.0
+/// A panel's height with a legend of `legend_lines` lines.
+fn panel_height(legend_lines: usize) -> f64 {
+    HEIGHT + LEGEND_LINE * legend_lines as f64 + 12.0
 }
 
 /// The step of the vertical axis's 4 intervals: the smallest of 1, 2, 2.5, 5 × 10^k (k ≥ 0: the values
@@ -143,8 +143,8 @@ pub fn panel_svg(panel: &Panel, x_label: &str) -> Markup {
     let (x0, x1, y0, y1) = (LEFT, WIDTH - RIGHT, HEIGHT - BOTTOM, TOP);
     let sx = |x: f64| x0 + x / max_x * (x1 - x0);
     let sy = |y: f64| y0 - y / max_y * (y0 - y1);
-    let height = panel_height(panel);
     let legend = panel.legend();
+    let height = panel_height(legend.len());
     html! {
         svg xmlns="http://www.w3.org/2000/svg" width=(WIDTH) height=(height) viewBox=(format!("0 0 {WIDTH} {height}"))
             font-family="sans-serif" {
@@ -189,7 +189,7 @@ pub fn panel_svg(panel: &Panel, x_label: &str) -> Markup {
 /// A standalone SVG file of every panel of `curves`, side by side.
 pub fn svg_file(curves: &[Curve], x_label: &str) -> String {
     let panels = panels(curves);
-    let height = panels.iter().map(panel_height).fold(0.0, f64::max);
+    let height = panels.iter().map(|panel| panel_height(panel.legend().len())).fold(0.0, f64::max);
     let width = WIDTH * panels.len() as f64;
     let svg = html! {
         svg xmlns="http://www.w3.org/2000/svg" width=(width) height=(height) viewBox=(format!("0 0 {width} {height}")) {

@@ -284,7 +284,7 @@ fn check_suite_name(suite: &str) -> Result<(), Error> {
     if ok {
         Ok(())
     } else {
-        Err(Error::UnknownPackage { package: suite.into(), detail: "not a valid apt suite name".into() })
+        Err(Error::InvalidSuite { suite: suite.into() })
     }
 }
 
@@ -716,6 +716,7 @@ mod tests {
     fn invalid_names_are_rejected_before_apt() {
         let err = Apt { private: None }.show("linux image; rm -rf", None).unwrap_err();
         assert!(err.to_string().contains("not a valid Debian package name"), "{err}");
-        assert!(check_suite_name("../etc").is_err());
+        let err = check_suite_name("../etc").unwrap_err().to_string();
+        assert!(err.starts_with("`../etc` is not a valid Debian suite name"), "{err}");
     }
 }

@@ -32,14 +32,30 @@ pub enum Error {
         why: String,
     },
 
-    /// apt cannot resolve a package (no such package, an invalid name or suite name, no `Version` or
-    /// `SHA256` field, too many metapackage hops), or a source needs a pin it does not have.
+    /// apt cannot resolve a package (no such package, an invalid name, no `Version` or `SHA256` field, too
+    /// many metapackage hops).
     #[error("kernel package `{package}` is not known to apt ({detail}). Check the name with `apt-cache policy {package}`; run `apt-get update` if the package lists are stale")]
     UnknownPackage {
-        /// What was asked for: a package name (`NAME=VERSION` with a version), a suite name, or a kernel source.
+        /// What was asked for: a package name (`NAME=VERSION` with a version).
         package: String,
         /// What went wrong: `no such package (bookworm)`, `not a valid Debian package name`, ….
         detail: String,
+    },
+
+    /// A Debian suite name (`suite = "…"` in ksnap.toml) that cannot be one: it would end up in a path and
+    /// in apt's sources.
+    #[error("`{suite}` is not a valid Debian suite name (letters, digits, `-` and `.`: bullseye, trixie, sid, bookworm-security…)")]
+    InvalidSuite {
+        /// The name as given.
+        suite: String,
+    },
+
+    /// A kernel source that is a local file (`deb`, `bzimage`) has no pin: only apt and source kernels are
+    /// locked.
+    #[error("kernel `{kernel}` is a local file: there is nothing to pin or resolve through apt")]
+    NothingToPin {
+        /// The kernel source, as ksnap.toml describes it.
+        kernel: String,
     },
 
     /// A Debian suite was asked for, no mirror was configured, and the system's apt sources name no Debian

@@ -193,10 +193,7 @@ impl KernelSource {
                 Ok(pin.clone())
             }
             Some(pin @ Pin::Build { .. }) if matches!(self, KernelSource::Build(_)) => Ok(pin.clone()),
-            _ => self.pin(archives)?.ok_or_else(|| Error::UnknownPackage {
-                package: self.to_string(),
-                detail: "nothing to resolve".into(),
-            }),
+            _ => self.pin(archives)?.ok_or_else(|| Error::NothingToPin { kernel: self.to_string() }),
         }
     }
 
