@@ -15,6 +15,8 @@ declare -A needed=(
   [apt-get]=apt
   # Building kernels from source (`source =` kernels in ksnap.toml).
   [make]=make
+  # Builds of one source with different fragments share objects through it (vm/src/build.rs).
+  [ccache]=ccache
   [flex]=flex
   [bison]=bison
   [bc]=bc

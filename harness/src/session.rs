@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, Result};
 use ksnap_vm::cache::Cache;
 use ksnap_vm::initramfs::ProbePlan;
-use ksnap_vm::kernel::Kernel;
+use ksnap_vm::kernel::{Kernel, KernelSource};
 use ksnap_vm::selftests::{Selftests, SelftestsRecipe};
 use ksnap_vm::{Accel, AccelChoice, Qemu, RunReport, Vm};
 
@@ -46,6 +46,16 @@ pub struct ProbeBinary {
     pub path: PathBuf,
     /// For a prebuilt (`exe`) probe, the SHA-256 of its bytes: all the snapshot metadata can say of it.
     pub sha256: Option<String>,
+}
+
+/// Whether a slot that is filled once (a kernel, the selftests) is filled: not while it is being filled.
+/// A slot whose filler panicked counts as filled: the cell's own attempt says what is wrong.
+fn decided<T>(slot: &Mutex<Option<T>>) -> bool {
+    match slot.try_lock() {
+        Ok(value) => value.is_some(),
+        Err(std::sync::TryLockError::WouldBlock) => false,
+        Err(std::sync::TryLockError::Poisoned(_)) => true,
+    }
 }
 
 /// One kernel of a session: not resolved yet, resolved, or failed (with its error, kept).
@@ -202,19 +212,52 @@ impl Session {
     /// Run `cells` on up to `jobs` threads (one VM each: a TCG guest keeps one core busy). Every cell is
     /// run; one whose host side fails (its kernel cannot be fetched, QEMU will not start) is reported with
     /// its error, and the others still run and are reported: a late failure never hides finished work.
+    ///
+    /// What the cells need is made ready beside them, not in their VM slots: one thread downloads the
+    /// packaged kernels, another builds the kernel selftests and then the source kernels one after the
+    /// other (in turn, so that each build after the first finds the objects it shares in ccache). A VM
+    /// slot takes the first cell, in order, whose kernel (and selftests) are ready, so cells of downloaded
+    /// kernels run while kernels are still building.
     pub fn run_cells(&self, cells: &[Cell], jobs: usize) -> CellResults {
-        let next = std::sync::atomic::AtomicUsize::new(0);
+        let started: Vec<std::sync::atomic::AtomicBool> = cells.iter().map(|_| Default::default()).collect();
         let results: Vec<Mutex<Option<Result<CellRun>>>> = cells.iter().map(|_| Mutex::new(None)).collect();
+        let mut kernels: Vec<&str> = Vec::new();
+        for cell in cells {
+            if !kernels.contains(&cell.kernel.as_str()) {
+                kernels.push(&cell.kernel);
+            }
+        }
+        let built = |name: &&str| matches!(self.config.kernels.get(*name), Some(KernelSource::Build(_)));
+        let (to_build, to_fetch): (Vec<&str>, Vec<&str>) = kernels.into_iter().partition(built);
+        let needs_selftests = cells.iter().any(|cell| self.config.suites[&cell.suite].runs_selftests());
         std::thread::scope(|scope| {
+            // An error stays in the kernel's (or the selftests') slot, for its cells to report.
+            scope.spawn(|| to_fetch.iter().for_each(|name| drop(self.kernel(name))));
+            scope.spawn(|| {
+                if needs_selftests {
+                    drop(self.selftests());
+                }
+                to_build.iter().for_each(|name| drop(self.kernel(name)));
+            });
             for _ in 0..jobs.clamp(1, cells.len().max(1)) {
                 scope.spawn(|| loop {
-                    let index = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     // After Ctrl-C no new VM is started.
-                    if index >= cells.len() || ksnap_vm::children::is_cancelled() {
+                    if ksnap_vm::children::is_cancelled() {
                         break;
                     }
-                    let run = self.run_cell(&cells[index]);
-                    *results[index].lock().unwrap() = Some(run);
+                    let unstarted =
+                        || (0..cells.len()).filter(|&i| !started[i].load(std::sync::atomic::Ordering::SeqCst));
+                    if unstarted().next().is_none() {
+                        break;
+                    }
+                    let claimed = unstarted()
+                        .filter(|&i| self.is_ready(&cells[i]))
+                        .find(|&i| !started[i].swap(true, std::sync::atomic::Ordering::SeqCst));
+                    match claimed {
+                        Some(index) => *results[index].lock().unwrap() = Some(self.run_cell(&cells[index])),
+                        // Everything left waits for a download or a build.
+                        None => std::thread::sleep(std::time::Duration::from_millis(100)),
+                    }
                 });
             }
         });
@@ -227,6 +270,16 @@ impl Session {
             }
         }
         outcome
+    }
+
+    /// Whether what `cell` needs has been made ready (or has failed, which its run reports): its kernel
+    /// and, for a suite of kernel selftests, the selftests. Never waits.
+    fn is_ready(&self, cell: &Cell) -> bool {
+        // A kernel the matrix does not have is "ready": its run fails at once, saying so.
+        let kernel_ready = !self.config.kernels.contains_key(&cell.kernel)
+            || self.kernels.lock().unwrap().get(&cell.kernel).cloned().is_some_and(|slot| decided(&slot));
+        let selftests_ready = !self.config.suites[&cell.suite].runs_selftests() || decided(&self.selftests);
+        kernel_ready && selftests_ready
     }
 
     /// Boot the cell's kernel with its suite's probes and return what happened. An `Err` is a problem on
@@ -369,4 +422,27 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slot_is_decided_once_filled_and_not_while_being_filled() {
+        let slot: Mutex<Option<Result<u32, String>>> = Mutex::new(None);
+        assert!(!decided(&slot));
+        {
+            let _filling = slot.lock().unwrap();
+            assert!(!decided(&slot), "locked by its filler: not decided yet");
+        }
+        *slot.lock().unwrap() = Some(Err("no such kernel".into()));
+        assert!(decided(&slot), "a failure is decided too: the cell reports it");
+        let poisoned: Mutex<Option<u32>> = Mutex::new(None);
+        let _ = std::panic::catch_unwind(|| {
+            let _guard = poisoned.lock().unwrap();
+            panic!("the build panicked");
+        });
+        assert!(decided(&poisoned), "a panicked filler must not leave cells waiting forever");
+    }
 }

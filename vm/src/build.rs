@@ -8,7 +8,9 @@
 //! 2. `make tinyconfig`, the fragments merged into `.config` (the private `kconfig` module), `make olddefconfig`,
 //!    and a check that every option the fragments ask for survived (Kconfig silently drops an option
 //!    whose dependencies are missing);
-//! 3. `make -jN bzImage`; the image and the final `.config` become the cache entry.
+//! 3. `make -jN bzImage`, compiling through ccache (`CACHE/ccache/`: a second build of the same source
+//!    with other fragments recompiles only what they change); the image and the final `.config` become
+//!    the cache entry.
 //!
 //! Builds are out of tree (`O=`, a temporary directory in the cache): the source is never written to, and
 //! only the image and its config are kept. An entry is keyed by the source (package and version, or a
@@ -108,9 +110,12 @@ enum Origin<'a> {
 struct Host<'a> {
     make: &'a str,
     prerequisites: &'a [Prerequisite],
+    /// Compile through ccache, its cache under `CACHE/ccache/`: builds of one source with different
+    /// fragments share every object the fragments do not change.
+    ccache: bool,
 }
 
-const HOST: Host<'static> = Host { make: "make", prerequisites: &ALWAYS };
+const HOST: Host<'static> = Host { make: "make", prerequisites: &ALWAYS, ccache: true };
 
 impl BuildRecipe {
     /// The kernel built from `source` (the pinned source package; `None` for a local tree), built (or
@@ -224,6 +229,9 @@ impl Plan<'_> {
             None => "local source tree".to_string(),
         };
         let mut make = Make::new(host.make, &tree, out.path(), &log, &stamp)?;
+        if host.ccache {
+            make.use_ccache(&cache.root().join("ccache"), cache.root());
+        }
 
         report(&format!("configuring: tinyconfig + {}", fragment_names(&self.recipe.fragments)));
         make.run(&["tinyconfig"], &mut |_| {})?;
@@ -275,6 +283,8 @@ pub(crate) struct Make {
     log: std::fs::File,
     /// What `uname -v` shows instead of the build time, so that a rebuild is the same kernel.
     stamp: String,
+    /// ccache's directory and base directory, when kbuild compiles through it ([`Make::use_ccache`]).
+    ccache: Option<(PathBuf, PathBuf)>,
 }
 
 impl Make {
@@ -294,7 +304,17 @@ impl Make {
             log_path: log_path.to_path_buf(),
             log,
             stamp: stamp.into(),
+            ccache: None,
         })
+    }
+
+    /// Have kbuild's compiler be `ccache gcc`, with its cache in `dir`. Paths under `base` are hashed
+    /// relative to the build directory (`CCACHE_BASEDIR`), so that two builds in different temporary
+    /// directories of the same cache share objects; the build directory itself is left out of the hash
+    /// (`CCACHE_NOHASHDIR`): it only reaches the objects through debug information, which a bzImage does
+    /// not carry. The kernel built is the same as without ccache.
+    pub(crate) fn use_ccache(&mut self, dir: &Path, base: &Path) {
+        self.ccache = Some((dir.to_path_buf(), base.to_path_buf()));
     }
 
     /// Run kbuild's `make TARGETS` (`-C TREE O=OUT ARCH=x86_64`), feeding each line of its output (stdout
@@ -302,6 +322,13 @@ impl Make {
     pub(crate) fn run(&mut self, targets: &[&str], on_line: &mut dyn FnMut(&str)) -> Result<(), Error> {
         let mut command = Command::new(&self.program);
         command.arg("-C").arg(&self.tree).arg(format!("O={}", self.out.display())).arg(ARCH).args(targets);
+        if let Some((dir, base)) = &self.ccache {
+            command
+                .arg("CC=ccache gcc")
+                .env("CCACHE_DIR", dir)
+                .env("CCACHE_BASEDIR", base)
+                .env("CCACHE_NOHASHDIR", "1");
+        }
         self.follow(format!("make {}", targets.join(" ")), command, on_line)
     }
 
@@ -555,8 +582,9 @@ pub(crate) enum Need {
 /// What every x86_64 `tinyconfig` build needs: make and a C toolchain, flex and bison for Kconfig's
 /// parser, bc for the timer constants (kernel/time/timeconst.bc), libelf for objtool (which x86_64
 /// always builds: HAVE_STATIC_CALL_INLINE and HAVE_UACCESS_VALIDATION select it).
-const ALWAYS: [Prerequisite; 8] = [
+const ALWAYS: [Prerequisite; 9] = [
     Prerequisite { need: Need::Program("make"), package: "make" },
+    Prerequisite { need: Need::Program("ccache"), package: "ccache" },
     Prerequisite { need: Need::Program("gcc"), package: "gcc" },
     Prerequisite { need: Need::Program("ld"), package: "binutils" },
     Prerequisite { need: Need::Header("stdlib.h"), package: "libc6-dev" },
@@ -765,7 +793,7 @@ esac
         }
 
         fn build(&self, recipe: &BuildRecipe) -> Result<Kernel, Error> {
-            let host = Host { make: &self.make, prerequisites: &[] };
+            let host = Host { make: &self.make, prerequisites: &[], ccache: false };
             recipe.resolve_on(&host, None, &self.cache, &Archives::new(&self.cache, None), &mut |_| {})
         }
 
