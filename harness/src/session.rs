@@ -43,6 +43,7 @@ pub struct Session {
 /// A probe's executable, ready to be packed into an initramfs.
 #[derive(Debug, Clone)]
 pub struct ProbeBinary {
+    /// The static executable on the host.
     pub path: PathBuf,
     /// For a prebuilt (`exe`) probe, the SHA-256 of its bytes: all the snapshot metadata can say of it.
     pub sha256: Option<String>,
