@@ -36,6 +36,15 @@ pub fn load_config(path: Option<PathBuf>) -> Result<Config> {
     }
 }
 
+/// How `ksnap run` starts each cell's VM.
+#[derive(Debug, Clone, Copy)]
+pub struct Boots {
+    /// Runs per cell (`--repeat`).
+    pub repeat: usize,
+    /// Boot every run instead of restoring saved machines (`--boot-every-cell`).
+    pub boot_every_cell: bool,
+}
+
 /// `ksnap run`: true when every cell passed (every boot of it, with `--repeat`, with the same facts).
 pub fn run(
     config: Option<PathBuf>,
@@ -43,14 +52,16 @@ pub fn run(
     selection: Selection,
     accel: AccelChoice,
     jobs: Option<usize>,
-    boots: usize,
+    boots: Boots,
     view: crate::results::View,
 ) -> Result<bool> {
     let config = load_config(config)?;
     let cells = matrix::cells(&config, &selection)?;
-    let session = Session::start(config, accel, Progress::detect(), lock)?;
+    let mut session = Session::start(config, accel, Progress::detect(), lock)?;
+    session.boot_every_cell = boots.boot_every_cell;
     let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let work: Vec<matrix::Cell> = cells.iter().flat_map(|cell| std::iter::repeat_n(cell.clone(), boots)).collect();
+    let work: Vec<matrix::Cell> =
+        cells.iter().flat_map(|cell| std::iter::repeat_n(cell.clone(), boots.repeat)).collect();
     let results = session.run_cells(&work, jobs);
     // The first boot of each cell is the one shown; every boot counts for passing and for flakes.
     let mut runs: Vec<crate::session::CellRun> = Vec::new();
@@ -77,6 +88,7 @@ pub fn run(
         session.accel,
     );
     let mut flakes = Vec::new();
+    let boots = boots.repeat;
     if boots > 1 {
         for (cell, facts) in &boots_of {
             flakes.extend(crate::repeat::flakes(cell, facts));

@@ -55,6 +55,10 @@ pub struct Suite {
     pub cmdline: Vec<String>,
     /// Kernel config options whose values the suite's snapshots state (`CONFIG_PROC_MEM_NO_FORCE`, …).
     pub kernel_config: Vec<String>,
+    /// Every cell of the suite boots its kernel (`fresh_boot = true`), rather than starting from the machine
+    /// saved for its (kernel, variant, VM) ([`crate::session`]): for what depends on the boot itself, or on
+    /// nothing having run in it yet.
+    pub fresh_boot: bool,
 }
 
 /// A guest program that prints KTAP.
@@ -195,6 +199,8 @@ struct RawSuite {
     kernel_config: Vec<String>,
     #[serde(default)]
     cmdline: Vec<String>,
+    #[serde(default)]
+    fresh_boot: bool,
 }
 
 /// One probe as written: its kind is whichever one of `cargo`, `exe`, `sources` or `kselftest` it has.
@@ -446,6 +452,7 @@ impl Config {
                     variants: suite.variants,
                     cmdline: suite.cmdline,
                     kernel_config: suite.kernel_config,
+                    fresh_boot: suite.fresh_boot,
                 },
             );
         }

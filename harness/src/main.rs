@@ -46,6 +46,10 @@ enum Command {
         /// any did): flakes found before they are snapshotted.
         #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
         repeat: u16,
+        /// Boot every cell's VM instead of restoring the machine its kernel and VM share, saved when init was
+        /// ready (implied by --repeat: a flake that comes from the boot must not hide behind a saved state).
+        #[arg(long)]
+        boot_every_cell: bool,
         /// Which facts to print per suite: those that differ across the columns that ran, or all.
         #[arg(long, value_enum, default_value = "differing")]
         facts: ksnap::results::FactsShown,
@@ -120,9 +124,11 @@ fn main() -> ExitCode {
     }
     let lock = LockMode::detect(cli.locked);
     let result = match cli.command {
-        Command::Run { kernels, suites, variants, accel, jobs, repeat, facts } => {
+        Command::Run { kernels, suites, variants, accel, jobs, repeat, boot_every_cell, facts } => {
             let view = ksnap::results::View::detect(facts);
-            commands::run(cli.config, lock, Selection { kernels, variants, suites }, accel, jobs, repeat.into(), view)
+            let selection = Selection { kernels, variants, suites };
+            let boots = commands::Boots { repeat: repeat.into(), boot_every_cell: boot_every_cell || repeat > 1 };
+            commands::run(cli.config, lock, selection, accel, jobs, boots, view)
         }
         Command::Kernels { fetch } => commands::kernels(cli.config, lock, fetch),
         Command::Lock { update } => commands::lock_file(cli.config, lock, update),

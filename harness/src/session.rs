@@ -1,5 +1,14 @@
 //! A session: everything needed to run cells of the matrix — QEMU, the accelerator, the guest binaries,
 //! the cache and the kernels resolved so far — and running one cell.
+//!
+//! **Boot once per machine.** Cells whose VMs are the same apart from the plan — one kernel, the same
+//! memory, CPUs and kernel command line (variant and suite words) — share a *machine*: its initramfs holds
+//! the probes of every suite of ksnap.toml that runs on it (so it is the same whichever cells are
+//! selected), the first of its cells boots it and saves it when init waits for its plan
+//! ([`ksnap_vm::run_saving`]), and every later cell, in this run or any later one, restores that state
+//! and sends its own plan ([`ksnap_vm::vmstate`]). A suite with `fresh_boot = true` always boots. Two
+//! suites of a machine with probes of one name but different executables cannot share an initramfs: the
+//! later one (in ksnap.toml's order) gets a machine of its own.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -10,7 +19,8 @@ use ksnap_vm::cache::Cache;
 use ksnap_vm::initramfs::ProbePlan;
 use ksnap_vm::kernel::{Kernel, KernelSource};
 use ksnap_vm::selftests::{Selftests, SelftestsRecipe};
-use ksnap_vm::{Accel, AccelChoice, Qemu, RunReport, Vm};
+use ksnap_vm::vmstate::{self, SavedState};
+use ksnap_vm::{Accel, AccelChoice, Qemu, RunReport, Start, Vm};
 
 use crate::config::{Config, ProbeKind};
 use crate::facts::{facts_of, Facts};
@@ -35,9 +45,37 @@ pub struct Session {
     kernels: Mutex<HashMap<String, Arc<KernelSlot>>>,
     /// The kernel selftests, once built (the first cell that runs one builds them; the others wait).
     selftests: Mutex<Option<Result<Arc<Selftests>, String>>>,
+    /// Per machine ([`Machine::id`]), its saved state once known: `Some(Some(state))` to restore,
+    /// `Some(None)` when it could not be saved (its cells boot). Locked while the first cell boots and
+    /// saves it, so the others wait for the state instead of booting too.
+    machines: Mutex<HashMap<String, Arc<MachineSlot>>>,
+    /// Boot every cell, never saving or restoring a machine (`ksnap run --boot-every-cell`).
+    pub boot_every_cell: bool,
     progress: Progress,
     /// Where each cell's console log is written.
     pub log_dir: PathBuf,
+}
+
+type MachineSlot = Mutex<Option<Option<SavedState>>>;
+
+/// The VM a cell runs in, apart from its plan: what cells share when they restore one saved boot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Machine {
+    /// The kernel, memory, CPUs, command line and member suites, as one string: the session's key for it.
+    pub id: String,
+    /// The suites whose probes its initramfs holds, in ksnap.toml's order.
+    pub suites: Vec<String>,
+}
+
+/// How a cell's VM started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Started {
+    /// Booted (a `fresh_boot` suite, `--boot-every-cell`, or a machine that could not be saved).
+    Booted,
+    /// Booted, and saved for the machine's other cells.
+    BootedAndSaved,
+    /// Restored from the machine's saved state.
+    Restored,
 }
 
 /// A probe's executable, ready to be packed into an initramfs.
@@ -85,6 +123,8 @@ pub struct CellRun {
     pub kernel_config: Vec<(String, String)>,
     /// The probes that are kernel selftests: their output is read as kselftest TAP, per test case.
     pub selftest_probes: Vec<String>,
+    /// Whether the VM booted or was restored.
+    pub started: Started,
 }
 
 impl CellRun {
@@ -149,6 +189,8 @@ impl Session {
             probe_binaries,
             kernels: Mutex::new(HashMap::new()),
             selftests: Mutex::new(None),
+            machines: Mutex::new(HashMap::new()),
+            boot_every_cell: false,
             progress,
             log_dir,
         })
@@ -230,7 +272,7 @@ impl Session {
         }
         let built = |name: &&str| matches!(self.config.kernels.get(*name), Some(KernelSource::Build(_)));
         let (to_build, to_fetch): (Vec<&str>, Vec<&str>) = kernels.into_iter().partition(built);
-        let needs_selftests = cells.iter().any(|cell| self.config.suites[&cell.suite].runs_selftests());
+        let needs_selftests = cells.iter().any(|cell| self.needs_selftests(cell));
         std::thread::scope(|scope| {
             // An error stays in the kernel's (or the selftests') slot, for its cells to report.
             scope.spawn(|| to_fetch.iter().for_each(|name| drop(self.kernel(name))));
@@ -273,56 +315,123 @@ impl Session {
         outcome
     }
 
-    /// Whether what `cell` needs has been made ready (or has failed, which its run reports): its kernel
-    /// and, for a suite of kernel selftests, the selftests. Never waits.
+    /// Whether what `cell` needs has been made ready (or has failed, which its run reports): its kernel,
+    /// the selftests if its machine holds any, and its machine's saved state unless another cell is booting
+    /// it to save it. Never waits.
     fn is_ready(&self, cell: &Cell) -> bool {
         // A kernel the matrix does not have is "ready": its run fails at once, saying so.
         let kernel_ready = !self.config.kernels.contains_key(&cell.kernel)
             || self.kernels.lock().unwrap().get(&cell.kernel).cloned().is_some_and(|slot| decided(&slot));
-        let selftests_ready = !self.config.suites[&cell.suite].runs_selftests() || decided(&self.selftests);
-        kernel_ready && selftests_ready
+        let selftests_ready = !self.needs_selftests(cell) || decided(&self.selftests);
+        let machine_ready = match self.machine(cell) {
+            Some(machine) if !self.boot_every_cell => self.machine_slot(&machine.id).try_lock().is_ok(),
+            _ => true,
+        };
+        kernel_ready && selftests_ready && machine_ready
     }
 
-    /// Boot the cell's kernel with its suite's probes and return what happened. An `Err` is a problem on
-    /// the host (no kernel, QEMU would not start); what happened in the guest is in the report's outcome.
+    /// Whether the cell's initramfs holds kernel selftests: its suite's, or its machine's other suites'.
+    fn needs_selftests(&self, cell: &Cell) -> bool {
+        let suites = match self.machine(cell) {
+            Some(machine) => machine.suites,
+            None => vec![cell.suite.clone()],
+        };
+        suites.iter().any(|suite| self.config.suites[suite].runs_selftests())
+    }
+
+    /// The machine `cell` runs in, or `None` if its suite boots fresh. Its suites are those of ksnap.toml
+    /// that run with the same memory, CPUs and command line (under any of their variants) and boot from
+    /// saved states, the cell's own first; a suite with a probe whose name another member already has for
+    /// a different executable is left out.
+    pub fn machine(&self, cell: &Cell) -> Option<Machine> {
+        let config = &self.config;
+        let own = config.suites.get(&cell.suite)?;
+        if own.fresh_boot {
+            return None;
+        }
+        let cmdline_of = |variant: &str, suite: &crate::config::Suite| -> Option<Vec<String>> {
+            Some(config.variants.get(variant)?.cmdline.iter().chain(&suite.cmdline).cloned().collect())
+        };
+        let cmdline = cmdline_of(&cell.variant, own)?;
+        let mut members: Vec<&crate::config::Suite> = vec![own];
+        let candidates = config.suites.values().filter(|s| s.name != own.name && !s.fresh_boot);
+        for suite in candidates.filter(|s| (s.memory_mib, s.cpus) == (own.memory_mib, own.cpus)) {
+            let same_machine = suite.variants.iter().any(|v| cmdline_of(v, suite).as_ref() == Some(&cmdline));
+            let clashes = suite.probes.iter().any(|probe| {
+                members.iter().flat_map(|m| &m.probes).any(|p| p.name == probe.name && p.kind != probe.kind)
+            });
+            if same_machine && !clashes {
+                members.push(suite);
+            }
+        }
+        let mut suites: Vec<String> = members.iter().map(|s| s.name.clone()).collect();
+        suites.sort_by_key(|name| config.suites.keys().position(|k| k == name));
+        let id = format!(
+            "{} {}M {}cpu [{}] {{{}}}",
+            cell.kernel,
+            own.memory_mib,
+            own.cpus,
+            cmdline.join(" "),
+            suites.join(" ")
+        );
+        Some(Machine { id, suites })
+    }
+
+    fn machine_slot(&self, id: &str) -> Arc<MachineSlot> {
+        self.machines.lock().unwrap().entry(id.to_string()).or_default().clone()
+    }
+
+    /// Run the cell's suite on its kernel — restored from its machine's saved state, or booted (and saved
+    /// for the machine's other cells) — and return what happened. An `Err` is a problem on the host (no
+    /// kernel, QEMU would not start); what happened in the guest is in the report's outcome.
     pub fn run_cell(&self, cell: &Cell) -> Result<CellRun> {
         let kernel = self.kernel(&cell.kernel)?;
         let suite = &self.config.suites[&cell.suite];
         let variant = &self.config.variants[&cell.variant];
-        let probes = suite
-            .probes
-            .iter()
-            .map(|probe| {
-                let binary = match &probe.kind {
-                    ProbeKind::Kselftest { test } => self.selftests()?.binary(test)?,
-                    _ => self.probe_binary(&suite.name, &probe.name).path.clone(),
-                };
-                Ok(ProbePlan {
-                    name: probe.name.clone(),
-                    binary,
-                    args: probe.args.clone(),
-                    timeout: suite.probe_timeout,
-                })
+        let machine = self.machine(cell).filter(|_| !self.boot_every_cell);
+        let binary = |suite: &str, probe: &crate::config::Probe| -> Result<PathBuf> {
+            Ok(match &probe.kind {
+                ProbeKind::Kselftest { test } => self.selftests()?.binary(test)?,
+                _ => self.probe_binary(suite, &probe.name).path.clone(),
             })
-            .collect::<Result<Vec<_>>>()?;
-        let busybox = match suite.runs_selftests() {
-            true => Some(guest::static_busybox()?),
-            false => None,
         };
-        let mut vm = probes
-            .into_iter()
-            .fold(Vm::new(&kernel.image), Vm::probe_plan)
+        let mut vm = Vm::new(&kernel.image)
             .memory_mib(suite.memory_mib)
             .cpus(suite.cpus)
             .accel(self.accel)
             .cmdline(variant.cmdline.iter().chain(&suite.cmdline).cloned());
-        if let Some(busybox) = busybox {
-            vm = vm.busybox(busybox);
+        for probe in &suite.probes {
+            vm = vm.probe_plan(ProbePlan {
+                name: probe.name.clone(),
+                binary: binary(&suite.name, probe)?,
+                args: probe.args.clone(),
+                timeout: suite.probe_timeout,
+            });
         }
+        let members = machine.as_ref().map_or_else(|| vec![suite.name.clone()], |m| m.suites.clone());
+        for member in &members {
+            for probe in &self.config.suites[member].probes {
+                vm = vm.pack(&probe.name, binary(member, probe)?);
+            }
+        }
+        if members.iter().any(|member| self.config.suites[member].runs_selftests()) {
+            vm = vm.busybox(guest::static_busybox()?);
+        }
+        let mut spec = vm.spec(&self.cache)?;
         let task = self.progress.start(&cell.id());
-        task.step(&format!("booting {} under {}", kernel.release, self.accel));
-        let report = vm.run(&self.qemu, &self.cache)?;
-        task.finish(&format!("{} in {:.1}s", report.outcome, report.duration.as_secs_f64()));
+        let (report, started) = match machine {
+            None => {
+                task.step(&format!("booting {} under {}", kernel.release, self.accel));
+                (ksnap_vm::run(&self.qemu, &spec)?, Started::Booted)
+            }
+            Some(machine) => self.run_on_machine(&machine, &mut spec, &|step| task.step(step))?,
+        };
+        let how = match started {
+            Started::Booted => "",
+            Started::BootedAndSaved => ", saved",
+            Started::Restored => ", restored",
+        };
+        task.finish(&format!("{} in {:.1}s{how}", report.outcome, report.duration.as_secs_f64()));
         let console_log = self.write_console_log(cell, &report)?;
         let kernel_config = suite
             .kernel_config
@@ -341,7 +450,67 @@ impl Session {
             .filter(|p| matches!(p.kind, ProbeKind::Kselftest { .. }))
             .map(|p| p.name.clone())
             .collect();
-        Ok(CellRun { cell: cell.clone(), kernel, report, console_log, kernel_config, selftest_probes })
+        Ok(CellRun { cell: cell.clone(), kernel, report, console_log, kernel_config, selftest_probes, started })
+    }
+
+    /// Run `spec` on its machine: restore the machine's saved state, or boot it and save it (the first cell
+    /// of the machine, while the others wait), or boot it when it could not be saved.
+    fn run_on_machine(
+        &self,
+        machine: &Machine,
+        spec: &mut ksnap_vm::VmSpec,
+        step: &dyn Fn(&str),
+    ) -> Result<(RunReport, Started)> {
+        let slot = self.machine_slot(&machine.id);
+        let mut known = slot.lock().unwrap_or_else(|e| e.into_inner());
+        if known.is_none() {
+            let key = vmstate::key(&self.qemu, spec)?;
+            if let Some(state) = vmstate::lookup(&self.cache, &key) {
+                *known = Some(Some(state));
+            }
+        }
+        match known.clone() {
+            Some(Some(state)) => {
+                drop(known);
+                step(&format!("restoring its saved machine ({})", state.key));
+                spec.start = Start::Restore(state.clone());
+                match ksnap_vm::run(&self.qemu, spec) {
+                    Ok(report) => Ok((report, Started::Restored)),
+                    Err(ksnap_vm::Error::VmState { why, .. }) => {
+                        // Keyed and verified, and still refused: drop it, and boot this machine's cells.
+                        step(&format!("the saved machine would not restore ({why}); booting"));
+                        vmstate::remove(&self.cache, &state.key)?;
+                        *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(None);
+                        spec.start = Start::Boot;
+                        Ok((ksnap_vm::run(&self.qemu, spec)?, Started::Booted))
+                    }
+                    Err(other) => Err(other.into()),
+                }
+            }
+            Some(None) => {
+                drop(known);
+                step("booting (its machine could not be saved)");
+                Ok((ksnap_vm::run(&self.qemu, spec)?, Started::Booted))
+            }
+            None => {
+                step("booting, to save its machine for the others");
+                let mut holder = Some(known);
+                let mut saved_ok = false;
+                let report = ksnap_vm::run_saving(&self.qemu, spec, &self.cache, &mut |saved| {
+                    if let Err(error) = &saved {
+                        step(&format!("not saved: {error}"));
+                    }
+                    saved_ok = saved.is_ok();
+                    if let Some(mut known) = holder.take() {
+                        *known = Some(saved.ok());
+                    }
+                });
+                // A VM that never reached init's hello saved nothing and decided nothing: the next cell
+                // of the machine tries again (dropping `holder` unlocks the slot, still undecided).
+                drop(holder);
+                Ok((report?, if saved_ok { Started::BootedAndSaved } else { Started::Booted }))
+            }
+        }
     }
 
     /// The executable of probe `probe` of suite `suite` (not a kernel selftest), made when the session started.

@@ -15,7 +15,10 @@
 //! - A guest that panics, hangs or breaks the protocol, or a host problem (no QEMU, no kernel), fails the
 //!   trial with that error; it is never written as a snapshot.
 //! - Without QEMU the trials fail, saying what to install; `KSNAP_SKIP_VM=1` marks them ignored instead.
-//! - `KSNAP_REPEAT=N` boots each cell N times and fails a trial whose facts differ between boots.
+//! - Cells restore their machine's saved state when they can ([`crate::session`]);
+//!   `KSNAP_BOOT_EVERY_CELL=1` boots every one.
+//! - `KSNAP_REPEAT=N` boots each cell N times (never restored) and fails a trial whose facts differ
+//!   between boots.
 //! - insta decides what a mismatch does: under `CI=true` nothing is written and the diff fails the trial;
 //!   locally a `.snap.new` is written for `cargo insta review`.
 
@@ -54,8 +57,13 @@ pub fn main() -> ! {
             let config = config.clone();
             Trial::test(cell.id(), move || {
                 let session = session.get_or_init(|| {
-                    Session::start(config, AccelChoice::Auto, Progress::plain(), LockMode::detect(false))
-                        .map_err(|e| format!("{e:#}"))
+                    let mut session =
+                        Session::start(config, AccelChoice::Auto, Progress::plain(), LockMode::detect(false))
+                            .map_err(|e| format!("{e:#}"))?;
+                    // Repeated boots look for flakes, and a flake that comes from the boot must not hide
+                    // behind a saved machine.
+                    session.boot_every_cell = boot_every_cell()?;
+                    Ok(session)
                 });
                 match session {
                     Ok(session) => check_cell(session, &cell),
@@ -71,6 +79,13 @@ pub fn main() -> ! {
         })
         .collect();
     libtest_mimic::run(&args, trials).exit();
+}
+
+/// Whether the trials boot every cell instead of restoring saved machines: `KSNAP_BOOT_EVERY_CELL=1`, or
+/// `KSNAP_REPEAT` over 1.
+fn boot_every_cell() -> Result<bool, String> {
+    let repeat = crate::repeat::from_env()?;
+    Ok(repeat > 1 || std::env::var("KSNAP_BOOT_EVERY_CELL").is_ok_and(|v| v == "1"))
 }
 
 /// One trial: run the cell (KSNAP_REPEAT times), refuse a guest or kernel in trouble, compare the snapshot.

@@ -14,9 +14,9 @@ use ksnap::kernels::LockMode;
 use ksnap::matrix::Cell;
 use ksnap::progress::Progress;
 use ksnap::session::Session;
-use ksnap_vm::initramfs::{InitramfsSpec, ProbePlan};
+use ksnap_vm::initramfs::{InitramfsSpec, ProbeFile, ProbePlan};
 use ksnap_vm::protocol::ProbeEnd;
-use ksnap_vm::{AccelChoice, Outcome, Qemu, Timeouts, VmSpec};
+use ksnap_vm::{AccelChoice, Outcome, PlannedProbe, Qemu, Start, Timeouts, VmSpec};
 
 mod common;
 
@@ -86,10 +86,14 @@ fn vm(init: &str, init_args: &[&str], probes: Vec<ProbePlan>, timeouts: Timeouts
     let kernel = session.kernel("6.12").unwrap();
     // `init` is ksnap's own, embedded in ksnap-vm; anything else is a guest binary booted as PID 1.
     let init = (init != "init").then(|| guest_binary(init));
-    let initramfs = InitramfsSpec { init, probes, busybox: None };
+    let files = probes.iter().map(ProbeFile::from).collect();
+    let initramfs = InitramfsSpec { init, probes: files, busybox: None };
+    let plan = probes.into_iter().map(|p| PlannedProbe { name: p.name, args: p.args, timeout: p.timeout }).collect();
     VmSpec {
         kernel: kernel.image,
         initramfs: initramfs.build(&session.cache).unwrap(),
+        plan,
+        start: Start::Boot,
         memory_mib: 256,
         cpus: 1,
         accel: session.accel,

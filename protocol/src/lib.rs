@@ -1,15 +1,16 @@
 //! The guest↔host protocol of ksnap, written once: the guest's init (`guest-tests/src/bin/init.rs`)
 //! writes it, the host (`ksnap_vm::protocol`, `ksnap_vm::initramfs`) reads and writes its side of it.
 //!
-//! - **The plan** ([`plan`]): `/ksnap/plan` in the initramfs, written by the host, read by init: which
-//!   probes to run, each with its timeout and arguments.
+//! - **The plan** ([`plan`]): which probes to run, each with its timeout and arguments; the host sends it on
+//!   the result channel when init has said hello, and init reads it there.
 //! - **The result channel** ([`ControlLine`], [`STDOUT_MARKER`], [`STDERR_MARKER`]): the guest's second
 //!   serial port, written only by init, one whole line per write. A line is either a control line or a
 //!   line a probe wrote, behind its stream's marker (`| ` stdout, `! ` stderr), so that nothing a probe
 //!   writes can pass for a control line:
 //!
 //! ```text
-//! ksnap-init 2
+//! ksnap-init 3
+//!                                  (the host sends `plan BYTES` and the plan)
 //! probe-begin env
 //! | KTAP version 1
 //! ! a line of stderr
@@ -28,8 +29,8 @@ use std::time::Duration;
 pub mod plan;
 
 /// The protocol version init announces and the host requires. Version 2 added probe stderr
-/// (`! LINE`, `stderr-truncated=`).
-pub const VERSION: &str = "2";
+/// (`! LINE`, `stderr-truncated=`); version 3 moved the plan from the initramfs to the result channel.
+pub const VERSION: &str = "3";
 
 /// Marks a relayed line of a probe's stdout: `| LINE` (a bare `|` is an empty line).
 pub const STDOUT_MARKER: u8 = b'|';
@@ -38,8 +39,6 @@ pub const STDERR_MARKER: u8 = b'!';
 
 /// Where things are inside the guest.
 pub mod paths {
-    /// The plan (format: [`crate::plan`]).
-    pub const PLAN: &str = "/ksnap/plan";
     /// Where the probes are, and the directory each runs in (kselftest's runner runs a test in its
     /// directory; some exec `./NAME`).
     pub const PROBE_DIR: &str = "/ksnap/probes";
@@ -60,6 +59,8 @@ pub mod limits {
     pub const STDERR_BYTES: u64 = 256 << 10;
     /// Bytes of one relayed line; a longer line is relayed in pieces of this size.
     pub const LINE_BYTES: usize = 64 << 10;
+    /// Bytes of a plan init accepts.
+    pub const PLAN_BYTES: usize = 1 << 20;
 }
 
 /// How a probe ended, as init saw it.
@@ -129,7 +130,7 @@ pub enum ProbeNote {
 /// A control line of the result channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ControlLine {
-    /// `ksnap-init VERSION`: init is up; always the first line.
+    /// `ksnap-init VERSION`: init is up and waits for its plan; always the first line.
     Hello { version: String },
     /// `probe-begin NAME`: the probe's output follows, until its `probe-end`.
     ProbeBegin { name: String },
@@ -302,7 +303,7 @@ mod tests {
         assert_eq!(
             written,
             [
-                "ksnap-init 2",
+                "ksnap-init 3",
                 "probe-begin mm.cow-1",
                 "probe-end p exit=0",
                 "probe-end p exit=-1",

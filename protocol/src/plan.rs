@@ -1,6 +1,11 @@
-//! The plan init runs: [`crate::paths::PLAN`] in the initramfs, written by the host. One probe per line,
-//! `NAME TIMEOUT_MS PATH [ARG...]`, separated by single spaces; `#` starts a comment line. Words are
-//! non-empty and hold no whitespace (and so no newline), so no quoting is needed.
+//! The plan init runs, written by the host. One probe per line, `NAME TIMEOUT_MS PATH [ARG...]`, separated
+//! by single spaces; `#` starts a comment line. Words are non-empty and hold no whitespace (and so no
+//! newline), so no quoting is needed.
+//!
+//! The host sends it on the result channel, the one way anything goes from host to guest, once init has
+//! said hello: a header line `plan BYTES` ([`header`]), then exactly BYTES bytes of plan text. The plan is
+//! not in the initramfs, so one booted machine, saved while init waits for its plan, can run any plan
+//! whose probes its initramfs holds.
 
 use std::fmt::Write;
 
@@ -64,6 +69,33 @@ pub fn parse(text: &str) -> Result<Vec<Entry>, String> {
     Ok(plan)
 }
 
+/// The header line before a plan of `len` bytes, without its newline: `plan LEN`.
+pub fn header(len: usize) -> String {
+    format!("plan {len}")
+}
+
+/// The plan's length from its header line (without the newline); a plan over [`crate::limits::PLAN_BYTES`]
+/// is refused.
+pub fn parse_header(line: &str) -> Result<usize, String> {
+    let len = line
+        .strip_prefix("plan ")
+        .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|n| n.parse::<usize>().ok())
+        .ok_or_else(|| format!("expected `plan BYTES`, got {line:?}"))?;
+    if len > crate::limits::PLAN_BYTES {
+        return Err(format!("a plan of {len} bytes is over the limit of {}", crate::limits::PLAN_BYTES));
+    }
+    Ok(len)
+}
+
+/// What the host writes on the result channel: the header, a newline and the plan.
+pub fn framed(text: &str) -> Vec<u8> {
+    let mut bytes = header(text.len()).into_bytes();
+    bytes.push(b'\n');
+    bytes.extend_from_slice(text.as_bytes());
+    bytes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,6 +126,21 @@ mod tests {
         assert!(render(&[entry("a", 1, &["/p", ""])]).is_err());
         assert!(render(&[entry("a", 1, &["/p", "nul\0"])]).is_err());
         assert!(render(&[entry("a", 1, &[])]).unwrap_err().contains("no program"));
+    }
+
+    #[test]
+    fn the_header_round_trips_and_bounds_the_plan() {
+        let text = render(&[entry("env", 30_000, &["/ksnap/probes/env"])]).unwrap();
+        let framed = framed(&text);
+        let newline = framed.iter().position(|&b| b == b'\n').unwrap();
+        let len = parse_header(std::str::from_utf8(&framed[..newline]).unwrap()).unwrap();
+        assert_eq!(&framed[newline + 1..], text.as_bytes());
+        assert_eq!(len, text.len());
+        assert_eq!(parse_header(&header(crate::limits::PLAN_BYTES)), Ok(crate::limits::PLAN_BYTES));
+        assert!(parse_header(&header(crate::limits::PLAN_BYTES + 1)).unwrap_err().contains("over the limit"));
+        for bad in ["plan", "plan ", "plan -1", "plan 1 2", "plan +1", "PLAN 1", "plan 99999999999999999999999"] {
+            assert!(parse_header(bad).unwrap_err().starts_with("expected `plan BYTES`"), "{bad}");
+        }
     }
 
     #[test]

@@ -104,7 +104,7 @@ impl EntryKind {
 /// Builds an initramfs in memory, then writes it out as a newc cpio archive.
 ///
 /// Paths may be given with or without a leading `/`; they are stored without it, as the kernel
-/// expects (`init`, `ksnap/plan`).
+/// expects (`init`, `ksnap/probes/NAME`).
 #[derive(Debug, Default, Clone)]
 pub struct CpioBuilder {
     entries: BTreeMap<String, EntryKind>,

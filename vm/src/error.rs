@@ -257,6 +257,17 @@ pub enum Error {
     #[error("initramfs: {0}")]
     Initramfs(#[from] crate::cpio::CpioError),
 
+    /// A machine could not be saved, or a saved one could not be restored: QEMU refused the state, the
+    /// monitor broke off, or it took too long. The run that was saving goes on booted; a state that would
+    /// not restore should be dropped ([`crate::vmstate::remove`]) and the cell booted instead.
+    #[error("saved VM state {key}: {why}")]
+    VmState {
+        /// The state's key ([`crate::vmstate::key`]).
+        key: String,
+        /// What went wrong.
+        why: String,
+    },
+
     /// Any other I/O error on the host.
     #[error("{context}: {cause}")]
     Io {

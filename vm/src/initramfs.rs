@@ -1,13 +1,13 @@
-//! The guest's initramfs: `/init`, the probes under `/ksnap/probes/`, the plan `/ksnap/plan` (format:
-//! [`ksnap_protocol::plan`]), and, when asked for, a static busybox as `/bin/busybox` with the
-//! few applets kernel selftests call (`/bin/sh` for `system()`, `cat`, `true`, `sleep`). The archive is deterministic, so it is stored in the cache
-//! under its content hash and a rerun with the same binaries reuses it.
+//! The guest's initramfs: `/init`, the probes under `/ksnap/probes/`, and, when asked for, a static busybox
+//! as `/bin/busybox` with the few applets kernel selftests call (`/bin/sh` for `system()`, `cat`, `true`,
+//! `sleep`). The plan is not in it: the host sends it when init is up ([`ksnap_protocol::plan`]), so one
+//! initramfs serves every plan of the probes it holds. The archive is deterministic, so it is stored in the
+//! cache under its content hash and a rerun with the same binaries reuses it.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ksnap_protocol::{paths, plan};
+use ksnap_protocol::paths;
 
 use crate::cache::{self, Cache};
 use crate::cpio::CpioBuilder;
@@ -26,14 +26,29 @@ pub struct ProbePlan {
     pub timeout: Duration,
 }
 
+/// A probe's executable in the initramfs, at `/ksnap/probes/NAME`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeFile {
+    /// `[A-Za-z0-9_.-]+`, unique within the initramfs.
+    pub name: String,
+    /// The static binary on the host.
+    pub binary: PathBuf,
+}
+
+impl From<&ProbePlan> for ProbeFile {
+    fn from(probe: &ProbePlan) -> ProbeFile {
+        ProbeFile { name: probe.name.clone(), binary: probe.binary.clone() }
+    }
+}
+
 /// What goes into an initramfs.
 #[derive(Debug, Clone)]
 pub struct InitramfsSpec {
     /// Becomes `/init`: `None` for ksnap's own init ([`KSNAP_INIT`]), or a stand-in (the failure-mode
     /// tests boot `fault` as PID 1).
     pub init: Option<PathBuf>,
-    /// The probes init runs, in order: each under `/ksnap/probes/NAME`, with a line of the plan.
-    pub probes: Vec<ProbePlan>,
+    /// The probes a plan can run, each under `/ksnap/probes/NAME`.
+    pub probes: Vec<ProbeFile>,
     /// A static busybox to install as `/bin/busybox` with [`BUSYBOX_APPLETS`] linked to it.
     pub busybox: Option<PathBuf>,
 }
@@ -49,34 +64,18 @@ pub const BUSYBOX_APPLETS: &[&str] = &["sh", "cat", "true", "false", "sleep", "e
 /// Where a static busybox usually is (Debian's `busybox-static`).
 pub const BUSYBOX: &str = "/bin/busybox";
 
-/// A built initramfs: the archive in the cache, and each probe's timeout, which its plan gives init and
-/// which the host needs too (it waits that long, plus [`crate::Timeouts::probe_grace`], for a probe's end).
+/// A built initramfs: the archive in the cache, and the names of the probes it holds (what a plan can run).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Initramfs {
     /// The cpio archive, under the cache's `initramfs/` (named by its content hash).
     pub path: PathBuf,
-    /// Each probe's timeout, by probe name, as the plan inside says.
-    pub probe_timeouts: HashMap<String, Duration>,
+    /// The probes under `/ksnap/probes/`, by name.
+    pub probes: Vec<String>,
 }
 
 impl InitramfsSpec {
-    /// The text of `/ksnap/plan` (format: [`ksnap_protocol::plan`]).
-    pub fn plan(&self) -> Result<String, Error> {
-        let entries: Vec<plan::Entry> = self
-            .probes
-            .iter()
-            .map(|probe| plan::Entry {
-                name: probe.name.clone(),
-                timeout_ms: probe.timeout.as_millis().try_into().unwrap_or(u64::MAX),
-                argv: std::iter::once(paths::probe(&probe.name)).chain(probe.args.iter().cloned()).collect(),
-            })
-            .collect();
-        plan::render(&entries).map_err(Error::InvalidPlan)
-    }
-
     /// The archive's bytes.
     pub fn to_cpio(&self) -> Result<Vec<u8>, Error> {
-        // Arguments are checked where the plan is written (`plan::render`): one check, one message.
         let mut seen = std::collections::HashSet::new();
         for probe in &self.probes {
             let valid =
@@ -95,7 +94,6 @@ impl InitramfsSpec {
             Some(path) => read(path)?,
         };
         archive.add_file("init", 0o755, init)?;
-        archive.add_file(&paths::PLAN[1..], 0o644, self.plan()?.into_bytes())?;
         for dir in ["proc", "sys", "dev", "tmp"] {
             archive.add_dir(dir, 0o755)?;
         }
@@ -119,8 +117,7 @@ impl InitramfsSpec {
         if !path.exists() {
             cache::write_atomic(&path, &bytes)?;
         }
-        let probe_timeouts = self.probes.iter().map(|p| (p.name.clone(), p.timeout)).collect();
-        Ok(Initramfs { path, probe_timeouts })
+        Ok(Initramfs { path, probes: self.probes.iter().map(|p| p.name.clone()).collect() })
     }
 }
 
@@ -133,23 +130,9 @@ mod tests {
         std::fs::write(dir.join("env"), b"\x7fELF env").unwrap();
         InitramfsSpec {
             init: Some(dir.join("init")),
-            probes: vec![ProbePlan {
-                name: "env".into(),
-                binary: dir.join("env"),
-                args: vec!["--all".into()],
-                timeout: Duration::from_secs(30),
-            }],
+            probes: vec![ProbeFile { name: "env".into(), binary: dir.join("env") }],
             busybox: None,
         }
-    }
-
-    #[test]
-    fn plan_lists_probes_with_timeouts_in_ms() {
-        let dir = tempfile::tempdir().unwrap();
-        assert_eq!(
-            spec(dir.path()).plan().unwrap(),
-            "# NAME TIMEOUT_MS PATH [ARG...]\nenv 30000 /ksnap/probes/env --all\n"
-        );
     }
 
     #[test]
@@ -159,11 +142,11 @@ mod tests {
         let first = spec(dir.path()).build(&cache).unwrap();
         let second = spec(dir.path()).build(&cache).unwrap();
         assert_eq!(first, second);
-        assert_eq!(first.probe_timeouts, HashMap::from([("env".to_string(), Duration::from_secs(30))]));
+        assert_eq!(first.probes, ["env"]);
         let listing =
             std::process::Command::new("cpio").args(["-t", "--quiet", "-F"]).arg(&first.path).output().unwrap();
         let names = String::from_utf8(listing.stdout).unwrap();
-        for expected in ["init", "ksnap/plan", "ksnap/probes/env", "proc", "dev"] {
+        for expected in ["init", "ksnap/probes/env", "proc", "dev"] {
             assert!(names.lines().any(|l| l == expected), "{expected} missing from:\n{names}");
         }
     }
@@ -186,15 +169,6 @@ mod tests {
         assert!(listing.lines().any(|l| l.ends_with(" bin/sh -> busybox")), "{listing}");
         let without = spec(dir.path()).to_cpio().unwrap();
         assert!(!without.windows(11).any(|w| w == b"bin/busybox"));
-    }
-
-    #[test]
-    fn rejects_arguments_the_plan_cannot_carry() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut bad = spec(dir.path());
-        bad.probes[0].args = vec!["two words".into()];
-        let err = bad.to_cpio().unwrap_err().to_string();
-        assert!(err.starts_with("the guest's plan: probe env: argument \"two words\""), "{err}");
     }
 
     #[test]

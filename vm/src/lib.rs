@@ -13,9 +13,11 @@
 //! - [`elf`]: telling a static x86-64 executable from what cannot run in the guest;
 //! - `entry` (private): kernel cache entries, shared by [`kernel`] and [`build`];
 //! - `deb` (private): unpacking a kernel `.deb` (or a kernel source package) in Rust;
-//! - [`initramfs`] (over the private `cpio`): `/init`, the probes and their plan;
+//! - [`initramfs`] (over the private `cpio`): `/init` and the probes;
 //! - [`qemu`]: finding QEMU, choosing the accelerator, building the command line;
-//! - [`mod@run`]: booting and watching one VM; its [`Outcome`];
+//! - [`mod@run`]: booting (or restoring) and watching one VM, sending init its plan; its [`Outcome`];
+//! - [`vmstate`] (over the private `qmp`): machines saved when init waits for its plan, to restore
+//!   instead of booting;
 //! - [`protocol`], [`ktap`], [`kselftest`], [`console`]: reading what the guest said;
 //! - [`children`]: making sure no child process outlives ksnap.
 
@@ -38,11 +40,13 @@ pub mod kselftest;
 pub mod ktap;
 pub mod protocol;
 pub mod qemu;
+mod qmp;
 pub mod run;
 pub mod selftests;
 mod vm;
+pub mod vmstate;
 
 pub use error::Error;
-pub use qemu::{Accel, AccelChoice, Qemu, Timeouts, VmSpec};
-pub use run::{run, Outcome, RunReport, WaitingFor};
+pub use qemu::{Accel, AccelChoice, PlannedProbe, Qemu, Start, Timeouts, VmSpec};
+pub use run::{run, run_saving, Outcome, RunReport, WaitingFor};
 pub use vm::Vm;

@@ -120,6 +120,12 @@ impl ResultChannel {
         Self::default()
     }
 
+    /// A parser for a machine restored from a state saved right after init's hello
+    /// ([`crate::vmstate`]): the hello was said, in the boot that saved it.
+    pub fn after_hello() -> Self {
+        ResultChannel { state: State::Running, ..Self::default() }
+    }
+
     /// Whether init said `ksnap-done`.
     pub fn is_done(&self) -> bool {
         self.state == State::Done
@@ -271,7 +277,7 @@ mod tests {
         Ok(milestones)
     }
 
-    const GOOD: &[u8] = b"ksnap-init 2
+    const GOOD: &[u8] = b"ksnap-init 3
 probe-begin env
 | KTAP version 1
 ! env: starting
@@ -317,7 +323,7 @@ ksnap-done
     #[test]
     fn relayed_output_may_be_any_bytes() {
         let mut channel = ResultChannel::new();
-        feed_all(&mut channel, b"ksnap-init 2\nprobe-begin p\n").unwrap();
+        feed_all(&mut channel, b"ksnap-init 3\nprobe-begin p\n").unwrap();
         channel.feed(b"| \xff\x00\x1b[2J").unwrap();
         channel.feed(b"|").unwrap();
         channel.feed(b"probe-end p timeout=2000").unwrap();
@@ -327,28 +333,38 @@ ksnap-done
     }
 
     #[test]
+    fn a_restored_machine_starts_after_the_hello() {
+        let mut channel = ResultChannel::after_hello();
+        assert!(channel.has_started());
+        let input = b"probe-begin p\n| KTAP version 1\n| 1..0\nprobe-end p exit=0\nsummary probes=1 exited0=1 failed=0\nksnap-done\n";
+        feed_all(&mut channel, input).unwrap();
+        assert!(channel.is_done());
+        assert!(feed_all(&mut ResultChannel::after_hello(), b"ksnap-init 3\n").is_err(), "a second hello");
+    }
+
+    #[test]
     fn rejects_lines_init_would_never_write() {
         let cases: &[(&[u8], &str)] = &[
             (b"garbage", "expected ksnap-init first"),
-            (b"ksnap-init 1", "unsupported protocol version (expected ksnap-init 2)"),
-            (b"ksnap-init 3", "unsupported protocol version"),
-            (b"ksnap-init 2\n| stray", "outside any probe"),
-            (b"ksnap-init 2\n! stray", "probe stderr outside any probe"),
-            (b"ksnap-init 2\nprobe-begin a\nprobe-end a exit=0\n! late", "probe stderr outside any probe"),
-            (b"ksnap-init 2\nprobe-begin a\nprobe-end a exit=0\nprobe-note a stderr-truncated=x", "unknown probe-note"),
-            (b"ksnap-init 2\nprobe-begin a\nprobe-end a exit=0\nprobe-note a stdout=1", "unknown probe-note"),
+            (b"ksnap-init 2", "unsupported protocol version (expected ksnap-init 3)"),
+            (b"ksnap-init 4", "unsupported protocol version"),
+            (b"ksnap-init 3\n| stray", "outside any probe"),
+            (b"ksnap-init 3\n! stray", "probe stderr outside any probe"),
+            (b"ksnap-init 3\nprobe-begin a\nprobe-end a exit=0\n! late", "probe stderr outside any probe"),
+            (b"ksnap-init 3\nprobe-begin a\nprobe-end a exit=0\nprobe-note a stderr-truncated=x", "unknown probe-note"),
+            (b"ksnap-init 3\nprobe-begin a\nprobe-end a exit=0\nprobe-note a stdout=1", "unknown probe-note"),
             (
-                b"ksnap-init 2\nprobe-begin a\nprobe-end a exit=0\nprobe-note a truncated=1\nprobe-note a truncated=2",
+                b"ksnap-init 3\nprobe-begin a\nprobe-end a exit=0\nprobe-note a truncated=1\nprobe-note a truncated=2",
                 "repeated",
             ),
-            (b"ksnap-init 2\nprobe-begin a\n!x", "not a line"),
-            (b"ksnap-init 2\nprobe-begin a\nprobe-begin b", "while another probe"),
-            (b"ksnap-init 2\nprobe-begin a\nprobe-end b exit=0", "not running"),
-            (b"ksnap-init 2\nprobe-begin a\nprobe-end a exit=x", "unknown probe-end status"),
-            (b"ksnap-init 2\nprobe-begin a\nksnap-done", "not a line"),
-            (b"ksnap-init 2\nksnap-done\nksnap-done", "after ksnap-done"),
-            (b"ksnap-init 2\n\xff\xfe", "not UTF-8"),
-            (b"ksnap-init 2\nprobe-note a truncated=1", "does not follow"),
+            (b"ksnap-init 3\nprobe-begin a\n!x", "not a line"),
+            (b"ksnap-init 3\nprobe-begin a\nprobe-begin b", "while another probe"),
+            (b"ksnap-init 3\nprobe-begin a\nprobe-end b exit=0", "not running"),
+            (b"ksnap-init 3\nprobe-begin a\nprobe-end a exit=x", "unknown probe-end status"),
+            (b"ksnap-init 3\nprobe-begin a\nksnap-done", "not a line"),
+            (b"ksnap-init 3\nksnap-done\nksnap-done", "after ksnap-done"),
+            (b"ksnap-init 3\n\xff\xfe", "not UTF-8"),
+            (b"ksnap-init 3\nprobe-note a truncated=1", "does not follow"),
         ];
         for (input, reason) in cases {
             let err = feed_all(&mut ResultChannel::new(), input).unwrap_err();
@@ -364,7 +380,7 @@ ksnap-done
     #[test]
     fn probe_stderr_is_kept_apart_from_stdout_and_is_never_ktap() {
         let mut channel = ResultChannel::new();
-        feed_all(&mut channel, b"ksnap-init 2\nprobe-begin p\n| KTAP version 1\n| 1..1\n").unwrap();
+        feed_all(&mut channel, b"ksnap-init 3\nprobe-begin p\n| KTAP version 1\n| 1..1\n").unwrap();
         let stderr: &[&[u8]] = &[
             b"Kernel panic - not syncing: fake",
             b"WARNING: CPU: 0 PID: 1 at fake.c:1 fake+0x0/0x0",
@@ -403,7 +419,7 @@ ksnap-done
         let lines: &[&[u8]] =
             &[b"plain", b"\xff\xfe\x00\x1b[2J", b"! nested marker", b"|", b"!", b"  indented", b"trailing\r"];
         let mut channel = ResultChannel::new();
-        feed_all(&mut channel, b"ksnap-init 2\nprobe-begin p\n").unwrap();
+        feed_all(&mut channel, b"ksnap-init 3\nprobe-begin p\n").unwrap();
         for line in lines {
             channel.feed(&relay_stderr(line)).unwrap();
         }
@@ -415,7 +431,7 @@ ksnap-done
     #[test]
     fn milestones_are_unchanged_by_stderr() {
         let mut channel = ResultChannel::new();
-        assert_eq!(channel.feed_line(b"ksnap-init 2").unwrap(), Fed::Milestone(Milestone::Hello));
+        assert_eq!(channel.feed_line(b"ksnap-init 3").unwrap(), Fed::Milestone(Milestone::Hello));
         assert_eq!(channel.feed(b"probe-begin p").unwrap(), Some(Milestone::ProbeBegin("p".into())));
         assert_eq!(channel.feed(b"! probe-end p exit=0").unwrap(), None);
         assert_eq!(channel.current_probe(), Some("p"));

@@ -202,13 +202,17 @@ pub const CPU_MODEL: &str = "qemu64";
 ///   boot time on an emulated serial port.
 pub const BASE_CMDLINE: &[&str] = &["console=ttyS0", "panic=-1", "loglevel=5"];
 
-/// Everything needed to boot one VM, as [`fn@crate::run`] takes it. [`crate::Vm`] builds one with defaults.
+/// Everything needed to run one VM, as [`fn@crate::run`] takes it. [`crate::Vm`] builds one with defaults.
 #[derive(Debug, Clone)]
 pub struct VmSpec {
     /// The kernel image (bzImage/vmlinuz) QEMU boots with `-kernel`.
     pub kernel: PathBuf,
-    /// The initramfs (`-initrd`), with the probe timeouts its plan holds.
+    /// The initramfs (`-initrd`): init and the probes a plan can run.
     pub initramfs: crate::initramfs::Initramfs,
+    /// What init runs, in order: probes of the initramfs, sent to init when it says hello.
+    pub plan: Vec<PlannedProbe>,
+    /// Whether the machine boots or starts from a saved state.
+    pub start: Start,
     /// Guest memory (`-m`).
     pub memory_mib: u32,
     /// Virtual CPUs (`-smp`).
@@ -221,6 +225,40 @@ pub struct VmSpec {
     pub init_args: Vec<String>,
     /// When the host gives up on the guest.
     pub timeouts: Timeouts,
+}
+
+/// One probe of a plan: a probe of the initramfs, its arguments and its timeout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedProbe {
+    /// The probe's name in the initramfs (`/ksnap/probes/NAME`); also its name in the results.
+    pub name: String,
+    /// Its arguments in the guest (words: no whitespace).
+    pub args: Vec<String>,
+    /// init kills the probe after this long; the host waits that long plus
+    /// [`Timeouts::probe_grace`] for its end.
+    pub timeout: Duration,
+}
+
+/// How a VM starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Start {
+    /// The kernel boots.
+    Boot,
+    /// QEMU loads a machine saved when init was waiting for its plan ([`crate::vmstate`]), and init gets
+    /// this spec's plan. The state must have been saved from a VM of this very spec, plan aside: its key
+    /// ([`crate::vmstate::key`]) says so.
+    Restore(crate::vmstate::SavedState),
+}
+
+/// The Unix sockets ksnap listens on and QEMU connects to at start-up, before the guest runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Sockets<'a> {
+    /// The console, ttyS0.
+    pub console: &'a Path,
+    /// The result channel, ttyS1.
+    pub results: &'a Path,
+    /// QEMU's machine protocol (QMP), when the run saves or restores the machine.
+    pub monitor: Option<&'a Path>,
 }
 
 /// When ksnap gives up on a guest. Per-probe timeouts are enforced by the guest's init (and again by
@@ -257,9 +295,46 @@ impl VmSpec {
         words.join(" ")
     }
 
-    /// QEMU's arguments. `console_socket` and `results_socket` are Unix sockets ksnap listens on; QEMU
-    /// connects to both at start-up, before the guest runs.
-    pub fn qemu_args(&self, qemu: &Qemu, console_socket: &Path, results_socket: &Path) -> Vec<String> {
+    /// The plan's text (format: [`ksnap_protocol::plan`]). Every probe must be in the initramfs.
+    pub fn plan_text(&self) -> Result<String, Error> {
+        let mut entries = Vec::new();
+        for probe in &self.plan {
+            if !self.initramfs.probes.contains(&probe.name) {
+                return Err(Error::InvalidPlan(format!("probe {}: not in the initramfs", probe.name)));
+            }
+            entries.push(ksnap_protocol::plan::Entry {
+                name: probe.name.clone(),
+                timeout_ms: probe.timeout.as_millis().try_into().unwrap_or(u64::MAX),
+                argv: std::iter::once(ksnap_protocol::paths::probe(&probe.name))
+                    .chain(probe.args.iter().cloned())
+                    .collect(),
+            });
+        }
+        ksnap_protocol::plan::render(&entries).map_err(Error::InvalidPlan)
+    }
+
+    /// QEMU's arguments: the machine ([`VmSpec::machine_args`]), then the sockets QEMU connects to, then,
+    /// for a restore, `-incoming defer` (the state comes through the monitor).
+    pub fn qemu_args(&self, qemu: &Qemu, sockets: Sockets) -> Vec<String> {
+        let mut args = self.machine_args(qemu);
+        let mut push = |items: &[&str]| args.extend(items.iter().map(|s| s.to_string()));
+        push(&["-chardev", &format!("socket,id=console,path={}", sockets.console.display())]);
+        push(&["-serial", "chardev:console"]);
+        push(&["-chardev", &format!("socket,id=results,path={}", sockets.results.display())]);
+        push(&["-serial", "chardev:results"]);
+        if let Some(monitor) = sockets.monitor {
+            push(&["-chardev", &format!("socket,id=monitor,path={}", monitor.display())]);
+            push(&["-mon", "chardev=monitor,mode=control"]);
+        }
+        if let Start::Restore(_) = self.start {
+            push(&["-incoming", "defer"]);
+        }
+        args
+    }
+
+    /// The machine QEMU emulates, without the sockets it talks on: what a saved state must match (the two
+    /// serial ports come after it in [`VmSpec::qemu_args`], and are part of the machine too).
+    pub fn machine_args(&self, qemu: &Qemu) -> Vec<String> {
         let mut args: Vec<String> = Vec::new();
         let mut push = |items: &[&str]| args.extend(items.iter().map(|s| s.to_string()));
         push(&["-machine", "pc", "-accel", &self.accel.to_string(), "-cpu", CPU_MODEL]);
@@ -271,10 +346,6 @@ impl VmSpec {
         if let Some(qboot) = qemu.qboot() {
             push(&["-bios", &qboot.display().to_string()]);
         }
-        push(&["-chardev", &format!("socket,id=console,path={}", console_socket.display())]);
-        push(&["-serial", "chardev:console"]);
-        push(&["-chardev", &format!("socket,id=results,path={}", results_socket.display())]);
-        push(&["-serial", "chardev:results"]);
         push(&["-kernel", &self.kernel.display().to_string(), "-initrd", &self.initramfs.path.display().to_string()]);
         push(&["-append", &self.cmdline()]);
         args
@@ -288,7 +359,13 @@ mod tests {
     fn spec() -> VmSpec {
         VmSpec {
             kernel: "/k/vmlinuz".into(),
-            initramfs: crate::initramfs::Initramfs { path: "/k/initrd".into(), probe_timeouts: Default::default() },
+            initramfs: crate::initramfs::Initramfs { path: "/k/initrd".into(), probes: vec!["env".into()] },
+            plan: vec![PlannedProbe {
+                name: "env".into(),
+                args: vec!["--all".into()],
+                timeout: Duration::from_secs(30),
+            }],
+            start: Start::Boot,
             memory_mib: 512,
             cpus: 1,
             accel: Accel::Tcg,
@@ -312,7 +389,8 @@ mod tests {
 
     #[test]
     fn qemu_args_pin_cpu_and_isolate_the_guest() {
-        let args = spec().qemu_args(&qemu(), Path::new("/t/con.sock"), Path::new("/t/res.sock"));
+        let sockets = Sockets { console: Path::new("/t/con.sock"), results: Path::new("/t/res.sock"), monitor: None };
+        let args = spec().qemu_args(&qemu(), sockets);
         let joined = args.join(" ");
         assert!(joined.starts_with("-machine pc -accel tcg -cpu qemu64 -m 512M -smp 1 "), "{joined}");
         for expected in ["-nodefaults", "-net none", "-no-reboot", "-sandbox on,", "-display none"] {
@@ -323,9 +401,33 @@ mod tests {
         let results = joined.find("chardev:results").unwrap();
         assert!(console < results);
         assert!(joined.contains("socket,id=results,path=/t/res.sock"));
-        assert_eq!(args.last().unwrap(), &spec().cmdline());
+        let machine = spec().machine_args(&qemu());
+        assert_eq!(machine.last().unwrap(), &spec().cmdline());
+        assert_eq!(args[..machine.len()], machine[..], "the machine first, then its sockets");
+        assert!(!joined.contains("-mon") && !joined.contains("-incoming"), "{joined}");
         // This fake QEMU has no firmware directory, so no -bios.
         assert!(!joined.contains("-bios"));
+    }
+
+    #[test]
+    fn a_restore_takes_its_state_through_the_monitor() {
+        let mut spec = spec();
+        spec.start = Start::Restore(crate::vmstate::SavedState { key: "k".into(), path: "/c/state".into() });
+        let monitor = Some(Path::new("/t/qmp.sock"));
+        let sockets = Sockets { console: Path::new("/t/con.sock"), results: Path::new("/t/res.sock"), monitor };
+        let joined = spec.qemu_args(&qemu(), sockets).join(" ");
+        assert!(joined.ends_with("-mon chardev=monitor,mode=control -incoming defer"), "{joined}");
+        assert!(joined.contains("-chardev socket,id=monitor,path=/t/qmp.sock"), "{joined}");
+    }
+
+    #[test]
+    fn the_plan_names_probes_of_the_initramfs() {
+        let mut spec = spec();
+        assert_eq!(spec.plan_text().unwrap(), "# NAME TIMEOUT_MS PATH [ARG...]\nenv 30000 /ksnap/probes/env --all\n");
+        spec.plan[0].args = vec!["two words".into()];
+        assert!(spec.plan_text().unwrap_err().to_string().contains("argument \"two words\""));
+        spec.plan[0].name = "other".into();
+        assert!(spec.plan_text().unwrap_err().to_string().contains("probe other: not in the initramfs"));
     }
 
     #[test]

@@ -1,24 +1,28 @@
-//! Boot one VM and watch it until it powers off, panics, misbehaves or runs out of time.
+//! Boot (or restore) one VM and watch it until it powers off, panics, misbehaves or runs out of time.
 //!
-//! QEMU connects to two Unix sockets ksnap listens on: the console (ttyS0) and the result channel
-//! (ttyS1). A reader thread per socket (and one for QEMU's stderr) turns bytes into bounded lines and
-//! sends them here; this loop feeds the console scanner and the protocol parser and moves deadlines
-//! on each protocol milestone. However the loop ends, the QEMU child is killed and reaped
-//! ([`crate::children::ChildGuard`]).
+//! QEMU connects to Unix sockets ksnap listens on: the console (ttyS0), the result channel (ttyS1) and,
+//! when the machine is saved or restored, its monitor (QMP). A reader thread per serial port (and one
+//! for QEMU's stderr) turns bytes into bounded lines and sends them here; this loop feeds the console
+//! scanner and the protocol parser, sends init its plan when it says hello (after saving the machine,
+//! when asked to), and moves deadlines on each protocol milestone. However the loop ends, the QEMU child
+//! is killed and reaped ([`crate::children::ChildGuard`]).
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use crate::cache::Cache;
 use crate::children::{self, ChildGuard};
 use crate::console::ConsoleScan;
 use crate::error::Error;
 use crate::protocol::{display_line, Fed, GuestReport, Milestone, ResultChannel};
-use crate::qemu::{Qemu, VmSpec};
+use crate::qemu::{Qemu, Sockets, Start, VmSpec};
+use crate::qmp::Qmp;
+use crate::vmstate::{self, SavedState};
 
 /// A line longer than this is split; init never writes one (it splits long probe output itself).
 const MAX_LINE: usize = 128 * 1024;
@@ -32,6 +36,8 @@ const MAX_STDERR_BYTES: usize = 64 * 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long to wait between `ksnap-done` and QEMU exiting.
 const POWER_OFF_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long saving a machine may take (a few hundred MiB written to the cache).
+const SAVE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// What happened in one VM run.
 #[derive(Debug, Clone)]
@@ -159,6 +165,9 @@ pub struct RunReport {
     pub console_events: Vec<crate::console::ConsoleEvent>,
     /// Wall time from QEMU's start to its end.
     pub duration: Duration,
+    /// Wall time from QEMU's start until init had its plan: the boot, or the restore (and, for a run that
+    /// saved its machine, the save too). `None` if init never got there.
+    pub ready_after: Option<Duration>,
 }
 
 /// One line a probe wrote on stderr, and where it arrived relative to the console.
@@ -172,25 +181,73 @@ pub struct ProbeStderrLine {
     pub console_offset: usize,
 }
 
-/// Boot `spec` and watch it. Each probe's own timeout, which init enforces, comes with the initramfs; the
-/// host waits that long plus [`crate::Timeouts::probe_grace`] before it gives up on init.
+/// Boot (or restore, [`Start`]) `spec` and watch it. Each probe's own timeout, which init enforces, comes
+/// with the plan; the host waits that long plus [`crate::Timeouts::probe_grace`] before it gives up on init.
 pub fn run(qemu: &Qemu, spec: &VmSpec) -> Result<RunReport, Error> {
-    let probe_timeouts = &spec.initramfs.probe_timeouts;
+    run_inner(qemu, spec, None)
+}
+
+/// Called once with the state a run saved, or with why it could not save one.
+pub type OnSaved<'a> = &'a mut dyn FnMut(Result<SavedState, Error>);
+
+/// Boot `spec` like [`run`], and when init says hello, save the machine into `cache` before giving init
+/// its plan: later runs of the same machine ([`vmstate::key`]) can start from that state instead of
+/// booting. `on_saved` gets the state as soon as it is saved, while this run goes on with its plan, or
+/// why it could not be saved; the run goes on either way. A run that is itself restored saves nothing.
+pub fn run_saving(qemu: &Qemu, spec: &VmSpec, cache: &Cache, on_saved: OnSaved) -> Result<RunReport, Error> {
+    if let Start::Restore(state) = &spec.start {
+        on_saved(Err(Error::VmState { key: state.key.clone(), why: "a restored machine is not saved again".into() }));
+        return run_inner(qemu, spec, None);
+    }
+    let key = vmstate::key(qemu, spec)?;
+    run_inner(qemu, spec, Some(Saving { cache, qemu, key, on_saved }))
+}
+
+/// A run's request to save its machine at init's hello.
+struct Saving<'a> {
+    cache: &'a Cache,
+    qemu: &'a Qemu,
+    key: String,
+    on_saved: OnSaved<'a>,
+}
+
+fn run_inner(qemu: &Qemu, spec: &VmSpec, saving: Option<Saving>) -> Result<RunReport, Error> {
+    let probe_timeouts: HashMap<String, Duration> = spec.plan.iter().map(|p| (p.name.clone(), p.timeout)).collect();
+    let plan = ksnap_protocol::plan::framed(&spec.plan_text()?);
+    let restore = match &spec.start {
+        Start::Boot => None,
+        Start::Restore(state) => {
+            if vmstate::key(qemu, spec)? != state.key {
+                return Err(Error::VmState {
+                    key: state.key.clone(),
+                    why: "it was saved from another machine than this VM's (kernel, initramfs, QEMU or options differ)"
+                        .into(),
+                });
+            }
+            let file = std::fs::File::open(&state.path)
+                .map_err(|e| Error::io(format!("opening the saved VM state {}", state.path.display()), e))?;
+            Some((state, file))
+        }
+    };
     let dir = tempfile::Builder::new()
         .prefix("ksnap-vm-")
         .tempdir()
         .map_err(|e| Error::io("creating a temporary directory for the VM", e))?;
     let console_path = dir.path().join("console.sock");
     let results_path = dir.path().join("results.sock");
+    let monitor_path = dir.path().join("monitor.sock");
     let console_listener = listen(&console_path)?;
     let results_listener = listen(&results_path)?;
+    let uses_monitor = saving.is_some() || restore.is_some();
+    let monitor_listener = uses_monitor.then(|| listen(&monitor_path)).transpose()?;
+    let sockets = Sockets {
+        console: &console_path,
+        results: &results_path,
+        monitor: uses_monitor.then_some(monitor_path.as_path()),
+    };
 
     let mut command = Command::new(&qemu.path);
-    command
-        .args(spec.qemu_args(qemu, &console_path, &results_path))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+    command.args(spec.qemu_args(qemu, sockets)).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
     let started = Instant::now();
     let mut child = children::spawn(&mut command).map_err(|source| Error::QemuSpawn { cause: source })?;
 
@@ -211,11 +268,41 @@ pub fn run(qemu: &Qemu, spec: &VmSpec) -> Result<RunReport, Error> {
         protocol_error: None,
         deadline: started + spec.timeouts.boot,
         waiting_for: WaitingFor::Boot,
+        plan,
+        plan_sender: None,
+        saving: None,
+        ready_after: None,
+        host_error: None,
     };
-    let ending = match accept_both(&mut child, &console_listener, &results_listener)? {
-        Some((console, results)) => {
+    let mut listeners = vec![&console_listener, &results_listener];
+    listeners.extend(monitor_listener.as_ref());
+    let ending = match accept_all(&mut child, &listeners)? {
+        Some(mut streams) => {
+            let monitor = (streams.len() == 3).then(|| streams.pop().expect("three streams"));
+            let results = streams.pop().expect("the result channel");
+            let console = streams.pop().expect("the console");
+            watch.plan_sender = Some(results.try_clone().map_err(|e| Error::io("the result channel socket", e))?);
             spawn_line_reader(console, Stream::Console, events.clone());
             spawn_line_reader(results, Stream::Results, events);
+            let boot_deadline = started + spec.timeouts.boot;
+            let monitor = monitor.map(|stream| Qmp::handshake(stream, boot_deadline));
+            match (restore, saving, monitor) {
+                (Some((state, file)), _, Some(qmp)) => {
+                    let restored = qmp.and_then(|mut qmp| qmp.restore(&file, boot_deadline));
+                    if let Err(why) = restored {
+                        child.kill();
+                        return Err(Error::VmState { key: state.key.clone(), why });
+                    }
+                    // The state was saved right after init's hello: init waits for its plan.
+                    watch.channel = ResultChannel::after_hello();
+                    watch.reached(Milestone::Hello);
+                }
+                (None, Some(saving), Some(qmp)) => match qmp {
+                    Ok(qmp) => watch.saving = Some((saving, qmp)),
+                    Err(why) => (saving.on_saved)(Err(Error::VmState { key: saving.key.clone(), why })),
+                },
+                _ => {}
+            }
             watch.watch(&mut child, &receiver)?
         }
         None => Ending::Exited,
@@ -236,10 +323,14 @@ pub fn run(qemu: &Qemu, spec: &VmSpec) -> Result<RunReport, Error> {
     if watch.console_dropped > 0 {
         console.push_str(&format!("[ksnap: {} more console bytes not kept]\n", watch.console_dropped));
     }
+    if let Some(error) = watch.host_error.take() {
+        return Err(error);
+    }
     let console_events = watch.console.events().to_vec();
     let probe_stderr = std::mem::take(&mut watch.probe_stderr);
+    let ready_after = watch.ready_after;
     let outcome = watch.outcome(ending, status, &stderr);
-    Ok(RunReport { outcome, console, probe_stderr, console_events, duration })
+    Ok(RunReport { outcome, console, probe_stderr, console_events, duration, ready_after })
 }
 
 fn listen(path: &Path) -> Result<UnixListener, Error> {
@@ -248,16 +339,13 @@ fn listen(path: &Path) -> Result<UnixListener, Error> {
     Ok(listener)
 }
 
-/// Wait for QEMU to connect both serial ports. `None` if QEMU exited first (a bad option, say).
-fn accept_both(
-    child: &mut ChildGuard,
-    console: &UnixListener,
-    results: &UnixListener,
-) -> Result<Option<(UnixStream, UnixStream)>, Error> {
+/// Wait for QEMU to connect to every listener (the serial ports, the monitor), in their order. `None` if
+/// QEMU exited first (a bad option, say).
+fn accept_all(child: &mut ChildGuard, listeners: &[&UnixListener]) -> Result<Option<Vec<UnixStream>>, Error> {
     let deadline = Instant::now() + CONNECT_TIMEOUT;
-    let (mut console_stream, mut results_stream) = (None, None);
+    let mut streams: Vec<Option<UnixStream>> = listeners.iter().map(|_| None).collect();
     loop {
-        for (listener, slot) in [(console, &mut console_stream), (results, &mut results_stream)] {
+        for (listener, slot) in listeners.iter().zip(&mut streams) {
             if slot.is_none() {
                 match listener.accept() {
                     Ok((stream, _)) => {
@@ -265,12 +353,12 @@ fn accept_both(
                         *slot = Some(stream);
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(e) => return Err(Error::io("accepting QEMU's serial connection", e)),
+                    Err(e) => return Err(Error::io("accepting QEMU's connection", e)),
                 }
             }
         }
-        if let (Some(_), Some(_)) = (&console_stream, &results_stream) {
-            return Ok(console_stream.zip(results_stream));
+        if streams.iter().all(Option::is_some) {
+            return Ok(Some(streams.into_iter().flatten().collect()));
         }
         if child.try_wait().map_err(|e| Error::io("waiting for QEMU", e))?.is_some() {
             return Ok(None);
@@ -346,9 +434,18 @@ enum Ending {
     GaveUp { waiting_for: WaitingFor, after: Duration },
 }
 
-struct Watch<'a> {
+struct Watch<'a, 's> {
     spec: &'a VmSpec,
-    probe_timeouts: &'a HashMap<String, Duration>,
+    /// The plan as init reads it (header and text), sent when init says hello.
+    plan: Vec<u8>,
+    /// The result channel's write side.
+    plan_sender: Option<UnixStream>,
+    /// The save to make at init's hello, and the monitor to make it through.
+    saving: Option<(Saving<'s>, Qmp)>,
+    ready_after: Option<Duration>,
+    /// A failure on the host side that ends the run as an error (the guest could not be resumed after saving).
+    host_error: Option<Error>,
+    probe_timeouts: HashMap<String, Duration>,
     started: Instant,
     console: ConsoleScan,
     console_text: String,
@@ -362,7 +459,7 @@ struct Watch<'a> {
     waiting_for: WaitingFor,
 }
 
-impl Watch<'_> {
+impl Watch<'_, '_> {
     fn watch(&mut self, child: &mut ChildGuard, events: &mpsc::Receiver<Event>) -> Result<Ending, Error> {
         let overall = self.started + self.spec.timeouts.overall;
         loop {
@@ -380,6 +477,9 @@ impl Watch<'_> {
                 });
             }
             if now >= self.deadline {
+                return Ok(Ending::GaveUp { waiting_for: self.waiting_for.clone(), after: now - self.started });
+            }
+            if self.host_error.is_some() {
                 return Ok(Ending::GaveUp { waiting_for: self.waiting_for.clone(), after: now - self.started });
             }
             // A panicking kernel with panic=-1 reboots at once and QEMU exits; a kernel that is stuck
@@ -441,7 +541,19 @@ impl Watch<'_> {
         let now = Instant::now();
         let grace = self.spec.timeouts.probe_grace;
         match milestone {
-            Milestone::Hello | Milestone::ProbeEnd(_) => {
+            Milestone::Hello => {
+                if let Some((saving, qmp)) = self.saving.take() {
+                    self.save(saving, qmp);
+                }
+                // A failed write means QEMU is going away; the loop sees it exit.
+                if let Some(mut sender) = self.plan_sender.take() {
+                    let _ = sender.write_all(&self.plan);
+                }
+                self.ready_after = Some(self.started.elapsed());
+                self.deadline = Instant::now() + grace;
+                self.waiting_for = WaitingFor::NextProbe;
+            }
+            Milestone::ProbeEnd(_) => {
                 self.deadline = now + grace;
                 self.waiting_for = WaitingFor::NextProbe;
             }
@@ -455,6 +567,23 @@ impl Watch<'_> {
                 self.waiting_for = WaitingFor::PowerOff;
             }
         }
+    }
+
+    /// Save the machine (init waits for its plan), let it run again, and tell the caller.
+    fn save(&mut self, saving: Saving, mut qmp: Qmp) {
+        let Saving { cache, qemu, key, on_saved } = saving;
+        let deadline = Instant::now() + SAVE_TIMEOUT;
+        let saved = vmstate::Staged::new(cache).and_then(|staged| {
+            qmp.save(&staged.file, deadline).map_err(|why| Error::VmState { key: key.clone(), why })?;
+            staged.commit(cache, &key, qemu, self.spec)
+        });
+        if let Err(why) = qmp.resume(deadline) {
+            self.host_error = Some(Error::VmState {
+                key: key.clone(),
+                why: format!("the guest did not run again after saving: {why}"),
+            });
+        }
+        on_saved(saved);
     }
 
     fn last_console(&self) -> Vec<String> {

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::cache::Cache;
-use crate::initramfs::{InitramfsSpec, ProbePlan};
-use crate::qemu::{Accel, Qemu, Timeouts, VmSpec};
+use crate::initramfs::{InitramfsSpec, ProbeFile, ProbePlan};
+use crate::qemu::{Accel, PlannedProbe, Qemu, Start, Timeouts, VmSpec};
 use crate::run::RunReport;
 use crate::Error;
 
@@ -32,6 +32,8 @@ use crate::Error;
 pub struct Vm {
     kernel: PathBuf,
     probes: Vec<ProbePlan>,
+    /// Probes in the initramfs that the plan does not run (for a saved state's later plans).
+    packed: Vec<ProbeFile>,
     busybox: Option<PathBuf>,
     memory_mib: u32,
     cpus: u32,
@@ -47,6 +49,7 @@ impl Vm {
         Vm {
             kernel: kernel.into(),
             probes: Vec::new(),
+            packed: Vec::new(),
             busybox: None,
             memory_mib: 512,
             cpus: 1,
@@ -65,6 +68,13 @@ impl Vm {
     /// Run a probe with arguments; probes run in the order they are added.
     pub fn probe_plan(mut self, probe: ProbePlan) -> Vm {
         self.probes.push(probe);
+        self
+    }
+
+    /// Put the static executable `binary` in the initramfs as probe `name` without running it: a machine
+    /// saved from this VM ([`crate::run_saving`]) can run it, after a restore, with a plan of its own.
+    pub fn pack(mut self, name: &str, binary: impl Into<PathBuf>) -> Vm {
+        self.packed.push(ProbeFile { name: name.into(), binary: binary.into() });
         self
     }
 
@@ -111,15 +121,30 @@ impl Vm {
         self
     }
 
-    /// Pack the initramfs into `cache` and describe the VM, for [`fn@crate::run`] (or to look at its command line).
+    /// Pack the initramfs into `cache` and describe the VM, for [`fn@crate::run`] (or to look at its command
+    /// line). It boots; set the spec's [`VmSpec::start`] to restore a saved state instead.
     pub fn spec(&self, cache: &Cache) -> Result<VmSpec, Error> {
-        let initramfs =
-            InitramfsSpec { init: None, probes: self.probes.clone(), busybox: self.busybox.clone() }.build(cache)?;
+        let mut files: Vec<ProbeFile> = self.probes.iter().map(ProbeFile::from).collect();
+        // A probe packed and planned both is one file; the initramfs refuses two files of one name.
+        for file in &self.packed {
+            if !files.contains(file) {
+                files.push(file.clone());
+            }
+        }
+        files.sort_by(|a, b| a.name.cmp(&b.name));
+        let initramfs = InitramfsSpec { init: None, probes: files, busybox: self.busybox.clone() }.build(cache)?;
+        let plan = self
+            .probes
+            .iter()
+            .map(|p| PlannedProbe { name: p.name.clone(), args: p.args.clone(), timeout: p.timeout })
+            .collect();
         let probes: Duration = self.probes.iter().map(|p| p.timeout + self.timeouts.probe_grace).sum();
         let overall = self.overall.unwrap_or(self.timeouts.boot + probes + self.timeouts.probe_grace);
         Ok(VmSpec {
             kernel: self.kernel.clone(),
             initramfs,
+            plan,
+            start: Start::Boot,
             memory_mib: self.memory_mib,
             cpus: self.cpus,
             accel: self.accel,
@@ -152,11 +177,28 @@ mod tests {
         let spec = vm.spec(&cache).unwrap();
         assert_eq!((spec.memory_mib, spec.cpus, spec.accel), (512, 1, Accel::Tcg));
         assert_eq!(spec.extra_cmdline, ["norandmaps"]);
-        assert_eq!(spec.initramfs.probe_timeouts["b"], Duration::from_secs(5));
+        assert_eq!(spec.initramfs.probes, ["a", "b"]);
+        assert_eq!(spec.plan[1], PlannedProbe { name: "b".into(), args: vec![], timeout: Duration::from_secs(5) });
+        assert_eq!(spec.start, Start::Boot);
         // 60 s boot + (30 + 10) + (5 + 10) + 10.
         assert_eq!(spec.timeouts.overall, Duration::from_secs(125));
         let fixed = vm.overall_timeout(Duration::from_secs(7)).spec(&cache).unwrap();
         assert_eq!(fixed.timeouts.overall, Duration::from_secs(7));
+    }
+
+    #[test]
+    fn packed_probes_are_in_the_initramfs_but_not_the_plan() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("p"), b"\x7fELF").unwrap();
+        let cache = Cache::at(dir.path().join("cache")).unwrap();
+        let probe = |vm: Vm, name: &str| vm.probe(name, dir.path().join("p"), Duration::from_secs(1));
+        let packing = |vm: Vm| vm.pack("z", dir.path().join("p")).pack("a", dir.path().join("p"));
+        let one = probe(packing(Vm::new("/k")), "a").spec(&cache).unwrap();
+        assert_eq!(one.initramfs.probes, ["a", "z"]);
+        assert_eq!(one.plan.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["a"]);
+        // Another plan over the same probes: the same initramfs, so one saved machine serves both.
+        let other = probe(packing(Vm::new("/k")), "z").spec(&cache).unwrap();
+        assert_eq!(other.initramfs, one.initramfs);
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! `init`: PID 1 of the ksnap guest.
 //!
-//! Runs the probes listed in `/ksnap/plan` one after the other, each in its own process group and
-//! with its own deadline, relays their stdout and stderr on the result channel (`/dev/ttyS1`), then
-//! powers off. The plan's format, the result channel's lines, the paths and the limits are those of
+//! Says hello on the result channel (`/dev/ttyS1`), reads the plan the host sends back on it, runs the
+//! plan's probes one after the other, each in its own process group and with its own deadline, relays
+//! their stdout and stderr on the result channel, then powers off. The host may save the machine while
+//! init waits for its plan and start later runs from there, each with a plan of its own. The plan's format, the result channel's lines, the paths and the limits are those of
 //! the `ksnap_protocol` crate, which the host reads them with.
 //!
 //! Human-readable progress goes to the console (init's own stderr, ttyS0): when a run hangs, the host
@@ -19,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use ksnap_init::pid1;
 use ksnap_init::relay::Lines;
-use ksnap_protocol::paths::{PLAN, PROBE_DIR, RESULT_CHANNEL};
+use ksnap_protocol::paths::{PROBE_DIR, RESULT_CHANNEL};
 use ksnap_protocol::{limits, plan, ControlLine, ProbeEnd, ProbeNote, STDERR_MARKER, STDOUT_MARKER, VERSION};
 
 /// How long to keep reading a probe's stdout once it is gone, for output still in the pipe.
@@ -40,7 +41,8 @@ fn run() -> io::Result<()> {
     mount_filesystems()?;
     let mut channel = Channel { port: pid1::open_serial(RESULT_CHANNEL)?, buf: Vec::new() };
     channel.control(ControlLine::Hello { version: VERSION.into() })?;
-    let plan = read_plan()?;
+    log!("waiting for the plan");
+    let plan = read_plan(&channel.port)?;
     let child_events = ChildEvents::new()?;
 
     let mut exited0 = 0;
@@ -126,10 +128,25 @@ struct Probe {
     argv: Vec<CString>,
 }
 
-/// Reads the plan (format: [`ksnap_protocol::plan`]).
-fn read_plan() -> io::Result<Vec<Probe>> {
-    let text = std::fs::read_to_string(PLAN).map_err(|e| io::Error::new(e.kind(), format!("{PLAN}: {e}")))?;
-    let entries = plan::parse(&text).map_err(|e| io::Error::other(format!("{PLAN} {e}")))?;
+/// Reads the plan the host sends on the result channel: `plan BYTES`, a newline, BYTES of plan text
+/// (format: [`ksnap_protocol::plan`]).
+fn read_plan(mut port: &File) -> io::Result<Vec<Probe>> {
+    let bad = |what: String| io::Error::new(io::ErrorKind::InvalidData, format!("the plan from the host: {what}"));
+    // The header is short; byte by byte, so as not to read into the plan.
+    let mut header = Vec::new();
+    let mut byte = [0u8];
+    while header.len() <= 64 {
+        port.read_exact(&mut byte)?;
+        if byte[0] == b'\n' {
+            break;
+        }
+        header.push(byte[0]);
+    }
+    let len = plan::parse_header(&String::from_utf8_lossy(&header)).map_err(bad)?;
+    let mut text = vec![0; len];
+    port.read_exact(&mut text)?;
+    let text = String::from_utf8(text).map_err(|_| bad("not UTF-8".into()))?;
+    let entries = plan::parse(&text).map_err(bad)?;
     Ok(entries
         .into_iter()
         .map(|entry| Probe {
