@@ -264,24 +264,8 @@ impl Session {
     pub fn run_cells(&self, cells: &[Cell], jobs: usize) -> CellResults {
         let started: Vec<std::sync::atomic::AtomicBool> = cells.iter().map(|_| Default::default()).collect();
         let results: Vec<Mutex<Option<Result<CellRun>>>> = cells.iter().map(|_| Mutex::new(None)).collect();
-        let mut kernels: Vec<&str> = Vec::new();
-        for cell in cells {
-            if !kernels.contains(&cell.kernel.as_str()) {
-                kernels.push(&cell.kernel);
-            }
-        }
-        let built = |name: &&str| matches!(self.config.kernels.get(*name), Some(KernelSource::Build(_)));
-        let (to_build, to_fetch): (Vec<&str>, Vec<&str>) = kernels.into_iter().partition(built);
-        let needs_selftests = cells.iter().any(|cell| self.needs_selftests(cell));
         std::thread::scope(|scope| {
-            // An error stays in the kernel's (or the selftests') slot, for its cells to report.
-            scope.spawn(|| to_fetch.iter().for_each(|name| drop(self.kernel(name))));
-            scope.spawn(|| {
-                if needs_selftests {
-                    drop(self.selftests());
-                }
-                to_build.iter().for_each(|name| drop(self.kernel(name)));
-            });
+            scope.spawn(|| self.prepare(cells));
             for _ in 0..jobs.clamp(1, cells.len().max(1)) {
                 scope.spawn(|| loop {
                     // After Ctrl-C no new VM is started.
@@ -313,6 +297,32 @@ impl Session {
             }
         }
         outcome
+    }
+
+    /// Make ready what `cells` need, as [`Session::run_cells`] does beside its VM slots (and the `cargo test`
+    /// trials beside theirs): one thread downloads the packaged kernels, another builds the kernel selftests
+    /// and then the source kernels one after the other (in turn, so that each build after the first finds
+    /// the objects it shares in ccache). Errors stay in the kernel's (or the selftests') slot, for its cells
+    /// to report. Returns when both are done.
+    pub fn prepare(&self, cells: &[Cell]) {
+        let mut kernels: Vec<&str> = Vec::new();
+        for cell in cells {
+            if !kernels.contains(&cell.kernel.as_str()) {
+                kernels.push(&cell.kernel);
+            }
+        }
+        let built = |name: &&str| matches!(self.config.kernels.get(*name), Some(KernelSource::Build(_)));
+        let (to_build, to_fetch): (Vec<&str>, Vec<&str>) = kernels.into_iter().partition(built);
+        let needs_selftests = cells.iter().any(|cell| self.needs_selftests(cell));
+        std::thread::scope(|scope| {
+            scope.spawn(|| to_fetch.iter().for_each(|name| drop(self.kernel(name))));
+            scope.spawn(|| {
+                if needs_selftests {
+                    drop(self.selftests());
+                }
+                to_build.iter().for_each(|name| drop(self.kernel(name)));
+            });
+        });
     }
 
     /// Whether what `cell` needs has been made ready (or has failed, which its run reports): its kernel,
@@ -431,7 +441,9 @@ impl Session {
             Started::BootedAndSaved => ", saved",
             Started::Restored => ", restored",
         };
-        task.finish(&format!("{} in {:.1}s{how}", report.outcome, report.duration.as_secs_f64()));
+        let ready =
+            report.ready_after.map_or_else(String::new, |t| format!(", init ready after {:.2}s", t.as_secs_f64()));
+        task.finish(&format!("{} in {:.1}s{how}{ready}", report.outcome, report.duration.as_secs_f64()));
         let console_log = self.write_console_log(cell, &report)?;
         let kernel_config = suite
             .kernel_config

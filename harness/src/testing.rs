@@ -51,6 +51,10 @@ pub fn main() -> ! {
     let skip = std::env::var("KSNAP_SKIP_VM").is_ok_and(|v| v == "1");
     // Started by the first trial that runs, not when nextest merely lists the trials.
     let session: &'static OnceLock<Result<Session, String>> = Box::leak(Box::new(OnceLock::new()));
+    // The kernels (and selftests) of the trials that will run are made ready beside them, from the first
+    // trial on, as `ksnap run` does: a trial of a kernel still building waits only for that kernel.
+    let selected: &'static [Cell] = Box::leak(cells.iter().filter(|c| is_selected(&args, &c.id())).cloned().collect());
+    let preparing: &'static std::sync::Once = Box::leak(Box::new(std::sync::Once::new()));
     let trials = cells
         .into_iter()
         .map(|cell| {
@@ -66,7 +70,10 @@ pub fn main() -> ! {
                     Ok(session)
                 });
                 match session {
-                    Ok(session) => check_cell(session, &cell),
+                    Ok(session) => {
+                        preparing.call_once(|| drop(std::thread::spawn(move || session.prepare(selected))));
+                        check_cell(session, &cell)
+                    }
                     Err(e) => Err(format!(
                         "{e}\nVM trials need QEMU (`apt-get install qemu-system-x86`; in ksnap's repository \
                          scripts/setup.sh installs everything) and the kernels (`ksnap kernels --fetch`), or set \
@@ -79,6 +86,12 @@ pub fn main() -> ! {
         })
         .collect();
     libtest_mimic::run(&args, trials).exit();
+}
+
+/// Whether libtest runs the trial `name` under `args`' filter and skips (`--exact` included).
+fn is_selected(args: &Arguments, name: &str) -> bool {
+    let matches = |pattern: &str| if args.exact { name == pattern } else { name.contains(pattern) };
+    args.filter.as_deref().is_none_or(matches) && !args.skip.iter().any(|skip| matches(skip))
 }
 
 /// Whether the trials boot every cell instead of restoring saved machines: `KSNAP_BOOT_EVERY_CELL=1`, or
@@ -135,4 +148,20 @@ fn check_cell(session: &Session, cell: &Cell) -> Result<(), Failed> {
     let body = snapshot::body(&run.facts());
     settings.bind(|| insta::assert_snapshot!(snapshot::name(cell), body));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kernels_prepared_are_those_of_the_trials_libtest_runs() {
+        let args = |words: &[&str]| Arguments::from_iter(std::iter::once("matrix").chain(words.iter().copied()));
+        assert!(is_selected(&args(&[]), "6.1::default::env"));
+        assert!(is_selected(&args(&["6.1::"]), "6.1::default::env"));
+        assert!(!is_selected(&args(&["6.12::"]), "6.1::default::env"));
+        assert!(!is_selected(&args(&["--exact", "6.1::default"]), "6.1::default::env"));
+        assert!(is_selected(&args(&["--exact", "6.1::default::env"]), "6.1::default::env"));
+        assert!(!is_selected(&args(&["--skip", "::env"]), "6.1::default::env"));
+    }
 }
