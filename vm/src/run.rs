@@ -291,6 +291,14 @@ fn run_inner(qemu: &Qemu, spec: &VmSpec, saving: Option<Saving>) -> Result<RunRe
                     let restored = qmp.and_then(|mut qmp| qmp.restore(&file, boot_deadline));
                     if let Err(why) = restored {
                         child.kill();
+                        if children::is_cancelled() {
+                            return Err(Error::Cancelled);
+                        }
+                        let said = stderr_thread.join().unwrap_or_default();
+                        let why = match said.trim() {
+                            "" => why,
+                            said => format!("{why}; QEMU said: {said}"),
+                        };
                         return Err(Error::VmState { key: state.key.clone(), why });
                     }
                     // The state was saved right after init's hello: init waits for its plan.
