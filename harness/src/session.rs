@@ -258,7 +258,7 @@ impl Session {
     ///
     /// What the cells need is made ready beside them, not in their VM slots: one thread downloads the
     /// packaged kernels, another builds the kernel selftests and then the source kernels one after the
-    /// other (in turn, so that each build after the first finds the objects it shares in ccache). A VM
+    /// other (in turn: a build of a source builds on the object tree of the one before). A VM
     /// slot takes the first cell, in order, whose kernel (and selftests) are ready, so cells of downloaded
     /// kernels run while kernels are still building.
     pub fn run_cells(&self, cells: &[Cell], jobs: usize) -> CellResults {
@@ -301,8 +301,8 @@ impl Session {
 
     /// Make ready what `cells` need, as [`Session::run_cells`] does beside its VM slots (and the `cargo test`
     /// trials beside theirs): one thread downloads the packaged kernels, another builds the kernel selftests
-    /// and then the source kernels one after the other (in turn, so that each build after the first finds
-    /// the objects it shares in ccache). Errors stay in the kernel's (or the selftests') slot, for its cells
+    /// and then the source kernels one after the other (in turn: a build of a source builds on the object
+    /// tree of the one before). Errors stay in the kernel's (or the selftests') slot, for its cells
     /// to report. Returns when both are done.
     pub fn prepare(&self, cells: &[Cell]) {
         let mut kernels: Vec<&str> = Vec::new();

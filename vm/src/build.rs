@@ -8,14 +8,21 @@
 //! 2. `make tinyconfig`, the fragments merged into `.config` (the private `kconfig` module), `make olddefconfig`,
 //!    and a check that every option the fragments ask for survived (Kconfig silently drops an option
 //!    whose dependencies are missing);
-//! 3. `make -jN bzImage`, compiling through ccache (`CACHE/ccache/`: a second build of the same source
-//!    with other fragments recompiles only what they change); the image and the final `.config` become
-//!    the cache entry.
+//! 3. `make -jN bzImage` in the source's object tree (below), compiling through ccache (`CACHE/ccache/`);
+//!    the image and the final `.config` become the cache entry.
 //!
-//! Builds are out of tree (`O=`, a temporary directory in the cache): the source is never written to, and
-//! only the image and its config are kept. An entry is keyed by the source (package and version, or a
-//! fingerprint of the tree) and a hash of the options the fragments set, so a fragment's comments can be
-//! edited without a rebuild. The full output of `make` is kept in `CACHE/build-logs/KEY.log`.
+//! Builds are out of tree (`O=`): the source is never written to. Each source (package and version, or a
+//! local tree's path) with one compiler keeps one object tree, `CACHE/objects/KEY/tree`, the `O=`
+//! directory of its last build, so that a build with other fragments is kbuild's own incremental build
+//! after a config change: fixdep's per-file dependencies on `CONFIG_` options recompile only the files that
+//! use an option that changed, and the rest is linking. Builds of one source take the tree's lock in turn.
+//! A tree is trusted only if the build that last used it finished (`CACHE/objects/KEY/complete`); any
+//! other is emptied first, since an interrupted compiler can leave an object newer than its source. ccache
+//! serves a first build of a tree from objects of earlier ones (another version, a tree emptied).
+//!
+//! An entry is keyed by the source (package and version, or a fingerprint of the tree) and a hash of the
+//! options the fragments set, so a fragment's comments can be edited without a rebuild. The full output of
+//! `make` is kept in `CACHE/build-logs/KEY.log`.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
@@ -81,6 +88,11 @@ const RECIPE: &str = "ksnap kernel build 1: make ARCH=x86_64 tinyconfig, fragmen
 /// Only x86_64 guests are booted (`qemu-system-x86_64`, `-cpu qemu64`).
 const ARCH: &str = "ARCH=x86_64";
 const SOURCES: &str = "sources";
+/// The cache kind of object trees, one per (source, compiler).
+const OBJECTS: &str = "objects";
+/// In an object tree's entry: kbuild's `O=` directory, and the marker that the last build in it finished.
+const OBJECT_TREE: &str = "tree";
+const OBJECT_TREE_COMPLETE: &str = "complete";
 /// Lines of `make` output an error message shows.
 const ERROR_TAIL_LINES: usize = 30;
 /// How often the build reports progress: often enough to show it moving, seldom enough that plain
@@ -110,12 +122,14 @@ enum Origin<'a> {
 struct Host<'a> {
     make: &'a str,
     prerequisites: &'a [Prerequisite],
-    /// Compile through ccache, its cache under `CACHE/ccache/`: builds of one source with different
-    /// fragments share every object the fragments do not change.
+    /// Compile through ccache, its cache under `CACHE/ccache/`: a first build in an object tree finds the
+    /// objects earlier trees compiled.
     ccache: bool,
+    /// The programs whose `--version` is part of an object tree's key.
+    toolchain: &'a [&'a str],
 }
 
-const HOST: Host<'static> = Host { make: "make", prerequisites: &ALWAYS, ccache: true };
+const HOST: Host<'static> = Host { make: "make", prerequisites: &ALWAYS, ccache: true, toolchain: &["gcc", "ld"] };
 
 impl BuildRecipe {
     /// The kernel built from `source` (the pinned source package; `None` for a local tree), built (or
@@ -222,20 +236,21 @@ impl Plan<'_> {
             }
             Origin::Local { path } => (path.clone(), None),
         };
-        let out = tempfile::tempdir_in(staging).map_err(|e| Error::io("creating the build directory", e))?;
+        let objects = ObjectTree::take(cache, &self.object_tree_key(host)?, report)?;
+        let out = objects.dir();
         let log = cache.root().join("build-logs").join(format!("{}.log", self.key));
         let stamp = match &package {
             Some(p) => format!("{} {}", p.name, p.version),
             None => "local source tree".to_string(),
         };
-        let mut make = Make::new(host.make, &tree, out.path(), &log, &stamp)?;
+        let mut make = Make::new(host.make, &tree, out, &log, &stamp)?;
         if host.ccache {
             make.use_ccache(&cache.root().join("ccache"), cache.root());
         }
 
         report(&format!("configuring: tinyconfig + {}", fragment_names(&self.recipe.fragments)));
         make.run(&["tinyconfig"], &mut |_| {})?;
-        let config_path = out.path().join(".config");
+        let config_path = out.join(".config");
         let read_config =
             || std::fs::read_to_string(&config_path).map_err(|e| Error::io("reading the kernel .config", e));
         let merged = kconfig::merge(&read_config()?, &self.options);
@@ -258,17 +273,80 @@ impl Plan<'_> {
         let mut progress = BuildProgress::new(report, "building bzImage");
         make.run(&[&format!("-j{jobs}"), "bzImage"], &mut |line| progress.line(line))?;
 
-        let release = std::fs::read_to_string(out.path().join("include/config/kernel.release"))
+        let release = std::fs::read_to_string(out.join("include/config/kernel.release"))
             .map_err(|e| Error::io("reading the built kernel's release", e))?
             .trim()
             .to_string();
         let image = staging.join(format!("vmlinuz-{release}"));
         let config = staging.join(format!("config-{release}"));
-        std::fs::copy(out.path().join("arch/x86/boot/bzImage"), &image)
+        std::fs::copy(out.join("arch/x86/boot/bzImage"), &image)
             .map_err(|e| Error::io("copying the built bzImage", e))?;
         std::fs::copy(&config_path, &config).map_err(|e| Error::io("copying the kernel .config", e))?;
         entry::bzimage_release(&image)?;
+        objects.finished()?;
         Ok(Produced { image, config: Some(config), release, package })
+    }
+
+    /// The key of this build's object tree: the source (package and version, or a local tree's path:
+    /// kbuild follows the tree's edits by their times), the recipe, and the compiler and linker
+    /// (`gcc --version`, `ld --version`), so that objects of another toolchain are never linked in.
+    fn object_tree_key(&self, host: &Host) -> Result<String, Error> {
+        let source = match &self.origin {
+            Origin::Apt { source, .. } => format!("{}_{}", source.package().name, source.package().version),
+            Origin::Local { path } => {
+                let path =
+                    std::path::absolute(path).map_err(|e| Error::io(format!("resolving {}", path.display()), e))?;
+                format!("tree-{}", &cache::sha256_bytes(path.as_os_str().as_encoded_bytes())[..16])
+            }
+        };
+        let mut toolchain = String::from(RECIPE);
+        for program in host.toolchain {
+            let output = Command::new(program)
+                .arg("--version")
+                .output()
+                .map_err(|e| Error::io(format!("running {program} --version"), e))?;
+            toolchain.push_str(&String::from_utf8_lossy(&output.stdout));
+        }
+        Ok(format!("{source}+objects-{}", &cache::sha256_bytes(toolchain.as_bytes())[..16]))
+    }
+}
+
+/// The object tree of one (source, toolchain), held under its lock for one build.
+struct ObjectTree {
+    entry: PathBuf,
+    tree: PathBuf,
+    _lock: cache::CacheLock,
+}
+
+impl ObjectTree {
+    /// Wait for the tree's lock, empty the tree unless the build that last used it finished, and mark it
+    /// in use until [`ObjectTree::finished`].
+    fn take(cache: &Cache, key: &str, report: StepReporter) -> Result<ObjectTree, Error> {
+        let lock = cache.lock_reporting(OBJECTS, key, &mut || {
+            report("waiting for another build of this source to finish with its object tree")
+        })?;
+        let entry = cache.entry(OBJECTS, key);
+        let tree = entry.join(OBJECT_TREE);
+        let complete = entry.join(OBJECT_TREE_COMPLETE);
+        let io = |what: &str, path: &Path, e| Error::io(format!("{what} {}", path.display()), e);
+        if complete.exists() {
+            std::fs::remove_file(&complete).map_err(|e| io("removing", &complete, e))?;
+        } else if tree.exists() {
+            report("emptying an object tree whose last build did not finish");
+            std::fs::remove_dir_all(&tree).map_err(|e| io("removing", &tree, e))?;
+        }
+        std::fs::create_dir_all(&tree).map_err(|e| io("creating", &tree, e))?;
+        Ok(ObjectTree { entry, tree, _lock: lock })
+    }
+
+    /// kbuild's `O=` directory.
+    fn dir(&self) -> &Path {
+        &self.tree
+    }
+
+    /// The build finished: the next one may build on what is in the tree.
+    fn finished(self) -> Result<(), Error> {
+        cache::write_atomic(&self.entry.join(OBJECT_TREE_COMPLETE), b"")
     }
 }
 
@@ -734,8 +812,9 @@ mod tests {
 
     /// A source tree and a fake `make` that does what kbuild does, in miniature: `tinyconfig` writes a
     /// `.config`, `olddefconfig` drops CONFIG_NEEDS_DEP (as Kconfig drops an option whose dependencies
-    /// are not met), `bzImage` "compiles" and writes an image, counting its runs, and fails when the
-    /// config has CONFIG_BREAK_BUILD=y.
+    /// are not met), `bzImage` "compiles" and writes an image, recording each run as `build` (an empty
+    /// object tree) or `incremental` (one it compiled in before), and fails when the config has
+    /// CONFIG_BREAK_BUILD=y.
     struct Fixture {
         dir: tempfile::TempDir,
         cache: Cache,
@@ -753,7 +832,8 @@ case " $* " in
 *" tinyconfig "*) printf 'CONFIG_64BIT=y\n# CONFIG_A is not set\n' > "$out/.config" ;;
 *" olddefconfig "*) grep -v '^CONFIG_NEEDS_DEP=' "$out/.config" > "$out/.config.new"; mv "$out/.config.new" "$out/.config" ;;
 *" bzImage "*)
-  echo build >> "DIR/builds"
+  if [ -e "$out/compiled" ]; then echo incremental >> "DIR/builds"; else echo build >> "DIR/builds"; fi
+  touch "$out/compiled"
   echo "  CC      init/main.o"
   sleep 0.2
   if grep -q '^CONFIG_BREAK_BUILD=y' "$out/.config"; then echo "init/main.c:1: error: broken on purpose" >&2; exit 2; fi
@@ -793,12 +873,18 @@ esac
         }
 
         fn build(&self, recipe: &BuildRecipe) -> Result<Kernel, Error> {
-            let host = Host { make: &self.make, prerequisites: &[], ccache: false };
+            let host = Host { make: &self.make, prerequisites: &[], ccache: false, toolchain: &[] };
             recipe.resolve_on(&host, None, &self.cache, &Archives::new(&self.cache, None), &mut |_| {})
         }
 
         fn builds(&self) -> usize {
-            std::fs::read_to_string(self.dir.path().join("builds")).map_or(0, |text| text.lines().count())
+            self.build_kinds().len()
+        }
+
+        /// `build` or `incremental` for each run of `make bzImage`.
+        fn build_kinds(&self) -> Vec<String> {
+            let text = std::fs::read_to_string(self.dir.path().join("builds")).unwrap_or_default();
+            text.lines().map(str::to_string).collect()
         }
     }
 
@@ -843,6 +929,24 @@ esac
         assert!(std::fs::read_to_string(log).unwrap().contains("### make tinyconfig"));
         assert!(recipe.cached(None, &fixture.cache).unwrap().is_none(), "a failed build is not cached");
         assert_eq!(std::fs::read_dir(fixture.cache.root().join("tmp")).unwrap().count(), 0, "staging left behind");
+    }
+
+    #[test]
+    fn builds_of_one_source_share_its_object_tree_unless_the_last_one_failed() {
+        let fixture = fixture();
+        let first = fixture.build(&fixture.recipe("CONFIG_A=y\n")).unwrap();
+        let second = fixture.build(&fixture.recipe("CONFIG_B=y\n")).unwrap();
+        assert_eq!(second.config_value("CONFIG_A"), None, "the second build has its own config");
+        assert_eq!(first.config_value("CONFIG_A").as_deref(), Some("y"));
+        assert_eq!(fixture.build_kinds(), ["build", "incremental"]);
+        fixture.build(&fixture.recipe("CONFIG_BREAK_BUILD=y\n")).unwrap_err();
+        fixture.build(&fixture.recipe("CONFIG_C=y\n")).unwrap();
+        assert_eq!(
+            fixture.build_kinds(),
+            ["build", "incremental", "incremental", "build"],
+            "a build after one that failed starts from an empty tree"
+        );
+        assert!(!fixture.tree.join("compiled").exists(), "the build wrote into the source tree");
     }
 
     #[test]

@@ -60,6 +60,12 @@ impl Cache {
 
     /// Take the exclusive lock for `kind/key`, waiting for another ksnap process that holds it.
     pub fn lock(&self, kind: &str, key: &str) -> Result<CacheLock, Error> {
+        self.lock_reporting(kind, key, &mut || {})
+    }
+
+    /// [`Cache::lock`], calling `on_wait` once if another holder makes it wait.
+    pub fn lock_reporting(&self, kind: &str, key: &str, on_wait: &mut dyn FnMut()) -> Result<CacheLock, Error> {
+        let mut waited = false;
         let dir = self.root.join("locks").join(kind);
         fs::create_dir_all(&dir).map_err(|source| Error::CacheUnusable { path: dir.clone(), cause: source })?;
         let path = dir.join(format!("{}.lock", sanitize(key)));
@@ -82,6 +88,9 @@ impl Cache {
             let err = std::io::Error::last_os_error();
             match err.kind() {
                 std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => {
+                    if !std::mem::replace(&mut waited, true) {
+                        on_wait();
+                    }
                     std::thread::sleep(LOCK_POLL_INTERVAL)
                 }
                 _ => return Err(Error::io(format!("locking {}", path.display()), err)),
