@@ -224,8 +224,11 @@ fn run_inner(qemu: &Qemu, spec: &VmSpec, saving: Option<Saving>) -> Result<RunRe
                         .into(),
                 });
             }
-            let file = std::fs::File::open(&state.path)
-                .map_err(|e| Error::io(format!("opening the saved VM state {}", state.path.display()), e))?;
+            // It may have been replaced since it was looked up: a VmState error, so that the caller boots.
+            let file = std::fs::File::open(&state.path).map_err(|e| Error::VmState {
+                key: state.key.clone(),
+                why: format!("opening {}: {e}", state.path.display()),
+            })?;
             Some((state, file))
         }
     };

@@ -31,11 +31,13 @@ pub struct SavedState {
     pub path: PathBuf,
 }
 
-/// `state.json`: the stream's hash and, for a person looking into the cache, what it is a state of.
+/// `state.json`: the stream's hash, the machine's [`place`] and, for a person looking into the cache, what
+/// it is a state of.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Record {
     sha256: String,
     bytes: u64,
+    place: String,
     qemu: String,
     kernel: PathBuf,
     cmdline: String,
@@ -57,6 +59,22 @@ pub fn key(qemu: &Qemu, spec: &VmSpec) -> Result<String, Error> {
     ];
     material.extend(spec.machine_args(qemu));
     Ok(cache::sha256_bytes(material.join("\n").as_bytes())[..32].to_string())
+}
+
+/// Where a machine runs, whatever its initramfs and kernel hold: QEMU and the machine's arguments, the
+/// initramfs' path left out (it names the contents). Each place keeps one state: a new one replaces the
+/// others ([`Staged::commit`]), so that rebuilding probes or a kernel does not pile up states of ~100 MiB.
+fn place(qemu: &Qemu, spec: &VmSpec) -> String {
+    let mut material = vec![FORMAT.to_string(), qemu.path.display().to_string()];
+    let mut args = spec.machine_args(qemu).into_iter();
+    while let Some(arg) = args.next() {
+        if arg == "-initrd" {
+            args.next();
+        } else {
+            material.push(arg);
+        }
+    }
+    cache::sha256_bytes(material.join("\n").as_bytes())[..32].to_string()
 }
 
 /// A file's SHA-256, hashed once per process while its size and modification time stay the same: a key is
@@ -121,30 +139,60 @@ impl Staged {
         Ok(Staged { dir, file })
     }
 
-    /// Make the written stream the cache entry of `key`. Another process may have saved the same machine
+    /// Make the written stream the cache entry of `key`, and drop the other states of its [`place`] and
+    /// entries that are not whole states of this format. Another process may have saved the same machine
     /// meanwhile: its entry is replaced by this one, which is as good.
     pub fn commit(self, cache: &Cache, key: &str, qemu: &Qemu, spec: &VmSpec) -> Result<SavedState, Error> {
+        let place = place(qemu, spec);
+        let about = (qemu.version().to_string(), spec.kernel.clone(), spec.cmdline(), spec.memory_mib);
+        self.commit_at(cache, key, place, about)
+    }
+
+    fn commit_at(
+        self,
+        cache: &Cache,
+        key: &str,
+        place: String,
+        (qemu, kernel, cmdline, memory_mib): (String, PathBuf, String, u32),
+    ) -> Result<SavedState, Error> {
         let path = self.dir.path().join("state");
         self.file.sync_all().map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
         let bytes = self.file.metadata().map_err(|e| Error::io(format!("reading {}", path.display()), e))?.len();
         if bytes == 0 {
             return Err(Error::VmState { key: key.into(), why: "QEMU wrote an empty state".into() });
         }
-        let record = Record {
-            sha256: cache::sha256_file(&path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?,
-            bytes,
-            qemu: qemu.version().to_string(),
-            kernel: spec.kernel.clone(),
-            cmdline: spec.cmdline(),
-            memory_mib: spec.memory_mib,
-        };
+        let sha256 = cache::sha256_file(&path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        let record = Record { sha256, bytes, place, qemu, kernel, cmdline, memory_mib };
         let json = serde_json::to_vec_pretty(&record).expect("a record serialises");
         cache::write_atomic(&self.dir.path().join("state.json"), &json)?;
         let entry = cache.entry(CACHE_KIND, key);
-        let _lock = cache.lock(CACHE_KIND, key)?;
-        cache.commit(self.dir, &entry)?;
+        {
+            let _lock = cache.lock(CACHE_KIND, key)?;
+            cache.commit(self.dir, &entry)?;
+        }
         VERIFIED.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(HashSet::new).insert(key.to_string());
+        drop_replaced(cache, key, &record.place);
         Ok(SavedState { key: key.to_string(), path: entry.join("state") })
+    }
+}
+
+/// Remove every state of `place` but `kept`, and every entry without a readable record (a state of
+/// another format). Best effort: a state that cannot be removed now is tried again at the next commit. A
+/// run that found a state just before it went fails to open it and boots ([`crate::run`]).
+fn drop_replaced(cache: &Cache, kept: &str, place: &str) {
+    let Ok(entries) = std::fs::read_dir(cache.root().join(CACHE_KIND)) else { return };
+    for entry in entries.flatten() {
+        let key = entry.file_name().to_string_lossy().into_owned();
+        if key == kept {
+            continue;
+        }
+        let record = std::fs::read(entry.path().join("state.json")).ok();
+        let record: Option<Record> = record.and_then(|bytes| serde_json::from_slice(&bytes).ok());
+        if record.is_none_or(|record| record.place == place) {
+            if let Ok(_lock) = cache.lock(CACHE_KIND, &key) {
+                let _ = remove(cache, &key);
+            }
+        }
     }
 }
 
@@ -164,6 +212,7 @@ mod tests {
         let record = Record {
             sha256: cache::sha256_bytes(b"QEVM stream"),
             bytes: 11,
+            place: "p".into(),
             qemu: "QEMU emulator version 7.2".into(),
             kernel: "/k".into(),
             cmdline: "console=ttyS0".into(),
@@ -177,5 +226,28 @@ mod tests {
         remove(&cache, "k1").unwrap();
         assert!(!entry.exists());
         assert_eq!(lookup(&cache, "k1"), None, "removed, and forgotten as verified");
+    }
+
+    #[test]
+    fn a_new_state_replaces_the_others_of_its_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::at(dir.path().join("cache")).unwrap();
+        let save = |key: &str, place: &str| {
+            let mut staged = Staged::new(&cache).unwrap();
+            std::io::Write::write_all(&mut staged.file, format!("QEVM {key}").as_bytes()).unwrap();
+            let about = ("QEMU 10".to_string(), PathBuf::from("/k"), "console=ttyS0".to_string(), 1024);
+            staged.commit_at(&cache, key, place.into(), about).unwrap()
+        };
+        save("a1", "a");
+        save("b1", "b");
+        let old_format = cache.entry(CACHE_KIND, "old");
+        std::fs::create_dir_all(&old_format).unwrap();
+        std::fs::write(old_format.join("state.json"), br#"{"sha256": "x", "bytes": 1}"#).unwrap();
+        save("a2", "a");
+        assert_eq!(lookup(&cache, "a1"), None, "replaced by a2");
+        assert!(!cache.entry(CACHE_KIND, "a1").exists());
+        assert!(!old_format.exists(), "an entry of another format is dropped");
+        assert!(lookup(&cache, "a2").is_some());
+        assert!(lookup(&cache, "b1").is_some(), "another place's state stays");
     }
 }
