@@ -301,14 +301,22 @@ impl Plan<'_> {
         };
         let mut toolchain = String::from(RECIPE);
         for program in host.toolchain {
-            let output = Command::new(program)
-                .arg("--version")
-                .output()
-                .map_err(|e| Error::io(format!("running {program} --version"), e))?;
-            toolchain.push_str(&String::from_utf8_lossy(&output.stdout));
+            let version = capture(Command::new(program).arg("--version")).ok_or_else(|| {
+                Error::io(format!("running {program} --version"), std::io::Error::other("it did not succeed"))
+            })?;
+            toolchain.push_str(&version);
         }
         Ok(format!("{source}+objects-{}", &cache::sha256_bytes(toolchain.as_bytes())[..16]))
     }
+}
+
+/// The stdout of a short command that succeeded (run in the C locale, through [`crate::children`]).
+pub(crate) fn capture(command: &mut Command) -> Option<String> {
+    command.env("LC_ALL", "C").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
+    let mut child = crate::children::spawn(command).ok()?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut child.child_mut().stdout.take()?, &mut text).ok()?;
+    child.wait().ok()?.success().then_some(text)
 }
 
 /// The object tree of one (source, toolchain), held under its lock for one build.

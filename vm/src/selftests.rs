@@ -31,10 +31,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use crate::apt::{Archives, PinnedPackage};
-use crate::build::{self, BuildProgress, Make, Need, Prerequisite};
+use crate::build::{self, capture, BuildProgress, Make, Need, Prerequisite};
 use crate::cache::{self, Cache};
 use crate::entry::{Package, StepReporter};
 use crate::error::Error;
@@ -603,15 +603,6 @@ fn host_toolchain() -> String {
         parts.push(format!("{package} {}", version.as_deref().unwrap_or("absent")));
     }
     parts.join(", ")
-}
-
-/// The stdout of a short command that succeeded.
-fn capture(command: &mut Command) -> Option<String> {
-    command.env("LC_ALL", "C").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
-    let mut child = crate::children::spawn(command).ok()?;
-    let mut text = String::new();
-    child.child_mut().stdout.take()?.read_to_string(&mut text).ok()?;
-    child.wait().ok()?.success().then_some(text)
 }
 
 #[cfg(test)]
