@@ -166,6 +166,20 @@ impl CellRun {
     }
 }
 
+/// Lower the calling thread, and every process it starts from now on (make, the compilers, apt-get), to
+/// the lowest priority, nice 19. Under TCG a guest runs only as fast as its vCPU thread gets a core: a kernel
+/// build at the VMs' priority beside two VMs on two cores made the kselftest_mm cells of 6.12 take twice as
+/// long, and uffd-unit-tests time out or fail (README, "The first run on a fresh machine"). Making kernels
+/// ready must not change what the VMs measure; on an idle machine, the niceness costs nothing.
+fn yield_cpu_to_vms() {
+    // SAFETY: gettid and setpriority are plain system calls. On Linux a PRIO_PROCESS priority given a thread
+    // id is that thread's own, and a child inherits the nice value of the thread that forks it. Lowering
+    // one's own priority needs no privilege; should it fail all the same, the builds run as before.
+    unsafe {
+        let _ = libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 19);
+    }
+}
+
 impl Session {
     /// Check for QEMU (first: it is the most likely thing to be missing), choose the accelerator, open
     /// the cache and make every probe's executable.
@@ -315,8 +329,12 @@ impl Session {
         let (to_build, to_fetch): (Vec<&str>, Vec<&str>) = kernels.into_iter().partition(built);
         let needs_selftests = cells.iter().any(|cell| self.needs_selftests(cell));
         std::thread::scope(|scope| {
-            scope.spawn(|| to_fetch.iter().for_each(|name| drop(self.kernel(name))));
             scope.spawn(|| {
+                yield_cpu_to_vms();
+                to_fetch.iter().for_each(|name| drop(self.kernel(name)))
+            });
+            scope.spawn(|| {
+                yield_cpu_to_vms();
                 if needs_selftests {
                     drop(self.selftests());
                 }
@@ -626,5 +644,26 @@ mod tests {
             panic!("the build panicked");
         });
         assert!(decided(&poisoned), "a panicked filler must not leave cells waiting forever");
+    }
+
+    #[test]
+    fn a_preparing_thread_and_what_it_starts_run_at_nice_19_and_the_others_do_not() {
+        // The nice value (field 19 of /proc/PID/stat) of a process the thread starts.
+        let child_nice = || {
+            let out = std::process::Command::new("sh").args(["-c", "cat /proc/$$/stat"]).output().unwrap();
+            let stat = String::from_utf8(out.stdout).unwrap();
+            let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+            after_name.split(' ').nth(16).unwrap().parse::<i32>().unwrap()
+        };
+        let before = child_nice();
+        assert_ne!(before, 19, "the test needs a process that does not already run at nice 19");
+        let in_thread = std::thread::spawn(move || {
+            yield_cpu_to_vms();
+            child_nice()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(in_thread, 19);
+        assert_eq!(child_nice(), before, "only the preparing thread yields, not the VM slots");
     }
 }
