@@ -54,7 +54,69 @@ fi
 
 echo "ksnap setup: apt-get update" >&2
 apt-get update -q >&2
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "ksnap setup: installing ${missing[*]}" >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+[ ${#missing[@]} -gt 0 ] || exit 0
+
+# Installing must never remove or replace what the user installed. apt's plan is simulated first; a plan
+# that removes a package is not carried out.
+apt_options=()
+qemu=() others=()
+for package in "${missing[@]}"; do
+  case $package in qemu-*) qemu+=("$package") ;; *) others+=("$package") ;; esac
+done
+
+# QEMU's packages must be of one release: a newer qemu-utils (from backports, say) Breaks an older
+# qemu-system-common, so installing the suite's qemu-system-x86 beside it would remove it. Ask for the
+# installed release instead, from where it came: the system's sources, or the system's backports suite.
+qemu_release=$(dpkg-query -W -f '${db:Status-Abbrev} ${Version}\n' qemu-utils qemu-system-common qemu-block-extra 2>/dev/null |
+  awk '$1 == "ii" { print $2; exit }')
+if [ -n "$qemu_release" ]; then
+  for i in "${!qemu[@]}"; do qemu[$i]="${qemu[$i]}=$qemu_release"; done
+  if [ ${#qemu[@]} -gt 0 ] && [[ $qemu_release == *~bpo* ]] && ! apt-cache madison qemu-system-x86 | grep -qF " $qemu_release "; then
+    # The system's sources no longer list backports: a private apt configuration adds the suite for this
+    # one install (the system's sources and package lists are left as they are).
+    codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+    entry=$(awk -v c="$codename" '
+      /^(URIs|Suites|Signed-By):/ { f[$1] = $0; sub(/^[^:]*: */, "", f[$1]) }
+      /^$/ { if (f["Suites:"] ~ "(^| )" c "( |$)") { print f["URIs:"] "|" f["Signed-By:"]; exit } delete f }
+      END { if (f["Suites:"] ~ "(^| )" c "( |$)") print f["URIs:"] "|" f["Signed-By:"] }' \
+      /etc/apt/sources.list.d/*.sources 2>/dev/null | head -1)
+    [ -n "$entry" ] || entry=$(awk -v c="$codename" '$1 == "deb" && $0 ~ " " c " " {
+        for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { print $i "|"; exit } }' \
+      /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | head -1)
+    if [ -n "$codename" ] && [ -n "$entry" ]; then
+      private=$(mktemp -d)
+      trap 'rm -rf "$private"' EXIT
+      chmod 755 "$private"
+      mkdir -p "$private/parts" "$private/lists/partial"
+      cp /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list "$private/parts/" 2>/dev/null || true
+      uri=${entry%%|*} keyring=${entry#*|}
+      echo "deb ${keyring:+[signed-by=$keyring] }${uri%% *} $codename-backports main" > "$private/parts/ksnap-backports.list"
+      apt_options=(-o "Dir::Etc::SourceParts=$private/parts" -o "Dir::State::Lists=$private/lists"
+        -t "$codename-backports")
+      echo "ksnap setup: QEMU $qemu_release is installed (from $codename-backports): installing QEMU of that release" >&2
+      apt-get "${apt_options[@]:0:4}" update -q >&2
+    fi
+  fi
 fi
+
+# Install one group of packages with the given apt options, unless apt's plan removes something.
+install() {
+  local -n options=$1
+  shift
+  [ $# -gt 0 ] || return 0
+  mapfile -t removed < <(apt-get "${options[@]}" install -s -q --no-install-recommends "$@" 2>/dev/null |
+    sed -n 's/^Remv \([^ ]*\).*/\1/p')
+  if [ ${#removed[@]} -gt 0 ]; then
+    {
+      echo "ksnap setup: installing $* would remove ${removed[*]}, which this machine has; nothing was"
+      echo "installed. Install these in versions that fit the installed ones (apt-get install -s $* shows"
+      echo "what apt would remove), then run setup again; or give ksnap a QEMU of your own: KSNAP_QEMU=PATH."
+    } >&2
+    exit 1
+  fi
+  echo "ksnap setup: installing $*" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get "${options[@]}" install -y -q --no-install-recommends "$@" >&2
+}
+system=()
+install system "${others[@]}"
+install apt_options "${qemu[@]}"
