@@ -39,13 +39,13 @@ pub fn load_config(path: Option<PathBuf>) -> Result<Config> {
 /// How `ksnap run` starts each cell's VM.
 #[derive(Debug, Clone, Copy)]
 pub struct Boots {
-    /// Runs per cell (`--repeat`).
+    /// Runs per cell (`--repeat`), each restored from the cell's saved machine unless `boot_every_cell`.
     pub repeat: usize,
     /// Boot every run instead of restoring saved machines (`--boot-every-cell`).
     pub boot_every_cell: bool,
 }
 
-/// `ksnap run`: true when every cell passed (every boot of it, with `--repeat`, with the same facts).
+/// `ksnap run`: true when every cell passed (every run of it, with `--repeat`, with the same facts).
 pub fn run(
     config: Option<PathBuf>,
     lock: LockMode,
@@ -63,13 +63,15 @@ pub fn run(
     let work: Vec<matrix::Cell> =
         cells.iter().flat_map(|cell| std::iter::repeat_n(cell.clone(), boots.repeat)).collect();
     let results = session.run_cells(&work, jobs);
-    // The first boot of each cell is the one shown; every boot counts for passing and for flakes.
+    // The first run of each cell is the one shown; every run counts for passing and for flakes.
     let mut runs: Vec<crate::session::CellRun> = Vec::new();
-    let mut boots_of: std::collections::BTreeMap<matrix::Cell, Vec<crate::facts::Facts>> = Default::default();
-    let mut failed_boots = 0;
+    let mut runs_of: std::collections::BTreeMap<matrix::Cell, Vec<crate::facts::Facts>> = Default::default();
+    let mut failed_runs = 0;
+    let mut starved_runs = 0;
     for run in results.runs {
-        failed_boots += usize::from(!run.passed());
-        let facts = boots_of.entry(run.cell.clone()).or_default();
+        failed_runs += usize::from(!run.passed());
+        starved_runs += usize::from(run.starved());
+        let facts = runs_of.entry(run.cell.clone()).or_default();
         facts.push(run.facts());
         if facts.len() == 1 {
             runs.push(run);
@@ -87,17 +89,25 @@ pub fn run(
         failed,
         session.accel,
     );
+    if starved_runs > 0 {
+        println!(
+            "{starved_runs} cell runs were STARVED: their VMs waited for a CPU over {:.0}% of the time they wanted \
+             one (other work on this machine); what they measured may be the host's load, not the kernel",
+            crate::session::STARVED_ABOVE * 100.0
+        );
+    }
     let mut flakes = Vec::new();
-    let boots = boots.repeat;
-    if boots > 1 {
-        for (cell, facts) in &boots_of {
+    let repeat = boots.repeat;
+    if repeat > 1 {
+        for (cell, facts) in &runs_of {
             flakes.extend(crate::repeat::flakes(cell, facts));
         }
+        let how = if boots.boot_every_cell { "each booted" } else { "restored from saved machines where possible" };
         println!(
-            "\n--repeat {boots}: {failed_boots} of {} boots failed",
-            boots_of.values().map(Vec::len).sum::<usize>()
+            "\n--repeat {repeat} ({how}): {failed_runs} of {} runs failed",
+            runs_of.values().map(Vec::len).sum::<usize>()
         );
-        print!("{}", crate::repeat::render(&flakes, boots));
+        print!("{}", crate::repeat::render(&flakes, repeat));
     }
     // What could not run at all comes last, after everything that did: a late error hides nothing.
     if !results.errors.is_empty() || !results.not_started.is_empty() {
@@ -113,7 +123,7 @@ pub fn run(
             work.len()
         );
     }
-    Ok(failed_boots == 0 && flakes.is_empty())
+    Ok(failed_runs == 0 && flakes.is_empty())
 }
 
 /// For each suite whose facts hold curves (`….curve.X.METRIC`), an SVG plot of them, one line per

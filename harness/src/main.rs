@@ -42,12 +42,13 @@ enum Command {
         /// VMs at once (default: the number of CPUs).
         #[arg(short, long)]
         jobs: Option<usize>,
-        /// Boot every cell N times and report each fact whose value differed between boots (exit 1 if
-        /// any did): flakes found before they are snapshotted.
+        /// Run every cell N times and report each fact whose value differed between runs (exit 1 if any
+        /// did): flakes found before they are snapshotted. Runs restore the cell's saved machine as any run
+        /// does (as `cargo test` runs them); with --boot-every-cell each run boots.
         #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
         repeat: u16,
         /// Boot every cell's VM instead of restoring the machine its kernel and VM share, saved when init was
-        /// ready (implied by --repeat: a flake that comes from the boot must not hide behind a saved state).
+        /// ready (with --repeat: flakes that come from the boot, which a saved state would hide).
         #[arg(long)]
         boot_every_cell: bool,
         /// Which facts to print per suite: those that differ across the columns that ran, or all.
@@ -127,7 +128,7 @@ fn main() -> ExitCode {
         Command::Run { kernels, suites, variants, accel, jobs, repeat, boot_every_cell, facts } => {
             let view = ksnap::results::View::detect(facts);
             let selection = Selection { kernels, variants, suites };
-            let boots = commands::Boots { repeat: repeat.into(), boot_every_cell: boot_every_cell || repeat > 1 };
+            let boots = commands::Boots { repeat: repeat.into(), boot_every_cell };
             commands::run(cli.config, lock, selection, accel, jobs, boots, view)
         }
         Command::Kernels { fetch } => commands::kernels(cli.config, lock, fetch),

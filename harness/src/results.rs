@@ -358,6 +358,7 @@ mod tests {
             ],
             console_events: vec![],
             duration: std::time::Duration::ZERO,
+            host_cpu: None,
             ready_after: None,
         };
         let log = crate::console_log::console_log(&report);

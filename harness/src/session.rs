@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use anyhow::{Context, Result};
 use ksnap_vm::cache::Cache;
@@ -51,6 +51,9 @@ pub struct Session {
     machines: Mutex<HashMap<String, Arc<MachineSlot>>>,
     /// Boot every cell, never saving or restoring a machine (`ksnap run --boot-every-cell`).
     pub boot_every_cell: bool,
+    /// Held shared by every cell's run and exclusively by a run that must have the host to itself
+    /// ([`Session::run_cell_alone`]): the retry of a cell whose VM was starved.
+    alone: RwLock<()>,
     progress: Progress,
     /// Where each cell's console log is written.
     pub log_dir: PathBuf,
@@ -118,14 +121,21 @@ pub struct CellRun {
     pub kernel: Kernel,
     pub report: RunReport,
     pub console_log: PathBuf,
-    /// The suite's `kernel_config` options with this kernel's values (`y`, `m`, a string, or `unset`;
-    /// `unknown` when the kernel came without its config).
+    /// The suite's `kernel_config` options with this kernel's values (`y`, `m`, a string, `not set`, or
+    /// `absent` from the config: see [`Kernel::config_setting`]; `unknown` when the kernel came without its
+    /// config).
     pub kernel_config: Vec<(String, String)>,
     /// The probes that are kernel selftests: their output is read as kselftest TAP, per test case.
     pub selftest_probes: Vec<String>,
     /// Whether the VM booted or was restored.
     pub started: Started,
 }
+
+/// A VM whose QEMU waited for a CPU for more than this part of the time it wanted one was starved: what it
+/// measured may be the host's load. On an idle host a cell's VM waits for well under 1 % of it (two VMs on
+/// two cores included), beside as many busy processes as there are cores about half (README, "A starved
+/// VM"); in between, the kselftest cases that time out or go missing start near a quarter.
+pub const STARVED_ABOVE: f64 = 0.15;
 
 impl CellRun {
     /// Every fact of the run: what the probes observed, and the suite's kernel config options as
@@ -154,6 +164,11 @@ impl CellRun {
             }),
             _ => false,
         }
+    }
+
+    /// Whether the cell's VM was starved of CPU by other work on the host ([`STARVED_ABOVE`]).
+    pub fn starved(&self) -> bool {
+        self.report.host_cpu.is_some_and(|cpu| cpu.waited_share() > STARVED_ABOVE)
     }
 
     /// Whether one probe of the cell passed: a kernel selftest when its binary's result is a pass (exit 0).
@@ -205,6 +220,7 @@ impl Session {
             selftests: Mutex::new(None),
             machines: Mutex::new(HashMap::new()),
             boot_every_cell: false,
+            alone: RwLock::new(()),
             progress,
             log_dir,
         })
@@ -414,6 +430,19 @@ impl Session {
     /// kernel, QEMU would not start); what happened in the guest is in the report's outcome.
     pub fn run_cell(&self, cell: &Cell) -> Result<CellRun> {
         let kernel = self.kernel(&cell.kernel)?;
+        let _shared = self.alone.read().unwrap_or_else(|e| e.into_inner());
+        self.run_cell_with(cell, kernel)
+    }
+
+    /// [`Session::run_cell`] with no other VM of this session running beside it: it waits for the running
+    /// cells to end, and the others wait for it. For the retry of a cell whose VM was starved.
+    pub fn run_cell_alone(&self, cell: &Cell) -> Result<CellRun> {
+        let kernel = self.kernel(&cell.kernel)?;
+        let _exclusive = self.alone.write().unwrap_or_else(|e| e.into_inner());
+        self.run_cell_with(cell, kernel)
+    }
+
+    fn run_cell_with(&self, cell: &Cell, kernel: Kernel) -> Result<CellRun> {
         let suite = &self.config.suites[&cell.suite];
         let variant = &self.config.variants[&cell.variant];
         let machine = self.machine(cell).filter(|_| !self.boot_every_cell);
@@ -461,17 +490,18 @@ impl Session {
         };
         let ready =
             report.ready_after.map_or_else(String::new, |t| format!(", init ready after {:.2}s", t.as_secs_f64()));
-        task.finish(&format!("{} in {:.1}s{how}{ready}", report.outcome, report.duration.as_secs_f64()));
+        let starved = match report.host_cpu {
+            Some(cpu) if cpu.waited_share() > STARVED_ABOVE => format!(", STARVED: QEMU {cpu}"),
+            Some(cpu) => format!(", waited {:.0}% for a CPU", cpu.waited_share() * 100.0),
+            None => String::new(),
+        };
+        task.finish(&format!("{} in {:.1}s{how}{ready}{starved}", report.outcome, report.duration.as_secs_f64()));
         let console_log = self.write_console_log(cell, &report)?;
         let kernel_config = suite
             .kernel_config
             .iter()
             .map(|option| {
-                let value = match &kernel.config {
-                    None => "unknown".to_string(),
-                    Some(_) => kernel.config_value(option).unwrap_or_else(|| "unset".into()),
-                };
-                (option.clone(), value)
+                (option.clone(), kernel.config_setting(option).unwrap_or_else(|| "unknown".into()))
             })
             .collect();
         let selftest_probes = suite

@@ -17,8 +17,11 @@
 //! - Without QEMU the trials fail, saying what to install; `KSNAP_SKIP_VM=1` marks them ignored instead.
 //! - Cells restore their machine's saved state when they can ([`crate::session`]);
 //!   `KSNAP_BOOT_EVERY_CELL=1` boots every one.
-//! - `KSNAP_REPEAT=N` boots each cell N times (never restored) and fails a trial whose facts differ
-//!   between boots.
+//! - `KSNAP_REPEAT=N` runs each cell N times (restored like any run; booted too with
+//!   `KSNAP_BOOT_EVERY_CELL=1`) and fails a trial whose facts differ between runs.
+//! - A cell whose VM was starved of CPU by other work on the host ([`CellRun::starved`]) and whose facts
+//!   differ from its snapshot runs again once, alone; starved again, the trial fails saying so, never with
+//!   a snapshot diff: what a starved VM measured is the host's load.
 //! - insta decides what a mismatch does: under `CI=true` nothing is written and the diff fails the trial;
 //!   locally a `.snap.new` is written for `cargo insta review`.
 
@@ -64,9 +67,8 @@ pub fn main() -> ! {
                     let mut session =
                         Session::start(config, AccelChoice::Auto, Progress::plain(), LockMode::detect(false))
                             .map_err(|e| format!("{e:#}"))?;
-                    // Repeated boots look for flakes, and a flake that comes from the boot must not hide
-                    // behind a saved machine.
-                    session.boot_every_cell = boot_every_cell()?;
+                    session.boot_every_cell = std::env::var("KSNAP_BOOT_EVERY_CELL").is_ok_and(|v| v == "1");
+                    crate::repeat::from_env()?;
                     Ok(session)
                 });
                 match session {
@@ -94,32 +96,44 @@ fn is_selected(args: &Arguments, name: &str) -> bool {
     args.filter.as_deref().is_none_or(matches) && !args.skip.iter().any(|skip| matches(skip))
 }
 
-/// Whether the trials boot every cell instead of restoring saved machines: `KSNAP_BOOT_EVERY_CELL=1`, or
-/// `KSNAP_REPEAT` over 1.
-fn boot_every_cell() -> Result<bool, String> {
-    let repeat = crate::repeat::from_env()?;
-    Ok(repeat > 1 || std::env::var("KSNAP_BOOT_EVERY_CELL").is_ok_and(|v| v == "1"))
-}
-
 /// One trial: run the cell (KSNAP_REPEAT times), refuse a guest or kernel in trouble, compare the snapshot.
 fn check_cell(session: &Session, cell: &Cell) -> Result<(), Failed> {
-    let boots = crate::repeat::from_env()?;
-    let run = session.run_cell(cell).map_err(|e| format!("{cell}: {e:#}"))?;
-    // KSNAP_REPEAT=N: boot the cell N-1 more times; any fact that moves fails the trial before its
+    let runs = crate::repeat::from_env()?;
+    let mut run = session.run_cell(cell).map_err(|e| format!("{cell}: {e:#}"))?;
+    // KSNAP_REPEAT=N: run the cell N-1 more times; any fact that moves fails the trial before its
     // snapshot is compared (or written).
-    if boots > 1 {
+    if runs > 1 {
         let mut facts = vec![run.facts()];
-        for _ in 1..boots {
+        for _ in 1..runs {
             let again = session.run_cell(cell).map_err(|e| format!("{cell}: {e:#}"))?;
             if !again.passed() {
-                return Err(format!("{cell}: a repeated boot failed: {}", again.report.outcome).into());
+                return Err(format!("{cell}: a repeated run failed: {}", again.report.outcome).into());
             }
             facts.push(again.facts());
         }
         let flakes = crate::repeat::flakes(cell, &facts);
         if !flakes.is_empty() {
-            return Err(crate::repeat::render(&flakes, boots).into());
+            return Err(crate::repeat::render(&flakes, runs).into());
         }
+    }
+    let committed = snapshot::dir(&session.config.root).join(format!("{}.snap", snapshot::name(cell)));
+    let differs = |run: &crate::session::CellRun| {
+        crate::snapfile::read(&committed).is_ok_and(|snapshot| snapshot.facts != run.facts())
+    };
+    if run.starved() && differs(&run) {
+        let cpu = run.report.host_cpu.map(|cpu| cpu.to_string()).unwrap_or_default();
+        eprintln!("{cell}: its VM was starved (QEMU {cpu}) and its facts differ from its snapshot: running it again alone");
+        run = session.run_cell_alone(cell).map_err(|e| format!("{cell}: {e:#}"))?;
+        if run.starved() && differs(&run) {
+            let cpu = run.report.host_cpu.map(|cpu| cpu.to_string()).unwrap_or_default();
+            return Err(format!(
+                "{cell}: its VM was starved of CPU twice (on the retry alone: QEMU {cpu}), and its facts differ \
+                 from its snapshot: what a starved VM measures is the host's load, not the kernel. Run it again \
+                 on a machine with a free core per VM."
+            )
+            .into());
+        }
+        eprintln!("{cell}: retried alone{}", if run.starved() { " (starved again, but its facts match)" } else { "" });
     }
     let Outcome::Completed(_) = &run.report.outcome else {
         return Err(format!("{cell}: {} (console log: {})", run.report.outcome, run.console_log.display()).into());

@@ -37,6 +37,8 @@ use std::io::Write;
 /// snapshot. Reasons and fact values may come from the system and are made single-line here.
 pub struct Ktap {
     next: usize,
+    /// Facts written since [`Ktap::hold`], not printed yet.
+    held: Option<Vec<String>>,
 }
 
 impl Ktap {
@@ -44,7 +46,26 @@ impl Ktap {
     pub fn begin(plan: usize) -> Self {
         emit(format_args!("KTAP version 1"));
         emit(format_args!("1..{plan}"));
-        Ktap { next: 1 }
+        Ktap { next: 1, held: None }
+    }
+
+    /// Keeps the facts written from now on instead of printing them, until [`Ktap::release`] prints them
+    /// or [`Ktap::discard`] drops them: for a probe that runs a test again when something that is not the
+    /// behaviour under test disturbed it (and so trades the flush-at-once guarantee for that test's facts).
+    pub fn hold(&mut self) {
+        self.held.get_or_insert_with(Vec::new);
+    }
+
+    /// Prints the facts held since [`Ktap::hold`], in order, and prints facts at once again.
+    pub fn release(&mut self) {
+        for line in self.held.take().unwrap_or_default() {
+            emit(format_args!("{line}"));
+        }
+    }
+
+    /// Drops the facts held since [`Ktap::hold`], and prints facts at once again.
+    pub fn discard(&mut self) {
+        self.held = None;
     }
 
     /// Prints `# fact: KEY = VALUE`, which belongs to the test whose result line comes next.
@@ -56,7 +77,11 @@ impl Ktap {
         if let Err(why) = check_fact_key(key) {
             panic!("ktap: {why}");
         }
-        emit(format_args!("# fact: {key} = {}", one_line(&value.to_string())));
+        let line = format!("# fact: {key} = {}", one_line(&value.to_string()));
+        match &mut self.held {
+            Some(held) => held.push(line),
+            None => emit(format_args!("{line}")),
+        }
     }
 
     pub fn ok(&mut self, name: &str) {
@@ -82,6 +107,8 @@ impl Ktap {
     }
 
     fn result(&mut self, status: &str, name: &str, directive: Arguments) {
+        // A result ends its test: facts still held belong to it.
+        self.release();
         if name.is_empty() || name.contains(['#', '\n', '\r']) {
             panic!("ktap: invalid test name {name:?}");
         }
@@ -160,14 +187,29 @@ mod tests {
     #[should_panic(expected = "ktap: invalid fact key \"mistyped Key\"")]
     fn a_bad_fact_key_panics_in_every_build() {
         // Not `begin`: nothing is written before the check fails.
-        let mut ktap = Ktap { next: 1 };
+        let mut ktap = Ktap { next: 1, held: None };
         ktap.fact("mistyped Key", 1);
     }
 
     #[test]
     #[should_panic(expected = "ktap: invalid test name")]
     fn a_bad_test_name_panics_in_every_build() {
-        Ktap { next: 1 }.ok("a # b");
+        Ktap { next: 1, held: None }.ok("a # b");
+    }
+
+    #[test]
+    fn held_facts_wait_and_discarded_ones_are_never_printed() {
+        let mut ktap = Ktap { next: 1, held: None };
+        ktap.hold();
+        ktap.fact("a", "first attempt");
+        assert_eq!(ktap.held.as_deref(), Some(&["# fact: a = first attempt".to_string()][..]));
+        ktap.discard();
+        assert_eq!(ktap.held, None);
+        ktap.hold();
+        ktap.hold();
+        ktap.fact("a", 1);
+        ktap.fact("b", 2);
+        assert_eq!(ktap.held.as_ref().map(Vec::len), Some(2), "a second hold keeps what the first held");
     }
 
     #[test]

@@ -38,6 +38,22 @@ impl Kernel {
         let text = std::fs::read_to_string(self.config.as_ref()?).ok()?;
         text.lines().find_map(|line| line.strip_prefix(option)?.strip_prefix('=').map(str::to_string))
     }
+
+    /// What the kernel's config says of `option`, as a fact: its value (`y`, `m`, a string); `not set`
+    /// where the config has `# CONFIG_X is not set` (Kconfig knows the option and it is off); `absent`
+    /// where the config does not mention it (this kernel's Kconfig has no such option, or the option's
+    /// dependencies are not met, so it cannot be set at all). `None` for a kernel without its config.
+    pub fn config_setting(&self, option: &str) -> Option<String> {
+        let text = std::fs::read_to_string(self.config.as_ref()?).ok()?;
+        let not_set = format!("# {option} is not set");
+        let setting = text.lines().find_map(|line| {
+            if line == not_set {
+                return Some("not set".to_string());
+            }
+            line.strip_prefix(option)?.strip_prefix('=').map(str::to_string)
+        });
+        Some(setting.unwrap_or_else(|| "absent".to_string()))
+    }
 }
 
 /// What `resolve` reports while it works (downloads take a while).
@@ -199,5 +215,10 @@ mod tests {
         assert_eq!(kernel.config_value("CONFIG_A").as_deref(), Some("y"));
         assert_eq!(kernel.config_value("CONFIG_AB").as_deref(), Some("\"x\""));
         assert_eq!(kernel.config_value("CONFIG_B"), None);
+        assert_eq!(kernel.config_setting("CONFIG_A").as_deref(), Some("y"));
+        assert_eq!(kernel.config_setting("CONFIG_B").as_deref(), Some("not set"));
+        assert_eq!(kernel.config_setting("CONFIG_C").as_deref(), Some("absent"));
+        let without = Kernel { config: None, ..kernel };
+        assert_eq!(without.config_setting("CONFIG_A"), None);
     }
 }

@@ -33,6 +33,7 @@ mod deb;
 pub mod elf;
 mod entry;
 mod error;
+pub mod hostcpu;
 pub mod initramfs;
 mod kconfig;
 pub mod kernel;

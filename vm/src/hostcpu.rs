@@ -1,0 +1,136 @@
+//! How much CPU a VM got from the host: the time its QEMU's threads ran, and the time they were ready to
+//! run but waited for a core.
+//!
+//! Under TCG a guest runs only as fast as its vCPU thread gets a core, so a guest beside other work on the
+//! host sees its timeouts fire early and its timing-dependent results move: results of the host's load, not
+//! of the kernel. The wait is what tells a starved VM from an idle one (a guest that sleeps uses little CPU
+//! too, but never waits for a core): the scheduler counts both per thread in `/proc/PID/task/TID/schedstat`
+//! (fs/proc/base.c `proc_pid_schedstat`: `se.sum_exec_runtime`, `sched_info.run_delay` in ns, and the
+//! number of time slices), with `CONFIG_SCHED_INFO`, which distribution kernels have.
+
+use std::time::Duration;
+
+/// A VM's share of the host's CPUs over its run: the sum over QEMU's threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HostCpu {
+    /// Time QEMU's threads spent running.
+    pub ran: Duration,
+    /// Time QEMU's threads were runnable but waited for a CPU (another process had it).
+    pub waited: Duration,
+}
+
+impl HostCpu {
+    /// The part of the time QEMU's threads wanted a CPU that they spent waiting for one: 0 on an idle host,
+    /// about 0.5 for one thread beside as many busy processes as there are cores.
+    pub fn waited_share(&self) -> f64 {
+        let wanted = (self.ran + self.waited).as_secs_f64();
+        if wanted == 0.0 {
+            0.0
+        } else {
+            self.waited.as_secs_f64() / wanted
+        }
+    }
+
+    /// Reads the counters of every thread of process `pid` now. Threads that ended before this call are
+    /// not counted, so [`Meter`] samples while the VM runs. `None` without schedstat (no `CONFIG_SCHED_INFO`
+    /// on the host, or the process is gone).
+    pub fn of_process(pid: u32) -> Option<HostCpu> {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+        let mut total = HostCpu::default();
+        let mut any = false;
+        for task in tasks.flatten() {
+            let Ok(text) = std::fs::read_to_string(task.path().join("schedstat")) else { continue };
+            if let Some(thread) = parse_schedstat(&text) {
+                total.ran += thread.ran;
+                total.waited += thread.waited;
+                any = true;
+            }
+        }
+        any.then_some(total)
+    }
+}
+
+impl std::fmt::Display for HostCpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ran {:.1}s, waited {:.1}s for a CPU ({:.0}% of the time it wanted one)",
+            self.ran.as_secs_f64(),
+            self.waited.as_secs_f64(),
+            self.waited_share() * 100.0
+        )
+    }
+}
+
+/// `/proc/PID/task/TID/schedstat`: "RUN_NS WAIT_NS SLICES".
+fn parse_schedstat(text: &str) -> Option<HostCpu> {
+    let mut fields = text.split_ascii_whitespace().map(|f| f.parse::<u64>().ok());
+    let ran = fields.next()??;
+    let waited = fields.next()??;
+    Some(HostCpu { ran: Duration::from_nanos(ran), waited: Duration::from_nanos(waited) })
+}
+
+/// Samples a running process's [`HostCpu`] now and then and keeps the latest: after QEMU exits its threads'
+/// counters are gone. Per thread the counters only grow, and a thread that ended between two samples
+/// loses at most the time since the last one.
+#[derive(Debug)]
+pub(crate) struct Meter {
+    pid: u32,
+    every: Duration,
+    last_sample: Option<std::time::Instant>,
+    latest: Option<HostCpu>,
+}
+
+impl Meter {
+    pub(crate) fn new(pid: u32) -> Meter {
+        Meter { pid, every: Duration::from_millis(200), last_sample: None, latest: None }
+    }
+
+    /// Samples if the last sample is older than the sampling interval.
+    pub(crate) fn tick(&mut self) {
+        if self.last_sample.is_none_or(|at| at.elapsed() >= self.every) {
+            self.sample();
+        }
+    }
+
+    /// Samples now (right before the process is stopped).
+    pub(crate) fn sample(&mut self) {
+        self.last_sample = Some(std::time::Instant::now());
+        if let Some(now) = HostCpu::of_process(self.pid) {
+            self.latest = Some(now);
+        }
+    }
+
+    pub(crate) fn latest(&self) -> Option<HostCpu> {
+        self.latest
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedstat_is_run_time_wait_time_and_slices_in_ns() {
+        let cpu = parse_schedstat("1071534 49915 3\n").unwrap();
+        assert_eq!(cpu.ran, Duration::from_nanos(1_071_534));
+        assert_eq!(cpu.waited, Duration::from_nanos(49_915));
+        assert_eq!(parse_schedstat("garbage"), None);
+        assert_eq!(parse_schedstat("12"), None);
+    }
+
+    #[test]
+    fn the_waited_share_is_the_wait_over_all_the_time_a_cpu_was_wanted() {
+        let cpu = HostCpu { ran: Duration::from_secs(3), waited: Duration::from_secs(1) };
+        assert!((cpu.waited_share() - 0.25).abs() < 1e-9);
+        assert_eq!(HostCpu::default().waited_share(), 0.0);
+    }
+
+    #[test]
+    fn a_busy_process_is_measured_while_it_runs() {
+        // This process: its threads ran (the test harness) for some time already.
+        let cpu = HostCpu::of_process(std::process::id()).expect("schedstat on the test host");
+        assert!(cpu.ran > Duration::ZERO);
+        assert_eq!(HostCpu::of_process(u32::MAX), None);
+    }
+}
