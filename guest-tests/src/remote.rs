@@ -102,15 +102,18 @@ pub fn process_vm_write(pid: libc::pid_t, addr: usize, data: &[u8]) -> Transfer 
     }
 }
 
-pub fn process_vm_read(pid: libc::pid_t, addr: usize, buf: &mut [u8]) -> Result<(), Errno> {
+/// process_vm_readv of `buf.len()` bytes at `addr` in `pid`, as a [`Transfer`]: all of it, a short
+/// count, or the errno (a failure to pin the first page is EFAULT: mm/process_vm_access.c,
+/// `process_vm_rw_single_vec`).
+pub fn process_vm_read(pid: libc::pid_t, addr: usize, buf: &mut [u8]) -> Transfer {
     let local = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
     let remote = libc::iovec { iov_base: addr as *mut c_void, iov_len: buf.len() };
     // SAFETY: the local iovec describes `buf`, which is writable for its whole length.
     let rc = unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) };
-    match rc {
-        n if n == buf.len() as isize => Ok(()),
-        -1 => Err(Errno::last()),
-        _ => Err(Errno(libc::EIO)),
+    if rc < 0 {
+        Transfer::Failed(Errno::last())
+    } else {
+        Transfer::Done { count: rc as usize, asked: buf.len() }
     }
 }
 

@@ -500,9 +500,7 @@ impl Session {
         let kernel_config = suite
             .kernel_config
             .iter()
-            .map(|option| {
-                (option.clone(), kernel.config_setting(option).unwrap_or_else(|| "unknown".into()))
-            })
+            .map(|option| (option.clone(), kernel.config_setting(option).unwrap_or_else(|| "unknown".into())))
             .collect();
         let selftest_probes = suite
             .probes

@@ -19,7 +19,7 @@
 //!   `KSNAP_BOOT_EVERY_CELL=1` boots every one.
 //! - `KSNAP_REPEAT=N` runs each cell N times (restored like any run; booted too with
 //!   `KSNAP_BOOT_EVERY_CELL=1`) and fails a trial whose facts differ between runs.
-//! - A cell whose VM was starved of CPU by other work on the host ([`CellRun::starved`]) and whose facts
+//! - A cell whose VM was starved of CPU by other work on the host ([`crate::session::CellRun::starved`]) and whose facts
 //!   differ from its snapshot runs again once, alone; starved again, the trial fails saying so, never with
 //!   a snapshot diff: what a starved VM measured is the host's load.
 //! - insta decides what a mismatch does: under `CI=true` nothing is written and the diff fails the trial;
@@ -122,7 +122,9 @@ fn check_cell(session: &Session, cell: &Cell) -> Result<(), Failed> {
     };
     if run.starved() && differs(&run) {
         let cpu = run.report.host_cpu.map(|cpu| cpu.to_string()).unwrap_or_default();
-        eprintln!("{cell}: its VM was starved (QEMU {cpu}) and its facts differ from its snapshot: running it again alone");
+        eprintln!(
+            "{cell}: its VM was starved (QEMU {cpu}) and its facts differ from its snapshot: running it again alone"
+        );
         run = session.run_cell_alone(cell).map_err(|e| format!("{cell}: {e:#}"))?;
         if run.starved() && differs(&run) {
             let cpu = run.report.host_cpu.map(|cpu| cpu.to_string()).unwrap_or_default();

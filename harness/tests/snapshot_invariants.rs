@@ -77,6 +77,76 @@ fn proc_mem_effective_mode_follows_config_and_command_line() {
     }
 }
 
+/// The kernel has the `proc_mem.force_override` parameter (its handler is in /proc/kallsyms) exactly where
+/// its config has a CONFIG_PROC_MEM_* choice, both added by the same change (fs/proc/base.c,
+/// security/Kconfig); where it has not (5.10), a request is reported as not in force, whatever the mode
+/// the kernel happens to be in. Kernels without kallsyms (the minimal builds) say `unknown`.
+#[test]
+fn proc_mem_force_override_parameter_exactly_where_its_config_is() {
+    let mut seen = std::collections::BTreeSet::new();
+    for snapshot in snapshots("proc_mem") {
+        let fact =
+            |key: &str| snapshot.facts.get(key).cloned().unwrap_or_else(|| panic!("{}: no {key}", snapshot.column));
+        let configured = ["ALWAYS_FORCE", "FORCE_PTRACE", "NO_FORCE"]
+            .iter()
+            .any(|option| fact(&format!("(config).CONFIG_PROC_MEM_{option}")) == "y");
+        let parameter = fact("proc_mem.setup.force_override.parameter_in_kernel");
+        if parameter.starts_with("unknown: ") {
+            continue;
+        }
+        assert_eq!(parameter, if configured { "yes" } else { "no" }, "{}", snapshot.column);
+        let requested = fact("proc_mem.setup.force_override.requested");
+        let in_force = fact("proc_mem.setup.force_override.requested_in_force");
+        if parameter == "no" && requested != "unset" {
+            let expected = "no: the kernel has no proc_mem.force_override";
+            assert!(in_force.starts_with(expected), "{}: requested_in_force = {in_force}", snapshot.column);
+        }
+        seen.insert((parameter, requested != "unset"));
+    }
+    for claim in [("yes", true), ("no", true)] {
+        assert!(seen.contains(&(claim.0.to_string(), claim.1)), "no snapshot shows {claim:?}: {seen:?}");
+    }
+}
+
+/// What no /proc/PID/mem mode can change: PTRACE_POKEDATA passes FOLL_FORCE itself (kernel/ptrace.c,
+/// `generic_ptrace_pokedata`), process_vm_readv never does (mm/process_vm_access.c), and neither a read of
+/// readable memory nor a write into writable memory through /proc/self/mem looks at FOLL_FORCE
+/// (mm/gup.c, `check_vma_flags`). These facts are the same in every variant of a kernel.
+#[test]
+fn proc_mem_facts_that_force_override_cannot_change_are_the_same_in_every_variant() {
+    const PREFIXES: [&str; 5] = [
+        "proc_mem.pokedata_targets.",
+        "proc_mem.other_writers.pokedata_stopped",
+        "proc_mem.prot_none.process_vm_readv",
+        "proc_mem.shared_read.",
+        "proc_mem.rw_mappings.",
+    ];
+    let mut by_kernel: std::collections::BTreeMap<String, Vec<SnapshotFile>> = Default::default();
+    for snapshot in snapshots("proc_mem") {
+        let kernel = snapshot.column.split('+').next().unwrap().to_string();
+        by_kernel.entry(kernel).or_default().push(snapshot);
+    }
+    let mut compared = 0;
+    for (kernel, variants) in &by_kernel {
+        let unaffected = |s: &SnapshotFile| -> Vec<(String, String)> {
+            s.facts
+                .iter()
+                .filter(|(key, _)| PREFIXES.iter().any(|prefix| key.starts_with(prefix)))
+                .map(|(key, value)| (key.clone(), value.clone()))
+                .collect()
+        };
+        let first = unaffected(&variants[0]);
+        for prefix in PREFIXES {
+            assert!(first.iter().any(|(key, _)| key.starts_with(prefix)), "{kernel}: no {prefix}… facts");
+        }
+        for other in &variants[1..] {
+            assert_eq!(unaffected(other), first, "{} vs {}", other.column, variants[0].column);
+            compared += 1;
+        }
+    }
+    assert!(compared > 0, "no kernel has proc_mem snapshots of two variants");
+}
+
 /// Where mseal(2) does not exist, nothing else the mseal case reports describes a sealed page.
 #[test]
 fn proc_mem_without_mseal_every_mseal_fact_is_not_applicable() {
@@ -105,9 +175,10 @@ fn selftests_force_writes_through_proc_self_mem_exactly_where_proc_mem_does() {
     let proc_mem: std::collections::BTreeMap<String, SnapshotFile> =
         snapshots("proc_mem").into_iter().map(|s| (s.column.clone(), s)).collect();
     let mut seen = std::collections::BTreeSet::new();
-    for selftests in snapshots("kselftest_mm") {
+    for selftests in snapshots("kselftest_mm_proc_mem") {
         let column = &selftests.column;
-        let ours = proc_mem.get(column).unwrap_or_else(|| panic!("kselftest_mm ran on {column}, proc_mem did not"));
+        let ours =
+            proc_mem.get(column).unwrap_or_else(|| panic!("kselftest_mm_proc_mem ran on {column}, proc_mem did not"));
         let write = &ours.facts["proc_mem.ro_private_anon.write"];
         let forced = write.starts_with("ok");
         let fact = |key: &str| selftests.facts.get(key).map(String::as_str);

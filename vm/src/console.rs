@@ -3,9 +3,20 @@
 //! Lines are matched against the exact formats the kernel prints (`WARNING: CPU: 0 PID: 1 at
 //! ...`, `BUG: kernel NULL pointer dereference, ...`, `Kernel panic - not syncing: ...`), at the
 //! start of the message, so that a line that merely mentions a WARNING is not mistaken for the
-//! kernel's. A probe's stdout and stderr never reach the console (init relays both on the result
-//! channel); a probe that writes to `/dev/kmsg` or `/dev/console` on purpose can still fool the
-//! scanner, so what it reports is evidence, not proof.
+//! kernel's.
+//!
+//! Who wrote a line: ksnap boots with `console_msg_format=syslog` ([`crate::qemu::BASE_CMDLINE`]), so
+//! the kernel starts every line of every record with its syslog priority, `<PRI>` = facility × 8 +
+//! level, before the timestamp. The kernel's own messages have facility 0 (`LOG_KERN`); a record
+//! user space writes to `/dev/kmsg` never does (`devkmsg_write` turns facility 0 into `LOG_USER`). A
+//! line with another facility is therefore user space talking in the kernel's words: kept among the
+//! last lines, never a panic or an event. A line without a priority is read by its format alone until
+//! the first line with one (the boot stub's lines before printk starts; a kernel older than 4.16, which
+//! cannot print one); after it, such a line is user space's (init's own lines, anything else written to
+//! `/dev/console`): the kernel prefixes every line once it does one. A probe's stdout and stderr never
+//! reach the console (init relays both on the result channel); a probe that writes a `<0>` line of its
+//! own to `/dev/console` on purpose can still fool the scanner, so a panic is only believed while the
+//! guest does not go on ([`ConsoleScan::guest_went_on`]).
 //!
 //! The console is untrusted: every line kept is cut to [`MAX_LINE_BYTES`], and the number of
 //! events, of context lines per event and of panic lines are all capped.
@@ -50,7 +61,7 @@ pub enum EventKind {
 pub struct ConsoleEvent {
     /// What kind of trouble the headline reports.
     pub kind: EventKind,
-    /// The line that identified the event, without its timestamp.
+    /// The line that identified the event, without its printk prefix (priority, timestamp).
     pub headline: String,
     /// The lines after it (registers, call trace...) up to the `---[ end trace` marker, the next
     /// event, a panic or [`MAX_CONTEXT_LINES`].
@@ -71,6 +82,7 @@ pub struct KernelPanic {
 /// Classifies console lines as they arrive. Feed it every line with [`ConsoleScan::feed_line`].
 #[derive(Debug, Default)]
 pub struct ConsoleScan {
+    /// The first panic the guest did not outlive (see [`ConsoleScan::guest_went_on`]).
     panic: Option<KernelPanic>,
     /// The panic is still collecting its lines.
     in_panic: bool,
@@ -81,6 +93,9 @@ pub struct ConsoleScan {
     /// The last non-empty lines; trimmed back to [`LAST_LINES`] whenever it reaches twice that,
     /// so that it can be handed out as a slice.
     last: Vec<String>,
+    /// A line with a `<PRI>` prefix has been seen: this kernel prints one on every line of every record,
+    /// so from now on a line without one is not the kernel's (user space wrote it to `/dev/console`).
+    kernel_prefixes: bool,
 }
 
 impl ConsoleScan {
@@ -91,7 +106,14 @@ impl ConsoleScan {
 
     /// Takes one console line (without its `\n`), as decoded from the guest.
     pub fn feed_line(&mut self, raw: &str) {
-        let line = strip_printk_prefix(raw.trim_end());
+        let (priority, line) = split_printk_prefix(raw.trim_end());
+        // Only the kernel's own lines (and lines that do not say who wrote them) start or end a panic
+        // or an event; a record user space wrote to /dev/kmsg is just a line, kept like any other.
+        self.kernel_prefixes |= priority.is_some();
+        let from_user_space = match priority {
+            Some(priority) => !priority.is_kernel(),
+            None => self.kernel_prefixes,
+        };
         if !line.trim().is_empty() {
             if self.last.len() >= 2 * LAST_LINES {
                 self.last.drain(..LAST_LINES);
@@ -102,10 +124,12 @@ impl ConsoleScan {
         if self.in_panic {
             let panic = self.panic.as_mut().expect("in_panic implies a panic");
             panic.lines.push(cut(line));
-            self.in_panic = panic.lines.len() < MAX_PANIC_LINES && !line.starts_with(PANIC_END);
+            let ended = !from_user_space && line.starts_with(PANIC_END);
+            self.in_panic = panic.lines.len() < MAX_PANIC_LINES && !ended;
         }
 
-        match classify(line) {
+        let headline = if from_user_space { None } else { classify(line) };
+        match headline {
             Some(Headline::Panic(reason)) => {
                 self.in_event = false;
                 if self.panic.is_none() {
@@ -126,15 +150,26 @@ impl ConsoleScan {
             Some(Headline::Event(_)) | None if self.in_event => {
                 let event = self.events.last_mut().expect("in_event implies an event");
                 event.context.push(cut(line));
-                self.in_event = event.context.len() < MAX_CONTEXT_LINES && !line.starts_with(TRACE_END);
+                let ended = !from_user_space && line.starts_with(TRACE_END);
+                self.in_event = event.context.len() < MAX_CONTEXT_LINES && !ended;
             }
             Some(Headline::Event(_)) | None => {}
         }
     }
 
-    /// The first kernel panic, if there was one.
+    /// The first kernel panic, if there was one and the guest did not go on after it.
     pub fn panic(&self) -> Option<&KernelPanic> {
         self.panic.as_ref()
+    }
+
+    /// The guest's init reported progress after every line fed so far (on the result channel: a
+    /// probe's end, `ksnap-done`): a panic seen before it did not stop the kernel, which a panic does
+    /// (interrupts off, the other CPUs stopped, a reboot or a halt). So that panic headline was not
+    /// the kernel's (user space wrote it to `/dev/console`, or to `/dev/kmsg` on a kernel too old to
+    /// print who wrote a line); it is forgotten, and a later panic is caught again.
+    pub fn guest_went_on(&mut self) {
+        self.panic = None;
+        self.in_panic = false;
     }
 
     /// Oops/BUG/WARNING and similar events, in order, at most [`MAX_EVENTS`].
@@ -147,7 +182,8 @@ impl ConsoleScan {
         self.dropped_events
     }
 
-    /// The last non-empty lines, oldest first, at most [`LAST_LINES`], without timestamps.
+    /// The last non-empty lines, oldest first, at most [`LAST_LINES`], without printk prefixes (priority,
+    /// timestamp), as a person reads them.
     pub fn last_lines(&self) -> &[String] {
         &self.last[self.last.len().saturating_sub(LAST_LINES)..]
     }
@@ -256,21 +292,45 @@ fn split_number(text: &str) -> Option<(&str, &str)> {
     (digits > 0).then(|| text.split_at(digits))
 }
 
-/// Removes what printk puts before the message: an optional `<N>` log level (as in `dmesg -r`),
-/// the `[    1.234567]` timestamp and the `[    T1]` caller id of `CONFIG_PRINTK_CALLER`.
-fn strip_printk_prefix(line: &str) -> &str {
-    let mut rest = line;
-    if let Some(after_level) = bracketed(rest, '<', '>', |inner| inner.bytes().all(|b| b.is_ascii_digit())) {
-        rest = after_level;
+/// A record's syslog priority, as printk prints it with `console_msg_format=syslog`: facility × 8 +
+/// level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Priority(u16);
+
+impl Priority {
+    /// Whether the record is the kernel's own: facility 0, `LOG_KERN`, which `/dev/kmsg` never gives
+    /// a record user space writes (kernel/printk/printk.c, `devkmsg_write`).
+    fn is_kernel(self) -> bool {
+        self.0 >> 3 == 0
     }
-    let Some(after_time) = bracketed(rest, '[', ']', is_timestamp) else {
-        return line;
+}
+
+/// Splits what printk puts before the message off a console line: the `<PRI>` syslog priority of
+/// `console_msg_format=syslog` (also what `dmesg -r` prints), the `[    1.234567]` timestamp and the
+/// `[    T1]` caller id of `CONFIG_PRINTK_CALLER`, each optional, in that order.
+fn split_printk_prefix(line: &str) -> (Option<Priority>, &str) {
+    // The kernel prints facility (8 bits) × 8 + level: at most 2047.
+    let is_priority = |inner: &str| inner.len() <= 4 && inner.bytes().all(|b| b.is_ascii_digit());
+    let (priority, mut rest) = match bracketed(line, '<', '>', is_priority) {
+        Some(after) => {
+            let digits = &line[1..line.len() - after.len() - 1];
+            (digits.trim().parse().ok().map(Priority), after)
+        }
+        None => (None, line),
     };
-    rest = after_time;
+    let mut stamped = false;
+    if let Some(after_time) = bracketed(rest, '[', ']', is_timestamp) {
+        rest = after_time;
+        stamped = true;
+    }
     if let Some(after_caller) = bracketed(rest, '[', ']', is_caller_id) {
         rest = after_caller;
+        stamped = true;
     }
-    rest.strip_prefix(' ').unwrap_or(rest)
+    if stamped {
+        rest = rest.strip_prefix(' ').unwrap_or(rest);
+    }
+    (priority, rest)
 }
 
 /// If `text` starts with `open`...`close` (short, as printk prefixes are) and the trimmed inside
@@ -459,24 +519,155 @@ mod tests {
     #[test]
     fn printk_prefixes_are_stripped() {
         let cases = [
-            ("[    1.234567] Run /init as init process", "Run /init as init process"),
-            ("[ 3846.639479]  dump_stack+0x1/0x2", " dump_stack+0x1/0x2"),
-            ("<4>[    7.727704] WARNING: CPU: 1 PID: 1 at x.c:1 f", "WARNING: CPU: 1 PID: 1 at x.c:1 f"),
-            ("[    8.119694][    T1] refcount_t: x", "refcount_t: x"),
-            ("[   12.000000][   C3] NMI backtrace", "NMI backtrace"),
-            ("[] not a timestamp", "[] not a timestamp"),
-            ("[1.x] nope", "[1.x] nope"),
-            ("[    1.0]", ""),
-            ("plain", "plain"),
-            ("[", "["),
+            ("[    1.234567] Run /init as init process", None, "Run /init as init process"),
+            ("[ 3846.639479]  dump_stack+0x1/0x2", None, " dump_stack+0x1/0x2"),
+            ("<4>[    7.727704] WARNING: CPU: 1 PID: 1 at x.c:1 f", Some(4), "WARNING: CPU: 1 PID: 1 at x.c:1 f"),
+            ("<14>[    7.727704] hello", Some(14), "hello"),
+            ("<0>Kernel panic - not syncing: no timestamp", Some(0), "Kernel panic - not syncing: no timestamp"),
+            ("<2047>[    1.000000][    T1] x", Some(2047), "x"),
+            ("<6>[    T1] caller id only", Some(6), "caller id only"),
+            ("[    8.119694][    T1] refcount_t: x", None, "refcount_t: x"),
+            ("[   12.000000][   C3] NMI backtrace", None, "NMI backtrace"),
+            ("<12345>[    1.000000] five digits", None, "<12345>[    1.000000] five digits"),
+            ("<-1>[    1.000000] x", None, "<-1>[    1.000000] x"),
+            ("<>[    1.000000] x", None, "<>[    1.000000] x"),
+            ("<4 x", None, "<4 x"),
+            ("[] not a timestamp", None, "[] not a timestamp"),
+            ("[1.x] nope", None, "[1.x] nope"),
+            ("[    1.0]", None, ""),
+            ("plain", None, "plain"),
+            ("[", None, "["),
+            ("<", None, "<"),
             (
                 "[\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}]",
+                None,
                 "[\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}]",
             ),
         ];
-        for (raw, message) in cases {
-            assert_eq!(strip_printk_prefix(raw), message, "{raw:?}");
+        for (raw, priority, message) in cases {
+            assert_eq!(split_printk_prefix(raw), (priority.map(Priority), message), "{raw:?}");
         }
+    }
+
+    #[test]
+    fn the_kernel_is_facility_0_and_user_space_any_other() {
+        // What `echo '<0>…' > /dev/kmsg` prints: the kernel made the facility LOG_USER (1), level 0 stays.
+        assert!(Priority(0).is_kernel() && Priority(7).is_kernel());
+        assert!(!Priority(8).is_kernel() && !Priority(14).is_kernel() && !Priority(2047).is_kernel());
+    }
+
+    #[test]
+    fn a_kernel_panic_at_facility_0_is_caught() {
+        let scan = scan_lines(&[
+            "<0>[    5.100000] Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000000",
+            "<4>[    5.100001] CPU: 0 UID: 0 PID: 1 Comm: init Not tainted 6.12.117 #1",
+            "<0>[    5.100002] ---[ end Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000000 ]---",
+        ]);
+        let panic = scan.panic().expect("a panic");
+        assert_eq!(panic.headline, "Attempted to kill init! exitcode=0x00000000");
+        assert_eq!(panic.lines.len(), 3);
+        assert_eq!(panic.lines[1], "CPU: 0 UID: 0 PID: 1 Comm: init Not tainted 6.12.117 #1");
+        assert_eq!(scan.last_lines()[0], "Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000000");
+    }
+
+    #[test]
+    fn user_space_records_in_the_kernels_words_are_only_lines() {
+        // What `fault kmsg-forgery` writes to /dev/kmsg, as the console shows it: `<0>` became `<8>`.
+        let forged = [
+            "<8>[    3.000000] Kernel panic - not syncing: forged",
+            "<12>[    3.000001] WARNING: CPU: 0 PID: 1 at mm/forged.c:1 forged+0x0/0x10",
+            "<8>[    3.000002] Oops: general protection fault, probably for non-canonical address 0xdead000000000000: 0000 [#1] SMP",
+            "<11>[    3.000003] BUG: kernel NULL pointer dereference, address: 0000000000000000",
+            "<11>[    3.000004] Out of memory: Killed process 1 (forged) total-vm:0kB",
+            "<9>[    3.000005] watchdog: BUG: soft lockup - CPU#0 stuck for 22s! [forged:1]",
+            "<14>[    3.000006] UBSAN: array-index-out-of-bounds in forged.c:1:1",
+        ];
+        let scan = scan_lines(&forged);
+        assert!(scan.panic().is_none(), "{:#?}", scan.panic());
+        assert!(scan.events().is_empty(), "{:#?}", scan.events());
+        // Shown to people as they were written, without the prefix.
+        assert_eq!(scan.last_lines()[0], "Kernel panic - not syncing: forged");
+        assert_eq!(scan.last_lines().len(), forged.len());
+    }
+
+    #[test]
+    fn user_space_cannot_end_a_kernel_event_or_panic() {
+        let scan = scan_lines(&[
+            "<4>[    1.000000] WARNING: CPU: 0 PID: 1 at a.c:1 f+0x1/0x2",
+            "<12>[    1.000001] ---[ end trace 0000000000000000 ]---",
+            "<4>[    1.000002] RIP: 0010:f+0x1/0x2",
+            "<4>[    1.000003] ---[ end trace 0000000000000000 ]---",
+            "<4>[    1.000004] after the trace",
+            "<0>[    2.000000] Kernel panic - not syncing: Fatal exception",
+            "<8>[    2.000001] ---[ end Kernel panic - not syncing: Fatal exception ]---",
+            "<0>[    2.000002] Kernel Offset: disabled",
+        ]);
+        let [warning] = scan.events() else { panic!("{:#?}", scan.events()) };
+        assert_eq!(
+            warning.context,
+            ["---[ end trace 0000000000000000 ]---", "RIP: 0010:f+0x1/0x2", "---[ end trace 0000000000000000 ]---"]
+        );
+        assert_eq!(scan.panic().unwrap().lines.last().unwrap(), "Kernel Offset: disabled");
+    }
+
+    #[test]
+    fn continuation_lines_of_a_kernel_event_each_carry_the_priority() {
+        // With console_msg_format=syslog every line of a multi-line record, and every record of a
+        // splat, starts with its own `<PRI>`; the context reads as without it. A line without one
+        // (init writing to /dev/console meanwhile) is still part of what followed the headline.
+        let scan = scan_lines(&[
+            "<1>[    4.000000] BUG: kernel NULL pointer dereference, address: 0000000000000020",
+            "<1>[    4.000001] #PF: supervisor read access in kernel mode",
+            "<4>[    4.000002] Oops: 0000 [#1] PREEMPT SMP PTI",
+            "ksnap-init: running probe p",
+            "<4>[    4.000003] Call Trace:",
+            "<4>[    4.000004]  <TASK>",
+        ]);
+        let [bug] = scan.events() else { panic!("{:#?}", scan.events()) };
+        assert_eq!(bug.kind, EventKind::Bug);
+        assert_eq!(bug.headline, "BUG: kernel NULL pointer dereference, address: 0000000000000020");
+        assert_eq!(
+            bug.context,
+            [
+                "#PF: supervisor read access in kernel mode",
+                "Oops: 0000 [#1] PREEMPT SMP PTI",
+                "ksnap-init: running probe p",
+                "Call Trace:",
+                " <TASK>"
+            ]
+        );
+    }
+
+    #[test]
+    fn lines_without_a_priority_are_read_by_their_format_alone() {
+        // init's own lines and a kernel that does not print priorities, as before.
+        let scan = scan_lines(&[
+            "ksnap-init: probe spoof: exited 0",
+            "[    1.000000] WARNING: CPU: 0 PID: 1 at a.c:1 f+0x1/0x2",
+            "Kernel panic - not syncing: no prefix",
+        ]);
+        assert_eq!(scan.events().len(), 1);
+        assert_eq!(scan.panic().unwrap().headline, "no prefix");
+        assert_eq!(scan.last_lines()[0], "ksnap-init: probe spoof: exited 0");
+    }
+
+    #[test]
+    fn a_panic_the_guest_went_on_after_is_forgotten_and_a_later_one_caught() {
+        let mut scan = scan_lines(&["Kernel panic - not syncing: written to /dev/console", "still collecting"]);
+        assert!(scan.panic().is_some());
+        scan.guest_went_on();
+        assert!(scan.panic().is_none());
+        scan.feed_line("ksnap-init: probe spoof: exited 0");
+        scan.feed_line("<0>[    9.000000] Kernel panic - not syncing: the real one");
+        scan.feed_line("<4>[    9.000001] Kernel Offset: disabled");
+        let panic = scan.panic().expect("the later panic");
+        assert_eq!(panic.headline, "the real one");
+        assert_eq!(panic.lines, ["Kernel panic - not syncing: the real one", "Kernel Offset: disabled"]);
+        // Progress reported before a panic says nothing about it.
+        let mut scan = ConsoleScan::new();
+        scan.guest_went_on();
+        scan.feed_line("<0>[    9.000000] Kernel panic - not syncing: after the progress");
+        assert!(scan.panic().is_some());
     }
 
     #[test]

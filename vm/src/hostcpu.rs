@@ -32,7 +32,7 @@ impl HostCpu {
     }
 
     /// Reads the counters of every thread of process `pid` now. Threads that ended before this call are
-    /// not counted, so [`Meter`] samples while the VM runs. `None` without schedstat (no `CONFIG_SCHED_INFO`
+    /// not counted, so a VM's run samples them while QEMU runs. `None` without schedstat (no `CONFIG_SCHED_INFO`
     /// on the host, or the process is gone).
     pub fn of_process(pid: u32) -> Option<HostCpu> {
         let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;

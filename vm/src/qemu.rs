@@ -200,7 +200,11 @@ pub const CPU_MODEL: &str = "qemu64";
 /// - `panic=-1`: reboot at once on panic, which `-no-reboot` turns into QEMU exiting.
 /// - `loglevel=5`: print warnings and worse (WARN splats, OOM kills), but not the info chatter that costs
 ///   boot time on an emulated serial port.
-pub const BASE_CMDLINE: &[&str] = &["console=ttyS0", "panic=-1", "loglevel=5"];
+/// - `console_msg_format=syslog`: start every console line with its record's `<PRI>` (facility × 8 +
+///   level), so that the console scanner tells the kernel's own messages (facility 0) from records user
+///   space wrote to `/dev/kmsg` (never facility 0), see [`crate::console`]. Every kernel since 4.16 has it
+///   (kernel/printk/printk.c, under `CONFIG_PRINTK` alone); an older one ignores the word.
+pub const BASE_CMDLINE: &[&str] = &["console=ttyS0", "panic=-1", "loglevel=5", "console_msg_format=syslog"];
 
 /// Everything needed to run one VM, as [`fn@crate::run`] takes it. [`crate::Vm`] builds one with defaults.
 #[derive(Debug, Clone)]
@@ -382,7 +386,10 @@ mod tests {
     #[test]
     fn cmdline_appends_variant_and_init_args() {
         let mut spec = spec();
-        assert_eq!(spec.cmdline(), "console=ttyS0 panic=-1 loglevel=5 proc_mem.force_override=never");
+        assert_eq!(
+            spec.cmdline(),
+            "console=ttyS0 panic=-1 loglevel=5 console_msg_format=syslog proc_mem.force_override=never"
+        );
         spec.init_args = vec!["init-exit".into()];
         assert!(spec.cmdline().ends_with("proc_mem.force_override=never -- init-exit"));
     }

@@ -168,6 +168,9 @@ pub struct RunReport {
     /// Wall time from QEMU's start until init had its plan: the boot, or the restore (and, for a run that
     /// saved its machine, the save too). `None` if init never got there.
     pub ready_after: Option<Duration>,
+    /// How much CPU QEMU got from the host, and how long it waited for one: a starved VM's results are the
+    /// host's load, not the kernel's behaviour. `None` where the host kernel has no schedstat.
+    pub host_cpu: Option<crate::hostcpu::HostCpu>,
 }
 
 /// One line a probe wrote on stderr, and where it arrived relative to the console.
@@ -276,6 +279,7 @@ fn run_inner(qemu: &Qemu, spec: &VmSpec, saving: Option<Saving>) -> Result<RunRe
         saving: None,
         ready_after: None,
         host_error: None,
+        cpu: crate::hostcpu::Meter::new(child.id()),
     };
     let mut listeners = vec![&console_listener, &results_listener];
     listeners.extend(monitor_listener.as_ref());
@@ -318,6 +322,7 @@ fn run_inner(qemu: &Qemu, spec: &VmSpec, saving: Option<Saving>) -> Result<RunRe
         }
         None => Ending::Exited,
     };
+    watch.cpu.sample();
     let status = child.try_wait().ok().flatten();
     child.kill();
     let duration = started.elapsed();
@@ -340,8 +345,9 @@ fn run_inner(qemu: &Qemu, spec: &VmSpec, saving: Option<Saving>) -> Result<RunRe
     let console_events = watch.console.events().to_vec();
     let probe_stderr = std::mem::take(&mut watch.probe_stderr);
     let ready_after = watch.ready_after;
+    let host_cpu = watch.cpu.latest();
     let outcome = watch.outcome(ending, status, &stderr);
-    Ok(RunReport { outcome, console, probe_stderr, console_events, duration, ready_after })
+    Ok(RunReport { outcome, console, probe_stderr, console_events, duration, ready_after, host_cpu })
 }
 
 fn listen(path: &Path) -> Result<UnixListener, Error> {
@@ -456,6 +462,8 @@ struct Watch<'a, 's> {
     ready_after: Option<Duration>,
     /// A failure on the host side that ends the run as an error (the guest could not be resumed after saving).
     host_error: Option<Error>,
+    /// QEMU's CPU time and run-queue wait, sampled while it runs.
+    cpu: crate::hostcpu::Meter,
     probe_timeouts: HashMap<String, Duration>,
     started: Instant,
     console: ConsoleScan,
@@ -474,6 +482,7 @@ impl Watch<'_, '_> {
     fn watch(&mut self, child: &mut ChildGuard, events: &mpsc::Receiver<Event>) -> Result<Ending, Error> {
         let overall = self.started + self.spec.timeouts.overall;
         loop {
+            self.cpu.tick();
             if child.try_wait().map_err(|e| Error::io("waiting for QEMU", e))?.is_some() {
                 return Ok(Ending::Exited);
             }
@@ -532,7 +541,16 @@ impl Watch<'_, '_> {
                     return;
                 }
                 match self.channel.feed_line(&line) {
-                    Ok(Fed::Milestone(milestone)) => self.reached(milestone),
+                    Ok(Fed::Milestone(milestone)) => {
+                        // init ending a probe or finishing after a panic headline shows that the kernel did
+                        // not stop: that headline was user space's, and its run is judged by the rest (its
+                        // facts stand if init finishes). A probe's start is left out: it can be on its way
+                        // when a probe that has just started panics the kernel for real.
+                        if matches!(milestone, Milestone::ProbeEnd(_) | Milestone::Done) {
+                            self.console.guest_went_on();
+                        }
+                        self.reached(milestone)
+                    }
                     Ok(Fed::Stderr { probe, line }) => {
                         self.probe_stderr.push(ProbeStderrLine { probe, line, console_offset: self.console_text.len() })
                     }
@@ -602,7 +620,8 @@ impl Watch<'_, '_> {
     }
 
     fn outcome(self, ending: Ending, status: Option<std::process::ExitStatus>, stderr: &str) -> Outcome {
-        // A panic explains everything after it, so it wins over any other reading.
+        // A panic explains everything after it, so it wins over any other reading. One the guest went on
+        // after is no panic (`ConsoleScan::guest_went_on`).
         if let Some(panic) = self.console.panic() {
             return Outcome::KernelPanic { headline: panic.headline.clone(), lines: panic.lines.clone() };
         }

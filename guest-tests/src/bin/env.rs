@@ -1,5 +1,5 @@
 //! Probe for suite `env`: records the basic facts of the guest (kernel, page size, THP, command
-//! line, memory). It is also the simplest end-to-end check that the whole pipeline works.
+//! line, memory, CPUs). It is also the simplest end-to-end check that the whole pipeline works.
 //!
 //! Something that cannot be read is a `not ok` with the reason; the probe then exits 1.
 
@@ -11,8 +11,14 @@ use ksnap_probe::{cmdline_param, Ktap};
 
 type Test = fn(&mut Ktap) -> Result<(), String>;
 
-const TESTS: [(&str, Test); 5] =
-    [("uname", uname), ("page_size", page_size), ("thp", thp), ("cmdline", cmdline), ("memory", memory)];
+const TESTS: [(&str, Test); 6] = [
+    ("uname", uname),
+    ("page_size", page_size),
+    ("thp", thp),
+    ("cmdline", cmdline),
+    ("memory", memory),
+    ("cpus", cpus),
+];
 
 fn main() {
     let mut ktap = Ktap::begin(TESTS.len());
@@ -93,11 +99,15 @@ fn memory(ktap: &mut Ktap) -> Result<(), String> {
     // on every boot, KASLR being the likely cause). The MiB figure keeps what matters: how much of the
     // VM's memory the kernel leaves to the system.
     ktap.fact("mem_total_mib", total / 1024);
+    Ok(())
+}
 
+/// The CPUs the kernel has online (`online`: how many, counted from the list in sysfs).
+fn cpus(ktap: &mut Ktap) -> Result<(), String> {
     const ONLINE: &str = "/sys/devices/system/cpu/online";
     let online = read_text(ONLINE)?;
     let count = count_cpus(&online).ok_or_else(|| format!("{ONLINE}: cannot parse {online:?}"))?;
-    ktap.fact("cpus_online", count);
+    ktap.fact("online", count);
     Ok(())
 }
 

@@ -7,7 +7,11 @@
 //!   flood BYTES    write BYTES bytes of lines of `x`
 //!   garbage        write invalid UTF-8, NULs, terminal escapes and forged protocol lines, exit 0
 //!   ktap-lie       KTAP that lies: plan 1..5 with 2 results, a duplicate number, a subtest never closed
-//!   kmsg-warn      log a line in the kernel's WARNING format through /dev/kmsg, as a WARN() would
+//!   kmsg-forgery   write a kernel panic (at level 0), Oops, BUG and WARNING line to /dev/kmsg, report a
+//!                  fact on stdout, exit 0: user space's records, which the kernel marks as such
+//!   console-forgery
+//!                  write a kernel panic line to /dev/console, report a fact on stdout, exit 0: the
+//!                  console shows it as the kernel would, and the guest goes on
 //!   fake-kernel-events
 //!                  print a kernel panic, WARNING, Oops and BUG line, KTAP and forged protocol lines on
 //!                  stderr, a passing KTAP on stdout, exit 0: none of it is the kernel's, nor KTAP
@@ -19,6 +23,7 @@
 //!   init-garbage   write bytes that are not the protocol on the result channel, then power off
 
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::process::exit;
 use std::time::Duration;
 
@@ -38,7 +43,8 @@ fn main() {
         },
         ["garbage"] => garbage(),
         ["ktap-lie"] => ktap_lie(),
-        ["kmsg-warn"] => kmsg_warn(),
+        ["kmsg-forgery"] => kmsg_forgery(),
+        ["console-forgery"] => console_forgery(),
         ["fake-kernel-events"] => fake_kernel_events(),
         ["oom"] => oom(),
         ["init-exit"] => exit(0),
@@ -54,15 +60,45 @@ fn ktap_lie() {
     std::io::stdout().flush().ok();
 }
 
-/// The Debian kernels have no test module to fire a real WARN(); a record written to /dev/kmsg at
-/// level 4 reaches the console exactly as the first line of a WARN() splat would.
-fn kmsg_warn() {
-    let record = "<4>WARNING: CPU: 0 PID: 1 at mm/ksnap_fault.c:1 ksnap_fault+0x0/0x10\n";
-    if let Err(e) =
-        std::fs::OpenOptions::new().write(true).open("/dev/kmsg").and_then(|mut k| k.write_all(record.as_bytes()))
-    {
+/// Records in the exact formats the host's console scanner looks for, each at the level the kernel
+/// prints it (`<0>` asks for facility 0, `LOG_KERN`, which /dev/kmsg turns into `LOG_USER`). They reach
+/// the console word for word, but they are user space's: no panic, no console event.
+const KMSG_FORGERIES: &[&str] = &[
+    "<0>Kernel panic - not syncing: forged",
+    "<4>Oops: general protection fault, probably for non-canonical address 0xdead000000000000: 0000 [#1] SMP",
+    "<1>BUG: kernel NULL pointer dereference, address: 0000000000000000",
+    "<4>WARNING: CPU: 0 PID: 1 at mm/ksnap_fault.c:1 ksnap_fault+0x0/0x10",
+];
+
+fn kmsg_forgery() {
+    // One write is one record; one open file is rate-limited only past 10 records in 5 s.
+    let written = std::fs::OpenOptions::new().write(true).open("/dev/kmsg").and_then(|mut kmsg| {
+        KMSG_FORGERIES.iter().try_for_each(|record| kmsg.write_all(format!("{record}\n").as_bytes()))
+    });
+    if let Err(e) = written {
         fail(&format!("/dev/kmsg: {e}"));
     }
+    let mut ktap = Ktap::begin(1);
+    ktap.fact("records", KMSG_FORGERIES.len());
+    ktap.ok("kmsg_forgery");
+}
+
+/// A line written to the console's tty is user space's, but nothing on it says so (init's own lines
+/// arrive the same way): the host can only see that the guest went on after it.
+const CONSOLE_FORGERY: &str = "Kernel panic - not syncing: forged on /dev/console";
+
+fn console_forgery() {
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open("/dev/console")
+        .and_then(|mut console| console.write_all(format!("{CONSOLE_FORGERY}\n").as_bytes()));
+    if let Err(e) = written {
+        fail(&format!("/dev/console: {e}"));
+    }
+    let mut ktap = Ktap::begin(1);
+    ktap.fact("written", "yes");
+    ktap.ok("console_forgery");
 }
 
 /// Lines in the exact formats the host's console scanner looks for, written where a probe's stderr

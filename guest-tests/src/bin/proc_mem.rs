@@ -21,6 +21,10 @@
 //! test is `not ok` only if the experiment itself could not be set up. Facts never contain
 //! addresses, PIDs or timings: values are byte counts, errno and signal names, and the words read
 //! back from memory that the probe itself wrote.
+//!
+//! A word read back is named by how it was read: `loaded_…` is a load by the process from its own
+//! mapping (not through /proc), `process_vm_readv_…` a process_vm_readv of another process's (or
+//! its own) memory, `proc_mem_read…` a read(2) of /proc/PID/mem.
 
 use std::ffi::c_void;
 use std::fmt::Display;
@@ -40,6 +44,13 @@ use ksnap_probe::{cmdline_param, Ktap};
 /// What the probe writes, little-endian: it reads back as this word.
 const PATTERN: [u8; 4] = [0x40, 0x41, 0x41, 0x41];
 
+/// What the probe stores with its own stores (every byte of a page) before it reads the page
+/// through /proc/self/mem: it reads back as 0x5c5c5c5c.
+const STORED_BYTE: u8 = 0x5c;
+
+/// PTRACE_POKEDATA writes a whole word: [`PATTERN`] in its low half, 0x11111111 above.
+const POKE: u64 = 0x1111_1111_4141_4140;
+
 /// An address in the kernel half of the address space (where x86_64 kernels have their text).
 const KERNEL_HALF: usize = 0xffff_ffff_8100_0000;
 
@@ -52,11 +63,13 @@ const UFFD_EVENT_TIMEOUT_MS: i32 = 10_000;
 
 type Test = fn(&mut Facts) -> Result<(), String>;
 
-const TESTS: [(&str, Test); 14] = [
+const TESTS: [(&str, Test); 17] = [
     ("setup", setup),
     ("ro_private_anon", ro_private_anon),
     ("ro_private_file", ro_private_file),
     ("ro_shared", ro_shared),
+    ("shared_read", shared_read),
+    ("rw_mappings", rw_mappings),
     ("prot_none", prot_none),
     ("own_code_patch", own_code_patch),
     ("own_code_int3", own_code_int3),
@@ -65,6 +78,7 @@ const TESTS: [(&str, Test); 14] = [
     ("vdso_vvar", vdso_vvar),
     ("lseek", lseek),
     ("other_writers", other_writers),
+    ("pokedata_targets", pokedata_targets),
     ("mseal", mseal),
     ("uffd_wp", uffd_wp),
 ];
@@ -94,7 +108,13 @@ fn main() {
 ///
 /// The word alone says nothing of the mode: a kernel without the parameter (before 6.12 and its
 /// stable backports: Debian's 5.10.223 has none) ignores it, and CONFIG_PROC_MEM_FORCE_PTRACE or
-/// CONFIG_PROC_MEM_NO_FORCE change the mode with nothing on the command line.
+/// CONFIG_PROC_MEM_NO_FORCE change the mode with nothing on the command line. Whether the kernel has
+/// the parameter at all is looked up in /proc/kallsyms: its handler, `early_proc_mem_force_override`
+/// (fs/proc/base.c, an early_param), is a function whose address the kernel keeps, so a kernel with
+/// kallsyms lists it exactly when it has the parameter. A kernel without the parameter drops the word
+/// without a message (init/main.c, `unknown_bootoption`: a dotted word is taken for a module's
+/// parameter), so that `proc_mem.force_override=always` on 5.10 is in force only in the sense that
+/// 5.10 always forces: `requested_in_force` says the kernel has no such parameter.
 fn setup(facts: &mut Facts) -> Result<(), String> {
     // SAFETY: sysconf has no memory-safety preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
@@ -103,6 +123,12 @@ fn setup(facts: &mut Facts) -> Result<(), String> {
     }
     let requested = cmdline_param("proc_mem.force_override").map_err(|e| format!("/proc/cmdline: {e}"))?;
     facts.fact("force_override.requested", requested.as_deref().unwrap_or("unset"));
+    let parameter = parameter_in_kernel();
+    facts.fact("force_override.parameter_in_kernel", &parameter);
+    facts.fact(
+        "force_override.parameter_in_kernel.determined_by",
+        format!("a symbol {PARAMETER_HANDLER} (fs/proc/base.c, the parameter's handler) in /proc/kallsyms"),
+    );
 
     let self_write = forced_self_write()?;
     let tracer_write = forced_tracer_write()?;
@@ -125,6 +151,10 @@ fn setup(facts: &mut Facts) -> Result<(), String> {
         "force_override.requested_in_force",
         match requested.as_deref() {
             None => "nothing requested".to_string(),
+            Some(word) if parameter == InKernel::No => {
+                let behaves = format!("the kernel behaves as {effective}");
+                format!("no: the kernel has no proc_mem.force_override ({word} requested, {behaves})")
+            }
             Some(word) if word == effective => "yes".to_string(),
             Some(word) => format!("no: {word} was requested, the kernel behaves as {effective}"),
         },
@@ -132,35 +162,88 @@ fn setup(facts: &mut Facts) -> Result<(), String> {
     Ok(())
 }
 
-/// A write and whether its bytes landed: the write's result, then what a read found there.
+/// The handler of `proc_mem.force_override=` (fs/proc/base.c), by which /proc/kallsyms tells whether
+/// the kernel has the parameter.
+const PARAMETER_HANDLER: &str = "early_proc_mem_force_override";
+
+/// Whether the running kernel has the `proc_mem.force_override` parameter.
+#[derive(PartialEq, Eq)]
+enum InKernel {
+    Yes,
+    No,
+    Unknown(String),
+}
+
+impl Display for InKernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InKernel::Yes => write!(f, "yes"),
+            InKernel::No => write!(f, "no"),
+            InKernel::Unknown(why) => write!(f, "unknown: {why}"),
+        }
+    }
+}
+
+/// [`PARAMETER_HANDLER`] looked up in /proc/kallsyms (lines `ADDRESS TYPE NAME`; a compiler's clone
+/// of the function would be `NAME.SUFFIX`). Kernels built without CONFIG_KALLSYMS (tinyconfig, so
+/// ksnap's minimal builds) have no such file: unknown.
+fn parameter_in_kernel() -> InKernel {
+    use std::io::BufRead;
+    let file = match File::open("/proc/kallsyms") {
+        Ok(file) => file,
+        Err(e) => return InKernel::Unknown(format!("/proc/kallsyms {}", Errno::of(&e))),
+    };
+    let mut any = false;
+    for line in std::io::BufReader::new(file).lines() {
+        let line = match line {
+            Ok(line) => line,
+            Err(e) => return InKernel::Unknown(format!("reading /proc/kallsyms: {}", Errno::of(&e))),
+        };
+        any = true;
+        let name = line.split_whitespace().nth(2).unwrap_or("");
+        if name == PARAMETER_HANDLER || name.strip_prefix(PARAMETER_HANDLER).is_some_and(|rest| rest.starts_with('.')) {
+            return InKernel::Yes;
+        }
+    }
+    if any {
+        InKernel::No
+    } else {
+        InKernel::Unknown("/proc/kallsyms is empty".into())
+    }
+}
+
+/// A write and whether its bytes landed: the write's result, then the word a read found there and
+/// how it was read (`read_with`, as in the fact names: `loaded after`, `process_vm_readv after`).
 struct ForcedWrite {
     write: Transfer,
-    readback: String,
+    read_with: &'static str,
+    after: String,
 }
 
 impl ForcedWrite {
     fn landed(&self) -> bool {
-        self.write.is_complete() && self.readback == hex(u32::from_le_bytes(PATTERN))
+        self.write.is_complete() && self.after == hex(u32::from_le_bytes(PATTERN))
     }
 }
 
 impl Display for ForcedWrite {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}, readback {}", self.write, self.readback)
+        write!(f, "{}; {}: {}", self.write, self.read_with, self.after)
     }
 }
 
-/// [`PATTERN`] written through /proc/self/mem into a private anonymous page mapped PROT_READ.
+/// [`PATTERN`] written through /proc/self/mem into a private anonymous page mapped PROT_READ, then
+/// loaded by the process.
 fn forced_self_write() -> Result<ForcedWrite, String> {
     let mem = Mem::open_self()?;
     let map = Mapping::anon(PAGE, libc::PROT_READ)?;
     let write = mem.write(map.addr, &PATTERN);
-    Ok(ForcedWrite { write, readback: map.word(0)? })
+    Ok(ForcedWrite { write, read_with: "loaded after", after: map.word(0)? })
 }
 
 /// [`PATTERN`] written through /proc/CHILD/mem, by the child's tracer (PTRACE_SEIZE: traced and
 /// running, which is all `proc_mem_foll_force` asks of a tracer), into a private anonymous page the
-/// child inherited mapped PROT_READ.
+/// child inherited mapped PROT_READ; then read from the child with process_vm_readv.
 fn forced_tracer_write() -> Result<ForcedWrite, String> {
     let map = Mapping::anon(PAGE, libc::PROT_READ)?;
     let child = Child::spawn(|| loop {
@@ -170,31 +253,39 @@ fn forced_tracer_write() -> Result<ForcedWrite, String> {
     let mem = Mem::open(child.pid)?;
     ptrace(libc::PTRACE_SEIZE, child.pid, 0, 0).map_err(|e| format!("PTRACE_SEIZE: {e}"))?;
     let write = mem.write(map.addr, &PATTERN);
-    let mut word = [0u8; 4];
-    let readback = match process_vm_read(child.pid, map.addr, &mut word) {
-        Ok(()) => hex(u32::from_le_bytes(word)),
-        Err(e) => format!("unreadable: {e}"),
-    };
+    let after = process_vm_readv_word(child.pid, map.addr);
     // Killing the child (on drop) ends the tracing too.
     drop(child);
-    Ok(ForcedWrite { write, readback })
+    Ok(ForcedWrite { write, read_with: "process_vm_readv after", after })
+}
+
+/// The word at `addr` in process `pid`, read with process_vm_readv: [`hex`], or `unreadable: …` with
+/// what the read did.
+fn process_vm_readv_word(pid: libc::pid_t, addr: usize) -> String {
+    let mut word = [0u8; 4];
+    match process_vm_read(pid, addr, &mut word) {
+        read if read.is_complete() => hex(u32::from_le_bytes(word)),
+        read => format!("unreadable: {read}"),
+    }
 }
 
 /// Case 1: a private anonymous page mapped PROT_READ. With FOLL_FORCE, `check_vma_flags` (mm/gup.c)
 /// lets a write into a private (copy-on-write) mapping through, and the write lands in a new
-/// anonymous page; without it, the write is refused and `mem_rw` returns EIO.
+/// anonymous page; without it, the write is refused and `mem_rw` returns EIO. `loaded_after` is the
+/// process's own load from the mapping after the write.
 fn ro_private_anon(facts: &mut Facts) -> Result<(), String> {
     let mem = Mem::open_self()?;
     let map = Mapping::anon(PAGE, libc::PROT_READ)?;
     facts.fact("anonymous_kb_before", anonymous_kb(map.addr)?);
     facts.fact("write", mem.write(map.addr, &PATTERN));
-    facts.fact("readback", map.word(0)?);
+    facts.fact("loaded_after", map.word(0)?);
     facts.fact("anonymous_kb_after", anonymous_kb(map.addr)?);
     Ok(())
 }
 
 /// Case 2: a MAP_PRIVATE PROT_READ mapping of a file opened O_RDONLY: private mappings keep
 /// VM_MAYWRITE whatever the open mode (mm/mmap.c, `do_mmap`), so a forced write copies the page.
+/// Every word but `file_after` (read(2) of the file) is a load by the process from a mapping.
 fn ro_private_file(facts: &mut Facts) -> Result<(), String> {
     let mem = Mem::open_self()?;
     let file = TestFile::create("ro_private_file")?;
@@ -206,7 +297,7 @@ fn ro_private_file(facts: &mut Facts) -> Result<(), String> {
     facts.fact("second_mapping_before", other.word(0)?);
     facts.fact("anonymous_kb_before", anonymous_kb(map.addr)?);
     facts.fact("write", mem.write(map.addr, &PATTERN));
-    facts.fact("readback", map.word(0)?);
+    facts.fact("loaded_after", map.word(0)?);
     facts.fact("anonymous_kb_after", anonymous_kb(map.addr)?);
     facts.fact("second_mapping_after", other.word(0)?);
     facts.fact("file_after", file.word()?);
@@ -215,7 +306,8 @@ fn ro_private_file(facts: &mut Facts) -> Result<(), String> {
 
 /// Case 3: shared mappings that are not writable: a file opened O_RDONLY, the same file opened
 /// O_RDWR (but mapped PROT_READ), and shared anonymous memory. None is a copy-on-write mapping
-/// (`is_cow_mapping`), which FOLL_FORCE writes require.
+/// (`is_cow_mapping`), which FOLL_FORCE writes require. `loaded_after` is the process's own load from
+/// the mapping after the write, `file_after` a read(2) of the file.
 fn ro_shared(facts: &mut Facts) -> Result<(), String> {
     let mem = Mem::open_self()?;
     let file = TestFile::create("ro_shared")?;
@@ -223,17 +315,78 @@ fn ro_shared(facts: &mut Facts) -> Result<(), String> {
         let handle = file.open(writable)?;
         let map = Mapping::file(&handle, libc::PROT_READ, libc::MAP_SHARED)?;
         facts.fact(&format!("{key}.write"), mem.write(map.addr, &PATTERN));
-        facts.fact(&format!("{key}.readback"), map.word(0)?);
+        facts.fact(&format!("{key}.loaded_after"), map.word(0)?);
         facts.fact(&format!("{key}.file_after"), file.word()?);
     }
     let map = Mapping::guarded(PAGE, libc::PROT_READ, libc::MAP_SHARED | libc::MAP_ANONYMOUS, None)?;
     facts.fact("anon.write", mem.write(map.addr, &PATTERN));
-    facts.fact("anon.readback", map.word(0)?);
+    facts.fact("anon.loaded_after", map.word(0)?);
     Ok(())
 }
 
-/// Case 4: PROT_NONE private anonymous memory, read and written through /proc/self/mem, then made
-/// readable and read directly.
+/// Case 3b: shared mappings the process wrote itself (stores of [`STORED_BYTE`] over the whole page,
+/// then a load of the first word: `loaded_after_store`), read through /proc/self/mem: shared
+/// anonymous memory and a file opened O_RDWR, both mapped PROT_READ|PROT_WRITE.
+///
+/// `proc_mem_read` is decided by `mem_rw` (fs/proc/base.c): `access_remote_vm` (mm/memory.c,
+/// `__access_remote_vm`) gets the page with get_user_pages and copies from it, and a read of a VMA
+/// with VM_READ passes `check_vma_flags` (mm/gup.c) whether or not `proc_mem_foll_force` added
+/// FOLL_FORCE; a page get_user_pages refuses ends the read with EIO. `proc_mem_read_value` is the
+/// word the read returned (`none` if it returned less than 4 bytes): the shmem or page-cache page the
+/// stores went to, if the read sees what the process wrote.
+fn shared_read(facts: &mut Facts) -> Result<(), String> {
+    let mem = Mem::open_self()?;
+    let file = TestFile::create("shared_read")?;
+    let rw = file.open(true)?;
+    let prot = libc::PROT_READ | libc::PROT_WRITE;
+    let cases = [
+        ("anon", Mapping::guarded(PAGE, prot, libc::MAP_SHARED | libc::MAP_ANONYMOUS, None)?),
+        ("file", Mapping::file(&rw, prot, libc::MAP_SHARED)?),
+    ];
+    for (key, mut map) in cases {
+        map.fill(STORED_BYTE)?;
+        facts.fact(&format!("{key}.loaded_after_store"), map.word(0)?);
+        let mut word = [0u8; 4];
+        let read = mem.read(map.addr, &mut word);
+        facts.fact(&format!("{key}.proc_mem_read"), &read);
+        let value = if read.is_complete() { hex(u32::from_le_bytes(word)) } else { "none".into() };
+        facts.fact(&format!("{key}.proc_mem_read_value"), value);
+    }
+    Ok(())
+}
+
+/// Case 3c: new bytes ([`PATTERN`], over a page the process filled with 0x11: `loaded_before`)
+/// written through /proc/self/mem into memory mapped PROT_READ|PROT_WRITE, then loaded by the process
+/// (`loaded_after`): private anonymous memory, shared anonymous memory, and a file opened O_RDWR and
+/// mapped MAP_SHARED (`file_after`: read(2) of the file).
+///
+/// `write` is decided by `mem_rw` (fs/proc/base.c) through `access_remote_vm` (mm/memory.c): with
+/// FOLL_WRITE, `check_vma_flags` (mm/gup.c) looks at FOLL_FORCE only for a VMA without VM_WRITE, so a
+/// writable mapping takes the write under every `proc_mem_foll_force` mode. `__access_remote_vm`
+/// copies into the page get_user_pages returned (`copy_to_user_page`) and marks it dirty: for the
+/// shared file mapping that is the page cache page that read(2) returns.
+fn rw_mappings(facts: &mut Facts) -> Result<(), String> {
+    let mem = Mem::open_self()?;
+    let file = TestFile::create("rw_mappings")?;
+    let rw = file.open(true)?;
+    let prot = libc::PROT_READ | libc::PROT_WRITE;
+    let cases = [
+        ("private_anon", Mapping::anon(PAGE, prot)?),
+        ("shared_anon", Mapping::guarded(PAGE, prot, libc::MAP_SHARED | libc::MAP_ANONYMOUS, None)?),
+        ("shared_file", Mapping::file(&rw, prot, libc::MAP_SHARED)?),
+    ];
+    for (key, mut map) in cases {
+        map.fill(0x11)?;
+        facts.fact(&format!("{key}.loaded_before"), map.word(0)?);
+        facts.fact(&format!("{key}.write"), mem.write(map.addr, &PATTERN));
+        facts.fact(&format!("{key}.loaded_after"), map.word(0)?);
+    }
+    facts.fact("shared_file.file_after", file.word()?);
+    Ok(())
+}
+
+/// Case 4: PROT_NONE private anonymous memory, read and written through /proc/self/mem, read with
+/// process_vm_readv, then made readable and read directly.
 fn prot_none(facts: &mut Facts) -> Result<(), String> {
     let mem = Mem::open_self()?;
     let mut map = Mapping::anon(PAGE, libc::PROT_NONE)?;
@@ -245,6 +398,15 @@ fn prot_none(facts: &mut Facts) -> Result<(), String> {
     facts.fact("anonymous_kb_after_read", anonymous_kb(map.addr)?);
     facts.fact("write", mem.write(map.addr, &PATTERN));
     facts.fact("anonymous_kb_after_write", anonymous_kb(map.addr)?);
+    // process_vm_readv of the same page (this process's own: the same path as another's). It pins
+    // the pages with no flag but FOLL_WRITE for a write (mm/process_vm_access.c,
+    // `process_vm_rw_single_vec`), never FOLL_FORCE, and a read of a VMA without VM_READ needs
+    // FOLL_FORCE in `check_vma_flags` (mm/gup.c); a page it cannot pin is EFAULT.
+    let mut word = [0u8; 4];
+    let read = process_vm_read(std::process::id() as libc::pid_t, map.addr, &mut word);
+    facts.fact("process_vm_readv", &read);
+    facts
+        .fact("process_vm_readv_value", if read.is_complete() { hex(u32::from_le_bytes(word)) } else { "none".into() });
     map.protect(libc::PROT_READ).map_err(|e| format!("mprotect(PROT_READ): {e}"))?;
     facts.fact("direct_read_after_mprotect", map.word(0)?);
     Ok(())
@@ -460,7 +622,9 @@ fn raw_lseek(fd: libc::c_int, offset: i64, whence: libc::c_int) -> i64 {
 /// child), PTRACE_POKEDATA, and /proc/CHILD/mem with and without tracing the child.
 ///
 /// Each route writes [`PATTERN`] at its own offset of a page filled with 0x11 and mapped PROT_READ,
-/// so every `.readback` shows whether that route's write landed. process_vm_writev never passes
+/// so every `.process_vm_readv_after` (the child's word, read from the parent with process_vm_readv)
+/// shows whether that route's write landed; `process_vm_writev_self.loaded_after` and `parent_copy`
+/// are loads by the parent from its own mapping. process_vm_writev never passes
 /// FOLL_FORCE (mm/process_vm_access.c); PTRACE_POKEDATA always does (kernel/ptrace.c,
 /// `generic_ptrace_pokedata`), whatever proc_mem.force_override says; /proc/PID/mem under `ptrace`
 /// passes it only while the writer is the target's tracer (fs/proc/base.c, `proc_mem_foll_force`).
@@ -468,7 +632,7 @@ fn other_writers(facts: &mut Facts) -> Result<(), String> {
     // Into itself.
     let own = Mapping::anon(PAGE, libc::PROT_READ)?;
     facts.fact("process_vm_writev_self", process_vm_write(std::process::id() as libc::pid_t, own.addr, &PATTERN));
-    facts.fact("process_vm_writev_self.readback", own.word(0)?);
+    facts.fact("process_vm_writev_self.loaded_after", own.word(0)?);
 
     // Into a child that sits in pause().
     let mut page = Mapping::anon(PAGE, libc::PROT_READ | libc::PROT_WRITE)?;
@@ -479,42 +643,81 @@ fn other_writers(facts: &mut Facts) -> Result<(), String> {
         unsafe { libc::pause() };
     })?;
     let pid = child.pid;
-    let readback = |offset: usize| -> String {
-        let mut word = [0u8; 4];
-        match process_vm_read(pid, page.addr + offset, &mut word) {
-            Ok(()) => hex(u32::from_le_bytes(word)),
-            Err(e) => format!("unreadable: {e}"),
-        }
-    };
+    let process_vm_readv_at = |offset: usize| process_vm_readv_word(pid, page.addr + offset);
     // Opened once, before any tracing: proc_mem_foll_force looks at the tracer at every read and
     // write, not at open.
     let mem = Mem::open(pid)?;
 
     facts.fact("proc_mem_untraced", mem.write(page.addr, &PATTERN));
-    facts.fact("proc_mem_untraced.readback", readback(0));
+    facts.fact("proc_mem_untraced.process_vm_readv_after", process_vm_readv_at(0));
     facts.fact("process_vm_writev_child", process_vm_write(pid, page.addr + 8, &PATTERN));
-    facts.fact("process_vm_writev_child.readback", readback(8));
+    facts.fact("process_vm_writev_child.process_vm_readv_after", process_vm_readv_at(8));
 
     // Traced (PTRACE_SEIZE) but still running.
     ptrace(libc::PTRACE_SEIZE, pid, 0, 0).map_err(|e| format!("PTRACE_SEIZE: {e}"))?;
     facts.fact("proc_mem_seized_running", mem.write(page.addr + 16, &PATTERN));
-    facts.fact("proc_mem_seized_running.readback", readback(16));
-    let poke = u64::from(u32::from_le_bytes(PATTERN)) | 0x1111_1111_0000_0000;
-    facts.fact("pokedata_running", outcome(ptrace(libc::PTRACE_POKEDATA, pid, page.addr + 24, poke as usize)));
-    facts.fact("pokedata_running.readback", readback(24));
+    facts.fact("proc_mem_seized_running.process_vm_readv_after", process_vm_readv_at(16));
+    facts.fact("pokedata_running", outcome(ptrace(libc::PTRACE_POKEDATA, pid, page.addr + 24, POKE as usize)));
+    facts.fact("pokedata_running.process_vm_readv_after", process_vm_readv_at(24));
 
     // Traced and stopped.
     ptrace(libc::PTRACE_INTERRUPT, pid, 0, 0).map_err(|e| format!("PTRACE_INTERRUPT: {e}"))?;
     wait_stopped(pid)?;
     facts.fact("proc_mem_seized_stopped", mem.write(page.addr + 32, &PATTERN));
-    facts.fact("proc_mem_seized_stopped.readback", readback(32));
-    facts.fact("pokedata_stopped", outcome(ptrace(libc::PTRACE_POKEDATA, pid, page.addr + 40, poke as usize)));
-    facts.fact("pokedata_stopped.readback", readback(40));
+    facts.fact("proc_mem_seized_stopped.process_vm_readv_after", process_vm_readv_at(32));
+    facts.fact("pokedata_stopped", outcome(ptrace(libc::PTRACE_POKEDATA, pid, page.addr + 40, POKE as usize)));
+    facts.fact("pokedata_stopped.process_vm_readv_after", process_vm_readv_at(40));
     ptrace(libc::PTRACE_DETACH, pid, 0, 0).map_err(|e| format!("PTRACE_DETACH: {e}"))?;
     drop(child);
 
     // The child's writes broke copy-on-write in the child only.
     facts.fact("parent_copy", page.word(0)?);
+    Ok(())
+}
+
+/// Case 10b: PTRACE_POKEDATA by the tracer of a stopped child (PTRACE_SEIZE, PTRACE_INTERRUPT) into
+/// memory that even a forced write cannot change in place: shared mappings the child inherited
+/// mapped PROT_READ — a file opened O_RDONLY, the same file opened O_RDWR, shared anonymous memory —
+/// and a hole where nothing is mapped.
+///
+/// `pokedata` is decided by `generic_ptrace_pokedata` (kernel/ptrace.c): `ptrace_access_vm` with
+/// FOLL_FORCE | FOLL_WRITE whatever proc_mem.force_override says, then EIO unless all 8 bytes were
+/// written. `access_remote_vm` (mm/memory.c, `__access_remote_vm`) writes nothing where
+/// get_user_pages fails: for a VMA without VM_WRITE, `check_vma_flags` (mm/gup.c) lets FOLL_FORCE
+/// through only into a copy-on-write (private) mapping (`is_cow_mapping`), so a shared mapping is
+/// refused, VM_MAYWRITE (the O_RDWR file) or not; where no VMA is, there is no page at all.
+/// `process_vm_readv_after` is the child's first word then, read from the parent with
+/// process_vm_readv (the files start "abcd", 0x64636261; the anonymous page is zero); `file_after` is
+/// read(2) of the file after both file pokes.
+fn pokedata_targets(facts: &mut Facts) -> Result<(), String> {
+    let file = TestFile::create("pokedata_targets")?;
+    let (rdonly, rdwr) = (file.open(false)?, file.open(true)?);
+    let targets = [
+        ("shared_file_rdonly", Mapping::file(&rdonly, libc::PROT_READ, libc::MAP_SHARED)?),
+        ("shared_file_rdwr", Mapping::file(&rdwr, libc::PROT_READ, libc::MAP_SHARED)?),
+        ("shared_anon", Mapping::guarded(PAGE, libc::PROT_READ, libc::MAP_SHARED | libc::MAP_ANONYMOUS, None)?),
+    ];
+    let mut hole = Mapping::anon(2 * PAGE, libc::PROT_READ | libc::PROT_WRITE)?;
+    hole.unmap_tail(PAGE).map_err(|e| format!("munmap: {e}"))?;
+    let unmapped = hole.addr + PAGE;
+
+    // The child inherits every mapping above, and the hole.
+    let child = Child::spawn(|| loop {
+        // SAFETY: pause has no preconditions.
+        unsafe { libc::pause() };
+    })?;
+    let pid = child.pid;
+    ptrace(libc::PTRACE_SEIZE, pid, 0, 0).map_err(|e| format!("PTRACE_SEIZE: {e}"))?;
+    ptrace(libc::PTRACE_INTERRUPT, pid, 0, 0).map_err(|e| format!("PTRACE_INTERRUPT: {e}"))?;
+    wait_stopped(pid)?;
+    for (key, map) in &targets {
+        facts.fact(&format!("{key}.pokedata"), outcome(ptrace(libc::PTRACE_POKEDATA, pid, map.addr, POKE as usize)));
+        facts.fact(&format!("{key}.process_vm_readv_after"), process_vm_readv_word(pid, map.addr));
+    }
+    facts.fact("file_after", file.word()?);
+    facts.fact("unmapped.pokedata", outcome(ptrace(libc::PTRACE_POKEDATA, pid, unmapped, POKE as usize)));
+    ptrace(libc::PTRACE_DETACH, pid, 0, 0).map_err(|e| format!("PTRACE_DETACH: {e}"))?;
+    drop(child);
     Ok(())
 }
 
@@ -527,9 +730,9 @@ fn other_writers(facts: &mut Facts) -> Result<(), String> {
 fn mseal(facts: &mut Facts) -> Result<(), String> {
     const AFTER_SEAL: [&str; 6] = [
         "proc_mem_write",
-        "proc_mem_write.readback",
+        "proc_mem_write.loaded_after",
         "madvise_dontneed",
-        "madvise_dontneed.readback",
+        "madvise_dontneed.loaded_after",
         "mprotect_rw",
         "munmap",
     ];
@@ -548,12 +751,12 @@ fn mseal(facts: &mut Facts) -> Result<(), String> {
         return Ok(());
     }
     facts.fact("proc_mem_write", mem.write(map.addr, &PATTERN));
-    facts.fact("proc_mem_write.readback", map.word(0)?);
+    facts.fact("proc_mem_write.loaded_after", map.word(0)?);
     // SAFETY: the range is this mapping; MADV_DONTNEED may drop its contents, which later reads
     // then see as zeros.
     let advised = unsafe { libc::madvise(map.addr as *mut c_void, PAGE, libc::MADV_DONTNEED) };
     facts.fact("madvise_dontneed", outcome(Errno::check(advised.into())));
-    facts.fact("madvise_dontneed.readback", map.word(0)?);
+    facts.fact("madvise_dontneed.loaded_after", map.word(0)?);
     facts.fact("mprotect_rw", outcome(map.protect(libc::PROT_READ | libc::PROT_WRITE)));
     facts.fact("munmap", outcome(map.unmap_tail(0)));
     Ok(())
@@ -574,11 +777,11 @@ fn uffd_wp(facts: &mut Facts) -> Result<(), String> {
         "register_wp",
         "writeprotect",
         "proc_mem_write",
-        "proc_mem_write.readback",
+        "proc_mem_write.loaded_after",
         "child_process_vm_writev.uffd_event",
         "unprotect",
         "child_process_vm_writev",
-        "child_process_vm_writev.readback",
+        "child_process_vm_writev.loaded_after",
     ];
     let not_applicable = |facts: &mut Facts, from: usize, step: &str, errno: Errno| {
         for key in &KEYS[from..] {
@@ -612,7 +815,7 @@ fn uffd_wp(facts: &mut Facts) -> Result<(), String> {
         facts.fact(key, OK);
     }
     facts.fact("proc_mem_write", mem.write(map.addr, &PATTERN));
-    facts.fact("proc_mem_write.readback", map.word(0)?);
+    facts.fact("proc_mem_write.loaded_after", map.word(0)?);
 
     // A child writes into this process with process_vm_writev; the userfault is delivered on the
     // userfaultfd, which this process then resolves by removing the write protection.
@@ -623,7 +826,8 @@ fn uffd_wp(facts: &mut Facts) -> Result<(), String> {
     let unprotected = uffd.writeprotect(map.addr, PAGE, false);
     facts.fact("unprotect", outcome(unprotected));
     facts.fact("child_process_vm_writev", child.finish());
-    facts.fact("child_process_vm_writev.readback", map.word(0)?);
+    // Loaded by this process, whose memory the child wrote.
+    facts.fact("child_process_vm_writev.loaded_after", map.word(0)?);
     Ok(())
 }
 
