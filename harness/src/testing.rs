@@ -42,6 +42,10 @@ use crate::snapshot;
 /// with the command line libtest takes (filters, `--list`, `--ignored`, …), and exit.
 pub fn main() -> ! {
     let args = Arguments::from_args();
+    // Ctrl-C or a CI job's SIGTERM ends the VMs and kernel builds, as it does for `ksnap run`.
+    if let Err(e) = crate::signals::install() {
+        eprintln!("ksnap: warning: cannot handle interrupts ({e}); Ctrl-C may leave QEMU running");
+    }
     // Cargo and nextest set CARGO_MANIFEST_DIR when they run a test binary: the package under test, not ksnap.
     let start = std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from("."), PathBuf::from);
     let config = Config::discover(&start).unwrap_or_else(|e| panic!("{e:#}"));

@@ -7,6 +7,10 @@
 //!    cancelled and kills every registered child; the code waiting on a child then sees it die, checks
 //!    [`is_cancelled`] and returns [`crate::Error::Cancelled`], unwinding normally so temp dirs are removed.
 //! 3. Children get `PR_SET_PDEATHSIG(SIGKILL)`, so even a SIGKILLed ksnap takes its VMs with it.
+//!
+//! Each child leads a process group of its own, and killing it kills that group: what the child started
+//! goes with it (a kernel build's sub-makes and compilers, which would otherwise go on writing into an
+//! object tree the next build has emptied).
 
 use std::collections::HashSet;
 use std::io;
@@ -29,8 +33,17 @@ pub fn cancel_all() {
     CANCELLED.store(true, Ordering::SeqCst);
     let running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
     for &pid in running.iter().flatten() {
-        // SAFETY: kill(2) has no memory-safety preconditions.
-        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        kill_group(pid);
+    }
+}
+
+/// SIGKILL to the process group that child `pid` leads ([`spawn`] makes every child one), and to the child
+/// itself should it have left it.
+fn kill_group(pid: u32) {
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    unsafe {
+        libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
+        libc::kill(pid as libc::pid_t, libc::SIGKILL);
     }
 }
 
@@ -58,14 +71,14 @@ pub fn spawn(command: &mut Command) -> io::Result<ChildGuard> {
             Ok(())
         });
     }
+    command.process_group(0);
     let mut running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
     let child = command.spawn()?;
     running.get_or_insert_with(HashSet::new).insert(child.id());
     drop(running);
     // A cancel that raced with the spawn must still reach this child.
     if is_cancelled() {
-        // SAFETY: as above.
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGKILL) };
+        kill_group(child.id());
     }
     Ok(ChildGuard { child, finished: false })
 }
@@ -97,9 +110,10 @@ impl ChildGuard {
         Ok(status)
     }
 
-    /// Kill the child (if still running) and reap it.
+    /// Kill the child (if still running) and what it started, and reap it.
     pub fn kill(&mut self) {
         if !self.finished {
+            kill_group(self.child.id());
             let _ = self.child.kill();
             let _ = self.child.wait();
             self.finish();
@@ -134,5 +148,35 @@ mod tests {
         // within this instant is not a practical concern).
         let alive = unsafe { libc::kill(pid, 0) } == 0;
         assert!(!alive, "child {pid} survived its guard");
+    }
+
+    #[test]
+    fn dropping_the_guard_kills_what_the_child_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("grandchild");
+        let script = format!("sleep 100 & echo $! > {}; wait", pidfile.display());
+        let guard = spawn(Command::new("sh").args(["-c", &script])).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let grandchild: libc::pid_t = loop {
+            if let Some(pid) = std::fs::read_to_string(&pidfile).ok().and_then(|t| t.trim().parse().ok()) {
+                break pid;
+            }
+            assert!(std::time::Instant::now() < deadline, "the shell never started its child");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        drop(guard);
+        // The grandchild was SIGKILLed; once its new parent reaps it, it is gone. A zombie still answers
+        // kill(0), so look at its state.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let state = std::fs::read_to_string(format!("/proc/{grandchild}/stat")).ok();
+            let running =
+                state.as_deref().and_then(|s| s.rsplit_once(") ")).is_some_and(|(_, rest)| !rest.starts_with('Z'));
+            if !running {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "grandchild {grandchild} survived the guard");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
 }
