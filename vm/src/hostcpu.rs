@@ -1,16 +1,19 @@
-//! How much CPU a VM got from the host: the time its QEMU's threads ran, and the time they were ready to
-//! run but waited for a core.
+//! How much CPU a VM got from the host: the time its virtual CPUs' threads ran, and the time they were
+//! ready to run but waited for a core.
 //!
 //! Under TCG a guest runs only as fast as its vCPU thread gets a core, so a guest beside other work on the
 //! host sees its timeouts fire early and its timing-dependent results move: results of the host's load, not
 //! of the kernel. The wait is what tells a starved VM from an idle one (a guest that sleeps uses little CPU
 //! too, but never waits for a core): the scheduler counts both per thread in `/proc/PID/task/TID/schedstat`
 //! (fs/proc/base.c `proc_pid_schedstat`: `se.sum_exec_runtime`, `sched_info.run_delay` in ns, and the
-//! number of time slices), with `CONFIG_SCHED_INFO`, which distribution kernels have.
+//! number of time slices), with `CONFIG_SCHED_INFO`, which distribution kernels have. Only the vCPU
+//! threads count (QEMU names them `CPU N/TCG` or `CPU N/KVM` with `-name …,debug-threads=on`, which ksnap
+//! passes): QEMU's main loop wakes for every console byte and timer, and its short waits for a core while
+//! both cores run vCPUs say nothing about how fast the guest ran. Without named threads, every thread counts.
 
 use std::time::Duration;
 
-/// A VM's share of the host's CPUs over its run: the sum over QEMU's threads.
+/// A VM's share of the host's CPUs over its run: the sum over QEMU's vCPU threads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct HostCpu {
     /// Time QEMU's threads spent running.
@@ -31,22 +34,25 @@ impl HostCpu {
         }
     }
 
-    /// Reads the counters of every thread of process `pid` now. Threads that ended before this call are
-    /// not counted, so a VM's run samples them while QEMU runs. `None` without schedstat (no `CONFIG_SCHED_INFO`
-    /// on the host, or the process is gone).
+    /// Reads the counters of the vCPU threads of QEMU process `pid` now (of every thread if none is named
+    /// `CPU …`). Threads that ended before this call are not counted, so a VM's run samples them while
+    /// QEMU runs. `None` without schedstat (no `CONFIG_SCHED_INFO` on the host, or the process is gone).
     pub fn of_process(pid: u32) -> Option<HostCpu> {
         let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
-        let mut total = HostCpu::default();
-        let mut any = false;
+        let (mut vcpus, mut all) = (None::<HostCpu>, None::<HostCpu>);
         for task in tasks.flatten() {
             let Ok(text) = std::fs::read_to_string(task.path().join("schedstat")) else { continue };
-            if let Some(thread) = parse_schedstat(&text) {
-                total.ran += thread.ran;
-                total.waited += thread.waited;
-                any = true;
+            let Some(thread) = parse_schedstat(&text) else { continue };
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            let sums =
+                if comm.starts_with("CPU ") { [Some(&mut vcpus), Some(&mut all)] } else { [Some(&mut all), None] };
+            for sum in sums.into_iter().flatten() {
+                let sum = sum.get_or_insert_with(HostCpu::default);
+                sum.ran += thread.ran;
+                sum.waited += thread.waited;
             }
         }
-        any.then_some(total)
+        vcpus.or(all)
     }
 }
 

@@ -347,6 +347,8 @@ impl VmSpec {
         push(&["-nodefaults", "-no-user-config", "-display", "none", "-net", "none", "-no-reboot"]);
         // QEMU may not open files or spawn anything after start-up.
         push(&["-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"]);
+        // Threads named after their job (`CPU 0/TCG`): the host CPU a VM got is its vCPU threads' (hostcpu).
+        push(&["-name", "ksnap,debug-threads=on"]);
         if let Some(qboot) = qemu.qboot() {
             push(&["-bios", &qboot.display().to_string()]);
         }
@@ -400,7 +402,8 @@ mod tests {
         let args = spec().qemu_args(&qemu(), sockets);
         let joined = args.join(" ");
         assert!(joined.starts_with("-machine pc -accel tcg -cpu qemu64 -m 512M -smp 1 "), "{joined}");
-        for expected in ["-nodefaults", "-net none", "-no-reboot", "-sandbox on,", "-display none"] {
+        for expected in ["-nodefaults", "-net none", "-no-reboot", "-sandbox on,", "-display none", "debug-threads=on"]
+        {
             assert!(joined.contains(expected), "missing {expected}: {joined}");
         }
         // Console first (ttyS0), results second (ttyS1): the guest relies on this order.
