@@ -131,11 +131,18 @@ pub struct CellRun {
     pub started: Started,
 }
 
-/// A VM whose QEMU waited for a CPU for more than this part of the time it wanted one was starved: what it
-/// measured may be the host's load. On an idle host a cell's VM waits for well under 1 % of it (two VMs on
-/// two cores included), beside as many busy processes as there are cores about half (README, "A starved
-/// VM"); in between, the kselftest cases that time out or go missing start near a quarter.
+/// A VM whose vCPUs waited for a CPU for more than this part of the time they wanted one, and for at least
+/// [`STARVED_MIN_WAIT`] in all, was starved: what it measured may be the host's load (README, "A starved VM",
+/// has the measurements this comes from).
 pub const STARVED_ABOVE: f64 = 0.15;
+/// A VM that waited less than this in all was not slowed down enough to matter, whatever the share (a short
+/// cell's few samples make its share noisy).
+pub const STARVED_MIN_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Whether a VM that got `cpu` from the host was starved ([`STARVED_ABOVE`], [`STARVED_MIN_WAIT`]).
+pub fn is_starved(cpu: &ksnap_vm::hostcpu::HostCpu) -> bool {
+    cpu.waited_share() > STARVED_ABOVE && cpu.waited >= STARVED_MIN_WAIT
+}
 
 impl CellRun {
     /// Every fact of the run: what the probes observed, and the suite's kernel config options as
@@ -166,9 +173,9 @@ impl CellRun {
         }
     }
 
-    /// Whether the cell's VM was starved of CPU by other work on the host ([`STARVED_ABOVE`]).
+    /// Whether the cell's VM was starved of CPU by other work on the host ([`is_starved`]).
     pub fn starved(&self) -> bool {
-        self.report.host_cpu.is_some_and(|cpu| cpu.waited_share() > STARVED_ABOVE)
+        self.report.host_cpu.as_ref().is_some_and(is_starved)
     }
 
     /// Whether one probe of the cell passed: a kernel selftest when its binary's result is a pass (exit 0).
@@ -491,7 +498,7 @@ impl Session {
         let ready =
             report.ready_after.map_or_else(String::new, |t| format!(", init ready after {:.2}s", t.as_secs_f64()));
         let starved = match report.host_cpu {
-            Some(cpu) if cpu.waited_share() > STARVED_ABOVE => format!(", STARVED: QEMU {cpu}"),
+            Some(cpu) if is_starved(&cpu) => format!(", STARVED: QEMU {cpu}"),
             Some(cpu) => format!(", waited {:.0}% for a CPU", cpu.waited_share() * 100.0),
             None => String::new(),
         };
