@@ -499,9 +499,7 @@ impl Session {
             report.ready_after.map_or_else(String::new, |t| format!(", init ready after {:.2}s", t.as_secs_f64()));
         let starved = match report.host_cpu {
             Some(cpu) if is_starved(&cpu) => format!(", STARVED: QEMU {cpu}"),
-            Some(cpu) => {
-                format!(", waited {:.1}s ({:.0}%) for a CPU", cpu.waited.as_secs_f64(), cpu.waited_share() * 100.0)
-            }
+            Some(cpu) => format!(", QEMU {cpu}"),
             None => String::new(),
         };
         task.finish(&format!("{} in {:.1}s{how}{ready}{starved}", report.outcome, report.duration.as_secs_f64()));

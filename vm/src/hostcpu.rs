@@ -35,24 +35,16 @@ impl HostCpu {
     }
 
     /// Reads the counters of the vCPU threads of QEMU process `pid` now (of every thread if none is named
-    /// `CPU …`). Threads that ended before this call are not counted, so a VM's run samples them while
-    /// QEMU runs. `None` without schedstat (no `CONFIG_SCHED_INFO` on the host, or the process is gone).
+    /// `CPU …`). `None` without schedstat (no `CONFIG_SCHED_INFO` on the host, or the process is gone).
     pub fn of_process(pid: u32) -> Option<HostCpu> {
-        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
-        let (mut vcpus, mut all) = (None::<HostCpu>, None::<HostCpu>);
-        for task in tasks.flatten() {
-            let Ok(text) = std::fs::read_to_string(task.path().join("schedstat")) else { continue };
-            let Some(thread) = parse_schedstat(&text) else { continue };
-            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-            let sums =
-                if comm.starts_with("CPU ") { [Some(&mut vcpus), Some(&mut all)] } else { [Some(&mut all), None] };
-            for sum in sums.into_iter().flatten() {
-                let sum = sum.get_or_insert_with(HostCpu::default);
-                sum.ran += thread.ran;
-                sum.waited += thread.waited;
-            }
-        }
-        vcpus.or(all)
+        let mut meter = Meter::new(pid);
+        meter.sample();
+        meter.latest()
+    }
+
+    fn add(&mut self, other: HostCpu) {
+        self.ran += other.ran;
+        self.waited += other.waited;
     }
 }
 
@@ -76,20 +68,22 @@ fn parse_schedstat(text: &str) -> Option<HostCpu> {
     Some(HostCpu { ran: Duration::from_nanos(ran), waited: Duration::from_nanos(waited) })
 }
 
-/// Samples a running process's [`HostCpu`] now and then and keeps the latest: after QEMU exits its threads'
-/// counters are gone. Per thread the counters only grow, and a thread that ended between two samples
-/// loses at most the time since the last one.
+/// Samples a running process's threads' counters now and then and keeps each thread's last: the counters
+/// only grow, and a thread's are gone once it ends (all of them when QEMU exits: a sample of an exiting QEMU
+/// sees its main thread alone, or nothing), so each thread counts with the last values it was seen with. A
+/// thread that ended between two samples loses at most the time since the last one.
 #[derive(Debug)]
 pub(crate) struct Meter {
     pid: u32,
     every: Duration,
     last_sample: Option<std::time::Instant>,
-    latest: Option<HostCpu>,
+    /// Per thread id: whether it is a vCPU thread, and its counters when last seen.
+    threads: std::collections::HashMap<u32, (bool, HostCpu)>,
 }
 
 impl Meter {
     pub(crate) fn new(pid: u32) -> Meter {
-        Meter { pid, every: Duration::from_millis(200), last_sample: None, latest: None }
+        Meter { pid, every: Duration::from_millis(200), last_sample: None, threads: Default::default() }
     }
 
     /// Samples if the last sample is older than the sampling interval.
@@ -99,16 +93,29 @@ impl Meter {
         }
     }
 
-    /// Samples now (right before the process is stopped).
+    /// Samples now.
     pub(crate) fn sample(&mut self) {
         self.last_sample = Some(std::time::Instant::now());
-        if let Some(now) = HostCpu::of_process(self.pid) {
-            self.latest = Some(now);
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.pid)) else { return };
+        for task in tasks.flatten() {
+            let Some(tid) = task.file_name().to_str().and_then(|t| t.parse::<u32>().ok()) else { continue };
+            let Ok(text) = std::fs::read_to_string(task.path().join("schedstat")) else { continue };
+            let Some(now) = parse_schedstat(&text) else { continue };
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            self.threads.insert(tid, (comm.starts_with("CPU "), now));
         }
     }
 
+    /// The vCPU threads' counters (every thread's if none is a vCPU thread), `None` if nothing was seen.
     pub(crate) fn latest(&self) -> Option<HostCpu> {
-        self.latest
+        let vcpus_seen = self.threads.values().any(|(vcpu, _)| *vcpu);
+        let mut total = None::<HostCpu>;
+        for (vcpu, cpu) in self.threads.values() {
+            if *vcpu || !vcpus_seen {
+                total.get_or_insert_with(HostCpu::default).add(*cpu);
+            }
+        }
+        total
     }
 }
 
@@ -130,6 +137,19 @@ mod tests {
         let cpu = HostCpu { ran: Duration::from_secs(3), waited: Duration::from_secs(1) };
         assert!((cpu.waited_share() - 0.25).abs() < 1e-9);
         assert_eq!(HostCpu::default().waited_share(), 0.0);
+    }
+
+    #[test]
+    fn a_thread_counts_with_its_last_values_after_it_is_gone() {
+        let mut meter = Meter::new(u32::MAX);
+        let cpu = |ran, waited| HostCpu { ran: Duration::from_secs(ran), waited: Duration::from_secs(waited) };
+        meter.threads.insert(1, (false, cpu(2, 1)));
+        assert_eq!(meter.latest(), Some(cpu(2, 1)), "no vCPU thread named: every thread counts");
+        meter.threads.insert(2, (true, cpu(60, 3)));
+        assert_eq!(meter.latest(), Some(cpu(60, 3)), "only the vCPU thread counts");
+        // A sample of a process that is gone changes nothing.
+        meter.sample();
+        assert_eq!(meter.latest(), Some(cpu(60, 3)));
     }
 
     #[test]
