@@ -92,10 +92,10 @@ pub fn run(
     if starved_runs > 0 {
         println!(
             "{starved_runs} cell runs were STARVED: their VMs waited for a CPU over {:.0}% of the time they wanted \
-             one, {}s or more (other work on this machine); what they measured may be the host's load, not the \
-             kernel",
+             one, {:.2}s or more (other work on this machine); what they measured may be the host's load, not \
+             the kernel",
             crate::session::STARVED_ABOVE * 100.0,
-            crate::session::STARVED_MIN_WAIT.as_secs()
+            crate::session::STARVED_MIN_WAIT.as_secs_f64()
         );
     }
     let mut flakes = Vec::new();

@@ -136,8 +136,9 @@ pub struct CellRun {
 /// has the measurements this comes from).
 pub const STARVED_ABOVE: f64 = 0.15;
 /// A VM that waited less than this in all was not slowed down enough to matter, whatever the share (a short
-/// cell's few samples make its share noisy).
-pub const STARVED_MIN_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+/// cell's few samples make its share noisy: a 0.4 s cell on an idle host read 26 %, 0.1 s). Beside CPU hogs
+/// the shortest cells of the matrix (demand_paging, restored: 2 s) wait 0.7 s and more.
+pub const STARVED_MIN_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Whether a VM that got `cpu` from the host was starved ([`STARVED_ABOVE`], [`STARVED_MIN_WAIT`]).
 pub fn is_starved(cpu: &ksnap_vm::hostcpu::HostCpu) -> bool {
