@@ -16,15 +16,15 @@ use std::time::Duration;
 /// A VM's share of the host's CPUs over its run: the sum over QEMU's vCPU threads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct HostCpu {
-    /// Time QEMU's threads spent running.
+    /// Time the vCPU threads spent running.
     pub ran: Duration,
-    /// Time QEMU's threads were runnable but waited for a CPU (another process had it).
+    /// Time the vCPU threads were runnable but waited for a CPU (another process had it).
     pub waited: Duration,
 }
 
 impl HostCpu {
-    /// The part of the time QEMU's threads wanted a CPU that they spent waiting for one: 0 on an idle host,
-    /// about 0.5 for one thread beside as many busy processes as there are cores.
+    /// The part of the time the vCPU threads wanted a CPU that they spent waiting for one: near 0 on an idle
+    /// host; on two cores beside two busy processes about a third for one VM, a half for two.
     pub fn waited_share(&self) -> f64 {
         let wanted = (self.ran + self.waited).as_secs_f64();
         if wanted == 0.0 {
