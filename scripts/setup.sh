@@ -67,8 +67,9 @@ done
 # QEMU's packages must be of one release: a newer qemu-utils (from backports, say) Breaks an older
 # qemu-system-common, so installing the suite's qemu-system-x86 beside it would remove it. Ask for the
 # installed release instead, from where it came: the system's sources, or the system's backports suite.
-qemu_release=$(dpkg-query -W -f '${db:Status-Abbrev} ${Version}\n' qemu-utils qemu-system-common qemu-block-extra 2>/dev/null |
-  awk '$1 == "ii" { print $2; exit }')
+# (dpkg-query exits 1 when one of them is unknown to dpkg: not an error here.)
+qemu_release=$({ dpkg-query -W -f '${db:Status-Abbrev} ${Version}\n' qemu-utils qemu-system-common qemu-block-extra 2>/dev/null ||
+  true; } | awk '$1 == "ii" { print $2; exit }')
 if [ -n "$qemu_release" ]; then
   for i in "${!qemu[@]}"; do qemu[$i]="${qemu[$i]}=$qemu_release"; done
   if [ ${#qemu[@]} -gt 0 ] && [[ $qemu_release == *~bpo* ]] && ! apt-cache madison qemu-system-x86 | grep -qF " $qemu_release "; then
@@ -110,7 +111,8 @@ install() {
     {
       echo "ksnap setup: installing $* would remove ${removed[*]}, which this machine has; nothing was"
       echo "installed. Install these in versions that fit the installed ones (apt-get install -s $* shows"
-      echo "what apt would remove), then run setup again; or give ksnap a QEMU of your own: KSNAP_QEMU=PATH."
+      echo "what apt would remove), then run setup again."
+      [[ " $* " != *" qemu-"* ]] || echo "Or give ksnap a QEMU of your own: KSNAP_QEMU=PATH."
     } >&2
     exit 1
   fi
