@@ -74,16 +74,17 @@ if [ -n "$qemu_release" ]; then
   for i in "${!qemu[@]}"; do qemu[$i]="${qemu[$i]}=$qemu_release"; done
   if [ ${#qemu[@]} -gt 0 ] && [[ $qemu_release == *~bpo* ]] && ! apt-cache madison qemu-system-x86 | grep -qF " $qemu_release "; then
     # The system's sources no longer list backports: a private apt configuration adds the suite for this
-    # one install (the system's sources and package lists are left as they are).
+    # one install (the system's sources and package lists are left as they are). A sources file that is
+    # not there (no deb822 file, no sources.list) is no error: `|| true` under pipefail.
     codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
     entry=$(awk -v c="$codename" '
       /^(URIs|Suites|Signed-By):/ { f[$1] = $0; sub(/^[^:]*: */, "", f[$1]) }
       /^$/ { if (f["Suites:"] ~ "(^| )" c "( |$)") { print f["URIs:"] "|" f["Signed-By:"]; exit } delete f }
       END { if (f["Suites:"] ~ "(^| )" c "( |$)") print f["URIs:"] "|" f["Signed-By:"] }' \
-      /etc/apt/sources.list.d/*.sources 2>/dev/null | head -1)
+      /etc/apt/sources.list.d/*.sources 2>/dev/null | head -1 || true)
     [ -n "$entry" ] || entry=$(awk -v c="$codename" '$1 == "deb" && $0 ~ " " c " " {
         for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { print $i "|"; exit } }' \
-      /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | head -1)
+      /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | head -1 || true)
     if [ -n "$codename" ] && [ -n "$entry" ]; then
       private=$(mktemp -d)
       trap 'rm -rf "$private"' EXIT
