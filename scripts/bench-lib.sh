@@ -14,7 +14,7 @@ mkdir -p "$work/root"
 cp "$work/root-init" "$work/root/init"
 (cd "$work/root" && find . | cpio -o -H newc --quiet > "$work/initrd.cpio")
 
-# bare_boot IMAGE [EXTRA-CMDLINE]: boot to power-off on ksnap's machine (see vm/src/qemu.rs), the
+# bare_boot IMAGE [EXTRA-CMDLINE]: boot to power-off on ksnap's machine (see vm/src/machine/qemu.rs), the
 # console in $work/console.log.
 bare_boot() {
   qemu-system-x86_64 -machine pc -accel tcg -cpu qemu64 -m "${memory}M" -smp 1 -nodefaults -no-user-config \

@@ -13,7 +13,7 @@ command -v cargo-fuzz >/dev/null 2>&1 || cargo install --locked cargo-fuzz
 export RUSTC_BOOTSTRAP=1
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
-for target in ktap console protocol kselftest; do
+for target in ktap console channel kselftest; do
   echo "fuzzing $target for ${seconds}s" >&2
   mkdir -p "$scratch/$target"
   new_inputs="$scratch/$target"

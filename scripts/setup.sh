@@ -15,7 +15,7 @@ declare -A needed=(
   [apt-get]=apt
   # Building kernels from source (`source =` kernels in ksnap.toml).
   [make]=make
-  # Builds of one source with different fragments share objects through it (vm/src/build.rs).
+  # Builds of one source with different fragments share objects through it (vm/src/kernel/build/mod.rs).
   [ccache]=ccache
   [flex]=flex
   [bison]=bison

@@ -4,7 +4,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let mut scan = ksnap_vm::console::ConsoleScan::new();
+    let mut scan = ksnap_readers::console::ConsoleScan::new();
     for line in data.split(|&b| b == b'\n') {
         scan.feed_line(&String::from_utf8_lossy(line));
     }

@@ -5,8 +5,8 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use ksnap_vm::kselftest::{self, MAX_CASES, MAX_KEY_LEN, MAX_PROBLEMS};
-use ksnap_vm::protocol::ProbeEnd;
+use ksnap_readers::kselftest::{self, MAX_CASES, MAX_KEY_LEN, MAX_PROBLEMS};
+use ksnap_readers::channel::ProbeEnd;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -4,9 +4,9 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let doc = ksnap_vm::ktap::parse(&String::from_utf8_lossy(data));
+    let doc = ksnap_readers::ktap::parse(&String::from_utf8_lossy(data));
     // The caps hold whatever the input: problems are bounded, results render.
-    assert!(doc.problems.len() <= ksnap_vm::ktap::MAX_PROBLEMS + 1);
+    assert!(doc.problems.len() <= ksnap_readers::ktap::MAX_PROBLEMS + 1);
     for test in &doc.tests {
         let _ = test.result.to_string();
     }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use ksnap_vm::build::{BuildRecipe, SourceTree};
+use ksnap_vm::kernel::build::{BuildRecipe, SourceTree};
 use ksnap_vm::kernel::KernelSource;
 use serde::Deserialize;
 
@@ -82,7 +82,7 @@ pub enum ProbeKind {
     /// Debian package of the libc it links, whose version the snapshot metadata records.
     C { sources: Vec<PathBuf>, cc: String, libc_package: Option<String> },
     /// A kernel selftest, `COLLECTION/NAME` (`mm/cow`) of `tools/testing/selftests`, built from the
-    /// `[selftests]` source. Its output is kselftest TAP, read per test case ([`ksnap_vm::kselftest`]), and
+    /// `[selftests]` source. Its output is kselftest TAP, read per test case ([`ksnap_readers::kselftest`]), and
     /// its failures are results, not a failed probe.
     Kselftest { test: String },
     /// A prebuilt executable of the user's project (`exe = "PATH"`, relative to ksnap.toml), taken as it is.

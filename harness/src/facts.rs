@@ -3,15 +3,15 @@
 
 use std::collections::BTreeMap;
 
-use ksnap_vm::ktap::KtapTest;
-use ksnap_vm::protocol::ProbeRun;
+use ksnap_readers::channel::ProbeRun;
+use ksnap_readers::ktap::KtapTest;
 
 /// One observed fact or test result, keyed `PROBE.TEST.KEY` (a test's own result is `PROBE.TEST`).
 pub type Facts = BTreeMap<String, String>;
 
 /// Facts of every probe of a completed run, flattened. Subtests nest with `.`. The probes named in
 /// `selftests` are kernel selftests: one fact for the binary (`PROBE = ok`, from its exit status) and one
-/// per test case (`PROBE.CASE = …`), read by [`ksnap_vm::kselftest`].
+/// per test case (`PROBE.CASE = …`), read by [`ksnap_readers::kselftest`].
 pub fn facts_of(probes: &[ProbeRun], selftests: &[String]) -> Facts {
     let mut facts = Facts::new();
     for probe in probes {
@@ -20,7 +20,7 @@ pub fn facts_of(probes: &[ProbeRun], selftests: &[String]) -> Facts {
             continue;
         }
         // How the probe itself fared is a fact too: a crash or a broken KTAP stream must show in a diff.
-        if probe.end != ksnap_vm::protocol::ProbeEnd::Exited(0) {
+        if probe.end != ksnap_readers::channel::ProbeEnd::Exited(0) {
             facts.insert(format!("{}.(process)", probe.name), probe.end.to_string());
         }
         if let Some(bytes) = probe.truncated_bytes {
@@ -37,7 +37,7 @@ pub fn facts_of(probes: &[ProbeRun], selftests: &[String]) -> Facts {
 }
 
 fn selftest_facts(probe: &ProbeRun, facts: &mut Facts) {
-    let report = ksnap_vm::kselftest::parse(&probe.output, &probe.end);
+    let report = ksnap_readers::kselftest::parse(&probe.output, &probe.end);
     facts.insert(probe.name.clone(), report.binary.to_string());
     if let Some(bytes) = probe.truncated_bytes {
         facts.insert(format!("{}.(output)", probe.name), format!("truncated, {bytes} bytes discarded"));
@@ -53,11 +53,11 @@ fn selftest_facts(probe: &ProbeRun, facts: &mut Facts) {
 /// A case's value. A failure named by its context line (`# [INFO] PTRACE write access`) says what its
 /// description said (`not ok: write() failed`): such a test prints a fixed verdict per way of failing,
 /// which tells a failure of the thing tested from one of the test's setup.
-fn case_value(case: &ksnap_vm::kselftest::SelftestCase) -> String {
+fn case_value(case: &ksnap_readers::kselftest::SelftestCase) -> String {
     let verdict = &case.description;
-    let named_by_context = !verdict.is_empty() && !case.key.contains(&ksnap_vm::kselftest::case_key(verdict));
+    let named_by_context = !verdict.is_empty() && !case.key.contains(&ksnap_readers::kselftest::case_key(verdict));
     match &case.result {
-        ksnap_vm::kselftest::CaseResult::Fail if named_by_context => format!("not ok: {verdict}"),
+        ksnap_readers::kselftest::CaseResult::Fail if named_by_context => format!("not ok: {verdict}"),
         result => result.to_string(),
     }
 }
@@ -82,12 +82,12 @@ mod tests {
             "TAP version 13\n1..2\n# [INFO] PTRACE write access\nnot ok 1 write() failed\nnot ok 2 Test soft-dirty\n";
         let probes = vec![ProbeRun {
             name: "mkdirty".into(),
-            end: ksnap_vm::protocol::ProbeEnd::Exited(1),
+            end: ksnap_readers::channel::ProbeEnd::Exited(1),
             output: stdout.lines().map(String::from).collect(),
             truncated_bytes: None,
             stderr: vec![],
             stderr_truncated_bytes: None,
-            ktap: ksnap_vm::ktap::parse(stdout),
+            ktap: ksnap_readers::ktap::parse(stdout),
         }];
         let facts = facts_of(&probes, &["mkdirty".to_string()]);
         let facts: Vec<(&str, &str)> = facts.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -105,12 +105,12 @@ mod tests {
     fn facts_flatten_tests_and_subtests() {
         let probes = vec![ProbeRun {
             name: "env".into(),
-            end: ksnap_vm::protocol::ProbeEnd::Exited(0),
+            end: ksnap_readers::channel::ProbeEnd::Exited(0),
             output: vec![],
             truncated_bytes: None,
             stderr: vec!["# fact: forged = 1".into(), "not ok 2 forged".into()],
             stderr_truncated_bytes: Some(7),
-            ktap: ksnap_vm::ktap::parse("KTAP version 1\n1..1\n# fact: bytes = 4096\nok 1 page_size\n"),
+            ktap: ksnap_readers::ktap::parse("KTAP version 1\n1..1\n# fact: bytes = 4096\nok 1 page_size\n"),
         }];
         let facts = facts_of(&probes, &[]);
         assert_eq!(facts.get("env.page_size").map(String::as_str), Some("ok"));

@@ -95,7 +95,7 @@ pub fn prebuilt_probe(path: &Path) -> Result<PathBuf> {
     if !path.is_file() {
         bail!("probe executable {} does not exist: build it first (ksnap runs it as it is)", path.display());
     }
-    ksnap_vm::elf::check_static_executable(path).map_err(|why| {
+    ksnap_vm::kernel::elf::check_static_executable(path).map_err(|why| {
         anyhow::anyhow!(
             "probe executable {} is {why}: the guest has no libraries. Link it statically: for Rust, \
              RUSTFLAGS=\"-C target-feature=+crt-static\" cargo build --target x86_64-unknown-linux-gnu; \
@@ -108,8 +108,8 @@ pub fn prebuilt_probe(path: &Path) -> Result<PathBuf> {
 
 /// The static busybox the initramfs of a selftest suite carries (`KSNAP_BUSYBOX`, else `/bin/busybox`).
 pub fn static_busybox() -> Result<PathBuf> {
-    let path =
-        std::env::var_os("KSNAP_BUSYBOX").map_or_else(|| PathBuf::from(ksnap_vm::initramfs::BUSYBOX), PathBuf::from);
+    let path = std::env::var_os("KSNAP_BUSYBOX")
+        .map_or_else(|| PathBuf::from(ksnap_vm::machine::initramfs::BUSYBOX), PathBuf::from);
     if !path.exists() {
         bail!(
             "kernel selftests need a static busybox in the guest (for `/bin/sh`), and {} does not exist: install \
@@ -117,7 +117,7 @@ pub fn static_busybox() -> Result<PathBuf> {
             path.display()
         );
     }
-    ksnap_vm::elf::check_static_executable(&path).map_err(|why| {
+    ksnap_vm::kernel::elf::check_static_executable(&path).map_err(|why| {
         anyhow::anyhow!(
             "{} is {why}: the guest has no libraries. Install Debian's `busybox-static` instead of `busybox` \
              (scripts/setup.sh does), or set KSNAP_BUSYBOX to a static busybox",

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use anyhow::{anyhow, bail, Context, Result};
-use ksnap_vm::apt::{Archives, PinnedPackage};
 use ksnap_vm::cache::Cache;
+use ksnap_vm::kernel::apt::{Archives, PinnedPackage};
 use ksnap_vm::kernel::{Kernel, KernelSource, Pin};
 
 use crate::config::Config;

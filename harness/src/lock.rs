@@ -29,7 +29,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use ksnap_vm::apt::PinnedPackage;
+use ksnap_vm::kernel::apt::PinnedPackage;
 use ksnap_vm::kernel::{KernelSource, Pin};
 use serde::{Deserialize, Serialize};
 
@@ -246,7 +246,7 @@ impl LockedKernel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ksnap_vm::build::{BuildRecipe, SourceTree};
+    use ksnap_vm::kernel::build::{BuildRecipe, SourceTree};
 
     fn package(name: &str, version: &str) -> PinnedPackage {
         PinnedPackage { name: name.into(), version: version.into(), sha256: "ab".repeat(32), suite: "bullseye".into() }

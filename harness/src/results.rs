@@ -342,7 +342,7 @@ mod tests {
 
     #[test]
     fn the_console_log_marks_probe_stderr_where_it_arrived() {
-        use ksnap_vm::run::ProbeStderrLine;
+        use ksnap_vm::machine::run::ProbeStderrLine;
         let console = "kernel: booting\nksnap-init: running probe p\nkernel: later\n".to_string();
         let at = console.find("kernel: later").unwrap();
         let report = RunReport {

@@ -6,7 +6,7 @@
 //! the probes of every suite of ksnap.toml that runs on it (so it is the same whichever cells are
 //! selected), the first of its cells boots it and saves it when init waits for its plan
 //! ([`ksnap_vm::run_saving`]), and every later cell, in this run or any later one, restores that state
-//! and sends its own plan ([`ksnap_vm::vmstate`]). A suite with `fresh_boot = true` always boots. Two
+//! and sends its own plan ([`ksnap_vm::machine::vmstate`]). A suite with `fresh_boot = true` always boots. Two
 //! suites of a machine with probes of one name but different executables cannot share an initramfs: the
 //! later one (in ksnap.toml's order) gets a machine of its own.
 
@@ -16,10 +16,10 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use anyhow::{Context, Result};
 use ksnap_vm::cache::Cache;
-use ksnap_vm::initramfs::ProbePlan;
+use ksnap_vm::kernel::selftests::{Selftests, SelftestsRecipe};
 use ksnap_vm::kernel::{Kernel, KernelSource};
-use ksnap_vm::selftests::{Selftests, SelftestsRecipe};
-use ksnap_vm::vmstate::{self, SavedState};
+use ksnap_vm::machine::initramfs::ProbePlan;
+use ksnap_vm::machine::vmstate::{self, SavedState};
 use ksnap_vm::{Accel, AccelChoice, Qemu, RunReport, Start, Vm};
 
 use crate::config::{Config, ProbeKind};
@@ -141,7 +141,7 @@ pub const STARVED_ABOVE: f64 = 0.15;
 pub const STARVED_MIN_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Whether a VM that got `cpu` from the host was starved ([`STARVED_ABOVE`], [`STARVED_MIN_WAIT`]).
-pub fn is_starved(cpu: &ksnap_vm::hostcpu::HostCpu) -> bool {
+pub fn is_starved(cpu: &ksnap_vm::machine::hostcpu::HostCpu) -> bool {
     cpu.waited_share() > STARVED_ABOVE && cpu.waited >= STARVED_MIN_WAIT
 }
 
@@ -165,7 +165,7 @@ impl CellRun {
         match &self.report.outcome {
             ksnap_vm::Outcome::Completed(guest) => guest.probes.iter().all(|p| {
                 if self.selftest_probes.contains(&p.name) {
-                    !matches!(p.end, ksnap_vm::protocol::ProbeEnd::SpawnError(_))
+                    !matches!(p.end, ksnap_readers::channel::ProbeEnd::SpawnError(_))
                 } else {
                     p.passed()
                 }
@@ -180,9 +180,10 @@ impl CellRun {
     }
 
     /// Whether one probe of the cell passed: a kernel selftest when its binary's result is a pass (exit 0).
-    pub fn probe_passed(&self, probe: &ksnap_vm::protocol::ProbeRun) -> bool {
+    pub fn probe_passed(&self, probe: &ksnap_readers::channel::ProbeRun) -> bool {
         if self.selftest_probes.contains(&probe.name) {
-            ksnap_vm::kselftest::parse(&probe.output, &probe.end).binary == ksnap_vm::kselftest::CaseResult::Pass
+            ksnap_readers::kselftest::parse(&probe.output, &probe.end).binary
+                == ksnap_readers::kselftest::CaseResult::Pass
         } else {
             probe.passed()
         }

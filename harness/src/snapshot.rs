@@ -55,7 +55,7 @@ impl Environment {
     pub fn of(session: &Session, cell: &Cell, kernel: &ksnap_vm::kernel::Kernel) -> Environment {
         let suite = &session.config.suites[&cell.suite];
         let variant = &session.config.variants[&cell.variant];
-        let mut cmdline: Vec<&str> = ksnap_vm::qemu::BASE_CMDLINE.to_vec();
+        let mut cmdline: Vec<&str> = ksnap_vm::machine::qemu::BASE_CMDLINE.to_vec();
         cmdline.extend(variant.cmdline.iter().chain(&suite.cmdline).map(String::as_str));
         let selftests = match suite.runs_selftests() {
             // The cell ran, so the selftests were built: this only reads the session's copy.
@@ -76,7 +76,7 @@ impl Environment {
             cpus: suite.cpus,
             qemu: session.qemu.version().to_string(),
             accel: session.accel.to_string(),
-            cpu_model: ksnap_vm::qemu::CPU_MODEL.to_string(),
+            cpu_model: ksnap_vm::machine::qemu::CPU_MODEL.to_string(),
             toolchains: suite
                 .probes
                 .iter()
@@ -119,18 +119,20 @@ mod tests {
         assert_eq!(name(&cell("force-never")), "proc_mem@6.12+force-never");
     }
 
-    use ksnap_vm::protocol::ProbeRun;
+    use ksnap_readers::channel::ProbeRun;
 
     #[test]
     fn body_is_sorted_key_value_lines() {
         let probes = vec![ProbeRun {
             name: "env".into(),
-            end: ksnap_vm::protocol::ProbeEnd::Signaled(11),
+            end: ksnap_readers::channel::ProbeEnd::Signaled(11),
             output: vec![],
             truncated_bytes: None,
             stderr: vec![],
             stderr_truncated_bytes: None,
-            ktap: ksnap_vm::ktap::parse("KTAP version 1\n1..2\n# fact: b = 2\n# fact: a = 1\nok 1 z\nnot ok 2 y\n"),
+            ktap: ksnap_readers::ktap::parse(
+                "KTAP version 1\n1..2\n# fact: b = 2\n# fact: a = 1\nok 1 z\nnot ok 2 y\n",
+            ),
         }];
         assert_eq!(
             body(&crate::facts::facts_of(&probes, &[])),

@@ -150,7 +150,7 @@ fn check_cell(session: &Session, cell: &Cell) -> Result<(), Failed> {
         .report
         .console_events
         .iter()
-        .filter(|e| e.kind != ksnap_vm::console::EventKind::OutOfMemory)
+        .filter(|e| e.kind != ksnap_readers::console::EventKind::OutOfMemory)
         .map(|e| e.headline.as_str())
         .collect();
     if !trouble.is_empty() {

@@ -6,8 +6,8 @@ use std::process::Command;
 use std::sync::{Arc, Barrier};
 
 use assert_cmd::cargo::CommandCargoExt;
-use ksnap_vm::apt::Archives;
 use ksnap_vm::cache::Cache;
+use ksnap_vm::kernel::apt::Archives;
 use ksnap_vm::kernel::{Kernel, KernelSource, Pin};
 
 fn source() -> KernelSource {

@@ -9,7 +9,7 @@ use ksnap::kernels::LockMode;
 use ksnap::matrix::Cell;
 use ksnap::progress::Progress;
 use ksnap::session::{Session, Started};
-use ksnap_vm::vmstate::SavedState;
+use ksnap_vm::machine::vmstate::SavedState;
 use ksnap_vm::{AccelChoice, Outcome, Start, Vm};
 
 mod common;
@@ -69,7 +69,7 @@ fn a_state_qemu_will_not_load_or_of_another_machine_is_an_error() {
     let busybox = ksnap::guest::static_busybox().unwrap();
     let vm = Vm::new(&kernel.image).probe("true", &busybox, Duration::from_secs(10)).accel(session.accel);
     let mut spec = vm.spec(&session.cache).unwrap();
-    let key = ksnap_vm::vmstate::key(&session.qemu, &spec).unwrap();
+    let key = ksnap_vm::machine::vmstate::key(&session.qemu, &spec).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let garbage = dir.path().join("state");
     std::fs::write(&garbage, b"QEVM\0\0\0\x03 not a machine").unwrap();

@@ -14,8 +14,8 @@ use ksnap::kernels::LockMode;
 use ksnap::matrix::Cell;
 use ksnap::progress::Progress;
 use ksnap::session::Session;
-use ksnap_vm::initramfs::{InitramfsSpec, ProbeFile, ProbePlan};
-use ksnap_vm::protocol::ProbeEnd;
+use ksnap_readers::channel::ProbeEnd;
+use ksnap_vm::machine::initramfs::{InitramfsSpec, ProbeFile, ProbePlan};
 use ksnap_vm::{AccelChoice, Outcome, PlannedProbe, Qemu, Start, Timeouts, VmSpec};
 
 mod common;
@@ -179,7 +179,7 @@ fn an_unknown_kernel_package_says_so() {
     let source =
         ksnap_vm::kernel::KernelSource::Apt { package: "linux-image-ksnap-no-such-kernel".into(), suite: None };
     let cache = &session().cache;
-    let err = source.resolve(None, cache, &ksnap_vm::apt::Archives::new(cache, None), &mut |_| {}).unwrap_err();
+    let err = source.resolve(None, cache, &ksnap_vm::kernel::apt::Archives::new(cache, None), &mut |_| {}).unwrap_err();
     assert!(
         err.to_string().starts_with("kernel package `linux-image-ksnap-no-such-kernel` is not known to apt"),
         "{err}"
@@ -328,7 +328,7 @@ fn oom_kills_are_collected_from_the_console() {
     let Outcome::Completed(guest) = &report.outcome else { panic!("{}", report.outcome) };
     assert_eq!(guest.probes[0].end, ProbeEnd::Signaled(libc::SIGKILL), "the OOM killer kills with SIGKILL");
     let kinds: Vec<_> = report.console_events.iter().map(|e| (e.kind, e.headline.as_str())).collect();
-    use ksnap_vm::console::EventKind;
+    use ksnap_readers::console::EventKind;
     // The probe runs as /ksnap/probes/hog, so that is its comm.
     assert!(kinds.iter().any(|(k, h)| *k == EventKind::OutOfMemory && h.contains("(hog)")), "{kinds:#?}");
 }

@@ -12,7 +12,7 @@ use crate::sys::{pipe, Errno};
 
 /// How a child process ended, from its wait status.
 ///
-/// Displayed as the host shows how a probe ended (vm/src/protocol.rs, `ProbeEnd`), and as C probes
+/// Displayed as the host shows how a probe ended (readers/src/channel.rs, `ProbeEnd`), and as C probes
 /// write it (`ktap_child_end` in guest-tests/c/ktap.h): `exited N`, `killed by signal N (SIGNAME)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ChildEnd {

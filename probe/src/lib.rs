@@ -120,7 +120,7 @@ impl Ktap {
 /// Longest fact key, as the C writer (`guest-tests/c/ktap.h`) allows.
 pub const MAX_FACT_KEY: usize = 120;
 
-/// A fact key is 1 to [`MAX_FACT_KEY`] bytes of `[a-z0-9_.-]`: what the host's parser (vm/src/ktap.rs)
+/// A fact key is 1 to [`MAX_FACT_KEY`] bytes of `[a-z0-9_.-]`: what the host's parser (readers/src/ktap.rs)
 /// reads as a fact. Anything else would reach the host as a malformed fact line.
 pub fn check_fact_key(key: &str) -> Result<(), String> {
     let valid = !key.is_empty()

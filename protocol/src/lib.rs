@@ -1,5 +1,5 @@
 //! The guest↔host protocol of ksnap, written once: the guest's init (`guest-tests/src/bin/init.rs`)
-//! writes it, the host (`ksnap_vm::protocol`, `ksnap_vm::initramfs`) reads and writes its side of it.
+//! writes it, the host (`ksnap_readers::channel`, `ksnap_vm::machine::initramfs`) reads and writes its side of it.
 //!
 //! - **The plan** ([`plan`]): which probes to run, each with its timeout and arguments; the host sends it on
 //!   the result channel when init has said hello, and init reads it there.

@@ -118,7 +118,7 @@ pub enum Error {
 
     /// A kernel `.deb` or source package could not be read or unpacked.
     #[error(transparent)]
-    Deb(#[from] crate::deb::DebError),
+    Deb(#[from] crate::kernel::deb::DebError),
 
     /// A Kconfig fragment cannot be read or has a line that is not an option setting.
     #[error("config fragment {path}: {why}", path = path.display())]
@@ -255,14 +255,14 @@ pub enum Error {
     /// The initramfs archive could not be built: an entry's path, mode or symlink target is invalid, or two
     /// entries conflict.
     #[error("initramfs: {0}")]
-    Initramfs(#[from] crate::cpio::CpioError),
+    Initramfs(#[from] crate::machine::cpio::CpioError),
 
     /// A machine could not be saved, or a saved one could not be restored: QEMU refused the state, the
     /// monitor broke off, or it took too long. The run that was saving goes on booted; a state that would
-    /// not restore should be dropped ([`crate::vmstate::remove`]) and the cell booted instead.
+    /// not restore should be dropped ([`crate::machine::vmstate::remove`]) and the cell booted instead.
     #[error("saved VM state {key}: {why}")]
     VmState {
-        /// The state's key ([`crate::vmstate::key`]).
+        /// The state's key ([`crate::machine::vmstate::key`]).
         key: String,
         /// What went wrong.
         why: String,

@@ -7,8 +7,8 @@
 use std::path::Path;
 use std::process::Command;
 
-use ksnap_vm::apt::{Archives, Mirror};
 use ksnap_vm::cache::{self, Cache};
+use ksnap_vm::kernel::apt::{Archives, Mirror};
 use ksnap_vm::kernel::{KernelSource, Pin};
 use ksnap_vm::Error;
 

@@ -5,9 +5,9 @@
 
 use std::time::Instant;
 
-use ksnap_vm::apt::Archives;
 use ksnap_vm::cache::Cache;
-use ksnap_vm::selftests::SelftestsRecipe;
+use ksnap_vm::kernel::apt::Archives;
+use ksnap_vm::kernel::selftests::SelftestsRecipe;
 use ksnap_vm::Error;
 
 #[test]

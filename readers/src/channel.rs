@@ -121,7 +121,7 @@ impl ResultChannel {
     }
 
     /// A parser for a machine restored from a state saved right after init's hello
-    /// ([`crate::vmstate`]): the hello was said, in the boot that saved it.
+    /// (`ksnap_vm::machine::vmstate`): the hello was said, in the boot that saved it.
     pub fn after_hello() -> Self {
         ResultChannel { state: State::Running, ..Self::default() }
     }

@@ -1,7 +1,7 @@
 //! Finding QEMU, choosing an accelerator, and building its command line from typed options.
 //!
 //! The command line is a pure function of [`VmSpec`] (see [`VmSpec::qemu_args`]) so it can be unit-tested
-//! and printed; running it is [`crate::run()`]'s job.
+//! and printed; running it is [`crate::machine::run::run()`]'s job.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -112,7 +112,7 @@ impl std::str::FromStr for AccelChoice {
 
 /// A 64 KiB firmware image that enters long mode and exits QEMU through isa-debug-exit (status 3).
 /// Source and rebuild instructions: `vm/firmware/kvm-probe.S`.
-const KVM_PROBE_ROM: &[u8] = include_bytes!("../firmware/kvm-probe.rom");
+const KVM_PROBE_ROM: &[u8] = include_bytes!("../../firmware/kvm-probe.rom");
 const KVM_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 impl AccelChoice {
@@ -202,17 +202,17 @@ pub const CPU_MODEL: &str = "qemu64";
 ///   boot time on an emulated serial port.
 /// - `console_msg_format=syslog`: start every console line with its record's `<PRI>` (facility × 8 +
 ///   level), so that the console scanner tells the kernel's own messages (facility 0) from records user
-///   space wrote to `/dev/kmsg` (never facility 0), see [`crate::console`]. Every kernel since 4.16 has it
+///   space wrote to `/dev/kmsg` (never facility 0), see [`ksnap_readers::console`]. Every kernel since 4.16 has it
 ///   (kernel/printk/printk.c, under `CONFIG_PRINTK` alone); an older one ignores the word.
 pub const BASE_CMDLINE: &[&str] = &["console=ttyS0", "panic=-1", "loglevel=5", "console_msg_format=syslog"];
 
-/// Everything needed to run one VM, as [`fn@crate::run`] takes it. [`crate::Vm`] builds one with defaults.
+/// Everything needed to run one VM, as [`crate::machine::run::run()`] takes it. [`crate::Vm`] builds one with defaults.
 #[derive(Debug, Clone)]
 pub struct VmSpec {
     /// The kernel image (bzImage/vmlinuz) QEMU boots with `-kernel`.
     pub kernel: PathBuf,
     /// The initramfs (`-initrd`): init and the probes a plan can run.
-    pub initramfs: crate::initramfs::Initramfs,
+    pub initramfs: crate::machine::initramfs::Initramfs,
     /// What init runs, in order: probes of the initramfs, sent to init when it says hello.
     pub plan: Vec<PlannedProbe>,
     /// Whether the machine boots or starts from a saved state.
@@ -248,10 +248,10 @@ pub struct PlannedProbe {
 pub enum Start {
     /// The kernel boots.
     Boot,
-    /// QEMU loads a machine saved when init was waiting for its plan ([`crate::vmstate`]), and init gets
+    /// QEMU loads a machine saved when init was waiting for its plan ([`crate::machine::vmstate`]), and init gets
     /// this spec's plan. The state must have been saved from a VM of this very spec, plan aside: its key
-    /// ([`crate::vmstate::key`]) says so.
-    Restore(crate::vmstate::SavedState),
+    /// ([`crate::machine::vmstate::key`]) says so.
+    Restore(crate::machine::vmstate::SavedState),
 }
 
 /// The Unix sockets ksnap listens on and QEMU connects to at start-up, before the guest runs.
@@ -365,7 +365,7 @@ mod tests {
     fn spec() -> VmSpec {
         VmSpec {
             kernel: "/k/vmlinuz".into(),
-            initramfs: crate::initramfs::Initramfs { path: "/k/initrd".into(), probes: vec!["env".into()] },
+            initramfs: crate::machine::initramfs::Initramfs { path: "/k/initrd".into(), probes: vec!["env".into()] },
             plan: vec![PlannedProbe {
                 name: "env".into(),
                 args: vec!["--all".into()],
@@ -422,7 +422,7 @@ mod tests {
     #[test]
     fn a_restore_takes_its_state_through_the_monitor() {
         let mut spec = spec();
-        spec.start = Start::Restore(crate::vmstate::SavedState { key: "k".into(), path: "/c/state".into() });
+        spec.start = Start::Restore(crate::machine::vmstate::SavedState { key: "k".into(), path: "/c/state".into() });
         let monitor = Some(Path::new("/t/qmp.sock"));
         let sockets = Sockets { console: Path::new("/t/con.sock"), results: Path::new("/t/res.sock"), monitor };
         let joined = spec.qemu_args(&qemu(), sockets).join(" ");

@@ -176,7 +176,7 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::ktap::Problems;
-use crate::protocol::ProbeEnd;
+use ksnap_protocol::ProbeEnd;
 
 /// Most problems reported one by one; the rest are counted in a final sentence.
 pub const MAX_PROBLEMS: usize = crate::ktap::MAX_PROBLEMS;

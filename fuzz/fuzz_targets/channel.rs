@@ -4,12 +4,12 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let mut channel = ksnap_vm::protocol::ResultChannel::new();
+    let mut channel = ksnap_readers::channel::ResultChannel::new();
     for line in data.split(|&b| b == b'\n') {
         match channel.feed_line(line) {
             Err(_) => break,
             // A stderr line is kept as the probe's, never as a control line or KTAP.
-            Ok(ksnap_vm::protocol::Fed::Stderr { probe, .. }) => {
+            Ok(ksnap_readers::channel::Fed::Stderr { probe, .. }) => {
                 assert_eq!(channel.current_probe(), Some(probe.as_str()))
             }
             Ok(_) => {}

@@ -24,17 +24,19 @@
 //! options the fragments set, so a fragment's comments can be edited without a rebuild. The full output of
 //! `make` is kept in `CACHE/build-logs/KEY.log`.
 
+mod kconfig;
+
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::apt::{Archives, PinnedPackage};
 use crate::cache::{self, Cache};
-use crate::entry::{self, Kernel, Package, Produced, StepReporter};
 use crate::error::Error;
-use crate::kconfig::{self, Options};
+use crate::kernel::apt::{Archives, PinnedPackage};
+use crate::kernel::entry::{self, Kernel, Package, Produced, StepReporter};
+use kconfig::Options;
 
 /// A kernel to build: a source tree, configured from `make tinyconfig` plus Kconfig fragments.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -359,7 +361,7 @@ impl ObjectTree {
 }
 
 /// `make` in a source tree, building into `out`, its output appended to a log file. Kernel builds run
-/// kbuild targets ([`Make::run`]); the selftests build ([`crate::selftests`]) also runs other Makefiles of
+/// kbuild targets ([`Make::run`]); the selftests build ([`crate::kernel::selftests`]) also runs other Makefiles of
 /// the tree ([`Make::run_in`]), into the same log.
 pub(crate) struct Make {
     program: String,
@@ -573,7 +575,7 @@ pub(crate) fn unpacked_source(
     let deb = archives.apt(suite)?.download(std::slice::from_ref(pinned), download.path())?.remove(0);
     report(&format!("unpacking {}", package.name));
     let mut throttle = Throttle::new();
-    let tarball = crate::deb::extract_source_tarball(&deb, staging.path(), &mut |files| {
+    let tarball = crate::kernel::deb::extract_source_tarball(&deb, staging.path(), &mut |files| {
         if throttle.ready() {
             report(&format!("unpacking {}: {files} files", package.name));
         }

@@ -1,12 +1,20 @@
 //! [`Vm`], the front door: a kernel and the probes to run in it, with defaults for everything else.
 
+pub(crate) mod cpio;
+pub mod hostcpu;
+pub mod initramfs;
+pub mod qemu;
+mod qmp;
+pub mod run;
+pub mod vmstate;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::cache::Cache;
-use crate::initramfs::{InitramfsSpec, ProbeFile, ProbePlan};
-use crate::qemu::{Accel, PlannedProbe, Qemu, Start, Timeouts, VmSpec};
-use crate::run::RunReport;
+use crate::machine::initramfs::{InitramfsSpec, ProbeFile, ProbePlan};
+use crate::machine::qemu::{Accel, PlannedProbe, Qemu, Start, Timeouts, VmSpec};
+use crate::machine::run::RunReport;
 use crate::Error;
 
 /// One VM to boot: a kernel, the probes ksnap's init runs in it, and how the machine looks.
@@ -26,7 +34,7 @@ use crate::Error;
 /// ```
 ///
 /// Defaults: 512 MiB, one CPU, TCG (emulation: works everywhere; [`crate::AccelChoice`] finds out whether
-/// KVM really runs a guest), the base command line ([`crate::qemu::BASE_CMDLINE`]), ksnap's own init, and
+/// KVM really runs a guest), the base command line ([`crate::machine::qemu::BASE_CMDLINE`]), ksnap's own init, and
 /// an overall deadline of the boot timeout plus every probe's timeout and grace.
 #[derive(Debug, Clone)]
 pub struct Vm {
@@ -72,7 +80,7 @@ impl Vm {
     }
 
     /// Put the static executable `binary` in the initramfs as probe `name` without running it: a machine
-    /// saved from this VM ([`crate::run_saving`]) can run it, after a restore, with a plan of its own.
+    /// saved from this VM ([`run::run_saving`]) can run it, after a restore, with a plan of its own.
     pub fn pack(mut self, name: &str, binary: impl Into<PathBuf>) -> Vm {
         self.packed.push(ProbeFile { name: name.into(), binary: binary.into() });
         self
@@ -121,7 +129,7 @@ impl Vm {
         self
     }
 
-    /// Pack the initramfs into `cache` and describe the VM, for [`fn@crate::run`] (or to look at its command
+    /// Pack the initramfs into `cache` and describe the VM, for [`crate::machine::run::run()`] (or to look at its command
     /// line). It boots; set the spec's [`VmSpec::start`] to restore a saved state instead.
     pub fn spec(&self, cache: &Cache) -> Result<VmSpec, Error> {
         let mut files: Vec<ProbeFile> = self.probes.iter().map(ProbeFile::from).collect();
@@ -157,7 +165,7 @@ impl Vm {
     /// Boot it with `qemu` and watch it to the end: what happened in the guest is the report's
     /// [`crate::Outcome`]; an `Err` is a problem on the host (the kernel is not there, QEMU would not start).
     pub fn run(&self, qemu: &Qemu, cache: &Cache) -> Result<RunReport, Error> {
-        crate::run(qemu, &self.spec(cache)?)
+        run::run(qemu, &self.spec(cache)?)
     }
 }
 

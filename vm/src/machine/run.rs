@@ -17,12 +17,12 @@ use std::time::{Duration, Instant};
 
 use crate::cache::Cache;
 use crate::children::{self, ChildGuard};
-use crate::console::ConsoleScan;
 use crate::error::Error;
-use crate::protocol::{display_line, Fed, GuestReport, Milestone, ResultChannel};
-use crate::qemu::{Qemu, Sockets, Start, VmSpec};
-use crate::qmp::Qmp;
-use crate::vmstate::{self, SavedState};
+use crate::machine::qemu::{Qemu, Sockets, Start, VmSpec};
+use crate::machine::qmp::Qmp;
+use crate::machine::vmstate::{self, SavedState};
+use ksnap_readers::channel::{display_line, Fed, GuestReport, Milestone, ResultChannel};
+use ksnap_readers::console::ConsoleScan;
 
 /// A line longer than this is split; init never writes one (it splits long probe output itself).
 const MAX_LINE: usize = 128 * 1024;
@@ -162,7 +162,7 @@ pub struct RunReport {
     /// scanner: a probe printing `Kernel panic - not syncing` is not the kernel.
     pub probe_stderr: Vec<ProbeStderrLine>,
     /// Oops/BUG/WARNING events found on the console, whatever the outcome.
-    pub console_events: Vec<crate::console::ConsoleEvent>,
+    pub console_events: Vec<ksnap_readers::console::ConsoleEvent>,
     /// Wall time from QEMU's start to its end.
     pub duration: Duration,
     /// Wall time from QEMU's start until init had its plan: the boot, or the restore (and, for a run that
@@ -170,7 +170,7 @@ pub struct RunReport {
     pub ready_after: Option<Duration>,
     /// How much CPU QEMU got from the host, and how long it waited for one: a starved VM's results are the
     /// host's load, not the kernel's behaviour. `None` where the host kernel has no schedstat.
-    pub host_cpu: Option<crate::hostcpu::HostCpu>,
+    pub host_cpu: Option<crate::machine::hostcpu::HostCpu>,
 }
 
 /// One line a probe wrote on stderr, and where it arrived relative to the console.
@@ -279,7 +279,7 @@ fn run_inner(qemu: &Qemu, spec: &VmSpec, saving: Option<Saving>) -> Result<RunRe
         saving: None,
         ready_after: None,
         host_error: None,
-        cpu: crate::hostcpu::Meter::new(child.id()),
+        cpu: crate::machine::hostcpu::Meter::new(child.id()),
     };
     let mut listeners = vec![&console_listener, &results_listener];
     listeners.extend(monitor_listener.as_ref());
@@ -463,7 +463,7 @@ struct Watch<'a, 's> {
     /// A failure on the host side that ends the run as an error (the guest could not be resumed after saving).
     host_error: Option<Error>,
     /// QEMU's CPU time and run-queue wait, sampled while it runs.
-    cpu: crate::hostcpu::Meter,
+    cpu: crate::machine::hostcpu::Meter,
     probe_timeouts: HashMap<String, Duration>,
     started: Instant,
     console: ConsoleScan,
@@ -472,7 +472,7 @@ struct Watch<'a, 's> {
     channel: ResultChannel,
     probe_stderr: Vec<ProbeStderrLine>,
     result_bytes: u64,
-    protocol_error: Option<crate::protocol::ProtocolError>,
+    protocol_error: Option<ksnap_readers::channel::ProtocolError>,
     /// When ksnap gives up unless the next milestone arrives.
     deadline: Instant,
     waiting_for: WaitingFor,
@@ -534,7 +534,7 @@ impl Watch<'_, '_> {
                     return;
                 }
                 if self.result_bytes > MAX_RESULT_BYTES {
-                    self.protocol_error = Some(crate::protocol::ProtocolError {
+                    self.protocol_error = Some(ksnap_readers::channel::ProtocolError {
                         reason: format!("the result channel carried more than {} MiB", MAX_RESULT_BYTES >> 20),
                         line: String::new(),
                     });

@@ -1,21 +1,28 @@
 //! Kernels: where they come from ([`KernelSource`]), what they are pinned to ([`Pin`], one entry of
 //! `ksnap.lock`), and what ksnap knows once one is resolved ([`Kernel`]).
 //!
-//! An apt kernel is pinned to exact packages ([`crate::apt::Apt::pin`]: a metapackage such as
+//! An apt kernel is pinned to exact packages ([`crate::kernel::apt::Apt::pin`]: a metapackage such as
 //! `linux-image-cloud-amd64` followed to the real image package, and from Debian 7.x on its
 //! `linux-binary-*` and `linux-base-*` parts), fetched with `apt-get download NAME=VERSION`, checked
 //! against the pinned SHA-256 and unpacked in Rust (the private `deb` module) into the cache, keyed by the image
-//! package and version. A kernel built from source ([`crate::build`]) is pinned to its source package
+//! package and version. A kernel built from source ([`crate::kernel::build`]) is pinned to its source package
 //! and build key, and lands in the same kind of cache entry.
+
+pub mod apt;
+pub mod build;
+pub(crate) mod deb;
+pub mod elf;
+mod entry;
+pub mod selftests;
 
 use std::path::{Path, PathBuf};
 
-use crate::apt::{Archives, PinnedPackage};
-use crate::build::BuildRecipe;
 use crate::cache::{self, Cache};
-pub use crate::entry::{bzimage_release, Kernel, Package, StepReporter};
-use crate::entry::{cached_or_produce, read_valid_entry, Produced, CACHE_KIND};
 use crate::error::Error;
+use crate::kernel::apt::{Archives, PinnedPackage};
+use crate::kernel::build::BuildRecipe;
+pub use crate::kernel::entry::{bzimage_release, Kernel, Package, StepReporter};
+use crate::kernel::entry::{cached_or_produce, read_valid_entry, Produced, CACHE_KIND};
 
 /// Where a kernel comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,7 +174,7 @@ impl KernelSource {
                 })
             }
             KernelSource::Deb { path } => cached_or_produce(cache, &deb_key(path)?, report, |staging, report| {
-                let control = crate::deb::read_control(path)?;
+                let control = crate::kernel::deb::read_control(path)?;
                 let package = Package { name: control.package, version: control.version };
                 unpack_debs(std::slice::from_ref(path), staging, Some(package), report)
             }),
@@ -247,14 +254,14 @@ fn unpack_debs(
     report: StepReporter,
 ) -> Result<Produced, Error> {
     report("unpacking kernel");
-    let unpacked = crate::deb::extract_kernel(debs, staging)?;
+    let unpacked = crate::kernel::deb::extract_kernel(debs, staging)?;
     Ok(Produced { image: unpacked.vmlinuz, config: unpacked.config, release: unpacked.release, package })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::SourceTree;
+    use crate::kernel::build::SourceTree;
 
     /// A kernel built from a local tree is not pinned and never asks apt: it goes straight to the build,
     /// whose own checks speak (here: the directory is no kernel tree).

@@ -15,14 +15,14 @@ use std::sync::Mutex;
 
 use crate::cache::{self, Cache};
 use crate::error::Error;
-use crate::qemu::{Qemu, VmSpec};
+use crate::machine::qemu::{Qemu, VmSpec};
 
 /// The cache kind of saved states.
 const CACHE_KIND: &str = "vmstate";
 /// Changes when what a key covers, or the entry's layout, changes.
 const FORMAT: &str = "ksnap-vmstate 1";
 
-/// A machine saved when init was waiting for its plan, ready to restore ([`crate::qemu::Start::Restore`]).
+/// A machine saved when init was waiting for its plan, ready to restore ([`crate::machine::qemu::Start::Restore`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SavedState {
     /// What the machine was made of, hashed ([`key`]).
@@ -178,7 +178,7 @@ impl Staged {
 
 /// Remove every state of `place` but `kept`, and every entry without a readable record (a state of
 /// another format). Best effort: a state that cannot be removed now is tried again at the next commit. A
-/// run that found a state just before it went fails to open it and boots ([`crate::run`]).
+/// run that found a state just before it went fails to open it and boots ([`crate::machine::run`]).
 fn drop_replaced(cache: &Cache, kept: &str, place: &str) {
     let Ok(entries) = std::fs::read_dir(cache.root().join(CACHE_KIND)) else { return };
     for entry in entries.flatten() {

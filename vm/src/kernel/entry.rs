@@ -1,6 +1,6 @@
 //! Kernel cache entries: a kernel ready to boot ([`Kernel`]), and the protocol by which a producer (an
 //! unpacked package, a build) turns a staging directory into a verified entry `CACHE/kernels/KEY` that
-//! every later run reuses. Shared by [`crate::kernel`] (packages) and [`crate::build`] (builds).
+//! every later run reuses. Shared by [`crate::kernel`] (packages) and [`crate::kernel::build`] (builds).
 
 use std::path::{Path, PathBuf};
 

@@ -19,8 +19,8 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use crate::cache::{self, Cache};
-use crate::entry::Package;
 use crate::error::Error;
+use crate::kernel::entry::Package;
 
 /// The keyring Debian ships (package `debian-archive-keyring`), for mirrors whose entry names none.
 const DEBIAN_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";

@@ -3,7 +3,7 @@
 //!
 //! The steps, all under the cache lock of the build's key:
 //! 1. the source: the unpacked source package kernel builds use too (`sources/PACKAGE_VERSION`, see
-//!    [`crate::build`]), downloaded and unpacked if it is not there yet;
+//!    [`crate::kernel::build`]), downloaded and unpacked if it is not there yet;
 //! 2. `make O=OUT ARCH=x86_64 -jN headers` in it: the UAPI headers the tests compile against, into OUT;
 //! 3. a working copy of the tree, in the staging directory: `tools/` copied, every other top-level entry
 //!    a symlink into the source. Building out of tree is not enough: some selftest Makefiles write into
@@ -33,11 +33,11 @@ use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 use std::process::Command;
 
-use crate::apt::{Archives, PinnedPackage};
-use crate::build::{self, capture, BuildProgress, Make, Need, Prerequisite};
 use crate::cache::{self, Cache};
-use crate::entry::{Package, StepReporter};
 use crate::error::Error;
+use crate::kernel::apt::{Archives, PinnedPackage};
+use crate::kernel::build::{self, capture, BuildProgress, Make, Need, Prerequisite};
+use crate::kernel::entry::{Package, StepReporter};
 
 /// Which selftests to build: collections of `tools/testing/selftests` (`mm`, `proc`, `filesystems/epoll`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -468,7 +468,7 @@ fn build_into(
                 if !is_elf(&path) {
                     continue;
                 }
-                match crate::elf::check_static_executable(&path) {
+                match crate::kernel::elf::check_static_executable(&path) {
                     Ok(()) => {
                         let kept = staging.join(name);
                         if let Some(dir) = kept.parent() {

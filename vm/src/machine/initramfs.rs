@@ -10,8 +10,8 @@ use std::time::Duration;
 use ksnap_protocol::paths;
 
 use crate::cache::{self, Cache};
-use crate::cpio::CpioBuilder;
 use crate::error::Error;
+use crate::machine::cpio::CpioBuilder;
 
 /// One probe the guest's init runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,7 +184,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("init");
         std::fs::write(&path, KSNAP_INIT).unwrap();
-        assert_eq!(crate::elf::check_static_executable(&path), Ok(()));
+        assert_eq!(crate::kernel::elf::check_static_executable(&path), Ok(()));
         let mut with_embedded = spec(dir.path());
         with_embedded.init = None;
         let archive = with_embedded.to_cpio().unwrap();
