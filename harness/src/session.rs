@@ -18,8 +18,9 @@ use anyhow::{Context, Result};
 use ksnap_vm::cache::Cache;
 use ksnap_vm::kernel::selftests::{Selftests, SelftestsRecipe};
 use ksnap_vm::kernel::{Kernel, KernelSource};
-use ksnap_vm::machine::initramfs::ProbePlan;
-use ksnap_vm::machine::vmstate::{self, SavedState};
+use ksnap_vm::machine::spec::ProbeSpec;
+use ksnap_vm::machine::spec::SavedState;
+use ksnap_vm::machine::vmstate;
 use ksnap_vm::{Accel, AccelChoice, Qemu, RunReport, Start, Vm};
 
 use crate::config::{Config, ProbeKind};
@@ -467,7 +468,7 @@ impl Session {
             .accel(self.accel)
             .cmdline(variant.cmdline.iter().chain(&suite.cmdline).cloned());
         for probe in &suite.probes {
-            vm = vm.probe_plan(ProbePlan {
+            vm = vm.probe_spec(ProbeSpec {
                 name: probe.name.clone(),
                 binary: binary(&suite.name, probe)?,
                 args: probe.args.clone(),

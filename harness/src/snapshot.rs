@@ -55,7 +55,7 @@ impl Environment {
     pub fn of(session: &Session, cell: &Cell, kernel: &ksnap_vm::kernel::Kernel) -> Environment {
         let suite = &session.config.suites[&cell.suite];
         let variant = &session.config.variants[&cell.variant];
-        let mut cmdline: Vec<&str> = ksnap_vm::machine::qemu::BASE_CMDLINE.to_vec();
+        let mut cmdline: Vec<&str> = ksnap_vm::machine::spec::BASE_CMDLINE.to_vec();
         cmdline.extend(variant.cmdline.iter().chain(&suite.cmdline).map(String::as_str));
         let selftests = match suite.runs_selftests() {
             // The cell ran, so the selftests were built: this only reads the session's copy.

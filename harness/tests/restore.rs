@@ -9,7 +9,7 @@ use ksnap::kernels::LockMode;
 use ksnap::matrix::Cell;
 use ksnap::progress::Progress;
 use ksnap::session::{Session, Started};
-use ksnap_vm::machine::vmstate::SavedState;
+use ksnap_vm::machine::spec::SavedState;
 use ksnap_vm::{AccelChoice, Outcome, Start, Vm};
 
 mod common;

@@ -15,8 +15,8 @@ use ksnap::matrix::Cell;
 use ksnap::progress::Progress;
 use ksnap::session::Session;
 use ksnap_readers::channel::ProbeEnd;
-use ksnap_vm::machine::initramfs::{InitramfsSpec, ProbeFile, ProbePlan};
-use ksnap_vm::{AccelChoice, Outcome, PlannedProbe, Qemu, Start, Timeouts, VmSpec};
+use ksnap_vm::machine::initramfs::{InitramfsSpec, ProbeFile};
+use ksnap_vm::{AccelChoice, Outcome, PlanEntry, ProbeSpec, Qemu, Start, Timeouts, VmSpec};
 
 mod common;
 
@@ -39,8 +39,8 @@ fn guest_binary(bin: &str) -> PathBuf {
 }
 
 /// The env probe, run after deliberate misbehaviour to show the guest goes on.
-fn env_probe() -> ProbePlan {
-    ProbePlan { name: "env".into(), binary: guest_binary("env"), args: vec![], timeout: Duration::from_secs(20) }
+fn env_probe() -> ProbeSpec {
+    ProbeSpec { name: "env".into(), binary: guest_binary("env"), args: vec![], timeout: Duration::from_secs(20) }
 }
 
 fn session() -> &'static Session {
@@ -81,14 +81,14 @@ fn env_suite_runs_on_debian_6_12() {
 
 /// A VM of the 6.12 kernel with `init` as /init (its arguments after `--`) and `probes` in the plan,
 /// and the probes' timeouts.
-fn vm(init: &str, init_args: &[&str], probes: Vec<ProbePlan>, timeouts: Timeouts) -> VmSpec {
+fn vm(init: &str, init_args: &[&str], probes: Vec<ProbeSpec>, timeouts: Timeouts) -> VmSpec {
     let session = session();
     let kernel = session.kernel("6.12").unwrap();
     // `init` is ksnap's own, embedded in ksnap-vm; anything else is a guest binary booted as PID 1.
     let init = (init != "init").then(|| guest_binary(init));
     let files = probes.iter().map(ProbeFile::from).collect();
     let initramfs = InitramfsSpec { init, probes: files, busybox: None };
-    let plan = probes.into_iter().map(|p| PlannedProbe { name: p.name, args: p.args, timeout: p.timeout }).collect();
+    let plan = probes.into_iter().map(|p| PlanEntry { name: p.name, args: p.args, timeout: p.timeout }).collect();
     VmSpec {
         kernel: kernel.image,
         initramfs: initramfs.build(&session.cache).unwrap(),
@@ -103,12 +103,12 @@ fn vm(init: &str, init_args: &[&str], probes: Vec<ProbePlan>, timeouts: Timeouts
     }
 }
 
-fn boot(init: &str, init_args: &[&str], probes: Vec<ProbePlan>, timeouts: Timeouts) -> ksnap_vm::RunReport {
+fn boot(init: &str, init_args: &[&str], probes: Vec<ProbeSpec>, timeouts: Timeouts) -> ksnap_vm::RunReport {
     ksnap_vm::run(&session().qemu, &vm(init, init_args, probes, timeouts)).unwrap()
 }
 
-fn fault_probe(name: &str, args: &[&str], timeout: Duration) -> ProbePlan {
-    ProbePlan {
+fn fault_probe(name: &str, args: &[&str], timeout: Duration) -> ProbeSpec {
+    ProbeSpec {
         name: name.into(),
         binary: guest_binary("fault"),
         args: args.iter().map(|s| s.to_string()).collect(),

@@ -5,7 +5,7 @@
 //! start of the message, so that a line that merely mentions a WARNING is not mistaken for the
 //! kernel's.
 //!
-//! Who wrote a line: ksnap boots with `console_msg_format=syslog` (`ksnap_vm::machine::qemu::BASE_CMDLINE`), so
+//! Who wrote a line: ksnap boots with `console_msg_format=syslog` (`ksnap_vm::machine::spec::BASE_CMDLINE`), so
 //! the kernel starts every line of every record with its syslog priority, `<PRI>` = facility × 8 +
 //! level, before the timestamp. The kernel's own messages have facility 0 (`LOG_KERN`); a record
 //! user space writes to `/dev/kmsg` never does (`devkmsg_write` turns facility 0 into `LOG_USER`). A

@@ -24,6 +24,7 @@ pub mod kernel;
 pub mod machine;
 
 pub use error::Error;
-pub use machine::qemu::{Accel, AccelChoice, PlannedProbe, Qemu, Start, Timeouts, VmSpec};
+pub use machine::qemu::{Accel, AccelChoice, Qemu};
 pub use machine::run::{run, run_saving, Outcome, RunReport, WaitingFor};
+pub use machine::spec::{PlanEntry, ProbeSpec, Start, Timeouts, VmSpec};
 pub use machine::Vm;

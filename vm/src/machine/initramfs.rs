@@ -5,26 +5,12 @@
 //! cache under its content hash and a rerun with the same binaries reuses it.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use ksnap_protocol::paths;
 
 use crate::cache::{self, Cache};
 use crate::error::Error;
 use crate::machine::cpio::CpioBuilder;
-
-/// One probe the guest's init runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProbePlan {
-    /// Unique within a run; `[A-Za-z0-9_.-]+`.
-    pub name: String,
-    /// The static binary on the host.
-    pub binary: PathBuf,
-    /// Its arguments in the guest (words: no whitespace).
-    pub args: Vec<String>,
-    /// init kills the probe after this long.
-    pub timeout: Duration,
-}
 
 /// A probe's executable in the initramfs, at `/ksnap/probes/NAME`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,12 +19,6 @@ pub struct ProbeFile {
     pub name: String,
     /// The static binary on the host.
     pub binary: PathBuf,
-}
-
-impl From<&ProbePlan> for ProbeFile {
-    fn from(probe: &ProbePlan) -> ProbeFile {
-        ProbeFile { name: probe.name.clone(), binary: probe.binary.clone() }
-    }
 }
 
 /// What goes into an initramfs.

@@ -6,15 +6,17 @@ pub mod initramfs;
 pub mod qemu;
 mod qmp;
 pub mod run;
+pub mod spec;
 pub mod vmstate;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::cache::Cache;
-use crate::machine::initramfs::{InitramfsSpec, ProbeFile, ProbePlan};
-use crate::machine::qemu::{Accel, PlannedProbe, Qemu, Start, Timeouts, VmSpec};
+use crate::machine::initramfs::{InitramfsSpec, ProbeFile};
+use crate::machine::qemu::{Accel, Qemu};
 use crate::machine::run::RunReport;
+use crate::machine::spec::{PlanEntry, ProbeSpec, Start, Timeouts, VmSpec};
 use crate::Error;
 
 /// One VM to boot: a kernel, the probes ksnap's init runs in it, and how the machine looks.
@@ -34,12 +36,12 @@ use crate::Error;
 /// ```
 ///
 /// Defaults: 512 MiB, one CPU, TCG (emulation: works everywhere; [`crate::AccelChoice`] finds out whether
-/// KVM really runs a guest), the base command line ([`crate::machine::qemu::BASE_CMDLINE`]), ksnap's own init, and
+/// KVM really runs a guest), the base command line ([`crate::machine::spec::BASE_CMDLINE`]), ksnap's own init, and
 /// an overall deadline of the boot timeout plus every probe's timeout and grace.
 #[derive(Debug, Clone)]
 pub struct Vm {
     kernel: PathBuf,
-    probes: Vec<ProbePlan>,
+    probes: Vec<ProbeSpec>,
     /// Probes in the initramfs that the plan does not run (for a saved state's later plans).
     packed: Vec<ProbeFile>,
     busybox: Option<PathBuf>,
@@ -70,11 +72,11 @@ impl Vm {
 
     /// Run the static executable `binary` as probe `name` (letters, digits, `_.-`), killed after `timeout`.
     pub fn probe(self, name: &str, binary: impl Into<PathBuf>, timeout: Duration) -> Vm {
-        self.probe_plan(ProbePlan { name: name.into(), binary: binary.into(), args: vec![], timeout })
+        self.probe_spec(ProbeSpec { name: name.into(), binary: binary.into(), args: vec![], timeout })
     }
 
     /// Run a probe with arguments; probes run in the order they are added.
-    pub fn probe_plan(mut self, probe: ProbePlan) -> Vm {
+    pub fn probe_spec(mut self, probe: ProbeSpec) -> Vm {
         self.probes.push(probe);
         self
     }
@@ -144,7 +146,7 @@ impl Vm {
         let plan = self
             .probes
             .iter()
-            .map(|p| PlannedProbe { name: p.name.clone(), args: p.args.clone(), timeout: p.timeout })
+            .map(|p| PlanEntry { name: p.name.clone(), args: p.args.clone(), timeout: p.timeout })
             .collect();
         let probes: Duration = self.probes.iter().map(|p| p.timeout + self.timeouts.probe_grace).sum();
         let overall = self.overall.unwrap_or(self.timeouts.boot + probes + self.timeouts.probe_grace);
@@ -186,7 +188,7 @@ mod tests {
         assert_eq!((spec.memory_mib, spec.cpus, spec.accel), (512, 1, Accel::Tcg));
         assert_eq!(spec.extra_cmdline, ["norandmaps"]);
         assert_eq!(spec.initramfs.probes, ["a", "b"]);
-        assert_eq!(spec.plan[1], PlannedProbe { name: "b".into(), args: vec![], timeout: Duration::from_secs(5) });
+        assert_eq!(spec.plan[1], PlanEntry { name: "b".into(), args: vec![], timeout: Duration::from_secs(5) });
         assert_eq!(spec.start, Start::Boot);
         // 60 s boot + (30 + 10) + (5 + 10) + 10.
         assert_eq!(spec.timeouts.overall, Duration::from_secs(125));

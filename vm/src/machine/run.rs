@@ -18,9 +18,10 @@ use std::time::{Duration, Instant};
 use crate::cache::Cache;
 use crate::children::{self, ChildGuard};
 use crate::error::Error;
-use crate::machine::qemu::{Qemu, Sockets, Start, VmSpec};
+use crate::machine::qemu::Qemu;
 use crate::machine::qmp::Qmp;
-use crate::machine::vmstate::{self, SavedState};
+use crate::machine::spec::{SavedState, Sockets, Start, VmSpec};
+use crate::machine::vmstate;
 use ksnap_readers::channel::{display_line, Fed, GuestReport, Milestone, ResultChannel};
 use ksnap_readers::console::ConsoleScan;
 

@@ -15,21 +15,13 @@ use std::sync::Mutex;
 
 use crate::cache::{self, Cache};
 use crate::error::Error;
-use crate::machine::qemu::{Qemu, VmSpec};
+use crate::machine::qemu::Qemu;
+use crate::machine::spec::{SavedState, VmSpec};
 
 /// The cache kind of saved states.
 const CACHE_KIND: &str = "vmstate";
 /// Changes when what a key covers, or the entry's layout, changes.
 const FORMAT: &str = "ksnap-vmstate 1";
-
-/// A machine saved when init was waiting for its plan, ready to restore ([`crate::machine::qemu::Start::Restore`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SavedState {
-    /// What the machine was made of, hashed ([`key`]).
-    pub key: String,
-    /// The migration stream, in the cache.
-    pub path: PathBuf,
-}
 
 /// `state.json`: the stream's hash, the machine's [`place`] and, for a person looking into the cache, what
 /// it is a state of.
