@@ -2,39 +2,34 @@
 """Measure a Rust workspace's structure, to compare a refactoring's before and after.
 
 Usage: python3 scripts/structure.py [REPO_DIR] [--json]   (REPO_DIR: default, this script's repo)
+Standard library only (Python >= 3.11). Skips .git, and target/ next to a Cargo.toml. "Lines" are
+physical lines, blank and comment lines included, as `wc -l` counts them.
 
-Standard library only (Python >= 3.11). Folders named .git, and target next to a Cargo.toml, are
-skipped. "Lines" are physical lines, blank and comment lines included, as `wc -l` counts them.
-
-1. Rust lines.
-   folder: the lines and the number of the *.rs files directly in it (not in its subfolders).
-   crate: a folder whose Cargo.toml has [package]. A .rs file belongs to the nearest crate above
-     it, so a nested crate (vm/init) is not part of its parent (vm). Columns: lines in src/ (and in
-     target files Cargo.toml names elsewhere, e.g. fuzz_targets/*.rs or lib.rs), tests/, benches/,
-     examples/, build.rs, their total, and `other`: the crate's .rs files in none of these (e.g.
-     harness/templates), which `total` and `files` leave out.
+1. Rust lines. folder: lines and number of the *.rs files directly in it (not in subfolders).
+   crate: a folder whose Cargo.toml has [package]; a .rs file belongs to the nearest crate above
+   it, so vm/init is not part of vm. Columns: lines in src/ (and in other files Cargo.toml names
+   as targets: fuzz_targets/*.rs, snapshots/lib.rs), tests/, benches/, examples/, build.rs, their
+   total (and file count); `other`: the crate's .rs files in none of these (harness/templates).
    workspace total: every .rs file found, in a crate or not.
-2. Functions. Every `fn NAME` item with a body (`[pub[(..)]] [default] [const] [async] [unsafe]
-   [extern "X"] fn NAME` at the start of a line, any indentation; nested ones too), measured from
-   the line of its name to the line of its closing brace, both included. Braces are matched with
-   comments and string, raw string, byte string and char literals blanked out (a lifetime 'a is
-   not a char literal). Test code is left out: every item under #[cfg(test)] (`mod tests { .. }`),
-   the files of `#[cfg(test)] mod x;` modules and the files in a tests/ folder.
-   Printed: the 15 longest, and how many are longer than 60 and than 100 lines.
-3. Module import graph of each library crate with at least 3 modules, its root included.
-   Nodes: the modules reachable from the lib root by `mod x;` (x.rs or x/mod.rs; `crate` is the
-   root). Inline `mod x { }` blocks and #[path] attributes are not followed.
-   Edge A -> B (A != B): A's non-test code names B through `crate::`, `super::` or `self::`, in a
-   `use` (groups such as `use crate::{a::X, b}` expanded; a `use` whose first name is a child
-   module of A counts too) or inline (`crate::b::f()`). A path goes to its deepest existing
-   module (`crate::x::y::Z` -> x::y if that module exists, else x); if that module re-exports the
-   name (`pub use`), on to the module the name comes from. The crate root's own `pub use` lines
-   are its facade, not edges; `mod x;` declarations are not edges either.
-   cycles: strongly connected components of more than one module (Tarjan).
-   depth: the longest chain of the condensation (a cycle is one step), counted in modules: a module
-   that imports nothing is level 1, one that imports only level-1 modules is level 2, ...
+2. Functions: every `fn NAME` with a body (`[pub(..)] [default] [const] [async] [unsafe] [extern
+   "X"] fn NAME` starting a line, any indentation, nested ones too), from the line of its name to
+   the line of its closing brace, both included. Braces are matched with comments and string, raw
+   string, byte string and char literals blanked out (a lifetime 'a is no char literal). Test code
+   is left out: items under #[cfg(test)] (`mod tests { .. }`), the files of `#[cfg(test)] mod x;`
+   and files in a tests/ folder. Printed: the 15 longest; how many exceed 60 and 100 lines.
+3. Module import graph of each library crate with at least 3 modules (root included). Nodes: the
+   modules reachable from the lib root by `mod x;` (x.rs or x/mod.rs; `crate` is the root; inline
+   `mod x { }` and #[path] are not followed). Edge A -> B (A != B): A's non-test code names B by
+   `crate::`, `super::` or `self::`, in a `use` (groups like `use crate::{a::X, b}` expanded; a
+   `use` starting with a child module of A counts too) or inline (`crate::b::f()`). A path goes
+   to its deepest existing module (`crate::x::y::Z` -> x::y if it exists, else x) and, if that
+   module only re-exports the name (`pub use`), on to where it comes from. `mod x;` lines and the
+   crate root's `pub use` lines (its facade) are no edges. cycles: strongly connected components
+   of more than one module. depth: the longest chain in the graph of components (a cycle is one
+   step), counted in modules: a module that imports nothing is level 1, one that imports only
+   level-1 modules level 2, ...
 4. duplicates: the number of pairs `duplicates --repo REPO_DIR` reports for the whole tree (every
-   source file it reads there, not only Rust), if that command is on PATH.
+   source file it reads, not only Rust), when that command is on PATH.
 """
 import argparse
 import bisect
@@ -44,7 +39,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import textwrap
 import tomllib
 from collections import defaultdict
@@ -127,7 +121,8 @@ def mod_dir(f, is_root):
 def rust_files(root):
     found = []
     for d, subdirs, names in os.walk(root):
-        subdirs[:] = sorted(s for s in subdirs if s != ".git" and not (s == "target" and "Cargo.toml" in names))
+        skip = {".git", "target"} if "Cargo.toml" in names else {".git"}
+        subdirs[:] = sorted(set(subdirs) - skip)
         found += [Path(d, n) for n in names if n.endswith(".rs")]
     return sorted(found)
 
