@@ -36,7 +36,8 @@ use std::process::Command;
 use crate::cache::{self, Cache};
 use crate::error::Error;
 use crate::kernel::apt::{Archives, PinnedPackage};
-use crate::kernel::build::{self, capture, BuildProgress, Make, Need, Prerequisite};
+use crate::kernel::build;
+use crate::kernel::build::host::{self, capture, BuildProgress, Make, Need, Prerequisite};
 use crate::kernel::entry::{Package, StepReporter};
 
 /// Which selftests to build: collections of `tools/testing/selftests` (`mm`, `proc`, `filesystems/epoll`).
@@ -247,7 +248,7 @@ impl SelftestsRecipe {
         if entry.exists() {
             report(&format!("cache entry {} is incomplete or corrupt; building it again", entry.display()));
         }
-        if let Some((missing, packages)) = build::missing_prerequisites(host.prerequisites.iter()) {
+        if let Some((missing, packages)) = host::missing_prerequisites(host.prerequisites.iter()) {
             return Err(Error::SelftestsToolsMissing { missing, packages });
         }
         let tree = build::unpacked_source(cache, archives, suite, source, report)?;
