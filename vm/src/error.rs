@@ -4,8 +4,13 @@
 use std::path::PathBuf;
 
 /// Why ksnap could not run a guest: QEMU, KVM, a kernel, the selftests or the cache are not what they must be.
+///
+/// The variants go by subsystem, as the folders do: the machine (QEMU, KVM, the initramfs, saved states),
+/// then kernels (apt, images and packages, builds from source, selftests), then what all share (the
+/// cache, any other I/O, an interrupt).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    // The machine (machine/): QEMU, KVM, the initramfs and its plan, saved states.
     /// No QEMU to run: `qemu-system-x86_64` is not on `PATH`, or `KSNAP_QEMU` names no file.
     #[error(
         "QEMU not found ({looked_for}). Install it with `apt-get install qemu-system-x86` \
@@ -32,6 +37,37 @@ pub enum Error {
         why: String,
     },
 
+    /// A probe cannot go into the initramfs: its name is invalid or repeated, or its arguments or the
+    /// plan cannot be written.
+    #[error("probe `{probe}`: {why}")]
+    InvalidProbe {
+        /// The probe's name.
+        probe: String,
+        /// What is wrong.
+        why: String,
+    },
+
+    /// The probes cannot be written as a plan (an argument with whitespace, say): the message names the probe.
+    #[error("the guest's plan: {0}")]
+    InvalidPlan(String),
+
+    /// The initramfs archive could not be built: an entry's path, mode or symlink target is invalid, or two
+    /// entries conflict.
+    #[error("initramfs: {0}")]
+    Initramfs(#[from] crate::machine::cpio::CpioError),
+
+    /// A machine could not be saved, or a saved one could not be restored: QEMU refused the state, the
+    /// monitor broke off, or it took too long. The run that was saving goes on booted; a state that would
+    /// not restore should be dropped ([`crate::machine::vmstate::remove`]) and the cell booted instead.
+    #[error("saved VM state {key}: {why}")]
+    VmState {
+        /// The state's key ([`crate::machine::vmstate::key`]).
+        key: String,
+        /// What went wrong.
+        why: String,
+    },
+
+    // Kernels through apt (kernel/apt.rs, and the pins of kernel/mod.rs).
     /// apt cannot resolve a package (no such package, an invalid name, no `Version` or `SHA256` field, too
     /// many metapackage hops).
     #[error("kernel package `{package}` is not known to apt ({detail}). Check the name with `apt-cache policy {package}`; run `apt-get update` if the package lists are stale")]
@@ -107,6 +143,7 @@ pub enum Error {
         stderr: String,
     },
 
+    // Kernel images and packages (kernel/entry.rs, kernel/deb.rs).
     /// A file meant to be a bzImage is not one: too short, no `HdrS` boot-protocol header, or no release string.
     #[error("{path} is not a bootable x86 kernel image: {why}")]
     NotAKernel {
@@ -120,6 +157,7 @@ pub enum Error {
     #[error(transparent)]
     Deb(#[from] crate::kernel::deb::DebError),
 
+    // Kernels built from source (kernel/build/); NotASourceTree and BuildFailed serve the selftests too.
     /// A Kconfig fragment cannot be read or has a line that is not an option setting.
     #[error("config fragment {path}: {why}", path = path.display())]
     ConfigFragment {
@@ -155,6 +193,7 @@ pub enum Error {
         packages: String,
     },
 
+    // Kernel selftests (kernel/selftests.rs).
     /// A selftests build needs programs or C headers (of the libraries the tests link) this host lacks.
     #[error(
         "building the kernel selftests needs {missing}, not found on this system. Install with \
@@ -221,6 +260,7 @@ pub enum Error {
         tail: String,
     },
 
+    // Shared by all: the cache, any other I/O, an interrupt.
     /// A directory or temporary file could not be created where ksnap writes (the cache, or the directory
     /// of a file written atomically).
     #[error("the ksnap cache at {path} is not usable: {cause}. Set XDG_CACHE_HOME to a writable directory", path = path.display())]
@@ -236,36 +276,6 @@ pub enum Error {
     CacheEntryUnverified {
         /// The entry's directory, `CACHE/KIND/KEY`.
         path: PathBuf,
-    },
-
-    /// A probe cannot go into the initramfs: its name is invalid or repeated, or its arguments or the
-    /// plan cannot be written.
-    #[error("probe `{probe}`: {why}")]
-    InvalidProbe {
-        /// The probe's name.
-        probe: String,
-        /// What is wrong.
-        why: String,
-    },
-
-    /// The probes cannot be written as a plan (an argument with whitespace, say): the message names the probe.
-    #[error("the guest's plan: {0}")]
-    InvalidPlan(String),
-
-    /// The initramfs archive could not be built: an entry's path, mode or symlink target is invalid, or two
-    /// entries conflict.
-    #[error("initramfs: {0}")]
-    Initramfs(#[from] crate::machine::cpio::CpioError),
-
-    /// A machine could not be saved, or a saved one could not be restored: QEMU refused the state, the
-    /// monitor broke off, or it took too long. The run that was saving goes on booted; a state that would
-    /// not restore should be dropped ([`crate::machine::vmstate::remove`]) and the cell booted instead.
-    #[error("saved VM state {key}: {why}")]
-    VmState {
-        /// The state's key ([`crate::machine::vmstate::key`]).
-        key: String,
-        /// What went wrong.
-        why: String,
     },
 
     /// Any other I/O error on the host.

@@ -36,7 +36,8 @@ use std::process::Command;
 use crate::cache::{self, Cache};
 use crate::error::Error;
 use crate::kernel::apt::{Archives, PinnedPackage};
-use crate::kernel::build::{self, capture, BuildProgress, Make, Need, Prerequisite};
+use crate::kernel::build;
+use crate::kernel::build::host::{self, capture, BuildProgress, Make, Need, Prerequisite};
 use crate::kernel::entry::{Package, StepReporter};
 
 /// Which selftests to build: collections of `tools/testing/selftests` (`mm`, `proc`, `filesystems/epoll`).
@@ -247,12 +248,13 @@ impl SelftestsRecipe {
         if entry.exists() {
             report(&format!("cache entry {} is incomplete or corrupt; building it again", entry.display()));
         }
-        if let Some((missing, packages)) = build::missing_prerequisites(host.prerequisites.iter()) {
+        if let Some((missing, packages)) = host::missing_prerequisites(host.prerequisites.iter()) {
             return Err(Error::SelftestsToolsMissing { missing, packages });
         }
         let tree = build::unpacked_source(cache, archives, suite, source, report)?;
         let staging = cache.staging_dir()?;
-        let outcome = build_into(host.make, &tree, &package, &collections, staging.path(), &log, report)?;
+        let job = BuildJob { make: host.make, tree: &tree, source: &package, collections: &collections, log: &log };
+        let outcome = build_into(&job, staging.path(), report)?;
         let record = Record {
             recipe: RECIPE.to_string(),
             source: package,
@@ -341,19 +343,47 @@ struct Outcome {
     not_built: Vec<(String, String)>,
 }
 
-/// Build `collections` of `tree` and copy the static binaries into `staging` as `COLLECTION/NAME` (see the
+/// What one selftests build builds: `collections` of the source `tree` (of the package `source`), with the
+/// `make` program `make`, its output logged to `log`.
+struct BuildJob<'a> {
+    make: &'a str,
+    tree: &'a Path,
+    source: &'a Package,
+    collections: &'a [String],
+    log: &'a Path,
+}
+
+/// Build the job's collections and copy the static binaries into `staging` as `COLLECTION/NAME` (see the
 /// module documentation for the steps). The build itself happens in a directory inside `staging`, removed
-/// before returning; nothing is written into `tree`.
-fn build_into(
-    make_program: &str,
-    tree: &Path,
-    source: &Package,
-    collections: &[String],
-    staging: &Path,
-    log: &Path,
-    report: StepReporter,
-) -> Result<Outcome, Error> {
-    let tree = std::path::absolute(tree).map_err(|e| Error::io(format!("resolving {}", tree.display()), e))?;
+/// before returning; nothing is written into the job's tree.
+fn build_into(job: &BuildJob, staging: &Path, report: StepReporter) -> Result<Outcome, Error> {
+    let tree = std::path::absolute(job.tree).map_err(|e| Error::io(format!("resolving {}", job.tree.display()), e))?;
+    check_collections_exist(&tree, job.source, job.collections)?;
+    let dirs = BuildDirs::create(staging)?;
+    let jobs = format!("-j{}", std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let stamp = format!("{} {}", job.source.name, job.source.version);
+    let mut make = Make::new(job.make, &tree, &dirs.out, job.log, &stamp)?;
+
+    report("make headers");
+    make.run(&[&jobs, "headers"], &mut |_| {})?;
+
+    working_copy(&tree, &dirs.copy)?;
+    let (failed, build_error) = dirs.compile(&mut make, job.collections, &jobs, report)?;
+    let mut not_built: Vec<(String, String)> = Vec::new();
+    let expected = dirs.expected_programs(&mut make, job.collections, &mut not_built)?;
+    let built = dirs.keep_static_executables(job.collections, &expected, &failed, staging, &mut not_built)?;
+    if built.is_empty() {
+        if let Some(error) = build_error {
+            return Err(error);
+        }
+    }
+    not_built.sort();
+    dirs.work.close().map_err(|e| Error::io("removing the build directory", e))?;
+    Ok(Outcome { built, not_built })
+}
+
+/// Fail, naming the collection, if a collection has no Makefile in `tree`.
+fn check_collections_exist(tree: &Path, source: &Package, collections: &[String]) -> Result<(), Error> {
     for collection in collections {
         let makefile = format!("{SELFTESTS}/{collection}/Makefile");
         if !tree.join(&makefile).is_file() {
@@ -364,56 +394,116 @@ fn build_into(
             });
         }
     }
-    // A leading dot: no collection is called that, so it cannot meet a collection's directory.
-    let work = tempfile::Builder::new()
-        .prefix(".build-")
-        .tempdir_in(staging)
-        .map_err(|e| Error::io("creating the build directory", e))?;
-    let work_path = std::path::absolute(work.path()).map_err(|e| Error::io("resolving the build directory", e))?;
-    let out = work_path.join("out");
-    let copy = work_path.join("src");
-    std::fs::create_dir(&out).map_err(|e| Error::io(format!("creating {}", out.display()), e))?;
-    let jobs = format!("-j{}", std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let mut make = Make::new(make_program, &tree, &out, log, &format!("{} {}", source.name, source.version))?;
+    Ok(())
+}
 
-    report("make headers");
-    make.run(&[&jobs, "headers"], &mut |_| {})?;
+/// The directories of one build, inside the staging directory: kbuild's `O=` directory, the working copy
+/// of the source and, in them, the selftests' Makefiles and what they build.
+struct BuildDirs {
+    /// Removed when the build is done; dropped (and removed) with it when the build fails.
+    work: tempfile::TempDir,
+    /// `work`'s path, absolute.
+    path: PathBuf,
+    /// kbuild's `O=` directory.
+    out: PathBuf,
+    /// The working copy of the source ([`working_copy`]).
+    copy: PathBuf,
+    /// `tools/testing/selftests` in the working copy.
+    selftests: PathBuf,
+    /// Where the selftests' Makefiles build into: `OUT/kselftest/COLLECTION/…`.
+    kselftest: PathBuf,
+}
 
-    working_copy(&tree, &copy)?;
-    let selftests = copy.join(SELFTESTS);
-    let kselftest = out.join("kselftest");
-    let mut failed: BTreeSet<String> = BTreeSet::new();
-    let built_some = {
-        let mut progress = BuildProgress::new(report, &format!("building selftests {}", collections.join(" ")));
-        let args = [
-            format!("O={}", out.display()),
-            format!("TARGETS={}", collections.join(" ")),
-            "USERLDFLAGS=-static".to_string(),
-            jobs.clone(),
-            "-k".to_string(),
-        ];
-        make.run_in(&selftests, &args, ENV_REMOVE, &mut |line| {
-            progress.line(line);
-            if let Some(test) = failed_target(line).and_then(|target| test_name(&kselftest, target)) {
-                failed.insert(test);
+impl BuildDirs {
+    fn create(staging: &Path) -> Result<BuildDirs, Error> {
+        // A leading dot: no collection is called that, so it cannot meet a collection's directory.
+        let work = tempfile::Builder::new()
+            .prefix(".build-")
+            .tempdir_in(staging)
+            .map_err(|e| Error::io("creating the build directory", e))?;
+        let path = std::path::absolute(work.path()).map_err(|e| Error::io("resolving the build directory", e))?;
+        let out = path.join("out");
+        let copy = path.join("src");
+        std::fs::create_dir(&out).map_err(|e| Error::io(format!("creating {}", out.display()), e))?;
+        let selftests = copy.join(SELFTESTS);
+        let kselftest = out.join("kselftest");
+        Ok(BuildDirs { work, path, out, copy, selftests, kselftest })
+    }
+
+    /// `make -k` of the collections: the tests whose build make said failed, and make's own error if it
+    /// failed (an error only if nothing was built, decided once the programs are accounted for).
+    fn compile(
+        &self,
+        make: &mut Make,
+        collections: &[String],
+        jobs: &str,
+        report: StepReporter,
+    ) -> Result<(BTreeSet<String>, Option<Error>), Error> {
+        let mut failed: BTreeSet<String> = BTreeSet::new();
+        let built_some = {
+            let mut progress = BuildProgress::new(report, &format!("building selftests {}", collections.join(" ")));
+            let args = [
+                format!("O={}", self.out.display()),
+                format!("TARGETS={}", collections.join(" ")),
+                "USERLDFLAGS=-static".to_string(),
+                jobs.to_string(),
+                "-k".to_string(),
+            ];
+            make.run_in(&self.selftests, &args, ENV_REMOVE, &mut |line| {
+                progress.line(line);
+                if let Some(test) = failed_target(line).and_then(|target| test_name(&self.kselftest, target)) {
+                    failed.insert(test);
+                }
+            })
+        };
+        // make's status says little: a collection fails when one of its programs does, and the top Makefile
+        // only when every collection failed. Programs are accounted for one by one below; only a build that
+        // made nothing is an error.
+        let build_error = match built_some {
+            Ok(()) => None,
+            Err(e @ Error::BuildFailed { .. }) => Some(e),
+            Err(e) => return Err(e),
+        };
+        Ok((failed, build_error))
+    }
+
+    /// The tests the collections' Makefiles say they build (`COLLECTION/NAME`); a collection whose
+    /// Makefile could not be read goes into `not_built`.
+    fn expected_programs(
+        &self,
+        make: &mut Make,
+        collections: &[String],
+        not_built: &mut Vec<(String, String)>,
+    ) -> Result<BTreeSet<String>, Error> {
+        let list = self.path.join("ksnap-list.mk");
+        std::fs::write(&list, LIST_MAKEFILE).map_err(|e| Error::io(format!("writing {}", list.display()), e))?;
+        let mut expected: BTreeSet<String> = BTreeSet::new();
+        for collection in collections {
+            let programs = match self.listed_programs(make, &list, collection) {
+                Ok(programs) => programs,
+                Err(Error::BuildFailed { step, .. }) => {
+                    not_built.push((collection.clone(), format!("its Makefile could not be read (`{step}` failed)")));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            for program in programs {
+                // Names a Makefile adds after including lib.mk are not prefixed with $(OUTPUT).
+                let name = match Path::new(&program).is_absolute() {
+                    true => test_name(&self.kselftest, &program),
+                    false => Some(format!("{collection}/{program}")),
+                };
+                if let Some(name) = name.filter(|name| is_plain_relative(name)) {
+                    expected.insert(name);
+                }
             }
-        })
-    };
-    // make's status says little: a collection fails when one of its programs does, and the top Makefile
-    // only when every collection failed. Programs are accounted for one by one below; only a build that
-    // made nothing is an error.
-    let build_error = match built_some {
-        Ok(()) => None,
-        Err(e @ Error::BuildFailed { .. }) => Some(e),
-        Err(e) => return Err(e),
-    };
+        }
+        Ok(expected)
+    }
 
-    let list = work_path.join("ksnap-list.mk");
-    std::fs::write(&list, LIST_MAKEFILE).map_err(|e| Error::io(format!("writing {}", list.display()), e))?;
-    let mut expected: BTreeSet<String> = BTreeSet::new();
-    let mut not_built: Vec<(String, String)> = Vec::new();
-    for collection in collections {
-        let output = kselftest.join(collection);
+    /// The programs `collection`'s Makefile builds, as it prints them through the makefile `list`.
+    fn listed_programs(&self, make: &mut Make, list: &Path, collection: &str) -> Result<Vec<String>, Error> {
+        let output = self.kselftest.join(collection);
         // As the top Makefile runs each collection's (`make OUTPUT=… -C COLLECTION O=…`).
         let args = [
             "-s".to_string(),
@@ -423,88 +513,80 @@ fn build_into(
             "-f".to_string(),
             list.display().to_string(),
             format!("OUTPUT={}", output.display()),
-            format!("O={}", out.display()),
+            format!("O={}", self.out.display()),
             "USERLDFLAGS=-static".to_string(),
             "ksnap-list".to_string(),
         ];
         let mut programs: Vec<String> = Vec::new();
-        let listed = make.run_in(&selftests.join(collection), &args, ENV_REMOVE, &mut |line| {
+        make.run_in(&self.selftests.join(collection), &args, ENV_REMOVE, &mut |line| {
             if let Some(words) = line.strip_prefix(LIST_MARKER) {
                 programs.extend(words.split_whitespace().map(str::to_string));
             }
-        });
-        match listed {
-            Ok(()) => {}
-            Err(Error::BuildFailed { step, .. }) => {
-                not_built.push((collection.clone(), format!("its Makefile could not be read (`{step}` failed)")));
-                continue;
-            }
-            Err(e) => return Err(e),
-        }
-        for program in programs {
-            // Names a Makefile adds after including lib.mk are not prefixed with $(OUTPUT).
-            let name = match Path::new(&program).is_absolute() {
-                true => test_name(&kselftest, &program),
-                false => Some(format!("{collection}/{program}")),
-            };
-            if let Some(name) = name.filter(|name| is_plain_relative(name)) {
-                expected.insert(name);
-            }
-        }
+        })?;
+        Ok(programs)
     }
 
-    let mut present: BTreeSet<String> = BTreeSet::new();
-    for collection in collections {
-        list_files(&kselftest, &kselftest.join(collection), &mut present)
-            .map_err(|e| Error::io(format!("listing {}", kselftest.join(collection).display()), e))?;
-    }
-    let mut built = BTreeMap::new();
-    for name in expected.union(&present) {
-        let path = kselftest.join(name);
-        let is_expected = expected.contains(name);
-        match std::fs::symlink_metadata(&path) {
-            Ok(meta) if meta.is_file() => {
-                // Scripts and data files: not something a guest runs as a test binary.
-                if !is_elf(&path) {
-                    continue;
-                }
-                match crate::kernel::elf::check_static_executable(&path) {
-                    Ok(()) => {
-                        let kept = staging.join(name);
-                        if let Some(dir) = kept.parent() {
-                            std::fs::create_dir_all(dir)
-                                .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    /// Copy every static x86-64 executable the build made (expected or not) into `staging`; the
+    /// expected tests that are not one go into `not_built`, with why (`failed`: the tests make said
+    /// failed). The binaries kept, name → SHA-256.
+    fn keep_static_executables(
+        &self,
+        collections: &[String],
+        expected: &BTreeSet<String>,
+        failed: &BTreeSet<String>,
+        staging: &Path,
+        not_built: &mut Vec<(String, String)>,
+    ) -> Result<BTreeMap<String, String>, Error> {
+        let kselftest = &self.kselftest;
+        let mut present: BTreeSet<String> = BTreeSet::new();
+        for collection in collections {
+            list_files(kselftest, &kselftest.join(collection), &mut present)
+                .map_err(|e| Error::io(format!("listing {}", kselftest.join(collection).display()), e))?;
+        }
+        let mut built = BTreeMap::new();
+        for name in expected.union(&present) {
+            let path = kselftest.join(name);
+            let is_expected = expected.contains(name);
+            match std::fs::symlink_metadata(&path) {
+                Ok(meta) if meta.is_file() => {
+                    // Scripts and data files: not something a guest runs as a test binary.
+                    if !is_elf(&path) {
+                        continue;
+                    }
+                    match crate::kernel::elf::check_static_executable(&path) {
+                        Ok(()) => {
+                            built.insert(name.clone(), keep(&path, staging, name)?);
                         }
-                        std::fs::copy(&path, &kept).map_err(|e| Error::io(format!("copying {name}"), e))?;
-                        let sha256 = cache::sha256_file(&kept).map_err(|e| Error::io(format!("hashing {name}"), e))?;
-                        built.insert(name.clone(), sha256);
+                        Err(why) if is_expected => {
+                            not_built.push((name.clone(), format!("not a static x86-64 executable: {why}")))
+                        }
+                        // An intermediate file (an object) the Makefile does not list as a program.
+                        Err(_) => {}
                     }
-                    Err(why) if is_expected => {
-                        not_built.push((name.clone(), format!("not a static x86-64 executable: {why}")))
-                    }
-                    // An intermediate file (an object) the Makefile does not list as a program.
-                    Err(_) => {}
                 }
+                Ok(meta) if meta.is_dir() => {}
+                _ if is_expected => {
+                    let why = match failed.contains(name) {
+                        true => "it did not compile or link (make failed on it)",
+                        false => "it was not built (make did not get to it: something it needs failed)",
+                    };
+                    not_built.push((name.clone(), why.to_string()));
+                }
+                _ => {}
             }
-            Ok(meta) if meta.is_dir() => {}
-            _ if is_expected => {
-                let why = match failed.contains(name) {
-                    true => "it did not compile or link (make failed on it)",
-                    false => "it was not built (make did not get to it: something it needs failed)",
-                };
-                not_built.push((name.clone(), why.to_string()));
-            }
-            _ => {}
         }
+        Ok(built)
     }
-    if built.is_empty() {
-        if let Some(error) = build_error {
-            return Err(error);
-        }
+}
+
+/// Copy the binary at `path` into `staging` as `name`; its SHA-256.
+fn keep(path: &Path, staging: &Path, name: &str) -> Result<String, Error> {
+    let kept = staging.join(name);
+    if let Some(dir) = kept.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     }
-    not_built.sort();
-    work.close().map_err(|e| Error::io("removing the build directory", e))?;
-    Ok(Outcome { built, not_built })
+    std::fs::copy(path, &kept).map_err(|e| Error::io(format!("copying {name}"), e))?;
+    cache::sha256_file(&kept).map_err(|e| Error::io(format!("hashing {name}"), e))
 }
 
 /// The target of a make error line, `make[1]: *** [../lib.mk:225: /out/kselftest/mm/cow] Error 1` →

@@ -8,11 +8,13 @@
 //! is killed and reaped ([`crate::children::ChildGuard`]).
 
 use std::collections::HashMap;
+use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::cache::Cache;
@@ -218,49 +220,10 @@ struct Saving<'a> {
 fn run_inner(qemu: &Qemu, spec: &VmSpec, saving: Option<Saving>) -> Result<RunReport, Error> {
     let probe_timeouts: HashMap<String, Duration> = spec.plan.iter().map(|p| (p.name.clone(), p.timeout)).collect();
     let plan = ksnap_protocol::plan::framed(&spec.plan_text()?);
-    let restore = match &spec.start {
-        Start::Boot => None,
-        Start::Restore(state) => {
-            if vmstate::key(qemu, spec)? != state.key {
-                return Err(Error::VmState {
-                    key: state.key.clone(),
-                    why: "it was saved from another machine than this VM's (kernel, initramfs, QEMU or options differ)"
-                        .into(),
-                });
-            }
-            // It may have been replaced since it was looked up: a VmState error, so that the caller boots.
-            let file = std::fs::File::open(&state.path).map_err(|e| Error::VmState {
-                key: state.key.clone(),
-                why: format!("opening {}: {e}", state.path.display()),
-            })?;
-            Some((state, file))
-        }
-    };
-    let dir = tempfile::Builder::new()
-        .prefix("ksnap-vm-")
-        .tempdir()
-        .map_err(|e| Error::io("creating a temporary directory for the VM", e))?;
-    let console_path = dir.path().join("console.sock");
-    let results_path = dir.path().join("results.sock");
-    let monitor_path = dir.path().join("monitor.sock");
-    let console_listener = listen(&console_path)?;
-    let results_listener = listen(&results_path)?;
-    let uses_monitor = saving.is_some() || restore.is_some();
-    let monitor_listener = uses_monitor.then(|| listen(&monitor_path)).transpose()?;
-    let sockets = Sockets {
-        console: &console_path,
-        results: &results_path,
-        monitor: uses_monitor.then_some(monitor_path.as_path()),
-    };
-
-    let mut command = Command::new(&qemu.path);
-    command.args(spec.qemu_args(qemu, sockets)).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
-    let started = Instant::now();
-    let mut child = children::spawn(&mut command).map_err(|source| Error::QemuSpawn { cause: source })?;
-
+    let restore = open_saved_state(qemu, spec)?;
+    let listening = Listening::new(saving.is_some() || restore.is_some())?;
+    let (mut child, started, stderr_thread) = start_qemu(qemu, spec, listening.sockets())?;
     let (events, receiver) = mpsc::channel();
-    let stderr = child.child_mut().stderr.take().expect("stderr is piped");
-    let stderr_thread = std::thread::spawn(move || read_bounded(stderr, MAX_STDERR_BYTES));
 
     let mut watch = Watch {
         spec,
@@ -282,51 +245,135 @@ fn run_inner(qemu: &Qemu, spec: &VmSpec, saving: Option<Saving>) -> Result<RunRe
         host_error: None,
         cpu: crate::machine::hostcpu::Meter::new(child.id()),
     };
-    let mut listeners = vec![&console_listener, &results_listener];
-    listeners.extend(monitor_listener.as_ref());
-    let ending = match accept_all(&mut child, &listeners)? {
-        Some(mut streams) => {
-            let monitor = (streams.len() == 3).then(|| streams.pop().expect("three streams"));
-            let results = streams.pop().expect("the result channel");
-            let console = streams.pop().expect("the console");
-            watch.plan_sender = Some(results.try_clone().map_err(|e| Error::io("the result channel socket", e))?);
-            spawn_line_reader(console, Stream::Console, events.clone());
-            spawn_line_reader(results, Stream::Results, events);
-            let boot_deadline = started + spec.timeouts.boot;
-            let monitor = monitor.map(|stream| Qmp::handshake(stream, boot_deadline));
-            match (restore, saving, monitor) {
-                (Some((state, file)), _, Some(qmp)) => {
-                    let restored = qmp.and_then(|mut qmp| qmp.restore(&file, boot_deadline));
-                    if let Err(why) = restored {
-                        child.kill();
-                        if children::is_cancelled() {
-                            return Err(Error::Cancelled);
-                        }
-                        let said = stderr_thread.join().unwrap_or_default();
-                        let why = match said.trim() {
-                            "" => why,
-                            said => format!("{why}; QEMU said: {said}"),
-                        };
-                        return Err(Error::VmState { key: state.key.clone(), why });
-                    }
-                    // The state was saved right after init's hello: init waits for its plan.
-                    watch.channel = ResultChannel::after_hello();
-                    watch.reached(Milestone::Hello);
-                }
-                (None, Some(saving), Some(qmp)) => match qmp {
-                    Ok(qmp) => watch.saving = Some((saving, qmp)),
-                    Err(why) => (saving.on_saved)(Err(Error::VmState { key: saving.key.clone(), why })),
-                },
-                _ => {}
-            }
-            watch.watch(&mut child, &receiver)?
-        }
+    let ending = match accept_all(&mut child, &listening.listeners())? {
+        Some(streams) => match watch.connect(streams, events, restore, saving)? {
+            Connected::Running => watch.watch(&mut child, &receiver)?,
+            Connected::RestoreFailed { key, why } => return Err(restore_failed(&mut child, stderr_thread, key, why)),
+        },
         None => Ending::Exited,
     };
+    finish(watch, ending, &mut child, &receiver, stderr_thread)
+}
+
+/// The saved state `spec` starts from, and its file opened; `None` for a boot. A state saved from
+/// another machine, or gone, is a VmState error, so that the caller boots.
+fn open_saved_state<'s>(qemu: &Qemu, spec: &'s VmSpec) -> Result<Option<(&'s SavedState, File)>, Error> {
+    match &spec.start {
+        Start::Boot => Ok(None),
+        Start::Restore(state) => {
+            if vmstate::key(qemu, spec)? != state.key {
+                return Err(Error::VmState {
+                    key: state.key.clone(),
+                    why: "it was saved from another machine than this VM's (kernel, initramfs, QEMU or options differ)"
+                        .into(),
+                });
+            }
+            // It may have been replaced since it was looked up: a VmState error, so that the caller boots.
+            let file = File::open(&state.path).map_err(|e| Error::VmState {
+                key: state.key.clone(),
+                why: format!("opening {}: {e}", state.path.display()),
+            })?;
+            Ok(Some((state, file)))
+        }
+    }
+}
+
+/// The sockets QEMU connects to, listening in a temporary directory that lives as long as the run.
+struct Listening {
+    /// Removed, with the sockets, when the run ends.
+    _dir: tempfile::TempDir,
+    console: (PathBuf, UnixListener),
+    results: (PathBuf, UnixListener),
+    /// The monitor's, when the run saves or restores its machine.
+    monitor: Option<(PathBuf, UnixListener)>,
+}
+
+impl Listening {
+    fn new(uses_monitor: bool) -> Result<Listening, Error> {
+        let dir = tempfile::Builder::new()
+            .prefix("ksnap-vm-")
+            .tempdir()
+            .map_err(|e| Error::io("creating a temporary directory for the VM", e))?;
+        let console_path = dir.path().join("console.sock");
+        let results_path = dir.path().join("results.sock");
+        let monitor_path = dir.path().join("monitor.sock");
+        let console_listener = listen(&console_path)?;
+        let results_listener = listen(&results_path)?;
+        let monitor_listener = uses_monitor.then(|| listen(&monitor_path)).transpose()?;
+        Ok(Listening {
+            _dir: dir,
+            console: (console_path, console_listener),
+            results: (results_path, results_listener),
+            monitor: monitor_listener.map(|listener| (monitor_path, listener)),
+        })
+    }
+
+    /// The paths, for QEMU's command line.
+    fn sockets(&self) -> Sockets<'_> {
+        Sockets {
+            console: &self.console.0,
+            results: &self.results.0,
+            monitor: self.monitor.as_ref().map(|(path, _)| path.as_path()),
+        }
+    }
+
+    /// The listeners in the order [`accept_all`] returns their streams: console, result channel, monitor.
+    fn listeners(&self) -> Vec<&UnixListener> {
+        let mut listeners = vec![&self.console.1, &self.results.1];
+        listeners.extend(self.monitor.as_ref().map(|(_, listener)| listener));
+        listeners
+    }
+}
+
+/// Start QEMU on `sockets`: the child, when it started, and the thread that keeps its stderr (bounded).
+fn start_qemu(
+    qemu: &Qemu,
+    spec: &VmSpec,
+    sockets: Sockets,
+) -> Result<(ChildGuard, Instant, JoinHandle<String>), Error> {
+    let mut command = Command::new(&qemu.path);
+    command.args(spec.qemu_args(qemu, sockets)).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    let started = Instant::now();
+    let mut child = children::spawn(&mut command).map_err(|source| Error::QemuSpawn { cause: source })?;
+    let stderr = child.child_mut().stderr.take().expect("stderr is piped");
+    let stderr_thread = std::thread::spawn(move || read_bounded(stderr, MAX_STDERR_BYTES));
+    Ok((child, started, stderr_thread))
+}
+
+/// How connecting a run to QEMU's streams went.
+enum Connected {
+    /// The guest boots, or runs on from its restored state: watch it.
+    Running,
+    /// QEMU did not restore the saved state `key`, for `why`.
+    RestoreFailed { key: String, why: String },
+}
+
+/// The error of a restore that failed: QEMU is killed first, so that what it said on stderr is whole.
+fn restore_failed(child: &mut ChildGuard, stderr_thread: JoinHandle<String>, key: String, why: String) -> Error {
+    child.kill();
+    if children::is_cancelled() {
+        return Error::Cancelled;
+    }
+    let said = stderr_thread.join().unwrap_or_default();
+    let why = match said.trim() {
+        "" => why,
+        said => format!("{why}; QEMU said: {said}"),
+    };
+    Error::VmState { key, why }
+}
+
+/// Once the watch has ended: QEMU killed (if it still ran), what the readers still had handled, the report.
+fn finish(
+    mut watch: Watch,
+    ending: Ending,
+    child: &mut ChildGuard,
+    receiver: &mpsc::Receiver<Event>,
+    stderr_thread: JoinHandle<String>,
+) -> Result<RunReport, Error> {
     watch.cpu.sample();
     let status = child.try_wait().ok().flatten();
     child.kill();
-    let duration = started.elapsed();
+    let duration = watch.started.elapsed();
     // The readers end at EOF now that QEMU is gone; take what they still had.
     while let Ok(event) = receiver.recv_timeout(Duration::from_millis(200)) {
         watch.handle(event);
@@ -335,20 +382,7 @@ fn run_inner(qemu: &Qemu, spec: &VmSpec, saving: Option<Saving>) -> Result<RunRe
     if children::is_cancelled() {
         return Err(Error::Cancelled);
     }
-
-    let mut console = std::mem::take(&mut watch.console_text);
-    if watch.console_dropped > 0 {
-        console.push_str(&format!("[ksnap: {} more console bytes not kept]\n", watch.console_dropped));
-    }
-    if let Some(error) = watch.host_error.take() {
-        return Err(error);
-    }
-    let console_events = watch.console.events().to_vec();
-    let probe_stderr = std::mem::take(&mut watch.probe_stderr);
-    let ready_after = watch.ready_after;
-    let host_cpu = watch.cpu.latest();
-    let outcome = watch.outcome(ending, status, &stderr);
-    Ok(RunReport { outcome, console, probe_stderr, console_events, duration, ready_after, host_cpu })
+    watch.report(ending, status, duration, &stderr)
 }
 
 fn listen(path: &Path) -> Result<UnixListener, Error> {
@@ -477,6 +511,69 @@ struct Watch<'a, 's> {
     /// When ksnap gives up unless the next milestone arrives.
     deadline: Instant,
     waiting_for: WaitingFor,
+}
+
+impl<'s> Watch<'_, 's> {
+    /// Connect the run to the streams QEMU opened (console, result channel, and the monitor if any):
+    /// start their readers, then restore the saved state through the monitor, or have the save made at
+    /// init's hello.
+    fn connect(
+        &mut self,
+        mut streams: Vec<UnixStream>,
+        events: mpsc::Sender<Event>,
+        restore: Option<(&SavedState, File)>,
+        saving: Option<Saving<'s>>,
+    ) -> Result<Connected, Error> {
+        let monitor = (streams.len() == 3).then(|| streams.pop().expect("three streams"));
+        let results = streams.pop().expect("the result channel");
+        let console = streams.pop().expect("the console");
+        self.plan_sender = Some(results.try_clone().map_err(|e| Error::io("the result channel socket", e))?);
+        spawn_line_reader(console, Stream::Console, events.clone());
+        spawn_line_reader(results, Stream::Results, events);
+        let boot_deadline = self.started + self.spec.timeouts.boot;
+        let monitor = monitor.map(|stream| Qmp::handshake(stream, boot_deadline));
+        match (restore, saving, monitor) {
+            (Some((state, file)), _, Some(qmp)) => {
+                let restored = qmp.and_then(|mut qmp| qmp.restore(&file, boot_deadline));
+                if let Err(why) = restored {
+                    return Ok(Connected::RestoreFailed { key: state.key.clone(), why });
+                }
+                // The state was saved right after init's hello: init waits for its plan.
+                self.channel = ResultChannel::after_hello();
+                self.reached(Milestone::Hello);
+            }
+            (None, Some(saving), Some(qmp)) => match qmp {
+                Ok(qmp) => self.saving = Some((saving, qmp)),
+                Err(why) => (saving.on_saved)(Err(Error::VmState { key: saving.key.clone(), why })),
+            },
+            _ => {}
+        }
+        Ok(Connected::Running)
+    }
+
+    /// The run's report, once QEMU is gone and every line it sent is handled: `Err` of a failure on the
+    /// host side.
+    fn report(
+        mut self,
+        ending: Ending,
+        status: Option<std::process::ExitStatus>,
+        duration: Duration,
+        stderr: &str,
+    ) -> Result<RunReport, Error> {
+        let mut console = std::mem::take(&mut self.console_text);
+        if self.console_dropped > 0 {
+            console.push_str(&format!("[ksnap: {} more console bytes not kept]\n", self.console_dropped));
+        }
+        if let Some(error) = self.host_error.take() {
+            return Err(error);
+        }
+        let console_events = self.console.events().to_vec();
+        let probe_stderr = std::mem::take(&mut self.probe_stderr);
+        let ready_after = self.ready_after;
+        let host_cpu = self.cpu.latest();
+        let outcome = self.outcome(ending, status, stderr);
+        Ok(RunReport { outcome, console, probe_stderr, console_events, duration, ready_after, host_cpu })
+    }
 }
 
 impl Watch<'_, '_> {
