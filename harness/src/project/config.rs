@@ -76,7 +76,7 @@ pub struct Probe {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProbeKind {
     /// A binary of a Cargo package of the workspace holding ksnap.toml (`cargo = { package = "…", bin =
-    /// "…" }`), built static for x86-64 with `profile` ([`crate::guest::build_cargo_probes`]).
+    /// "…" }`), built static for x86-64 with `profile` ([`crate::session::executables::build_cargo_probes`]).
     Cargo { package: String, bin: String, profile: String },
     /// C (and assembly) sources compiled statically with `cc` (`gcc`, `musl-gcc`). `libc_package` is the
     /// Debian package of the libc it links, whose version the snapshot metadata records.
