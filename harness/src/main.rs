@@ -26,13 +26,13 @@ fn main() -> ExitCode {
     if let Err(e) = ksnap::signals::install() {
         eprintln!("ksnap: warning: cannot handle interrupts ({e}); Ctrl-C may leave QEMU running");
     }
-    let lock = LockMode::detect(cli.locked);
+    let lock_mode = LockMode::detect(cli.locked);
     let result = match cli.command {
-        Command::Run(args) => commands::run::run(args, cli.config, lock),
-        Command::Kernels(args) => commands::kernels::kernels(args, cli.config, lock),
-        Command::Lock(args) => commands::lock::lock(args, cli.config, lock),
+        Command::Run(args) => commands::run::run(args, cli.config, lock_mode),
+        Command::Kernels(args) => commands::kernels::kernels(args, cli.config, lock_mode),
+        Command::Lock(args) => commands::lock::lock(args, cli.config, lock_mode),
         Command::Init(args) => commands::init::init(args),
-        Command::Diff(args) => commands::diff::diff(args, cli.config, lock),
+        Command::Diff(args) => commands::diff::diff(args, cli.config, lock_mode),
         Command::Report(args) => commands::report::report(args, cli.config),
         Command::History(args) => commands::history::history(args, cli.config),
     };

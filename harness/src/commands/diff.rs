@@ -33,12 +33,12 @@ pub struct DiffArgs {
 }
 
 /// `ksnap diff`: true when the two columns agree.
-pub fn diff(args: DiffArgs, config: Option<PathBuf>, lock: LockMode) -> Result<bool> {
+pub fn diff(args: DiffArgs, config: Option<PathBuf>, lock_mode: LockMode) -> Result<bool> {
     let DiffArgs { a, b, suites, fresh, format, accel } = args;
     let (a, b, suites) = (a.as_str(), b.as_str(), suites.as_slice());
     let config = load_config(config)?;
     let (column_a, column_b) = if fresh {
-        let session = Session::start(config.clone(), accel, Progress::detect(), lock)?;
+        let session = Session::start(config.clone(), accel, Progress::detect(), lock_mode)?;
         (fresh_column(&session, a, suites)?, fresh_column(&session, b, suites)?)
     } else {
         let snapshots = crate::facts::snapshot::read::read_dir(&crate::facts::snapshot::dir(&config.root))?;

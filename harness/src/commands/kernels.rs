@@ -28,10 +28,10 @@ fn not_ready(source: &ksnap_vm::kernel::KernelSource) -> &'static str {
 }
 
 /// `ksnap kernels`: true unless a kernel could not be resolved or fetched.
-pub fn kernels(args: KernelsArgs, config: Option<PathBuf>, lock: LockMode) -> Result<bool> {
+pub fn kernels(args: KernelsArgs, config: Option<PathBuf>, lock_mode: LockMode) -> Result<bool> {
     let KernelsArgs { fetch } = args;
     let config = load_config(config)?;
-    let kernels = Kernels::open(config, ksnap_vm::cache::Cache::user_default()?, lock)?;
+    let kernels = Kernels::open(config, ksnap_vm::cache::Cache::user_default()?, lock_mode)?;
     let progress = Progress::detect();
     let mut rows = Vec::new();
     let mut newer = Vec::new();

@@ -17,13 +17,13 @@ pub struct LockArgs {
 }
 
 /// `ksnap lock [--update [KERNEL…]]`.
-pub fn lock(args: LockArgs, config: Option<PathBuf>, lock: LockMode) -> Result<bool> {
+pub fn lock(args: LockArgs, config: Option<PathBuf>, lock_mode: LockMode) -> Result<bool> {
     let LockArgs { update } = args;
     let config = load_config(config)?;
-    if lock == LockMode::Frozen {
+    if lock_mode == LockMode::Frozen {
         anyhow::bail!("`ksnap lock` writes ksnap.lock, which --locked (or CI) forbids");
     }
-    let kernels = Kernels::open(config, ksnap_vm::cache::Cache::user_default()?, lock)?;
+    let kernels = Kernels::open(config, ksnap_vm::cache::Cache::user_default()?, lock_mode)?;
     let all = update.as_ref().is_some_and(Vec::is_empty);
     let named = update.unwrap_or_default();
     let moves = kernels.lock(&named, all, &mut |note| eprintln!("ksnap: {note}"))?;

@@ -46,14 +46,14 @@ pub struct RunArgs {
 }
 
 /// `ksnap run`: true when every cell passed (every run of it, with `--repeat`, with the same facts).
-pub fn run(args: RunArgs, config: Option<PathBuf>, lock: LockMode) -> Result<bool> {
+pub fn run(args: RunArgs, config: Option<PathBuf>, lock_mode: LockMode) -> Result<bool> {
     let RunArgs { kernels, suites, variants, accel, jobs, repeat, boot_every_cell, facts } = args;
     let view = View::detect(facts);
     let selection = Selection { kernels, variants, suites };
     let repeat = usize::from(repeat);
     let config = load_config(config)?;
     let cells = matrix::cells(&config, &selection)?;
-    let mut session = Session::start(config, accel, Progress::detect(), lock)?;
+    let mut session = Session::start(config, accel, Progress::detect(), lock_mode)?;
     session.boot_every_cell = boot_every_cell;
     let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let work: Vec<matrix::Cell> = cells.iter().flat_map(|cell| std::iter::repeat_n(cell.clone(), repeat)).collect();

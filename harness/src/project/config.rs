@@ -61,7 +61,9 @@ pub struct Suite {
     pub fresh_boot: bool,
 }
 
-/// A guest program that prints KTAP.
+/// A probe as ksnap.toml declares it, one of a suite's: a guest program that prints KTAP. Made into a file
+/// it is a [`ProbeExecutable`](crate::session::ProbeExecutable); what a VM runs of it, a
+/// [`ksnap_vm::ProbeSpec`]; what it printed, a [`ksnap_readers::channel::ProbeRun`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Probe {
     /// Unique in its suite; the first part of every fact key it reports.

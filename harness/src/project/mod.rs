@@ -5,7 +5,7 @@
 pub mod column;
 pub mod config;
 pub mod kernels;
-pub mod lock;
+pub mod lockfile;
 pub mod matrix;
 pub mod scaffold;
 

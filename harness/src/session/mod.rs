@@ -73,12 +73,12 @@ impl Session {
     /// Check for QEMU (first: it is the most likely thing to be missing), choose the accelerator, open
     /// the cache and make every probe's executable.
     ///
-    /// Kernels boot exactly as `ksnap.lock` pins them; `lock` says whether a missing entry may be added.
-    pub fn start(config: Config, accel: AccelChoice, progress: Progress, lock: LockMode) -> Result<Session> {
+    /// Kernels boot exactly as `ksnap.lock` pins them; `lock_mode` says whether a missing entry may be added.
+    pub fn start(config: Config, accel: AccelChoice, progress: Progress, lock_mode: LockMode) -> Result<Session> {
         let qemu = Qemu::locate()?;
         let accel = accel.resolve(&qemu)?;
         let cache = Cache::user_default()?;
-        let kernels = Kernels::open(config.clone(), cache.clone(), lock)?;
+        let kernels = Kernels::open(config.clone(), cache.clone(), lock_mode)?;
         let task = progress.start("probes");
         let probe_executables = executables::build_all(&config)?;
         task.finish("built");
