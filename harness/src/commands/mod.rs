@@ -49,13 +49,6 @@ pub enum Format {
     Json,
 }
 
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-/// What `ksnap report` writes.
-pub enum ReportFormat {
-    Html,
-    Markdown,
-}
-
 /// ksnap.toml at `path`, or found in this directory or a parent.
 pub fn load_config(path: Option<PathBuf>) -> Result<Config> {
     match path {

@@ -4,7 +4,14 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
-use super::{load_config, ReportFormat};
+use super::load_config;
+
+/// What `ksnap report` writes.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ReportFormat {
+    Html,
+    Markdown,
+}
 
 /// The command line of `ksnap report`.
 #[derive(Debug, clap::Args)]

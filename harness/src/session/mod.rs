@@ -40,6 +40,8 @@ pub use schedule::CellResults;
 use machine::MachineSlot;
 use once::OnceSlot;
 
+/// Everything one run of `ksnap` (or of the `cargo test` trials) needs to run cells of its matrix, shared by
+/// the threads that run them side by side.
 pub struct Session {
     pub config: Config,
     pub qemu: Qemu,
