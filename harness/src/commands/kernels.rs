@@ -78,7 +78,9 @@ pub fn kernels(args: KernelsArgs, config: Option<PathBuf>, lock_mode: LockMode) 
     let mut selftests = None;
     if fetch && kernels.config.suites.values().any(|s| s.runs_selftests()) {
         let task = progress.start("kernel selftests");
-        let built = crate::session::build_selftests(&kernels.config, &kernels, &kernels.cache, &mut |s| task.step(s));
+        let built = crate::session::resources::build_selftests(&kernels.config, &kernels, &kernels.cache, &mut |s| {
+            task.step(s)
+        });
         task.finish(if built.is_ok() { "ready" } else { "failed" });
         all_ok &= built.is_ok();
         selftests = Some(match built {

@@ -11,18 +11,9 @@ use crate::facts::{facts_of, Facts};
 use crate::project::config::{Probe, ProbeKind};
 use crate::project::matrix::Cell;
 
-use super::{executables, Machine, Session};
-
-/// How a cell's VM started.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Started {
-    /// Booted (a `fresh_boot` suite, `--boot-every-cell`, or a machine that could not be saved).
-    Booted,
-    /// Booted, and saved for the machine's other cells.
-    BootedAndSaved,
-    /// Restored from the machine's saved state.
-    Restored,
-}
+use super::executables;
+use super::machine::{run_on_machine, Machine, Started};
+use super::resources::Session;
 
 /// One cell's run.
 #[derive(Debug)]
@@ -162,7 +153,10 @@ impl Session {
                 task.step(&format!("booting {} under {}", kernel.release, self.accel));
                 (ksnap_vm::run(&self.qemu, &spec)?, Started::Booted)
             }
-            Some(machine) => self.run_on_machine(&machine, &mut spec, &|step| task.step(step))?,
+            Some(machine) => {
+                let slot = self.machine_slot(&machine.id);
+                run_on_machine(&self.qemu, &self.cache, &slot, &mut spec, &|step| task.step(step))?
+            }
         };
         let how = match started {
             Started::Booted => "",

@@ -1,17 +1,16 @@
 //! Machines: cells whose VMs are the same apart from the plan boot once, save the machine, and restore it
 //! (see the [`session`](super) module's "Boot once per machine").
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use anyhow::Result;
+use ksnap_vm::cache::Cache;
 use ksnap_vm::machine::spec::SavedState;
 use ksnap_vm::machine::vmstate;
-use ksnap_vm::{RunReport, Start};
+use ksnap_vm::{Qemu, RunReport, Start};
 
 use crate::project::config::{Config, Suite};
 use crate::project::matrix::Cell;
-
-use super::{Session, Started};
 
 /// The VM a cell runs in, apart from its plan: what cells share when they restore one saved boot.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +19,17 @@ pub struct Machine {
     pub id: String,
     /// The suites whose probes its initramfs holds, in ksnap.toml's order.
     pub suites: Vec<String>,
+}
+
+/// How a cell's VM started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Started {
+    /// Booted (a `fresh_boot` suite, `--boot-every-cell`, or a machine that could not be saved).
+    Booted,
+    /// Booted, and saved for the machine's other cells.
+    BootedAndSaved,
+    /// Restored from the machine's saved state.
+    Restored,
 }
 
 /// What a session knows of a machine's saved state.
@@ -69,73 +79,62 @@ pub fn machine_of(config: &Config, cell: &Cell) -> Option<Machine> {
     Some(Machine { id, suites })
 }
 
-impl Session {
-    /// The machine `cell` runs in ([`machine_of`]), or `None` if its suite boots fresh.
-    pub fn machine(&self, cell: &Cell) -> Option<Machine> {
-        machine_of(&self.config, cell)
+/// Run `spec` on the machine of `slot`: restore the machine's saved state, or boot it and save it (the first cell
+/// of the machine, while the others wait), or boot it when it could not be saved.
+pub fn run_on_machine(
+    qemu: &Qemu,
+    cache: &Cache,
+    slot: &MachineSlot,
+    spec: &mut ksnap_vm::VmSpec,
+    step: &dyn Fn(&str),
+) -> Result<(RunReport, Started)> {
+    let mut known = slot.lock().unwrap_or_else(|e| e.into_inner());
+    if matches!(*known, SavedMachine::Unknown) {
+        let key = vmstate::key(qemu, spec)?;
+        if let Some(state) = vmstate::lookup(cache, &key) {
+            *known = SavedMachine::Saved(state);
+        }
     }
-
-    pub(super) fn machine_slot(&self, id: &str) -> Arc<MachineSlot> {
-        self.machines.lock().unwrap().entry(id.to_string()).or_default().clone()
-    }
-
-    /// Run `spec` on its machine: restore the machine's saved state, or boot it and save it (the first cell
-    /// of the machine, while the others wait), or boot it when it could not be saved.
-    pub(super) fn run_on_machine(
-        &self,
-        machine: &Machine,
-        spec: &mut ksnap_vm::VmSpec,
-        step: &dyn Fn(&str),
-    ) -> Result<(RunReport, Started)> {
-        let slot = self.machine_slot(&machine.id);
-        let mut known = slot.lock().unwrap_or_else(|e| e.into_inner());
-        if matches!(*known, SavedMachine::Unknown) {
-            let key = vmstate::key(&self.qemu, spec)?;
-            if let Some(state) = vmstate::lookup(&self.cache, &key) {
-                *known = SavedMachine::Saved(state);
+    match known.clone() {
+        SavedMachine::Saved(state) => {
+            drop(known);
+            step(&format!("restoring its saved machine ({})", state.key));
+            spec.start = Start::Restore(state.clone());
+            match ksnap_vm::run(qemu, spec) {
+                Ok(report) => Ok((report, Started::Restored)),
+                Err(ksnap_vm::Error::VmState { why, .. }) => {
+                    // Keyed and verified, and still refused: drop it, and boot this machine's cells.
+                    step(&format!("the saved machine would not restore ({why}); booting"));
+                    vmstate::remove(cache, &state.key)?;
+                    *slot.lock().unwrap_or_else(|e| e.into_inner()) = SavedMachine::NotSaved;
+                    spec.start = Start::Boot;
+                    Ok((ksnap_vm::run(qemu, spec)?, Started::Booted))
+                }
+                Err(other) => Err(other.into()),
             }
         }
-        match known.clone() {
-            SavedMachine::Saved(state) => {
-                drop(known);
-                step(&format!("restoring its saved machine ({})", state.key));
-                spec.start = Start::Restore(state.clone());
-                match ksnap_vm::run(&self.qemu, spec) {
-                    Ok(report) => Ok((report, Started::Restored)),
-                    Err(ksnap_vm::Error::VmState { why, .. }) => {
-                        // Keyed and verified, and still refused: drop it, and boot this machine's cells.
-                        step(&format!("the saved machine would not restore ({why}); booting"));
-                        vmstate::remove(&self.cache, &state.key)?;
-                        *slot.lock().unwrap_or_else(|e| e.into_inner()) = SavedMachine::NotSaved;
-                        spec.start = Start::Boot;
-                        Ok((ksnap_vm::run(&self.qemu, spec)?, Started::Booted))
-                    }
-                    Err(other) => Err(other.into()),
+        SavedMachine::NotSaved => {
+            drop(known);
+            step("booting (its machine could not be saved)");
+            Ok((ksnap_vm::run(qemu, spec)?, Started::Booted))
+        }
+        SavedMachine::Unknown => {
+            step("booting, to save its machine for the others");
+            let mut holder = Some(known);
+            let mut saved_ok = false;
+            let report = ksnap_vm::run_saving(qemu, spec, cache, &mut |saved| {
+                if let Err(error) = &saved {
+                    step(&format!("not saved: {error}"));
                 }
-            }
-            SavedMachine::NotSaved => {
-                drop(known);
-                step("booting (its machine could not be saved)");
-                Ok((ksnap_vm::run(&self.qemu, spec)?, Started::Booted))
-            }
-            SavedMachine::Unknown => {
-                step("booting, to save its machine for the others");
-                let mut holder = Some(known);
-                let mut saved_ok = false;
-                let report = ksnap_vm::run_saving(&self.qemu, spec, &self.cache, &mut |saved| {
-                    if let Err(error) = &saved {
-                        step(&format!("not saved: {error}"));
-                    }
-                    saved_ok = saved.is_ok();
-                    if let Some(mut known) = holder.take() {
-                        *known = saved.ok().map_or(SavedMachine::NotSaved, SavedMachine::Saved);
-                    }
-                });
-                // A VM that never reached init's hello saved nothing and decided nothing: the next cell
-                // of the machine tries again (dropping `holder` unlocks the slot, still undecided).
-                drop(holder);
-                Ok((report?, if saved_ok { Started::BootedAndSaved } else { Started::Booted }))
-            }
+                saved_ok = saved.is_ok();
+                if let Some(mut known) = holder.take() {
+                    *known = saved.ok().map_or(SavedMachine::NotSaved, SavedMachine::Saved);
+                }
+            });
+            // A VM that never reached init's hello saved nothing and decided nothing: the next cell
+            // of the machine tries again (dropping `holder` unlocks the slot, still undecided).
+            drop(holder);
+            Ok((report?, if saved_ok { Started::BootedAndSaved } else { Started::Booted }))
         }
     }
 }

@@ -8,7 +8,9 @@ use ksnap_vm::kernel::KernelSource;
 
 use crate::project::matrix::Cell;
 
-use super::{CellRun, Machine, Session};
+use super::cell::CellRun;
+use super::machine::Machine;
+use super::resources::Session;
 
 /// What [`Session::run_cells`] did, in the cells' order.
 #[derive(Debug, Default)]
