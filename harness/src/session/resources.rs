@@ -2,6 +2,7 @@
 //! executables, and the slots of what is made once (kernels, selftests) or saved once (machines).
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
 use anyhow::{Context, Result};
@@ -30,7 +31,7 @@ pub struct Session {
     pub kernels: Kernels,
     /// The executable of every probe that is not a kernel selftest, by (suite, probe): built (Cargo, C) or
     /// checked (`exe`) once when the session starts; cells running in parallel only ever read them.
-    pub(super) probe_executables: HashMap<(String, String), ProbeExecutable>,
+    probe_executables: HashMap<(String, String), ProbeExecutable>,
     /// Per kernel name, the kernel once resolved. Cells run in parallel: the slot makes the other cells of
     /// a kernel that is being fetched or built wait for it instead of starting on it too. A kernel that
     /// could not be had keeps its error, so its other cells fail at once with it.
@@ -39,7 +40,7 @@ pub struct Session {
     pub(super) selftests: OnceSlot<Arc<Selftests>>,
     /// Per machine ([`Machine::id`]), what is known of its saved state ([`SavedMachine`](super::machine::SavedMachine)). Locked
     /// while the first cell boots and saves it, so the others wait for the state instead of booting too.
-    pub(super) machines: Mutex<HashMap<String, Arc<MachineSlot>>>,
+    machines: Mutex<HashMap<String, Arc<MachineSlot>>>,
     /// Boot every cell, never saving or restoring a machine (`ksnap run --boot-every-cell`).
     pub boot_every_cell: bool,
     /// Held shared by every cell's run and exclusively by a run that must have the host to itself
@@ -47,7 +48,7 @@ pub struct Session {
     pub(super) alone: RwLock<()>,
     pub(super) progress: Progress,
     /// Where each cell's console log is written.
-    pub log_dir: std::path::PathBuf,
+    pub log_dir: PathBuf,
 }
 
 impl Session {
