@@ -31,12 +31,12 @@ use std::sync::OnceLock;
 use ksnap_vm::{AccelChoice, Outcome};
 use libtest_mimic::{Arguments, Failed, Trial};
 
-use crate::config::Config;
-use crate::kernels::LockMode;
-use crate::matrix::{self, Cell, Selection};
-use crate::progress::Progress;
+use crate::facts::snapshot::{self, write};
+use crate::present::progress::Progress;
+use crate::project::config::Config;
+use crate::project::kernels::LockMode;
+use crate::project::matrix::{self, Cell, Selection};
 use crate::session::Session;
-use crate::snapshot;
 
 /// Run the matrix of the `ksnap.toml` found from the test's package directory upwards as libtest trials,
 /// with the command line libtest takes (filters, `--list`, `--ignored`, …), and exit.
@@ -72,7 +72,7 @@ pub fn main() -> ! {
                         Session::start(config, AccelChoice::Auto, Progress::plain(), LockMode::detect(false))
                             .map_err(|e| format!("{e:#}"))?;
                     session.boot_every_cell = std::env::var("KSNAP_BOOT_EVERY_CELL").is_ok_and(|v| v == "1");
-                    crate::repeat::from_env()?;
+                    crate::facts::repeat::from_env()?;
                     Ok(session)
                 });
                 match session {
@@ -102,7 +102,7 @@ fn is_selected(args: &Arguments, name: &str) -> bool {
 
 /// One trial: run the cell (KSNAP_REPEAT times), refuse a guest or kernel in trouble, compare the snapshot.
 fn check_cell(session: &Session, cell: &Cell) -> Result<(), Failed> {
-    let runs = crate::repeat::from_env()?;
+    let runs = crate::facts::repeat::from_env()?;
     let mut run = session.run_cell(cell).map_err(|e| format!("{cell}: {e:#}"))?;
     // KSNAP_REPEAT=N: run the cell N-1 more times; any fact that moves fails the trial before its
     // snapshot is compared (or written).
@@ -115,14 +115,14 @@ fn check_cell(session: &Session, cell: &Cell) -> Result<(), Failed> {
             }
             facts.push(again.facts());
         }
-        let flakes = crate::repeat::flakes(cell, &facts);
+        let flakes = crate::facts::repeat::flakes(cell, &facts);
         if !flakes.is_empty() {
-            return Err(crate::repeat::render(&flakes, runs).into());
+            return Err(crate::facts::repeat::render(&flakes, runs).into());
         }
     }
-    let committed = snapshot::dir(&session.config.root).join(format!("{}.snap", snapshot::name(cell)));
+    let committed = snapshot::dir(&session.config.root).join(format!("{}.snap", write::name(cell)));
     let differs = |run: &crate::session::CellRun| {
-        crate::snapfile::read(&committed).is_ok_and(|snapshot| snapshot.facts != run.facts())
+        crate::facts::snapshot::read::read(&committed).is_ok_and(|snapshot| snapshot.facts != run.facts())
     };
     if run.starved() && differs(&run) {
         let cpu = run.report.host_cpu.map(|cpu| cpu.to_string()).unwrap_or_default();
@@ -164,9 +164,9 @@ fn check_cell(session: &Session, cell: &Cell) -> Result<(), Failed> {
         "Facts suite `{}` observed on kernel `{}` (variant `{}`)",
         cell.suite, cell.kernel, cell.variant
     ));
-    settings.set_info(&snapshot::Environment::of(session, cell, &run.kernel));
-    let body = snapshot::body(&run.facts());
-    settings.bind(|| insta::assert_snapshot!(snapshot::name(cell), body));
+    settings.set_info(&write::Environment::of(session, cell, &run.kernel));
+    let body = write::body(&run.facts());
+    settings.bind(|| insta::assert_snapshot!(write::name(cell), body));
     Ok(())
 }
 

@@ -4,10 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ksnap::config::Config;
-use ksnap::kernels::LockMode;
-use ksnap::matrix::Cell;
-use ksnap::progress::Progress;
+use ksnap::present::progress::Progress;
+use ksnap::project::config::Config;
+use ksnap::project::kernels::LockMode;
+use ksnap::project::matrix::Cell;
 use ksnap::session::{Session, Started};
 use ksnap_vm::machine::spec::SavedState;
 use ksnap_vm::{AccelChoice, Outcome, Start, Vm};
@@ -32,7 +32,7 @@ fn session(boot_every_cell: bool) -> Session {
 fn snapshot_of(session: &Session, cell: &Cell) -> (String, Started) {
     let run = session.run_cell(cell).unwrap_or_else(|e| panic!("{cell}: {e:#}"));
     assert!(run.passed(), "{cell}: {} (console log: {})", run.report.outcome, run.console_log.display());
-    (ksnap::snapshot::body(&run.facts()), run.started)
+    (ksnap::facts::snapshot::write::body(&run.facts()), run.started)
 }
 
 #[test]
@@ -66,7 +66,7 @@ fn a_state_qemu_will_not_load_or_of_another_machine_is_an_error() {
     let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let session = session(false);
     let kernel = session.kernel("6.1").unwrap();
-    let busybox = ksnap::guest::static_busybox().unwrap();
+    let busybox = ksnap::session::executables::static_busybox().unwrap();
     let vm = Vm::new(&kernel.image).probe("true", &busybox, Duration::from_secs(10)).accel(session.accel);
     let mut spec = vm.spec(&session.cache).unwrap();
     let key = ksnap_vm::machine::vmstate::key(&session.qemu, &spec).unwrap();

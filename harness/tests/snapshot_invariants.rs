@@ -2,11 +2,11 @@
 
 use std::path::Path;
 
-use ksnap::snapfile::{self, SnapshotFile};
+use ksnap::facts::snapshot::{read, SnapshotFile};
 
 fn snapshots(suite: &str) -> Vec<SnapshotFile> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../snapshots");
-    let all = snapfile::read_dir(&dir).unwrap();
+    let all = read::read_dir(&dir).unwrap();
     let picked: Vec<SnapshotFile> = all.into_iter().filter(|s| s.suite == suite).collect();
     assert!(picked.len() >= 2, "suite {suite} needs snapshots of at least two kernels");
     picked
@@ -25,7 +25,7 @@ fn setjmp_facts_are_identical_across_kernels_except_the_kernel_side() {
     let first = &snapshots[0];
     for other in &snapshots[1..] {
         let column = |s: &SnapshotFile| [("setjmp".to_string(), libc_only(s))].into_iter().collect();
-        let diff = ksnap::diff::compare(&first.column, &column(first), &other.column, &column(other));
+        let diff = ksnap::present::diff::compare(&first.column, &column(first), &other.column, &column(other));
         assert!(!diff.differs(), "setjmp differs between kernels beyond case 7:\n{}", diff.to_text(usize::MAX));
     }
 }

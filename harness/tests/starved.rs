@@ -4,10 +4,10 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use ksnap::config::Config;
-use ksnap::kernels::LockMode;
-use ksnap::matrix::Cell;
-use ksnap::progress::Progress;
+use ksnap::present::progress::Progress;
+use ksnap::project::config::Config;
+use ksnap::project::kernels::LockMode;
+use ksnap::project::matrix::Cell;
 use ksnap::session::Session;
 use ksnap_vm::AccelChoice;
 

@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use ksnap::config::Config;
-use ksnap::guest;
-use ksnap::kernels::LockMode;
-use ksnap::matrix::Cell;
-use ksnap::progress::Progress;
+use ksnap::present::progress::Progress;
+use ksnap::project::config::Config;
+use ksnap::project::kernels::LockMode;
+use ksnap::project::matrix::Cell;
+use ksnap::session::executables;
 use ksnap::session::Session;
 use ksnap_readers::channel::ProbeEnd;
 use ksnap_vm::machine::initramfs::{InitramfsSpec, ProbeFile};
@@ -32,7 +32,7 @@ fn qemu() -> Qemu {
 fn guest_binary(bin: &str) -> PathBuf {
     static BUILT: OnceLock<std::collections::BTreeMap<String, PathBuf>> = OnceLock::new();
     let built = BUILT.get_or_init(|| {
-        guest::build_cargo_probes(&workspace_root(), "ksnap-guest", "guest", &["env", "fault"])
+        executables::build_cargo_probes(&workspace_root(), "ksnap-guest", "guest", &["env", "fault"])
             .unwrap_or_else(|e| panic!("building the guest binaries: {e:#}"))
     });
     built[bin].clone()
@@ -426,6 +426,6 @@ fn probe_stderr_cannot_imitate_the_kernel() {
     assert!(guest.probes[1].passed(), "{:#?}", guest.probes[1]);
     assert!(guest.probes[1].stderr.is_empty(), "{:#?}", guest.probes[1].stderr);
     // The console log shows them, marked as the probe's.
-    let log = ksnap::console_log::console_log(&report);
+    let log = ksnap::present::console_log::console_log(&report);
     assert!(log.contains("[ksnap: stderr of probe fake] Kernel panic - not syncing: fake\n"), "{log}");
 }

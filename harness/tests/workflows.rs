@@ -84,8 +84,8 @@ fn this_repository_s_workflow() {
 #[test]
 fn the_workflow_ksnap_init_writes() {
     let dir = tempfile::tempdir().unwrap();
-    let source = ksnap::scaffold::KsnapSource::upstream();
-    ksnap::scaffold::init(dir.path(), Some("probes"), &source).unwrap();
+    let source = ksnap::project::scaffold::KsnapSource::upstream();
+    ksnap::project::scaffold::init(dir.path(), Some("probes"), &source).unwrap();
     check(&dir.path().join(".github/workflows/ksnap.yml"), &dir.path().join(".config/nextest.toml"));
     let workflow = std::fs::read_to_string(dir.path().join(".github/workflows/ksnap.yml")).unwrap();
     assert!(workflow.contains("cargo install --locked --git https://github.com/ksnap/ksnap ksnap"), "{workflow}");

@@ -1,16 +1,19 @@
 //! Making a suite's probes into guest executables: Cargo binaries and C sources built static for x86-64,
-//! prebuilt executables checked, and the static busybox of selftest suites.
+//! prebuilt executables checked ([`build_all`] makes every probe's [`ProbeExecutable`]), and the static
+//! busybox of selftest suites.
 //!
 //! Cargo probes are built with the host's toolchain for `x86_64-unknown-linux-gnu` with `+crt-static` (the
 //! Rust musl target is not installable here), into their own target directory (`target/guest`) so that
 //! the flag does not invalidate the host build, and with `--target` given explicitly so that it does not
 //! reach build scripts and proc macros.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
+
+use crate::project::config::{Config, ProbeKind};
 
 /// The target guest binaries are built for.
 pub const GUEST_TARGET: &str = "x86_64-unknown-linux-gnu";
@@ -178,6 +181,60 @@ pub fn build_c_probe(root: &Path, suite: &str, name: &str, sources: &[PathBuf], 
     }
     partial.persist(&output).with_context(|| format!("moving the built C probe to {}", output.display()))?;
     Ok(output)
+}
+
+/// A probe's executable, ready to be packed into an initramfs.
+#[derive(Debug, Clone)]
+pub struct ProbeExecutable {
+    /// The static executable on the host.
+    pub path: PathBuf,
+    /// For a prebuilt (`exe`) probe, the SHA-256 of its bytes: all the snapshot metadata can say of it.
+    pub sha256: Option<String>,
+}
+
+/// Every probe's executable that is not a kernel selftest, by (suite, probe): Cargo binaries built with
+/// one cargo invocation per (package, profile), C probes compiled, prebuilt executables checked.
+pub fn build_all(config: &Config) -> Result<HashMap<(String, String), ProbeExecutable>> {
+    let mut binaries = HashMap::new();
+    // (package, profile) → the (suite, probe, bin) built from it.
+    type Wanted<'a> = Vec<(&'a str, &'a str, &'a str)>;
+    let mut cargo_builds: BTreeMap<(&str, &str), Wanted> = BTreeMap::new();
+    for suite in config.suites.values() {
+        for probe in &suite.probes {
+            let key = (suite.name.clone(), probe.name.clone());
+            let binary = match &probe.kind {
+                ProbeKind::Cargo { package, bin, profile } => {
+                    cargo_builds.entry((package, profile)).or_default().push((&suite.name, &probe.name, bin));
+                    continue;
+                }
+                ProbeKind::C { sources, cc, .. } => ProbeExecutable {
+                    path: build_c_probe(&config.root, &suite.name, &probe.name, sources, cc)?,
+                    sha256: None,
+                },
+                ProbeKind::Exe { path } => {
+                    let path = prebuilt_probe(path)?;
+                    let sha256 = ksnap_vm::cache::sha256_file(&path)
+                        .with_context(|| format!("reading probe executable {}", path.display()))?;
+                    ProbeExecutable { path, sha256: Some(sha256) }
+                }
+                ProbeKind::Kselftest { .. } => continue,
+            };
+            binaries.insert(key, binary);
+        }
+    }
+    for ((package, profile), probes) in cargo_builds {
+        let mut bins: Vec<&str> = probes.iter().map(|&(_, _, bin)| bin).collect();
+        bins.sort_unstable();
+        bins.dedup();
+        let built = build_cargo_probes(&config.root, package, profile, &bins)?;
+        for (suite, probe, bin) in probes {
+            binaries.insert(
+                (suite.to_string(), probe.to_string()),
+                ProbeExecutable { path: built[bin].clone(), sha256: None },
+            );
+        }
+    }
+    Ok(binaries)
 }
 
 #[cfg(test)]

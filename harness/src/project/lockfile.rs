@@ -33,7 +33,7 @@ use ksnap_vm::kernel::apt::PinnedPackage;
 use ksnap_vm::kernel::{KernelSource, Pin};
 use serde::{Deserialize, Serialize};
 
-use crate::config::SelftestsSource;
+use crate::project::config::SelftestsSource;
 
 pub const LOCK_FILE: &str = "ksnap.lock";
 const VERSION: u32 = 1;

@@ -7,6 +7,7 @@ use std::fmt::Write;
 use ksnap_vm::{Outcome, RunReport};
 
 use crate::facts::Facts;
+use crate::present::text::{output_width, shorten, table, table_width, MAX_VALUE_CHARS};
 use crate::session::CellRun;
 
 /// Which facts `ksnap run` prints per suite.
@@ -26,13 +27,6 @@ pub struct View {
     pub width: usize,
 }
 
-/// Longest value shown in a table cell; longer ones are cut with [`CUT`].
-pub(crate) const MAX_VALUE_CHARS: usize = 40;
-/// Marks a value shortened for the terminal (the snapshot and the report have it whole).
-const CUT: char = '…';
-/// The width assumed when the output is not a terminal and `COLUMNS` is not set.
-const DEFAULT_WIDTH: usize = 100;
-
 impl View {
     /// The facts asked for, at the [`output_width`].
     pub fn detect(facts: FactsShown) -> View {
@@ -40,22 +34,6 @@ impl View {
     }
 }
 
-/// The width to fit text output to: `COLUMNS` if set, else the width of the terminal on stdout, else 100.
-pub fn output_width() -> usize {
-    let from_env = std::env::var("COLUMNS").ok().and_then(|v| v.trim().parse::<usize>().ok()).filter(|&w| w > 0);
-    from_env.or_else(terminal_width).unwrap_or(DEFAULT_WIDTH)
-}
-
-fn terminal_width() -> Option<usize> {
-    // SAFETY: a winsize is plain integers, for which all zeroes is a valid value.
-    let mut size: libc::winsize = unsafe { std::mem::zeroed() };
-    // SAFETY: TIOCGWINSZ writes one winsize through the pointer; when stdout is not a terminal it fails
-    // and writes nothing.
-    let ok = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) } == 0;
-    (ok && size.ws_col > 0).then_some(size.ws_col as usize)
-}
-
-/// The whole report `ksnap run` prints.
 pub fn render(runs: &[CellRun], view: View) -> String {
     let mut out = String::new();
     out.push_str(&render_cells(runs));
@@ -152,24 +130,6 @@ fn blocks(suite: &str, columns: &[(String, Facts)], keys: &[&String], width: usi
     out
 }
 
-/// `text` cut to at most `max` characters, the last being [`CUT`]: never wrapped, never cut silently.
-pub(crate) fn shorten(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_string();
-    }
-    let mut short: String = text.chars().take(max.saturating_sub(1)).collect();
-    short.push(CUT);
-    short
-}
-
-/// The width [`table`] gives `rows`.
-pub(crate) fn table_width<R: AsRef<[String]>>(rows: &[R]) -> usize {
-    let columns = rows.iter().map(|r| r.as_ref().len()).max().unwrap_or(0);
-    let widths = (0..columns)
-        .map(|i| rows.iter().filter_map(|r| r.as_ref().get(i)).map(|cell| cell.chars().count()).max().unwrap_or(0));
-    widths.sum::<usize>() + 2 * columns.saturating_sub(1)
-}
-
 fn render_failure(run: &CellRun) -> String {
     let mut out = format!("FAILED {} ({})\n", run.cell.id(), run.kernel.release);
     match &run.report.outcome {
@@ -251,30 +211,6 @@ fn first_line(text: &str) -> String {
     text.lines().next().unwrap_or("").chars().take(100).collect()
 }
 
-/// Left-aligned columns separated by two spaces.
-pub fn table<R: AsRef<[String]>>(rows: &[R]) -> String {
-    let width = rows.iter().map(|r| r.as_ref().len()).max().unwrap_or(0);
-    let mut widths = vec![0; width];
-    for row in rows {
-        for (i, cell) in row.as_ref().iter().enumerate() {
-            widths[i] = widths[i].max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for row in rows {
-        let cells = row.as_ref();
-        for (i, cell) in cells.iter().enumerate() {
-            if i + 1 == cells.len() {
-                out.push_str(cell);
-            } else {
-                let _ = write!(out, "{cell:<w$}  ", w = widths[i]);
-            }
-        }
-        out.push('\n');
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -335,12 +271,6 @@ mod tests {
     }
 
     #[test]
-    fn table_aligns_columns() {
-        let rows = vec![vec!["a".to_string(), "bb".into()], vec!["ccc".into(), "d".into()]];
-        assert_eq!(table(&rows), "a    bb\nccc  d\n");
-    }
-
-    #[test]
     fn the_console_log_marks_probe_stderr_where_it_arrived() {
         use ksnap_vm::machine::run::ProbeStderrLine;
         let console = "kernel: booting\nksnap-init: running probe p\nkernel: later\n".to_string();
@@ -361,7 +291,7 @@ mod tests {
             host_cpu: None,
             ready_after: None,
         };
-        let log = crate::console_log::console_log(&report);
+        let log = crate::present::console_log::console_log(&report);
         let lines: Vec<&str> = log.lines().collect();
         assert!(lines[0].starts_with("[ksnap: a line `[ksnap: stderr of probe NAME]"), "{log}");
         assert_eq!(

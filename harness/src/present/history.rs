@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
-use crate::snapfile::SnapshotFile;
+use crate::facts::snapshot::read::SnapshotFile;
 
 /// One fact's values along the version axis: runs of equal values, in version order.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -113,9 +113,14 @@ pub fn markdown(axis: &[String], histories: &[FactHistory]) -> String {
     for history in histories {
         if history.suite != suite {
             suite = &history.suite;
-            let _ = write!(out, "\n## {}\n\n", crate::diff::md(suite));
+            let _ = write!(out, "\n## {}\n\n", crate::present::text::md(suite));
         }
-        let _ = writeln!(out, "- `{}`: {}", crate::diff::md(&history.fact), crate::diff::md(&history.sentence()));
+        let _ = writeln!(
+            out,
+            "- `{}`: {}",
+            crate::present::text::md(&history.fact),
+            crate::present::text::md(&history.sentence())
+        );
     }
     out
 }

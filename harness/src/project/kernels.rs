@@ -13,8 +13,8 @@ use ksnap_vm::cache::Cache;
 use ksnap_vm::kernel::apt::{Archives, PinnedPackage};
 use ksnap_vm::kernel::{Kernel, KernelSource, Pin};
 
-use crate::config::Config;
-use crate::lock::{LockedSelftests, Lockfile, Lookup, LOCK_FILE};
+use crate::project::config::Config;
+use crate::project::lockfile::{LockedSelftests, Lockfile, Lookup, LOCK_FILE};
 
 /// The name `ksnap lock --update` knows the selftests' source package by.
 pub const SELFTESTS: &str = "selftests";

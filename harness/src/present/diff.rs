@@ -1,16 +1,13 @@
 //! `ksnap diff A B`: which observed facts differ between two columns of the matrix (`6.1` vs `6.12`,
 //! `6.12` vs `6.12+force-never`), suite by suite.
 
-use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use serde::Serialize;
 
 use crate::facts::Facts;
-use crate::results::{shorten, table, table_width, MAX_VALUE_CHARS};
-
-/// The facts of one column (a kernel, or kernel+variant), by suite.
-pub type Column = BTreeMap<String, Facts>;
+use crate::present::text::{md, shorten, table, table_width, MAX_VALUE_CHARS};
+use crate::project::column::Column;
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
 pub struct Diff {
@@ -147,22 +144,6 @@ impl Diff {
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("a diff serializes")
     }
-}
-
-/// Escape a value for a Markdown table cell (guest output is untrusted: no HTML, no broken tables).
-pub fn md(value: &str) -> String {
-    value
-        .chars()
-        .flat_map(|c| match c {
-            '|' => "\\|".chars().collect::<Vec<_>>(),
-            '<' => "&lt;".chars().collect(),
-            '>' => "&gt;".chars().collect(),
-            '&' => "&amp;".chars().collect(),
-            '`' => "\\`".chars().collect(),
-            '\n' | '\r' => vec![' '],
-            c => vec![c],
-        })
-        .collect()
 }
 
 #[cfg(test)]

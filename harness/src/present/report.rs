@@ -10,9 +10,9 @@ use std::path::{Component, Path, PathBuf};
 
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
-use crate::diff::md;
+use crate::facts::snapshot::read::SnapshotFile;
 use crate::facts::Facts;
-use crate::snapfile::SnapshotFile;
+use crate::present::text::md;
 
 /// One suite's matrix: rows are facts, columns are kernel[+variant].
 pub struct SuiteMatrix<'a> {
@@ -200,7 +200,7 @@ fn value_cell(column: &str, value: Option<&str>, first_of_kernel: bool, highligh
         [first_of_kernel.then_some("group"), highlighted.then_some("diff")].into_iter().flatten().collect();
     html! {
         td class=[(!classes.is_empty()).then(|| classes.join(" "))] title=(format!("{column}: {text}")) {
-            (crate::results::shorten(text, HTML_VALUE_CHARS))
+            (crate::present::text::shorten(text, HTML_VALUE_CHARS))
         }
     }
 }
@@ -228,7 +228,7 @@ fn group_starts(m: &SuiteMatrix) -> Vec<bool> {
 /// The HTML page. `snapshot_links` is the path from the page's directory to the snapshots directory.
 pub fn html(snapshots: &[SnapshotFile], snapshot_links: &Path) -> String {
     let matrices = matrices(snapshots);
-    let (axis, histories) = crate::history::compute(snapshots, &[]);
+    let (axis, histories) = crate::present::history::compute(snapshots, &[]);
     let history_suites: BTreeSet<&str> = histories.iter().map(|h| h.suite.as_str()).collect();
     let link = |s: &SnapshotFile| snapshot_links.join(s.path.file_name().unwrap_or_default()).display().to_string();
     let page = html! {
@@ -250,7 +250,7 @@ pub fn html(snapshots: &[SnapshotFile], snapshot_links: &Path) -> String {
                     h2 { "Since which kernel" }
                     p.note { "Along the kernel versions of the default variant (" (axis.join(" → ")) "): each fact whose value changes, and the version where each value appears." }
                     @for suite in &history_suites {
-                        @let changes: Vec<&crate::history::FactHistory> = histories.iter().filter(|h| h.suite == *suite).collect();
+                        @let changes: Vec<&crate::present::history::FactHistory> = histories.iter().filter(|h| h.suite == *suite).collect();
                         details {
                             summary { code { (suite) } ": " (changes.len()) @if changes.len() == 1 { " fact changes" } @else { " facts change" } }
                             ul.history { @for h in &changes { li { code { (h.fact) } ": " (h.sentence()) } } }
@@ -269,7 +269,7 @@ pub fn html(snapshots: &[SnapshotFile], snapshot_links: &Path) -> String {
 fn suite_section(m: &SuiteMatrix, link: &dyn Fn(&SnapshotFile) -> String) -> Markup {
     let (differing, same) = m.differing_and_same();
     let starts = group_starts(m);
-    let curves = crate::plot::curves(m.columns.iter().map(|c| (c.column.as_str(), &c.facts)));
+    let curves = crate::present::plot::curves(m.columns.iter().map(|c| (c.column.as_str(), &c.facts)));
     html! {
         section id=(format!("suite-{}", m.suite)) {
             h2 { "Suite " code { (m.suite) } }
@@ -331,7 +331,7 @@ fn suite_section(m: &SuiteMatrix, link: &dyn Fn(&SnapshotFile) -> String) -> Mar
             }
             @if !curves.is_empty() {
                 h3 { "Curves" }
-                div.plots { @for panel in crate::plot::panels(&curves) { (crate::plot::panel_svg(&panel, CURVE_X_LABEL)) } }
+                div.plots { @for panel in crate::present::plot::panels(&curves) { (crate::present::plot::panel_svg(&panel, CURVE_X_LABEL)) } }
             }
             h3 { "Environment" }
             div.scroll {
@@ -391,7 +391,7 @@ fn same_in_every_column(n: usize) -> String {
 /// The same matrix as Markdown (for a CI job summary): one table per suite, rows that differ marked ≠.
 pub fn markdown(snapshots: &[SnapshotFile]) -> String {
     let mut out = String::from("# ksnap: kernel behaviour matrix\n\n");
-    let (axis, histories) = crate::history::compute(snapshots, &[]);
+    let (axis, histories) = crate::present::history::compute(snapshots, &[]);
     let _ = write!(out, "## Since which kernel\n\nAlong {}, the facts that change:\n\n", axis.join(" → "));
     let suites: BTreeSet<&str> = histories.iter().map(|h| h.suite.as_str()).collect();
     for suite in suites {

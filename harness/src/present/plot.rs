@@ -179,7 +179,7 @@ pub fn panel_svg(panel: &Panel, x_label: &str) -> Markup {
                 rect x=(x0) y=(y - 9.0) width="14" height="4" fill=(PALETTE[i % PALETTE.len()]) {}
                 text x=(x0 + 20.0) y=(y - 4.0) font-size="12" {
                     title { (text) }
-                    (crate::results::shorten(text, LEGEND_CHARS))
+                    (crate::present::text::shorten(text, LEGEND_CHARS))
                 }
             }
         }

@@ -61,7 +61,9 @@ pub struct Suite {
     pub fresh_boot: bool,
 }
 
-/// A guest program that prints KTAP.
+/// A probe as ksnap.toml declares it, one of a suite's: a guest program that prints KTAP. Made into a file
+/// it is a [`ProbeExecutable`](crate::session::ProbeExecutable); what a VM runs of it, a
+/// [`ksnap_vm::ProbeSpec`]; what it printed, a [`ksnap_readers::channel::ProbeRun`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Probe {
     /// Unique in its suite; the first part of every fact key it reports.
@@ -76,7 +78,7 @@ pub struct Probe {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProbeKind {
     /// A binary of a Cargo package of the workspace holding ksnap.toml (`cargo = { package = "…", bin =
-    /// "…" }`), built static for x86-64 with `profile` ([`crate::guest::build_cargo_probes`]).
+    /// "…" }`), built static for x86-64 with `profile` ([`crate::session::executables::build_cargo_probes`]).
     Cargo { package: String, bin: String, profile: String },
     /// C (and assembly) sources compiled statically with `cc` (`gcc`, `musl-gcc`). `libc_package` is the
     /// Debian package of the libc it links, whose version the snapshot metadata records.
@@ -176,6 +178,47 @@ impl RawPaths {
     }
 }
 
+impl RawKernel {
+    /// The kernel's source, checked: exactly one of `apt`, `deb`, `bzimage`, `source` or `source_tree`, and
+    /// `config` where it belongs; `root` is the directory of ksnap.toml, `name` names the kernel in errors.
+    fn check(self, root: &Path, name: &str) -> Result<KernelSource> {
+        let resolve = |p: PathBuf| relative_to(root, p);
+        let config: Option<Vec<PathBuf>> = self.config.map(|c| c.into_vec().into_iter().map(resolve).collect());
+        let build = |tree: SourceTree| match config.clone() {
+            Some(fragments) if !fragments.is_empty() => Ok(KernelSource::Build(BuildRecipe { tree, fragments })),
+            _ => Err(anyhow::anyhow!(
+                "kernel `{name}` is built from source and needs `config`: the Kconfig fragment(s) applied on top \
+                 of tinyconfig, e.g. config = \"vm/configs/minimal\""
+            )),
+        };
+        let source = match (self.apt, self.deb, self.bzimage, self.source, self.source_tree) {
+            (Some(package), None, None, None, None) if config.is_none() => {
+                let (package, suite) = package.split();
+                KernelSource::Apt { package, suite }
+            }
+            (None, Some(path), None, None, None) if config.is_none() => KernelSource::Deb { path: resolve(path) },
+            (None, None, Some(path), None, None) => {
+                let config = match config.as_deref() {
+                    None => None,
+                    Some([one]) => Some(one.clone()),
+                    Some(_) => bail!("kernel `{name}`: a bzimage has one `config`, the .config it was built from"),
+                };
+                KernelSource::BzImage { path: resolve(path), config }
+            }
+            (None, None, None, Some(package), None) => {
+                let (package, suite) = package.split();
+                build(SourceTree::Apt { package, suite })?
+            }
+            (None, None, None, None, Some(path)) => build(SourceTree::Local { path: resolve(path) })?,
+            _ => bail!(
+                "kernel `{name}` needs exactly one of `apt`, `deb`, `bzimage`, `source` or `source_tree` \
+                 (`config` goes with `bzimage`, `source` and `source_tree`)"
+            ),
+        };
+        Ok(source)
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawVariant {
@@ -201,6 +244,49 @@ struct RawSuite {
     cmdline: Vec<String>,
     #[serde(default)]
     fresh_boot: bool,
+}
+
+impl RawSuite {
+    /// The suite, checked: its probes ([`RawProbe::check`], no name twice), its variants defined, its
+    /// `kernel_config`, `cmdline` and sizes well formed; `name` names it in errors.
+    fn check(self, root: &Path, name: &str, variants: &BTreeMap<String, Variant>) -> Result<Suite> {
+        if self.probes.is_empty() {
+            bail!("suite `{name}` lists no probes");
+        }
+        let mut probes: Vec<Probe> = Vec::new();
+        for raw in self.probes {
+            let probe = raw.check(root, name)?;
+            if probes.iter().any(|p| p.name == probe.name) {
+                bail!("suite `{name}` lists probe `{}` twice", probe.name);
+            }
+            probes.push(probe);
+        }
+        for variant in &self.variants {
+            if !variants.contains_key(variant) {
+                bail!("suite `{name}` names variant `{variant}`, which is not defined under [variants]");
+            }
+        }
+        if let Some(bad) = self.kernel_config.iter().find(|o| !o.starts_with("CONFIG_")) {
+            bail!("suite `{name}`: kernel_config entry `{bad}` is not a CONFIG_ option");
+        }
+        if let Some(bad) = self.cmdline.iter().find(|w| w.is_empty() || w.contains(char::is_whitespace)) {
+            bail!("suite `{name}`: cmdline word {bad:?} must be one non-empty word");
+        }
+        if self.memory_mib < 64 || self.cpus == 0 || self.probe_timeout_s == 0 {
+            bail!("suite `{name}`: memory_mib must be at least 64, cpus and probe_timeout_s at least 1");
+        }
+        Ok(Suite {
+            name: name.to_string(),
+            probes,
+            memory_mib: self.memory_mib,
+            cpus: self.cpus,
+            probe_timeout: Duration::from_secs(self.probe_timeout_s),
+            variants: self.variants,
+            cmdline: self.cmdline,
+            kernel_config: self.kernel_config,
+            fresh_boot: self.fresh_boot,
+        })
+    }
 }
 
 /// One probe as written: its kind is whichever one of `cargo`, `exe`, `sources` or `kselftest` it has.
@@ -372,39 +458,7 @@ impl Config {
             if !kernel.default {
                 named_only.insert(name.clone());
             }
-            let resolve = |p: PathBuf| relative_to(&root, p);
-            let config: Option<Vec<PathBuf>> = kernel.config.map(|c| c.into_vec().into_iter().map(resolve).collect());
-            let build = |tree: SourceTree| match config.clone() {
-                Some(fragments) if !fragments.is_empty() => Ok(KernelSource::Build(BuildRecipe { tree, fragments })),
-                _ => Err(anyhow::anyhow!(
-                    "kernel `{name}` is built from source and needs `config`: the Kconfig fragment(s) applied on top \
-                     of tinyconfig, e.g. config = \"vm/configs/minimal\""
-                )),
-            };
-            let source = match (kernel.apt, kernel.deb, kernel.bzimage, kernel.source, kernel.source_tree) {
-                (Some(package), None, None, None, None) if config.is_none() => {
-                    let (package, suite) = package.split();
-                    KernelSource::Apt { package, suite }
-                }
-                (None, Some(path), None, None, None) if config.is_none() => KernelSource::Deb { path: resolve(path) },
-                (None, None, Some(path), None, None) => {
-                    let config = match config.as_deref() {
-                        None => None,
-                        Some([one]) => Some(one.clone()),
-                        Some(_) => bail!("kernel `{name}`: a bzimage has one `config`, the .config it was built from"),
-                    };
-                    KernelSource::BzImage { path: resolve(path), config }
-                }
-                (None, None, None, Some(package), None) => {
-                    let (package, suite) = package.split();
-                    build(SourceTree::Apt { package, suite })?
-                }
-                (None, None, None, None, Some(path)) => build(SourceTree::Local { path: resolve(path) })?,
-                _ => bail!(
-                    "kernel `{name}` needs exactly one of `apt`, `deb`, `bzimage`, `source` or `source_tree` \
-                     (`config` goes with `bzimage`, `source` and `source_tree`)"
-                ),
-            };
+            let source = kernel.check(&root, &name)?;
             kernels.insert(name, source);
         }
         let mut variants = BTreeMap::new();
@@ -416,45 +470,8 @@ impl Config {
         let mut suites = BTreeMap::new();
         for (name, suite) in raw.suites {
             check_name("suite", &name)?;
-            if suite.probes.is_empty() {
-                bail!("suite `{name}` lists no probes");
-            }
-            let mut probes: Vec<Probe> = Vec::new();
-            for raw in suite.probes {
-                let probe = raw.check(&root, &name)?;
-                if probes.iter().any(|p| p.name == probe.name) {
-                    bail!("suite `{name}` lists probe `{}` twice", probe.name);
-                }
-                probes.push(probe);
-            }
-            for variant in &suite.variants {
-                if !variants.contains_key(variant) {
-                    bail!("suite `{name}` names variant `{variant}`, which is not defined under [variants]");
-                }
-            }
-            if let Some(bad) = suite.kernel_config.iter().find(|o| !o.starts_with("CONFIG_")) {
-                bail!("suite `{name}`: kernel_config entry `{bad}` is not a CONFIG_ option");
-            }
-            if let Some(bad) = suite.cmdline.iter().find(|w| w.is_empty() || w.contains(char::is_whitespace)) {
-                bail!("suite `{name}`: cmdline word {bad:?} must be one non-empty word");
-            }
-            if suite.memory_mib < 64 || suite.cpus == 0 || suite.probe_timeout_s == 0 {
-                bail!("suite `{name}`: memory_mib must be at least 64, cpus and probe_timeout_s at least 1");
-            }
-            suites.insert(
-                name.clone(),
-                Suite {
-                    name,
-                    probes,
-                    memory_mib: suite.memory_mib,
-                    cpus: suite.cpus,
-                    probe_timeout: Duration::from_secs(suite.probe_timeout_s),
-                    variants: suite.variants,
-                    cmdline: suite.cmdline,
-                    kernel_config: suite.kernel_config,
-                    fresh_boot: suite.fresh_boot,
-                },
-            );
+            let suite = suite.check(&root, &name, &variants)?;
+            suites.insert(name, suite);
         }
         if kernels.is_empty() || suites.is_empty() {
             bail!("the matrix needs at least one [kernels.NAME] and one [suites.NAME]");

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::facts::Facts;
-use crate::matrix::Cell;
+use crate::project::matrix::Cell;
 
 /// A fact whose value differed between runs of one cell.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,10 +1,15 @@
 //! Facts: what a run observed, flattened to `PROBE.TEST.KEY = VALUE` — the body of a snapshot and the
-//! unit every comparison (diff, report, history, flakes) works on.
+//! unit every comparison (diff, report, history, flakes) works on. The folder holds what is done with
+//! them: the snapshot a cell's facts are written to and read back from ([`snapshot`]), and the flakes
+//! between repeated runs ([`repeat`]).
 
 use std::collections::BTreeMap;
 
 use ksnap_readers::channel::ProbeRun;
 use ksnap_readers::ktap::KtapTest;
+
+pub mod repeat;
+pub mod snapshot;
 
 /// One observed fact or test result, keyed `PROBE.TEST.KEY` (a test's own result is `PROBE.TEST`).
 pub type Facts = BTreeMap<String, String>;

@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Result};
 
-use crate::config::Config;
+use crate::project::config::Config;
 
 /// One cell of the matrix: a suite, run on a kernel booted with a variant's command line.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]

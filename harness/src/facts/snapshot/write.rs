@@ -5,18 +5,11 @@
 //! timings, PIDs and addresses never enter it (probes report none; the harness adds none), so two runs
 //! give the same bytes.
 
-use std::path::{Path, PathBuf};
-
 use crate::facts::Facts;
 
-use crate::config::ProbeKind;
-use crate::matrix::Cell;
+use crate::project::config::ProbeKind;
+use crate::project::matrix::Cell;
 use crate::session::Session;
-
-/// The directory of committed snapshots.
-pub fn dir(root: &Path) -> PathBuf {
-    root.join("snapshots")
-}
 
 /// `SUITE@KERNEL` for the default variant, `SUITE@KERNEL+VARIANT` otherwise; the file is `NAME.snap`.
 pub fn name(cell: &Cell) -> String {
@@ -87,7 +80,7 @@ impl Environment {
                     }
                     // A prebuilt probe is known only by its bytes.
                     ProbeKind::Exe { .. } => session
-                        .probe_binary(&suite.name, &probe.name)
+                        .probe_executable(&suite.name, &probe.name)
                         .sha256
                         .as_ref()
                         .map(|sha256| (probe.name.clone(), format!("sha256 {sha256}"))),

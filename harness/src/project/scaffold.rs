@@ -44,14 +44,14 @@ impl KsnapSource {
 
 /// (path in the new project, template text).
 const TEMPLATES: &[(&str, &str)] = &[
-    ("Cargo.toml", include_str!("../templates/init/Cargo.toml.in")),
-    ("ksnap.toml", include_str!("../templates/init/ksnap.toml")),
-    ("src/main.rs", include_str!("../templates/init/src/main.rs")),
-    ("tests/ksnap.rs", include_str!("../templates/init/tests/ksnap.rs")),
-    ("snapshots/README.md", include_str!("../templates/init/snapshots/README.md")),
-    (".config/nextest.toml", include_str!("../templates/init/config/nextest.toml")),
-    (".github/workflows/ksnap.yml", include_str!("../templates/init/github/workflows/ksnap.yml")),
-    (".gitignore", include_str!("../templates/init/gitignore")),
+    ("Cargo.toml", include_str!("../../templates/init/Cargo.toml.in")),
+    ("ksnap.toml", include_str!("../../templates/init/ksnap.toml")),
+    ("src/main.rs", include_str!("../../templates/init/src/main.rs")),
+    ("tests/ksnap.rs", include_str!("../../templates/init/tests/ksnap.rs")),
+    ("snapshots/README.md", include_str!("../../templates/init/snapshots/README.md")),
+    (".config/nextest.toml", include_str!("../../templates/init/config/nextest.toml")),
+    (".github/workflows/ksnap.yml", include_str!("../../templates/init/github/workflows/ksnap.yml")),
+    (".gitignore", include_str!("../../templates/init/gitignore")),
 ];
 
 /// Write the project into `dir` (created if missing), its package named `name` (default: the directory's
@@ -115,11 +115,11 @@ mod tests {
         let source = KsnapSource::Checkout("/src/ksnap".into());
         let written = init(&project, None, &source).unwrap();
         assert_eq!(written.len(), TEMPLATES.len());
-        let config = crate::config::Config::discover(&project).unwrap();
+        let config = crate::project::config::Config::discover(&project).unwrap();
         let suite = &config.suites["my-probes"];
         assert_eq!(
             suite.probes[0].kind,
-            crate::config::ProbeKind::Cargo {
+            crate::project::config::ProbeKind::Cargo {
                 package: "my-probes".into(),
                 bin: "my-probes".into(),
                 profile: "release".into()

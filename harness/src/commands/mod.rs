@@ -1,0 +1,58 @@
+//! The commands behind `ksnap`'s subcommands ([`Command`]), a file each: its command line as a clap
+//! `Args` struct and one function, returning whether the command succeeded (`Ok(false)`: it ran and
+//! found a failure, exit status 1; `Err`: it could not run, exit 2). `main.rs` only parses the command
+//! line and calls these.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+
+use crate::project::config::Config;
+
+pub mod diff;
+pub mod history;
+pub mod init;
+pub mod kernels;
+pub mod lock;
+pub mod report;
+pub mod run;
+
+/// `ksnap`'s subcommands.
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// Run suites on kernels and print the results.
+    Run(run::RunArgs),
+    /// Show which observed facts differ between two columns of the matrix, suite by suite.
+    ///
+    /// A and B are `KERNEL` or `KERNEL+VARIANT` (e.g. `6.1 6.12`, `6.12 6.12+force-never`). Exit status: 0
+    /// when they agree, 1 when they differ, 2 on error.
+    Diff(diff::DiffArgs),
+    /// The whole matrix from the committed snapshots: an HTML page, or Markdown for a CI job summary.
+    Report(report::ReportArgs),
+    /// Since which kernel: per suite, each fact whose value changes along the kernel versions of the
+    /// default variant (5.10 → 6.1 → 6.12 → 7.2), and the version where each value appears.
+    History(history::HistoryArgs),
+    /// List the matrix's kernels: locked package, release and cache state, and newer versions apt has.
+    Kernels(kernels::KernelsArgs),
+    /// Start a project of your own in DIR: ksnap.toml, an example probe, the `cargo test` entry point,
+    /// snapshots/, a GitHub Actions workflow.
+    Init(init::InitArgs),
+    /// Write ksnap.lock: pin every kernel of ksnap.toml that is not pinned yet (or whose entry is stale).
+    Lock(lock::LockArgs),
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+/// How `ksnap diff` prints.
+pub enum Format {
+    Text,
+    Markdown,
+    Json,
+}
+
+/// ksnap.toml at `path`, or found in this directory or a parent.
+pub fn load_config(path: Option<PathBuf>) -> Result<Config> {
+    match path {
+        Some(path) => Config::load(&path),
+        None => Config::discover(&std::env::current_dir().context("reading the current directory")?),
+    }
+}

@@ -1,0 +1,96 @@
+//! Plain text for a terminal or a Markdown page: aligned tables, values cut to a width (never wrapped),
+//! the width to fit, Markdown escapes. Shared by every view, so that the commands which only read the
+//! committed snapshots need nothing of a session.
+
+use std::fmt::Write;
+
+/// Longest value shown in a table cell; longer ones are cut with [`CUT`].
+pub const MAX_VALUE_CHARS: usize = 40;
+/// Marks a value shortened for the terminal (the snapshot and the report have it whole).
+pub const CUT: char = '…';
+/// The width assumed when the output is not a terminal and `COLUMNS` is not set.
+const DEFAULT_WIDTH: usize = 100;
+
+/// The width to fit text output to: `COLUMNS` if set, else the width of the terminal on stdout, else 100.
+pub fn output_width() -> usize {
+    let from_env = std::env::var("COLUMNS").ok().and_then(|v| v.trim().parse::<usize>().ok()).filter(|&w| w > 0);
+    from_env.or_else(terminal_width).unwrap_or(DEFAULT_WIDTH)
+}
+
+fn terminal_width() -> Option<usize> {
+    // SAFETY: a winsize is plain integers, for which all zeroes is a valid value.
+    let mut size: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: TIOCGWINSZ writes one winsize through the pointer; when stdout is not a terminal it fails
+    // and writes nothing.
+    let ok = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) } == 0;
+    (ok && size.ws_col > 0).then_some(size.ws_col as usize)
+}
+
+/// `text` cut to at most `max` characters, the last being [`CUT`]: never wrapped, never cut silently.
+pub fn shorten(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut short: String = text.chars().take(max.saturating_sub(1)).collect();
+    short.push(CUT);
+    short
+}
+
+/// The width [`table`] gives `rows`.
+pub fn table_width<R: AsRef<[String]>>(rows: &[R]) -> usize {
+    let columns = rows.iter().map(|r| r.as_ref().len()).max().unwrap_or(0);
+    let widths = (0..columns)
+        .map(|i| rows.iter().filter_map(|r| r.as_ref().get(i)).map(|cell| cell.chars().count()).max().unwrap_or(0));
+    widths.sum::<usize>() + 2 * columns.saturating_sub(1)
+}
+
+/// Left-aligned columns separated by two spaces.
+pub fn table<R: AsRef<[String]>>(rows: &[R]) -> String {
+    let width = rows.iter().map(|r| r.as_ref().len()).max().unwrap_or(0);
+    let mut widths = vec![0; width];
+    for row in rows {
+        for (i, cell) in row.as_ref().iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in rows {
+        let cells = row.as_ref();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(cell);
+            } else {
+                let _ = write!(out, "{cell:<w$}  ", w = widths[i]);
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Escape a value for a Markdown table cell (guest output is untrusted: no HTML, no broken tables).
+pub fn md(value: &str) -> String {
+    value
+        .chars()
+        .flat_map(|c| match c {
+            '|' => "\\|".chars().collect::<Vec<_>>(),
+            '<' => "&lt;".chars().collect(),
+            '>' => "&gt;".chars().collect(),
+            '&' => "&amp;".chars().collect(),
+            '`' => "\\`".chars().collect(),
+            '\n' | '\r' => vec![' '],
+            c => vec![c],
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_aligns_columns() {
+        let rows = vec![vec!["a".to_string(), "bb".into()], vec!["ccc".into(), "d".into()]];
+        assert_eq!(table(&rows), "a    bb\nccc  d\n");
+    }
+}
