@@ -175,11 +175,11 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::ktap::Problems;
+use crate::tap::{self, quote_shortened, Dialect, Directive, Problems, ResultLine, TapLine};
 use ksnap_protocol::ProbeEnd;
 
 /// Most problems reported one by one; the rest are counted in a final sentence.
-pub const MAX_PROBLEMS: usize = crate::ktap::MAX_PROBLEMS;
+pub const MAX_PROBLEMS: usize = tap::MAX_PROBLEMS;
 /// Most cases kept, the synthetic ones ([`CaseResult::NotRun`]) included; the rest are counted in a problem.
 pub const MAX_CASES: usize = 4096;
 /// Longest key, in bytes (keys are ASCII).
@@ -294,10 +294,7 @@ impl CaseResult {
 
 impl fmt::Display for CaseResult {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let with_reason = |f: &mut fmt::Formatter<'_>, word: &str, reason: &str| match reason {
-            "" => f.write_str(word),
-            reason => write!(f, "{word}: {reason}"),
-        };
+        use tap::with_reason;
         match self {
             CaseResult::Pass => f.write_str("ok"),
             CaseResult::Fail => f.write_str("not ok"),
@@ -564,16 +561,6 @@ fn clean_line(line: &str) -> String {
     out
 }
 
-/// `line` quoted and escaped as Rust's `{:?}` does, cut to its first 100 characters: for a problem
-/// that shows guest text.
-fn quote_shortened(line: &str) -> String {
-    const MAX: usize = 100;
-    match line.char_indices().nth(MAX) {
-        Some((cut, _)) => format!("{:?}…", &line[..cut]),
-        None => format!("{line:?}"),
-    }
-}
-
 /// Markers that start a line of their own wherever they appear: none of them occurs inside a
 /// description, so a line that holds one after other text lost a newline.
 const GLUE_MARKERS: &[&str] = &[
@@ -677,26 +664,6 @@ enum Verdict<'a> {
     Skip(&'a str),
 }
 
-#[derive(Debug)]
-struct ResultLine<'a> {
-    ok: bool,
-    number: Option<u64>,
-    description: &'a str,
-    directive: Option<Directive>,
-    /// The directive's text (after its word), or the comment when there is no directive.
-    text: &'a str,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Directive {
-    Skip,
-    Xfail,
-    Xpass,
-    Todo,
-    Error,
-    Timeout,
-}
-
 /// Cuts glued lines apart and classifies every piece.
 fn split_and_classify<'a>(lines: &'a [(usize, String)], problems: &mut Problems) -> Vec<Entry<'a>> {
     let mut entries = Vec::with_capacity(lines.len());
@@ -730,25 +697,15 @@ fn split_and_classify<'a>(lines: &'a [(usize, String)], problems: &mut Problems)
 }
 
 fn classify(body: &str) -> Class<'_> {
-    if body.is_empty() {
-        return Class::Blank;
-    }
-    if let Some(version) = body.strip_prefix("TAP version ").or_else(|| body.strip_prefix("KTAP version ")) {
-        if !version.is_empty() && version.bytes().all(|b| b.is_ascii_digit()) {
-            return Class::Version;
-        }
-    }
-    if let Some(reason) = body.strip_prefix("Bail out!") {
-        return Class::BailOut(reason.trim());
-    }
-    if let Some(text) = body.strip_prefix('#') {
-        return classify_diagnostic(text);
-    }
-    if let Some(plan) = parse_plan(body) {
-        return plan;
-    }
-    if let Some(result) = parse_result(body) {
-        return result;
+    match tap::lex(body, Dialect::Kselftest) {
+        TapLine::Blank => return Class::Blank,
+        TapLine::Version(_) => return Class::Version,
+        TapLine::BailOut(reason) => return Class::BailOut(reason),
+        TapLine::Hash(text) => return classify_diagnostic(text),
+        TapLine::Plan { count, comment } => return Class::Plan { count, comment },
+        TapLine::Result(result) => return Class::Result(result),
+        TapLine::NotAResult => return Class::NotAResult(body),
+        TapLine::Other => {}
     }
     if let Some(name) = body.strip_prefix("Run test: ") {
         return Class::Start { kind: StartKind::RunTest, name: name.trim() };
@@ -829,83 +786,6 @@ fn parse_status(body: &str) -> Option<(Status, &str)> {
         _ => return None,
     };
     Some((status, text.trim()))
-}
-
-/// `1..N`, optionally followed by `# comment`.
-fn parse_plan(body: &str) -> Option<Class<'_>> {
-    let rest = body.strip_prefix("1..")?;
-    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-    if digits == 0 {
-        return None;
-    }
-    let tail = rest[digits..].trim_start();
-    let comment = match tail.strip_prefix('#') {
-        Some(comment) => Some(comment.trim()),
-        None if tail.is_empty() => None,
-        None => return None,
-    };
-    Some(Class::Plan { count: rest[..digits].parse().ok(), comment })
-}
-
-/// `ok N [- ]DESCRIPTION [# DIRECTIVE TEXT]`, `not ok …`, or something that only starts like it.
-fn parse_result(body: &str) -> Option<Class<'_>> {
-    let (ok, rest) = match body.strip_prefix("not ok") {
-        Some(rest) => (false, rest),
-        None => (true, body.strip_prefix("ok")?),
-    };
-    // `okay`, `ok.`: prose, not a result.
-    if !(rest.is_empty() || rest.starts_with([' ', '\t', '#'])) {
-        return None;
-    }
-    let rest = rest.trim_start();
-    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-    let (number, rest) = if digits == 0 {
-        // TAP allows results without numbers; a word there is prose that happens to start with `ok`.
-        if !(rest.is_empty() || rest.starts_with(['-', '#'])) {
-            return Some(Class::NotAResult(body));
-        }
-        (None, rest)
-    } else {
-        let after = &rest[digits..];
-        match rest[..digits].parse::<u64>() {
-            Ok(number) if after.is_empty() || after.starts_with([' ', '\t', '#']) => (Some(number), after),
-            _ => return Some(Class::NotAResult(body)),
-        }
-    };
-    // A `#` at the start or after whitespace starts the directive or comment.
-    let hash = rest.char_indices().find(|&(at, c)| c == '#' && (at == 0 || rest[..at].ends_with(char::is_whitespace)));
-    let (description, tail) = match hash {
-        Some((at, _)) => (&rest[..at], Some(rest[at + 1..].trim())),
-        None => (rest, None),
-    };
-    let description = description.trim();
-    let description = description.strip_prefix("- ").unwrap_or(description).trim_start();
-    let description = if description == "-" { "" } else { description };
-    let (directive, text) = match tail {
-        Some(tail) => {
-            let (word, after) = tail.split_once(char::is_whitespace).unwrap_or((tail, ""));
-            match directive_of(word) {
-                Some(directive) => (Some(directive), after.trim()),
-                None => (None, tail),
-            }
-        }
-        None => (None, ""),
-    };
-    Some(Class::Result(ResultLine { ok, number, description, directive, text }))
-}
-
-/// A TAP directive word, in any case; `SKIP` may be `skipped`/`skipping` as Test::Harness accepts.
-fn directive_of(word: &str) -> Option<Directive> {
-    let lower = word.to_ascii_lowercase();
-    Some(match lower.as_str() {
-        "todo" => Directive::Todo,
-        "xfail" => Directive::Xfail,
-        "xpass" => Directive::Xpass,
-        "error" => Directive::Error,
-        "timeout" => Directive::Timeout,
-        skip if skip.starts_with("skip") && skip.bytes().all(|b| b.is_ascii_alphabetic()) => Directive::Skip,
-        _ => return None,
-    })
 }
 
 /// The old uffd-unit-tests' verdicts: `done`, `skipped [reason: R]`, `failed [reason: R]`.
@@ -1233,7 +1113,7 @@ impl Parser {
         if count == 0 {
             let skip = comment.and_then(|c| {
                 let (word, reason) = c.split_once(char::is_whitespace).unwrap_or((c, ""));
-                (directive_of(word) == Some(Directive::Skip)).then_some(reason)
+                (Directive::of(word, Dialect::Kselftest) == Some(Directive::Skip)).then_some(reason)
             });
             self.plan_skip = skip.map(|reason| tidy(reason, MAX_REASON_CHARS));
         }
@@ -1313,7 +1193,7 @@ impl Parser {
         self.last_number = Some(number);
         self.bail_out = None;
 
-        let (outcome, message) = outcome_of(result);
+        let message = result.message();
         let context = self.current.map(|g| self.groups[g].name.as_str()).or(self.info.as_deref());
         let mut name_is_reason = false;
         let (name, reason) = if !result.description.is_empty() {
@@ -1337,7 +1217,7 @@ impl Parser {
         let description = if result.description.is_empty() { message } else { result.description };
         let mut raw = self.raw(
             Some(number),
-            outcome.into_result(tidy(&reason, MAX_REASON_CHARS)),
+            case_result(result, tidy(&reason, MAX_REASON_CHARS)),
             self.current,
             &name,
             tidy(description, MAX_DESCRIPTION_CHARS),
@@ -1395,11 +1275,11 @@ impl Parser {
 
     /// A subtest: indented deeper than the binary's own results.
     fn indented_result(&mut self, result: &ResultLine) {
-        let (outcome, message) = outcome_of(result);
+        let message = result.message();
         let (name, reason) = if result.description.is_empty() { (message, "") } else { (result.description, message) };
         let raw = Raw {
             number: result.number,
-            result: outcome.into_result(tidy(reason, MAX_REASON_CHARS)),
+            result: case_result(result, tidy(reason, MAX_REASON_CHARS)),
             group: None,
             info: None,
             name: mask(name),
@@ -1677,46 +1557,18 @@ impl Parser {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Outcome {
-    Pass,
-    Fail,
-    Skip,
-    Xfail,
-    Xpass,
-    Todo,
-    Error,
-    Timeout,
-}
-
-impl Outcome {
-    fn into_result(self, reason: String) -> CaseResult {
-        match self {
-            Outcome::Pass => CaseResult::Pass,
-            Outcome::Fail => CaseResult::Fail,
-            Outcome::Skip => CaseResult::Skip { reason },
-            Outcome::Xfail => CaseResult::Xfail { reason },
-            Outcome::Xpass => CaseResult::Xpass,
-            Outcome::Todo => CaseResult::Todo { reason },
-            Outcome::Error => CaseResult::Error { reason },
-            Outcome::Timeout => CaseResult::Timeout { ms: None },
-        }
+/// What a result line stands for, `reason` being its directive's message as a value shows it.
+fn case_result(result: &ResultLine, reason: String) -> CaseResult {
+    match result.directive {
+        None if result.ok => CaseResult::Pass,
+        None => CaseResult::Fail,
+        Some(Directive::Skip) => CaseResult::Skip { reason },
+        Some(Directive::Xfail) => CaseResult::Xfail { reason },
+        Some(Directive::Xpass) => CaseResult::Xpass,
+        Some(Directive::Todo) => CaseResult::Todo { reason },
+        Some(Directive::Error) => CaseResult::Error { reason },
+        Some(Directive::Timeout) => CaseResult::Timeout { ms: None },
     }
-}
-
-/// What a result line stands for, and its directive's message (empty when it has none).
-fn outcome_of<'a>(result: &ResultLine<'a>) -> (Outcome, &'a str) {
-    let outcome = match result.directive {
-        None if result.ok => Outcome::Pass,
-        None => Outcome::Fail,
-        Some(Directive::Skip) => Outcome::Skip,
-        Some(Directive::Xfail) => Outcome::Xfail,
-        Some(Directive::Xpass) => Outcome::Xpass,
-        Some(Directive::Todo) => Outcome::Todo,
-        Some(Directive::Error) => Outcome::Error,
-        Some(Directive::Timeout) => Outcome::Timeout,
-    };
-    (outcome, if result.directive.is_some() { result.text } else { "" })
 }
 
 /// A directive's message with no description and no context: the case's name, and its reason.

@@ -13,3 +13,4 @@ pub mod channel;
 pub mod console;
 pub mod kselftest;
 pub mod ktap;
+mod tap;
