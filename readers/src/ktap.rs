@@ -6,6 +6,10 @@
 //! and everything that looks wrong (no plan, a wrong count, numbers out of order, a block that
 //! never ended) becomes a sentence in [`KtapDocument::problems`].
 //!
+//! Each line is classified by the TAP line lexer it shares with [`crate::kselftest`] (`tap.rs`, in its
+//! strict dialect: capital directives only, a number on every result line); this module reads the `#`
+//! lines KTAP gives a meaning (`# Subtest:`, `# fact:`) and builds the tree of blocks.
+//!
 //! # Nesting
 //!
 //! A nested block holds the subtests of the test whose result line ends it. It starts with a

@@ -10,6 +10,11 @@
 //! problems the parser had to work around. Like [`crate::ktap`] it rejects nothing and panics on no
 //! input: the guest is untrusted.
 //!
+//! The code: TAP lines are classified by the lexer shared with [`crate::ktap`] (`tap.rs`, in its lenient
+//! dialect); `lines.rs` cleans and cuts lines and reads what binaries print beside TAP, `keys.rs` masks
+//! texts and makes keys, `parser.rs` builds the cases, `tests.rs` tests it all on the capture table of
+//! `captures.rs`.
+//!
 //! # What is read
 //!
 //! - Result lines `ok N DESCRIPTION # DIRECTIVE REASON` and `not ok …`. The directives are `SKIP`,
