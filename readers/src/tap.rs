@@ -264,3 +264,65 @@ impl Problems {
         self.kept
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// How a line reads in each dialect, in short: `result N "DESCRIPTION" DIRECTIVE "TEXT"`, `not a
+    /// result`, `other`, ….
+    fn read(line: &str, dialect: Dialect) -> String {
+        match lex(line, dialect) {
+            TapLine::Result(r) => format!(
+                "{} {:?} {:?} {:?} {:?}",
+                if r.ok { "ok" } else { "not ok" },
+                r.number,
+                r.description,
+                r.directive,
+                r.text
+            ),
+            TapLine::Plan { count, comment } => format!("plan {count:?} {comment:?}"),
+            TapLine::NotAResult => "not a result".to_owned(),
+            TapLine::Other => "other".to_owned(),
+            TapLine::Hash(text) => format!("hash {text:?}"),
+            TapLine::BailOut(reason) => format!("bail out {reason:?}"),
+            TapLine::Version(_) => "version".to_owned(),
+            TapLine::Blank => "blank".to_owned(),
+        }
+    }
+
+    /// The leniency switch, line by line: what both read alike, and every difference.
+    #[test]
+    fn the_dialects_differ_only_where_kselftest_is_lenient() {
+        let table: &[(&str, &str, &str)] = &[
+            ("ok 1 - a # SKIP why", r#"ok Some(1) "a" Some(Skip) "why""#, r#"ok Some(1) "a" Some(Skip) "why""#),
+            (
+                "not ok 2 b # Error: prose",
+                r#"not ok Some(2) "b" None "Error: prose""#,
+                r#"not ok Some(2) "b" None "Error: prose""#,
+            ),
+            ("ok 3 c # skip lower", r#"ok Some(3) "c" None "skip lower""#, r#"ok Some(3) "c" Some(Skip) "lower""#),
+            ("ok 4 d # XPASS", r#"ok Some(4) "d" None "XPASS""#, r#"ok Some(4) "d" Some(Xpass) """#),
+            ("ok 5 C# too", r#"ok Some(5) "C" None "too""#, r#"ok Some(5) "C# too" None """#),
+            ("ok 6 -", r#"ok Some(6) "-" None """#, r#"ok Some(6) "" None """#),
+            ("ok # SKIP no number", "other", r#"ok None "" Some(Skip) "no number""#),
+            ("ok  7 two blanks", "other", r#"ok Some(7) "two blanks" None """#),
+            ("ok", "other", r#"ok None "" None """#),
+            ("ok 1abc", "other", "not a result"),
+            ("ok then", "other", "not a result"),
+            ("ok 99999999999999999999999 big", "other", "not a result"),
+            ("okay", "other", "other"),
+            ("1..99999999999999999999999", "plan None None", "plan None None"),
+            ("1..0 # SKIP all", r#"plan Some(0) Some("SKIP all")"#, r#"plan Some(0) Some("SKIP all")"#),
+            ("1..x", "other", "other"),
+            ("# Subtest: s", r#"hash " Subtest: s""#, r#"hash " Subtest: s""#),
+            ("Bail out! gone", r#"bail out "gone""#, r#"bail out "gone""#),
+            ("KTAP version 1", "version", "version"),
+            ("TAP version x", "other", "other"),
+        ];
+        for &(line, ktap, kselftest) in table {
+            assert_eq!(read(line, Dialect::Ktap), ktap, "KTAP: {line:?}");
+            assert_eq!(read(line, Dialect::Kselftest), kselftest, "kselftest: {line:?}");
+        }
+    }
+}
