@@ -4,7 +4,9 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let mut channel = ksnap_readers::channel::ResultChannel::new();
+    // A probe called `selftest` is read as a kernel selftest, any other as KTAP: both readers run.
+    let formats = [("selftest".to_owned(), ksnap_readers::channel::Format::Kselftest)];
+    let mut channel = ksnap_readers::channel::ResultChannel::new().with_formats(formats);
     for line in data.split(|&b| b == b'\n') {
         match channel.feed_line(line) {
             Err(_) => break,

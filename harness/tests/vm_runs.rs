@@ -16,7 +16,7 @@ use ksnap::session::executables;
 use ksnap::session::Session;
 use ksnap_readers::channel::ProbeEnd;
 use ksnap_vm::machine::initramfs::{InitramfsSpec, ProbeFile};
-use ksnap_vm::{AccelChoice, Outcome, PlanEntry, ProbeSpec, Qemu, Start, Timeouts, VmSpec};
+use ksnap_vm::{AccelChoice, Format, Outcome, PlanEntry, ProbeSpec, Qemu, Start, Timeouts, VmSpec};
 
 mod common;
 
@@ -40,7 +40,13 @@ fn guest_binary(bin: &str) -> PathBuf {
 
 /// The env probe, run after deliberate misbehaviour to show the guest goes on.
 fn env_probe() -> ProbeSpec {
-    ProbeSpec { name: "env".into(), binary: guest_binary("env"), args: vec![], timeout: Duration::from_secs(20) }
+    ProbeSpec {
+        name: "env".into(),
+        binary: guest_binary("env"),
+        args: vec![],
+        timeout: Duration::from_secs(20),
+        format: Format::Ktap,
+    }
 }
 
 fn session() -> &'static Session {
@@ -59,7 +65,7 @@ fn env_on(kernel: &str) {
         panic!("{cell}: {} (console log: {})", run.report.outcome, run.console_log.display())
     };
     assert!(run.passed(), "{cell}: {:#?}", guest.probes);
-    let facts = ksnap::facts::facts_of(&guest.probes, &[]);
+    let facts = ksnap::facts::facts_of(&guest.probes);
     // The release the guest reports is the one the host unpacked: the pipeline ran *this* kernel.
     assert_eq!(facts.get("env.uname.release"), Some(&run.kernel.release), "{facts:#?}");
     assert_eq!(facts.get("env.page_size.bytes").map(String::as_str), Some("4096"));
@@ -88,7 +94,10 @@ fn vm(init: &str, init_args: &[&str], probes: Vec<ProbeSpec>, timeouts: Timeouts
     let init = (init != "init").then(|| guest_binary(init));
     let files = probes.iter().map(ProbeFile::from).collect();
     let initramfs = InitramfsSpec { init, probes: files, busybox: None };
-    let plan = probes.into_iter().map(|p| PlanEntry { name: p.name, args: p.args, timeout: p.timeout }).collect();
+    let plan = probes
+        .into_iter()
+        .map(|p| PlanEntry { name: p.name, args: p.args, timeout: p.timeout, format: p.format })
+        .collect();
     VmSpec {
         kernel: kernel.image,
         initramfs: initramfs.build(&session.cache).unwrap(),
@@ -113,6 +122,7 @@ fn fault_probe(name: &str, args: &[&str], timeout: Duration) -> ProbeSpec {
         binary: guest_binary("fault"),
         args: args.iter().map(|s| s.to_string()).collect(),
         timeout,
+        format: Format::Ktap,
     }
 }
 
@@ -248,7 +258,7 @@ fn a_flooding_probe_is_truncated_and_host_memory_stays_bounded() {
     let kept: usize = flood.output.iter().map(|l| l.len() + 1).sum();
     assert!(kept <= 1 << 20, "host kept {kept} bytes");
     assert!(!flood.passed());
-    let facts = ksnap::facts::facts_of(&guest.probes, &[]);
+    let facts = ksnap::facts::facts_of(&guest.probes);
     assert_eq!(facts["flood.(output)"], "truncated, 298951424 bytes discarded");
 }
 
@@ -270,7 +280,7 @@ fn hostile_probe_output_is_kept_lossily_and_lying_ktap_is_caught() {
     assert!(!garbage.passed(), "garbage is no complete KTAP document");
     let liar = &guest.probes[1];
     assert!(!liar.passed());
-    let problems = liar.ktap.problems.join("\n");
+    let problems = liar.ktap().expect("read as KTAP").problems.join("\n");
     for expected in ["plan says 5 tests but 2 results", "appears twice", "ended without its test's result line"] {
         assert!(problems.contains(expected), "no `{expected}` problem in:\n{problems}");
     }
@@ -363,7 +373,7 @@ fn kmsg_records_in_the_kernels_words_are_not_kernel_events() {
     let spoof = &guest.probes[0];
     assert_eq!(spoof.end, ProbeEnd::Exited(0));
     assert!(spoof.passed(), "{spoof:#?}");
-    let facts = ksnap::facts::facts_of(&guest.probes, &[]);
+    let facts = ksnap::facts::facts_of(&guest.probes);
     assert_eq!(facts.get("spoof.kmsg_forgery.records").map(String::as_str), Some("4"), "{facts:#?}");
     assert!(guest.probes[1].passed(), "the probe after it still runs: {:#?}", guest.probes[1]);
 }
@@ -380,7 +390,7 @@ fn a_panic_line_the_guest_goes_on_after_is_not_a_kernel_panic() {
         "the line reached the console:\n{}",
         report.console
     );
-    let facts = ksnap::facts::facts_of(&guest.probes, &[]);
+    let facts = ksnap::facts::facts_of(&guest.probes);
     assert_eq!(facts.get("spoof.console_forgery.written").map(String::as_str), Some("yes"), "{facts:#?}");
     assert!(guest.probes.iter().all(|p| p.passed()), "{:#?}", guest.probes);
 }
@@ -418,7 +428,7 @@ fn probe_stderr_cannot_imitate_the_kernel() {
     assert_eq!(logged, FAKES.iter().map(|l| ("fake", *l)).collect::<Vec<_>>());
     // Stderr is not KTAP: only stdout's one passing test counts, and no forged fact appears.
     assert!(fake.passed(), "{fake:#?}");
-    let facts = ksnap::facts::facts_of(&guest.probes, &[]);
+    let facts = ksnap::facts::facts_of(&guest.probes);
     assert_eq!(facts.get("fake.fake_kernel_events").map(String::as_str), Some("ok"), "{facts:#?}");
     assert!(!facts.keys().any(|k| k.contains("forged")), "{facts:#?}");
     // Forged control lines on stderr did not end the run: the next probe ran.

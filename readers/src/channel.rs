@@ -3,8 +3,13 @@
 //! The lines themselves are [`ksnap_protocol`]'s, shared with init; this is the state machine around
 //! them. Only `init` writes control lines and it writes them whole, so the parser is strict about them:
 //! anything unexpected makes the run's output malformed. Probe output — stdout behind `| `, stderr behind `! ` — is untrusted bytes, decoded lossily;
-//! stdout is parsed leniently as KTAP, stderr is kept as it is (diagnostics for a person, never KTAP).
+//! stdout is read once, as the probe's end comes, in the probe's [`Format`] (declared with
+//! [`ResultChannel::with_formats`]; KTAP unless said otherwise) into its [`Reading`]; stderr is kept as
+//! it is (diagnostics for a person, never KTAP).
 
+use std::collections::HashMap;
+
+use crate::kselftest::{self, CaseResult, SelftestReport};
 use crate::ktap::{self, KtapDocument};
 
 pub use ksnap_protocol::ProbeEnd;
@@ -26,19 +31,73 @@ pub struct ProbeRun {
     pub stderr: Vec<String>,
     /// Bytes of stderr init discarded because the probe wrote more than the stderr limit.
     pub stderr_truncated_bytes: Option<u64>,
-    /// Its stdout parsed as KTAP, leniently: what is wrong is in the document's `problems`.
-    pub ktap: KtapDocument,
+    /// Its stdout read in its format, leniently: what is wrong is in the reading's `problems`.
+    pub reading: Reading,
+}
+
+/// How a probe's stdout is read: its kind's output format. It travels with the probe's entry of the
+/// plan, so that each probe's output is read exactly once, in its format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// KTAP ([`crate::ktap`]): what ksnap's own probes write.
+    #[default]
+    Ktap,
+    /// A kernel selftest's looser TAP, per test case ([`crate::kselftest`]).
+    Kselftest,
+}
+
+impl Format {
+    /// Reads a probe's stdout (one line each, decoded lossily), which ended as `end`.
+    pub fn read(self, output: &[String], end: &ProbeEnd) -> Reading {
+        match self {
+            Format::Ktap => Reading::Ktap(ktap::parse(&output.join("\n"))),
+            Format::Kselftest => Reading::Kselftest(kselftest::parse(output, end)),
+        }
+    }
+}
+
+/// A probe's stdout, read in its [`Format`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reading {
+    /// A KTAP document: its tests, their results and facts.
+    Ktap(KtapDocument),
+    /// A selftest binary's cases and its result.
+    Kselftest(SelftestReport),
 }
 
 impl ProbeRun {
-    /// Whether the probe ran to its end and reported a complete KTAP document with no failures. A probe
-    /// that crashed, hung or wrote a truncated stream has not passed, whatever results it printed.
+    /// Whether the probe passed, as its kind decides. A KTAP probe ran to its end and reported a
+    /// complete document with no failures: one that crashed, hung or wrote a truncated stream has not
+    /// passed, whatever results it printed. A kernel selftest passes by running at all (it could be
+    /// started): what its cases found, failures included, is a result, not a broken probe.
     pub fn passed(&self) -> bool {
-        self.end == ProbeEnd::Exited(0)
-            && self.truncated_bytes.is_none()
-            && self.ktap.complete
-            && self.ktap.problems.is_empty()
-            && !self.ktap.any_failed()
+        match &self.reading {
+            Reading::Ktap(doc) => {
+                self.end == ProbeEnd::Exited(0)
+                    && self.truncated_bytes.is_none()
+                    && doc.complete
+                    && doc.problems.is_empty()
+                    && !doc.any_failed()
+            }
+            Reading::Kselftest(_) => !matches!(self.end, ProbeEnd::SpawnError(_)),
+        }
+    }
+
+    /// Whether the probe's binary passed, for a person's summary: a KTAP probe as [`ProbeRun::passed`], a
+    /// kernel selftest when its binary's result is a pass (exit 0).
+    pub fn binary_passed(&self) -> bool {
+        match &self.reading {
+            Reading::Ktap(_) => self.passed(),
+            Reading::Kselftest(report) => report.binary == CaseResult::Pass,
+        }
+    }
+
+    /// Its KTAP document, if it was read as KTAP.
+    pub fn ktap(&self) -> Option<&KtapDocument> {
+        match &self.reading {
+            Reading::Ktap(doc) => Some(doc),
+            Reading::Kselftest(_) => None,
+        }
     }
 }
 
@@ -81,6 +140,8 @@ pub struct ResultChannel {
     state: State,
     report: GuestReport,
     current: Option<OpenProbe>,
+    /// Each probe's format by name; a probe not named here is KTAP.
+    formats: HashMap<String, Format>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -124,6 +185,12 @@ impl ResultChannel {
     /// (`ksnap_vm::machine::vmstate`): the hello was said, in the boot that saved it.
     pub fn after_hello() -> Self {
         ResultChannel { state: State::Running, ..Self::default() }
+    }
+
+    /// The same parser, reading each named probe's stdout in its format (a probe not named is KTAP).
+    pub fn with_formats(mut self, formats: impl IntoIterator<Item = (String, Format)>) -> Self {
+        self.formats.extend(formats);
+        self
     }
 
     /// Whether init said `ksnap-done`.
@@ -206,7 +273,8 @@ impl ResultChannel {
                 let Some(open) = self.current.take_if(|p| p.name == name) else {
                     return fail("probe-end for a probe that is not running");
                 };
-                let ktap = ktap::parse(&open.output.join("\n"));
+                let format = self.formats.get(&open.name).copied().unwrap_or_default();
+                let reading = format.read(&open.output, &end);
                 self.report.probes.push(ProbeRun {
                     name: open.name,
                     end,
@@ -214,7 +282,7 @@ impl ResultChannel {
                     truncated_bytes: None,
                     stderr: open.stderr,
                     stderr_truncated_bytes: None,
-                    ktap,
+                    reading,
                 });
                 milestone(Milestone::ProbeEnd(name))
             }
@@ -296,6 +364,25 @@ probe-note flood stderr-truncated=99
 summary probes=3 exited0=2 failed=1
 ksnap-done
 ";
+
+    /// Each probe is read once, in the format declared for it; a kernel selftest passes by having run,
+    /// and its binary passed only with exit 0.
+    #[test]
+    fn each_probe_is_read_in_its_format() {
+        let mut channel = ResultChannel::after_hello().with_formats([("cow".to_owned(), Format::Kselftest)]);
+        let text = b"probe-begin cow\n| TAP version 13\n| 1..1\n| not ok 1 wp\nprobe-end cow exit=1\n\
+                     probe-begin env\n| 1..1\n| ok 1 t\nprobe-end env exit=0\n";
+        feed_all(&mut channel, text).unwrap();
+        let report = channel.into_report();
+        let [cow, env] = &report.probes[..] else { panic!("{report:#?}") };
+        let Reading::Kselftest(selftest) = &cow.reading else { panic!("{cow:#?}") };
+        assert_eq!(selftest.binary, CaseResult::Fail);
+        assert_eq!(selftest.cases[0].key, "wp");
+        assert!(cow.ktap().is_none());
+        assert!(cow.passed() && !cow.binary_passed());
+        assert!(env.ktap().is_some_and(|doc| doc.tests.len() == 1));
+        assert!(env.passed() && env.binary_passed());
+    }
 
     #[test]
     fn parses_a_complete_run() {
@@ -408,9 +495,10 @@ ksnap-done
         let mut expected: Vec<String> = stderr.iter().map(|l| String::from_utf8_lossy(l).into_owned()).collect();
         expected.push(String::new());
         assert_eq!(kept, expected);
-        assert_eq!(p.ktap.tests.len(), 1, "{:#?}", p.ktap);
-        assert_eq!(p.ktap.tests[0].name, "real");
-        assert!(p.ktap.tests[0].facts.is_empty());
+        let doc = p.ktap().expect("read as KTAP");
+        assert_eq!(doc.tests.len(), 1, "{doc:#?}");
+        assert_eq!(doc.tests[0].name, "real");
+        assert!(doc.tests[0].facts.is_empty());
         assert!(p.passed(), "stderr does not change whether a probe passed: {p:#?}");
     }
 

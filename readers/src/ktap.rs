@@ -6,6 +6,10 @@
 //! and everything that looks wrong (no plan, a wrong count, numbers out of order, a block that
 //! never ended) becomes a sentence in [`KtapDocument::problems`].
 //!
+//! Each line is classified by the TAP line lexer it shares with [`crate::kselftest`] (`tap.rs`, in its
+//! strict dialect: capital directives only, a number on every result line); this module reads the `#`
+//! lines KTAP gives a meaning (`# Subtest:`, `# fact:`) and builds the tree of blocks.
+//!
 //! # Nesting
 //!
 //! A nested block holds the subtests of the test whose result line ends it. It starts with a
@@ -40,10 +44,12 @@ use std::collections::HashSet;
 
 use serde::Serialize;
 
+use crate::tap::{self, quote_shortened, Dialect, Directive, Problems, TapLine};
+
 /// Deepest nesting kept; deeper blocks are read as part of the block at this depth.
 pub const MAX_DEPTH: usize = 16;
 /// Most problems reported one by one; the rest are counted in a final sentence.
-pub const MAX_PROBLEMS: usize = 64;
+pub const MAX_PROBLEMS: usize = tap::MAX_PROBLEMS;
 
 /// A parsed KTAP (or TAP) document.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -135,7 +141,8 @@ impl KtapResult {
     }
 }
 
-/// How results read in tables and snapshots: `ok`, `not ok`, `skip (reason)`, `todo (reason)`, …
+/// How results read in tables and snapshots: `ok`, `not ok`, `skip: reason`, `todo: reason`, … (a
+/// reason is spelt as [`crate::kselftest::CaseResult`] spells it).
 impl std::fmt::Display for KtapResult {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let (word, detail) = match self {
@@ -148,10 +155,7 @@ impl std::fmt::Display for KtapResult {
             KtapResult::Error { detail } => ("error", detail.as_str()),
             KtapResult::Missing => ("missing (no result line)", ""),
         };
-        match detail {
-            "" => f.write_str(word),
-            detail => write!(f, "{word} ({detail})"),
-        }
+        tap::with_reason(f, word, detail)
     }
 }
 
@@ -200,13 +204,15 @@ impl Line<'_> {
     }
 }
 
+/// A result line as KTAP reads it: the lexer's, with its number (KTAP requires one).
 #[derive(Debug)]
 struct ResultLine<'a> {
     ok: bool,
     number: u64,
     name: &'a str,
-    /// The directive and diagnostic data: everything after the first `#`, trimmed.
-    directive: Option<&'a str>,
+    directive: Option<Directive>,
+    /// The directive's text, or the diagnostic text when there is no directive.
+    text: &'a str,
 }
 
 fn split_indent(line: &str) -> (usize, &str) {
@@ -214,34 +220,27 @@ fn split_indent(line: &str) -> (usize, &str) {
     (line.len() - body.len(), body.trim_end())
 }
 
+/// The lexer's reading ([`tap::lex`], strict), with the `#` lines KTAP gives a meaning of its own.
 fn classify(body: &str) -> Line<'_> {
-    if body.is_empty() {
-        return Line::Blank;
-    }
-    if let Some(version) = body.strip_prefix("KTAP version ").or(body.strip_prefix("TAP version ")) {
-        if !version.is_empty() && version.bytes().all(|b| b.is_ascii_digit()) {
-            return Line::Version(body);
+    match tap::lex(body, Dialect::Ktap) {
+        TapLine::Blank => Line::Blank,
+        TapLine::Version(version) => Line::Version(version),
+        TapLine::Plan { count: Some(count), comment } => Line::Plan { count, comment },
+        TapLine::Result(tap::ResultLine { ok, number: Some(number), description, directive, text }) => {
+            Line::Result(ResultLine { ok, number, name: description, directive, text })
         }
+        TapLine::BailOut(reason) => Line::BailOut(reason),
+        TapLine::Hash(text) => {
+            if let Some(name) = text.strip_prefix(" Subtest:") {
+                Line::SubtestHeader(name.trim())
+            } else if let Some(rest) = text.strip_prefix(" fact:") {
+                parse_fact(rest).unwrap_or(Line::MalformedFact(body))
+            } else {
+                Line::Diagnostic(text.trim())
+            }
+        }
+        TapLine::Plan { count: None, .. } | TapLine::Result(_) | TapLine::NotAResult | TapLine::Other => Line::Unknown,
     }
-    if let Some(name) = body.strip_prefix("# Subtest:") {
-        return Line::SubtestHeader(name.trim());
-    }
-    if let Some(rest) = body.strip_prefix("# fact:") {
-        return parse_fact(rest).unwrap_or(Line::MalformedFact(body));
-    }
-    if let Some(text) = body.strip_prefix('#') {
-        return Line::Diagnostic(text.trim());
-    }
-    if let Some(reason) = body.strip_prefix("Bail out!") {
-        return Line::BailOut(reason.trim());
-    }
-    if let Some(plan) = parse_plan(body) {
-        return plan;
-    }
-    if let Some(result) = parse_result(body) {
-        return Line::Result(result);
-    }
-    Line::Unknown
 }
 
 /// `KEY = VALUE` with KEY made of `[a-z0-9_.-]`.
@@ -252,71 +251,25 @@ fn parse_fact(rest: &str) -> Option<Line<'_>> {
     valid.then(|| Line::Fact { key, value: value.trim() })
 }
 
-/// `line` quoted and escaped (`"…"`, as Rust's `{:?}` does), cut to its first 100 characters: for a
-/// problem that shows guest text.
-fn quote_shortened(line: &str) -> String {
-    const MAX: usize = 100;
-    match line.char_indices().nth(MAX) {
-        Some((cut, _)) => format!("{:?}…", &line[..cut]),
-        None => format!("{line:?}"),
-    }
-}
-
-/// `1..N`, optionally followed by `# comment` (TAP's `1..0 # SKIP reason`).
-fn parse_plan(body: &str) -> Option<Line<'_>> {
-    let rest = body.strip_prefix("1..")?;
-    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-    let count = rest[..digits].parse().ok()?;
-    let tail = rest[digits..].trim_start();
-    let comment = match tail.strip_prefix('#') {
-        Some(comment) => Some(comment.trim()),
-        None if tail.is_empty() => None,
-        None => return None,
-    };
-    Some(Line::Plan { count, comment })
-}
-
-/// `ok N [- ]NAME [# DIRECTIVE]` or `not ok ...`.
-fn parse_result(body: &str) -> Option<ResultLine<'_>> {
-    let (ok, rest) = match body.strip_prefix("ok ") {
-        Some(rest) => (true, rest),
-        None => (false, body.strip_prefix("not ok ")?),
-    };
-    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-    let number = rest[..digits].parse().ok()?;
-    let rest = &rest[digits..];
-    if !rest.is_empty() && !rest.starts_with([' ', '\t', '#']) {
-        return None;
-    }
-    let (description, directive) = match rest.split_once('#') {
-        Some((description, directive)) => (description, Some(directive.trim())),
-        None => (rest, None),
-    };
-    let description = description.trim();
-    let name = description.strip_prefix("- ").unwrap_or(description).trim_start();
-    Some(ResultLine { ok, number, name, directive })
-}
-
 /// The result a result line stands for, and its diagnostic text if that is not a directive.
 ///
 /// Directives are matched in capitals only, as KTAP spells them: a free-form reason such as
 /// `not ok 2 open # Error: no such file` must stay a failure with a diagnostic.
-fn interpret(ok: bool, directive: Option<&str>) -> (KtapResult, Option<String>) {
-    let plain = if ok { KtapResult::Ok } else { KtapResult::NotOk };
-    let Some(text) = directive else {
-        return (plain, None);
+fn interpret(result: &ResultLine) -> (KtapResult, Option<String>) {
+    let reason = result.text.to_owned();
+    let outcome = match result.directive {
+        Some(Directive::Skip) => KtapResult::Skip { reason },
+        Some(Directive::Todo) => KtapResult::Todo { reason },
+        Some(Directive::Xfail) => KtapResult::Xfail { reason },
+        Some(Directive::Timeout) => KtapResult::Timeout { detail: reason },
+        Some(Directive::Error) => KtapResult::Error { detail: reason },
+        // `XPASS` is no KTAP directive (the strict lexer never reads one).
+        None | Some(Directive::Xpass) => {
+            let plain = if result.ok { KtapResult::Ok } else { KtapResult::NotOk };
+            return (plain, (!result.text.is_empty()).then_some(reason));
+        }
     };
-    let (word, rest) = text.split_once(char::is_whitespace).unwrap_or((text, ""));
-    let rest = rest.trim().to_owned();
-    let result = match word {
-        "SKIP" => KtapResult::Skip { reason: rest },
-        "TODO" => KtapResult::Todo { reason: rest },
-        "XFAIL" => KtapResult::Xfail { reason: rest },
-        "TIMEOUT" => KtapResult::Timeout { detail: rest },
-        "ERROR" => KtapResult::Error { detail: rest },
-        _ => return (plain, (!text.is_empty()).then(|| text.to_owned())),
-    };
-    (result, None)
+    (outcome, None)
 }
 
 /// Facts and diagnostics waiting for the next result line of their block.
@@ -408,30 +361,6 @@ fn plural(n: u64) -> &'static str {
         ""
     } else {
         "s"
-    }
-}
-
-/// The problem list, capped at [`MAX_PROBLEMS`] (shared with [`crate::kselftest`]).
-#[derive(Debug, Default)]
-pub(crate) struct Problems {
-    kept: Vec<String>,
-    dropped: usize,
-}
-
-impl Problems {
-    pub(crate) fn push(&mut self, problem: String) {
-        if self.kept.len() < MAX_PROBLEMS {
-            self.kept.push(problem);
-        } else {
-            self.dropped += 1;
-        }
-    }
-
-    pub(crate) fn into_vec(mut self) -> Vec<String> {
-        if self.dropped > 0 {
-            self.kept.push(format!("… and {} more problems", self.dropped));
-        }
-        self.kept
     }
 }
 
@@ -554,7 +483,7 @@ impl Parser {
         }
         block.last_number = Some(result.number);
 
-        let (outcome, note) = interpret(result.ok, result.directive);
+        let (outcome, note) = interpret(result);
         let Pending { facts, mut diagnostics } = std::mem::take(&mut block.pending);
         diagnostics.extend(note);
         block.tests.push(KtapTest {
@@ -880,6 +809,22 @@ mod tests {
         assert!(!KtapResult::Xfail { reason: String::new() }.is_failure());
         assert!(KtapResult::Timeout { detail: String::new() }.is_failure());
         assert!(KtapResult::Missing.is_failure());
+    }
+
+    /// A reason is spelt as in kselftest's values: `skip: reason`.
+    #[test]
+    fn results_display_their_reason_after_a_colon() {
+        let shown: Vec<String> = [
+            KtapResult::Ok,
+            skip("no device"),
+            skip(""),
+            KtapResult::Timeout { detail: "30 seconds".into() },
+            KtapResult::Missing,
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+        assert_eq!(shown, ["ok", "skip: no device", "skip", "timeout: 30 seconds", "missing (no result line)"]);
     }
 
     #[test]

@@ -26,5 +26,5 @@ pub mod machine;
 pub use error::Error;
 pub use machine::qemu::{Accel, AccelChoice, Qemu};
 pub use machine::run::{run, run_saving, Outcome, RunReport, WaitingFor};
-pub use machine::spec::{PlanEntry, ProbeSpec, Start, Timeouts, VmSpec};
+pub use machine::spec::{Format, PlanEntry, ProbeSpec, Start, Timeouts, VmSpec};
 pub use machine::Vm;

@@ -5,7 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use ksnap_readers::channel::ProbeRun;
+use ksnap_readers::channel::{ProbeRun, Reading};
+use ksnap_readers::kselftest::SelftestReport;
 use ksnap_readers::ktap::KtapTest;
 
 pub mod repeat;
@@ -14,16 +15,19 @@ pub mod snapshot;
 /// One observed fact or test result, keyed `PROBE.TEST.KEY` (a test's own result is `PROBE.TEST`).
 pub type Facts = BTreeMap<String, String>;
 
-/// Facts of every probe of a completed run, flattened. Subtests nest with `.`. The probes named in
-/// `selftests` are kernel selftests: one fact for the binary (`PROBE = ok`, from its exit status) and one
-/// per test case (`PROBE.CASE = …`), read by [`ksnap_readers::kselftest`].
-pub fn facts_of(probes: &[ProbeRun], selftests: &[String]) -> Facts {
+/// Facts of every probe of a completed run, flattened. Subtests nest with `.`. A probe read as a kernel
+/// selftest ([`Reading::Kselftest`]) has one fact for the binary (`PROBE = ok`, from its exit status) and
+/// one per test case (`PROBE.CASE = …`), read by [`ksnap_readers::kselftest`].
+pub fn facts_of(probes: &[ProbeRun]) -> Facts {
     let mut facts = Facts::new();
     for probe in probes {
-        if selftests.contains(&probe.name) {
-            selftest_facts(probe, &mut facts);
-            continue;
-        }
+        let doc = match &probe.reading {
+            Reading::Kselftest(report) => {
+                selftest_facts(probe, report, &mut facts);
+                continue;
+            }
+            Reading::Ktap(doc) => doc,
+        };
         // How the probe itself fared is a fact too: a crash or a broken KTAP stream must show in a diff.
         if probe.end != ksnap_readers::channel::ProbeEnd::Exited(0) {
             facts.insert(format!("{}.(process)", probe.name), probe.end.to_string());
@@ -31,18 +35,17 @@ pub fn facts_of(probes: &[ProbeRun], selftests: &[String]) -> Facts {
         if let Some(bytes) = probe.truncated_bytes {
             facts.insert(format!("{}.(output)", probe.name), format!("truncated, {bytes} bytes discarded"));
         }
-        if !probe.ktap.problems.is_empty() {
-            facts.insert(format!("{}.(ktap)", probe.name), probe.ktap.problems.join("; "));
+        if !doc.problems.is_empty() {
+            facts.insert(format!("{}.(ktap)", probe.name), doc.problems.join("; "));
         }
-        for test in &probe.ktap.tests {
+        for test in &doc.tests {
             collect_test(&format!("{}.{}", probe.name, test.name), test, &mut facts);
         }
     }
     facts
 }
 
-fn selftest_facts(probe: &ProbeRun, facts: &mut Facts) {
-    let report = ksnap_readers::kselftest::parse(&probe.output, &probe.end);
+fn selftest_facts(probe: &ProbeRun, report: &SelftestReport, facts: &mut Facts) {
     facts.insert(probe.name.clone(), report.binary.to_string());
     if let Some(bytes) = probe.truncated_bytes {
         facts.insert(format!("{}.(output)", probe.name), format!("truncated, {bytes} bytes discarded"));
@@ -92,9 +95,12 @@ mod tests {
             truncated_bytes: None,
             stderr: vec![],
             stderr_truncated_bytes: None,
-            ktap: ksnap_readers::ktap::parse(stdout),
+            reading: ksnap_readers::channel::Format::Kselftest.read(
+                &stdout.lines().map(String::from).collect::<Vec<_>>(),
+                &ksnap_readers::channel::ProbeEnd::Exited(1),
+            ),
         }];
-        let facts = facts_of(&probes, &["mkdirty".to_string()]);
+        let facts = facts_of(&probes);
         let facts: Vec<(&str, &str)> = facts.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         assert_eq!(
             facts,
@@ -115,9 +121,11 @@ mod tests {
             truncated_bytes: None,
             stderr: vec!["# fact: forged = 1".into(), "not ok 2 forged".into()],
             stderr_truncated_bytes: Some(7),
-            ktap: ksnap_readers::ktap::parse("KTAP version 1\n1..1\n# fact: bytes = 4096\nok 1 page_size\n"),
+            reading: Reading::Ktap(ksnap_readers::ktap::parse(
+                "KTAP version 1\n1..1\n# fact: bytes = 4096\nok 1 page_size\n",
+            )),
         }];
-        let facts = facts_of(&probes, &[]);
+        let facts = facts_of(&probes);
         assert_eq!(facts.get("env.page_size").map(String::as_str), Some("ok"));
         assert_eq!(facts.get("env.page_size.bytes").map(String::as_str), Some("4096"));
         assert_eq!(facts.len(), 2, "stderr is no fact, nor is its truncation: {facts:#?}");

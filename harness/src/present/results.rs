@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
+use ksnap_readers::channel::Reading;
 use ksnap_vm::{Outcome, RunReport};
 
 use crate::facts::Facts;
@@ -130,6 +131,14 @@ fn blocks(suite: &str, columns: &[(String, Facts)], keys: &[&String], width: usi
     out
 }
 
+/// One failed test (a KTAP test, or a selftest's case) of a failure's details, with its diagnostics.
+fn render_failed_test(out: &mut String, result: &dyn std::fmt::Display, name: &str, diagnostics: &[String]) {
+    let _ = writeln!(out, "    {result}: {name}");
+    for line in diagnostics {
+        let _ = writeln!(out, "      {line}");
+    }
+}
+
 fn render_failure(run: &CellRun) -> String {
     let mut out = format!("FAILED {} ({})\n", run.cell.id(), run.kernel.release);
     match &run.report.outcome {
@@ -139,13 +148,24 @@ fn render_failure(run: &CellRun) -> String {
                 if let Some(bytes) = probe.truncated_bytes {
                     let _ = writeln!(out, "    output truncated: {bytes} bytes discarded");
                 }
-                for problem in &probe.ktap.problems {
-                    let _ = writeln!(out, "    KTAP: {problem}");
-                }
-                for test in probe.ktap.tests.iter().filter(|t| t.result.is_failure()) {
-                    let _ = writeln!(out, "    {}: {}", test.result, test.name);
-                    for line in &test.diagnostics {
-                        let _ = writeln!(out, "      {line}");
+                // The reading that made the probe's facts: KTAP, or a selftest's TAP per case.
+                match &probe.reading {
+                    Reading::Ktap(doc) => {
+                        for problem in &doc.problems {
+                            let _ = writeln!(out, "    KTAP: {problem}");
+                        }
+                        for test in doc.tests.iter().filter(|t| t.result.is_failure()) {
+                            render_failed_test(&mut out, &test.result, &test.name, &test.diagnostics);
+                        }
+                    }
+                    Reading::Kselftest(report) => {
+                        let _ = writeln!(out, "    binary: {}", report.binary);
+                        for problem in &report.problems {
+                            let _ = writeln!(out, "    TAP: {problem}");
+                        }
+                        for case in report.cases.iter().filter(|c| c.result.is_failure()) {
+                            render_failed_test(&mut out, &case.result, &case.key, &case.diagnostics);
+                        }
                     }
                 }
                 render_stderr(&mut out, "    ", probe.stderr.iter().map(String::as_str), probe.stderr_truncated_bytes);

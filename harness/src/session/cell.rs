@@ -26,8 +26,6 @@ pub struct CellRun {
     /// `absent` from the config: see [`Kernel::config_setting`]; `unknown` when the kernel came without its
     /// config).
     pub kernel_config: Vec<(String, String)>,
-    /// The probes that are kernel selftests: their output is read as kselftest TAP, per test case.
-    pub selftest_probes: Vec<String>,
     /// Whether the VM booted or was restored.
     pub started: Started,
 }
@@ -51,7 +49,7 @@ impl CellRun {
     /// `(config).CONFIG_…`.
     pub fn facts(&self) -> Facts {
         let mut facts = match &self.report.outcome {
-            ksnap_vm::Outcome::Completed(guest) => facts_of(&guest.probes, &self.selftest_probes),
+            ksnap_vm::Outcome::Completed(guest) => facts_of(&guest.probes),
             _ => Facts::new(),
         };
         for (option, value) in &self.kernel_config {
@@ -64,13 +62,7 @@ impl CellRun {
     /// what its cases found (failures included) is a result for the snapshot, not a broken cell.
     pub fn passed(&self) -> bool {
         match &self.report.outcome {
-            ksnap_vm::Outcome::Completed(guest) => guest.probes.iter().all(|p| {
-                if self.selftest_probes.contains(&p.name) {
-                    !matches!(p.end, ksnap_readers::channel::ProbeEnd::SpawnError(_))
-                } else {
-                    p.passed()
-                }
-            }),
+            ksnap_vm::Outcome::Completed(guest) => guest.probes.iter().all(|p| p.passed()),
             _ => false,
         }
     }
@@ -82,12 +74,7 @@ impl CellRun {
 
     /// Whether one probe of the cell passed: a kernel selftest when its binary's result is a pass (exit 0).
     pub fn probe_passed(&self, probe: &ksnap_readers::channel::ProbeRun) -> bool {
-        if self.selftest_probes.contains(&probe.name) {
-            ksnap_readers::kselftest::parse(&probe.output, &probe.end).binary
-                == ksnap_readers::kselftest::CaseResult::Pass
-        } else {
-            probe.passed()
-        }
+        probe.binary_passed()
     }
 }
 
@@ -135,6 +122,10 @@ impl Session {
                 binary: binary(&suite.name, probe)?,
                 args: probe.args.clone(),
                 timeout: suite.probe_timeout,
+                format: match probe.kind {
+                    ProbeKind::Kselftest { .. } => ksnap_vm::Format::Kselftest,
+                    _ => ksnap_vm::Format::Ktap,
+                },
             });
         }
         let members = machine.as_ref().map_or_else(|| vec![suite.name.clone()], |m| m.suites.clone());
@@ -177,13 +168,7 @@ impl Session {
             .iter()
             .map(|option| (option.clone(), kernel.config_setting(option).unwrap_or_else(|| "unknown".into())))
             .collect();
-        let selftest_probes = suite
-            .probes
-            .iter()
-            .filter(|p| matches!(p.kind, ProbeKind::Kselftest { .. }))
-            .map(|p| p.name.clone())
-            .collect();
-        Ok(CellRun { cell: cell.clone(), kernel, report, console_log, kernel_config, selftest_probes, started })
+        Ok(CellRun { cell: cell.clone(), kernel, report, console_log, kernel_config, started })
     }
 
     fn write_console_log(&self, cell: &Cell, report: &RunReport) -> Result<PathBuf> {

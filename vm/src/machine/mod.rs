@@ -16,7 +16,7 @@ use crate::cache::Cache;
 use crate::machine::initramfs::{InitramfsSpec, ProbeFile};
 use crate::machine::qemu::{Accel, Qemu};
 use crate::machine::run::RunReport;
-use crate::machine::spec::{PlanEntry, ProbeSpec, Start, Timeouts, VmSpec};
+use crate::machine::spec::{Format, PlanEntry, ProbeSpec, Start, Timeouts, VmSpec};
 use crate::Error;
 
 /// One VM to boot: a kernel, the probes ksnap's init runs in it, and how the machine looks.
@@ -72,7 +72,13 @@ impl Vm {
 
     /// Run the static executable `binary` as probe `name` (letters, digits, `_.-`), killed after `timeout`.
     pub fn probe(self, name: &str, binary: impl Into<PathBuf>, timeout: Duration) -> Vm {
-        self.probe_spec(ProbeSpec { name: name.into(), binary: binary.into(), args: vec![], timeout })
+        self.probe_spec(ProbeSpec {
+            name: name.into(),
+            binary: binary.into(),
+            args: vec![],
+            timeout,
+            format: Format::Ktap,
+        })
     }
 
     /// Run a probe with arguments; probes run in the order they are added.
@@ -146,7 +152,7 @@ impl Vm {
         let plan = self
             .probes
             .iter()
-            .map(|p| PlanEntry { name: p.name.clone(), args: p.args.clone(), timeout: p.timeout })
+            .map(|p| PlanEntry { name: p.name.clone(), args: p.args.clone(), timeout: p.timeout, format: p.format })
             .collect();
         let probes: Duration = self.probes.iter().map(|p| p.timeout + self.timeouts.probe_grace).sum();
         let overall = self.overall.unwrap_or(self.timeouts.boot + probes + self.timeouts.probe_grace);
@@ -188,7 +194,10 @@ mod tests {
         assert_eq!((spec.memory_mib, spec.cpus, spec.accel), (512, 1, Accel::Tcg));
         assert_eq!(spec.extra_cmdline, ["norandmaps"]);
         assert_eq!(spec.initramfs.probes, ["a", "b"]);
-        assert_eq!(spec.plan[1], PlanEntry { name: "b".into(), args: vec![], timeout: Duration::from_secs(5) });
+        assert_eq!(
+            spec.plan[1],
+            PlanEntry { name: "b".into(), args: vec![], timeout: Duration::from_secs(5), format: Format::Ktap }
+        );
         assert_eq!(spec.start, Start::Boot);
         // 60 s boot + (30 + 10) + (5 + 10) + 10.
         assert_eq!(spec.timeouts.overall, Duration::from_secs(125));

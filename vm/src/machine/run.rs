@@ -209,6 +209,11 @@ pub fn run_saving(qemu: &Qemu, spec: &VmSpec, cache: &Cache, on_saved: OnSaved) 
     run_inner(qemu, spec, Some(Saving { cache, qemu, key, on_saved }))
 }
 
+/// How the channel reads each probe's stdout: as its entry of the plan says.
+fn formats(spec: &VmSpec) -> impl Iterator<Item = (String, crate::machine::spec::Format)> + '_ {
+    spec.plan.iter().map(|p| (p.name.clone(), p.format))
+}
+
 /// A run's request to save its machine at init's hello.
 struct Saving<'a> {
     cache: &'a Cache,
@@ -232,7 +237,7 @@ fn run_inner(qemu: &Qemu, spec: &VmSpec, saving: Option<Saving>) -> Result<RunRe
         console: ConsoleScan::new(),
         console_text: String::new(),
         console_dropped: 0,
-        channel: ResultChannel::new(),
+        channel: ResultChannel::new().with_formats(formats(spec)),
         probe_stderr: Vec::new(),
         result_bytes: 0,
         protocol_error: None,
@@ -539,7 +544,7 @@ impl<'s> Watch<'_, 's> {
                     return Ok(Connected::RestoreFailed { key: state.key.clone(), why });
                 }
                 // The state was saved right after init's hello: init waits for its plan.
-                self.channel = ResultChannel::after_hello();
+                self.channel = ResultChannel::after_hello().with_formats(formats(self.spec));
                 self.reached(Milestone::Hello);
             }
             (None, Some(saving), Some(qmp)) => match qmp {

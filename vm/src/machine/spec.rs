@@ -7,6 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use ksnap_readers::channel::Format;
+
 use crate::error::Error;
 use crate::machine::initramfs::ProbeFile;
 use crate::machine::qemu::{Accel, Qemu, CPU_MODEL};
@@ -59,6 +61,8 @@ pub struct ProbeSpec {
     pub args: Vec<String>,
     /// init kills the probe after this long.
     pub timeout: Duration,
+    /// How its stdout is read: KTAP, or a kernel selftest's TAP.
+    pub format: Format,
 }
 
 impl From<&ProbeSpec> for ProbeFile {
@@ -77,6 +81,8 @@ pub struct PlanEntry {
     /// init kills the probe after this long; the host waits that long plus
     /// [`Timeouts::probe_grace`] for its end.
     pub timeout: Duration,
+    /// How the host reads its stdout (not sent to init).
+    pub format: Format,
 }
 
 /// A machine saved when init was waiting for its plan, ready to restore ([`Start::Restore`]); made by
@@ -212,7 +218,12 @@ mod tests {
         VmSpec {
             kernel: "/k/vmlinuz".into(),
             initramfs: crate::machine::initramfs::Initramfs { path: "/k/initrd".into(), probes: vec!["env".into()] },
-            plan: vec![PlanEntry { name: "env".into(), args: vec!["--all".into()], timeout: Duration::from_secs(30) }],
+            plan: vec![PlanEntry {
+                name: "env".into(),
+                args: vec!["--all".into()],
+                timeout: Duration::from_secs(30),
+                format: Format::Ktap,
+            }],
             start: Start::Boot,
             memory_mib: 512,
             cpus: 1,

@@ -123,12 +123,12 @@ mod tests {
             truncated_bytes: None,
             stderr: vec![],
             stderr_truncated_bytes: None,
-            ktap: ksnap_readers::ktap::parse(
+            reading: ksnap_readers::channel::Reading::Ktap(ksnap_readers::ktap::parse(
                 "KTAP version 1\n1..2\n# fact: b = 2\n# fact: a = 1\nok 1 z\nnot ok 2 y\n",
-            ),
+            )),
         }];
         assert_eq!(
-            body(&crate::facts::facts_of(&probes, &[])),
+            body(&crate::facts::facts_of(&probes)),
             "env.(process) = killed by signal 11 (SIGSEGV)\nenv.y = not ok\nenv.z = ok\nenv.z.a = 1\nenv.z.b = 2\n"
         );
     }
