@@ -1,6 +1,11 @@
 //! Errors of the host side: things that stop ksnap from running a guest at all. What happens *inside*
 //! a guest (panic, hang, malformed output) is not an error but an [`crate::Outcome`].
+//!
+//! The two detailed errors [`Error`] wraps, of unpacking a `.deb` (`kernel::deb`) and of packing an
+//! initramfs (`machine::cpio`), are here too. Invariant: the shared modules (`cache`, `children`, `error`)
+//! import neither subsystem, so that `kernel/` and `machine/` stand on them and not on each other.
 
+use std::io;
 use std::path::PathBuf;
 
 /// Why ksnap could not run a guest: QEMU, KVM, a kernel, the selftests or the cache are not what they must be.
@@ -54,7 +59,7 @@ pub enum Error {
     /// The initramfs archive could not be built: an entry's path, mode or symlink target is invalid, or two
     /// entries conflict.
     #[error("initramfs: {0}")]
-    Initramfs(#[from] crate::machine::cpio::CpioError),
+    Initramfs(#[from] CpioError),
 
     /// A machine could not be saved, or a saved one could not be restored: QEMU refused the state, the
     /// monitor broke off, or it took too long. The run that was saving goes on booted; a state that would
@@ -155,7 +160,7 @@ pub enum Error {
 
     /// A kernel `.deb` or source package could not be read or unpacked.
     #[error(transparent)]
-    Deb(#[from] crate::kernel::deb::DebError),
+    Deb(#[from] DebError),
 
     // Kernels built from source (kernel/build/); NotASourceTree and BuildFailed serve the selftests too.
     /// A Kconfig fragment cannot be read or has a line that is not an option setting.
@@ -297,4 +302,79 @@ impl Error {
     pub fn io(context: impl Into<String>, cause: std::io::Error) -> Error {
         Error::Io { context: context.into(), cause }
     }
+}
+
+/// Why a `.deb` could not be read. Every message names the package file.
+#[derive(Debug, thiserror::Error)]
+pub enum DebError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read { path: PathBuf, source: io::Error },
+
+    #[error("{} is not a .deb package: it does not start with the ar archive signature `!<arch>`", path.display())]
+    NotArArchive { path: PathBuf },
+
+    #[error(
+        "{} has no {member}.* member: it is not a Debian binary package, or it is truncated",
+        path.display()
+    )]
+    MissingMember { path: PathBuf, member: &'static str },
+
+    #[error(
+        "{}: member {member} uses a compression ksnap cannot read; only xz (.xz), zstd (.zst) and \
+         uncompressed members are supported",
+        path.display()
+    )]
+    UnsupportedCompression { path: PathBuf, member: String },
+
+    #[error("{} is truncated or corrupt: reading {member} failed: {source}", path.display())]
+    Corrupt { path: PathBuf, member: String, source: io::Error },
+
+    #[error(
+        "{} contains no boot/vmlinuz-* or usr/lib/modules/*/vmlinuz: it is not a kernel image package \
+         (a meta-package such as linux-image-amd64 only depends on one; from Debian 7.x the image is in \
+         linux-binary-*)",
+        path.display()
+    )]
+    NoVmlinuz { path: PathBuf },
+
+    #[error(
+        "{} contains no usr/src/linux-source-*.tar.xz: it is not a Debian kernel source package \
+         (linux-source-X.Y)",
+        path.display()
+    )]
+    NoSourceTarball { path: PathBuf },
+
+    #[error("unpacking {} was stopped", path.display())]
+    Stopped { path: PathBuf },
+
+    #[error("{}: {problem}", path.display())]
+    InvalidControl { path: PathBuf, problem: &'static str },
+
+    #[error("cannot write {}: {source}", path.display())]
+    Write { path: PathBuf, source: io::Error },
+}
+
+/// Why an entry cannot be added to the archive.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CpioError {
+    #[error(
+        "invalid initramfs path {path:?}: {reason}; use a relative or absolute path made of \
+         plain names separated by single slashes"
+    )]
+    InvalidPath { path: String, reason: &'static str },
+
+    #[error("invalid mode {mode:#o} for initramfs entry {path:?}: only permission bits (0o7777) may be set")]
+    InvalidMode { path: String, mode: u32 },
+
+    #[error("initramfs entry {path:?} was added twice with different contents; add each path once")]
+    Conflict { path: String },
+
+    #[error("cannot add {path:?} to the initramfs: its parent {parent:?} is not a directory")]
+    ParentNotDirectory { path: String, parent: String },
+
+    #[error("initramfs file {path:?} is {size} bytes, more than the 4 GiB a newc cpio entry can hold")]
+    FileTooLarge { path: String, size: usize },
+
+    #[error("invalid symlink target {target:?} for initramfs entry {path:?}: {reason}")]
+    InvalidSymlinkTarget { path: String, target: String, reason: &'static str },
 }

@@ -14,6 +14,8 @@ use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Component, Path, PathBuf};
 
+use crate::error::DebError;
+
 /// The first bytes of every `ar` archive, hence of every `.deb`.
 const AR_MAGIC: &[u8; 8] = b"!<arch>\n";
 /// Kernel configs are held in memory until the kernel's release is known; a config is about
@@ -24,56 +26,6 @@ const MAX_CONFIG_BYTES: u64 = 16 << 20;
 const MAX_KERNEL_BYTES: u64 = 512 << 20;
 /// A control file is a few KB.
 const MAX_CONTROL_BYTES: u64 = 1 << 20;
-
-/// Why a `.deb` could not be read. Every message names the package file.
-#[derive(Debug, thiserror::Error)]
-pub enum DebError {
-    #[error("cannot read {}: {source}", path.display())]
-    Read { path: PathBuf, source: io::Error },
-
-    #[error("{} is not a .deb package: it does not start with the ar archive signature `!<arch>`", path.display())]
-    NotArArchive { path: PathBuf },
-
-    #[error(
-        "{} has no {member}.* member: it is not a Debian binary package, or it is truncated",
-        path.display()
-    )]
-    MissingMember { path: PathBuf, member: &'static str },
-
-    #[error(
-        "{}: member {member} uses a compression ksnap cannot read; only xz (.xz), zstd (.zst) and \
-         uncompressed members are supported",
-        path.display()
-    )]
-    UnsupportedCompression { path: PathBuf, member: String },
-
-    #[error("{} is truncated or corrupt: reading {member} failed: {source}", path.display())]
-    Corrupt { path: PathBuf, member: String, source: io::Error },
-
-    #[error(
-        "{} contains no boot/vmlinuz-* or usr/lib/modules/*/vmlinuz: it is not a kernel image package \
-         (a meta-package such as linux-image-amd64 only depends on one; from Debian 7.x the image is in \
-         linux-binary-*)",
-        path.display()
-    )]
-    NoVmlinuz { path: PathBuf },
-
-    #[error(
-        "{} contains no usr/src/linux-source-*.tar.xz: it is not a Debian kernel source package \
-         (linux-source-X.Y)",
-        path.display()
-    )]
-    NoSourceTarball { path: PathBuf },
-
-    #[error("unpacking {} was stopped", path.display())]
-    Stopped { path: PathBuf },
-
-    #[error("{}: {problem}", path.display())]
-    InvalidControl { path: PathBuf, problem: &'static str },
-
-    #[error("cannot write {}: {source}", path.display())]
-    Write { path: PathBuf, source: io::Error },
-}
 
 /// What [`extract_kernel`] wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]

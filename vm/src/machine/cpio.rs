@@ -11,6 +11,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::error::CpioError;
+
 /// Longest path the kernel's initramfs unpacker accepts, terminating NUL included (`PATH_MAX`).
 const PATH_MAX: usize = 4096;
 
@@ -31,31 +33,6 @@ const SYMLINK_MODE: u32 = 0o777;
 const NEWC_MAGIC: &str = "070701";
 const HEADER_LEN: usize = 110;
 const TRAILER_NAME: &str = "TRAILER!!!";
-
-/// Why an entry cannot be added to the archive.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum CpioError {
-    #[error(
-        "invalid initramfs path {path:?}: {reason}; use a relative or absolute path made of \
-         plain names separated by single slashes"
-    )]
-    InvalidPath { path: String, reason: &'static str },
-
-    #[error("invalid mode {mode:#o} for initramfs entry {path:?}: only permission bits (0o7777) may be set")]
-    InvalidMode { path: String, mode: u32 },
-
-    #[error("initramfs entry {path:?} was added twice with different contents; add each path once")]
-    Conflict { path: String },
-
-    #[error("cannot add {path:?} to the initramfs: its parent {parent:?} is not a directory")]
-    ParentNotDirectory { path: String, parent: String },
-
-    #[error("initramfs file {path:?} is {size} bytes, more than the 4 GiB a newc cpio entry can hold")]
-    FileTooLarge { path: String, size: usize },
-
-    #[error("invalid symlink target {target:?} for initramfs entry {path:?}: {reason}")]
-    InvalidSymlinkTarget { path: String, target: String, reason: &'static str },
-}
 
 /// What a path in the archive is.
 #[derive(Debug, Clone, PartialEq, Eq)]
