@@ -32,7 +32,7 @@ use ksnap_vm::{AccelChoice, Outcome};
 use libtest_mimic::{Arguments, Failed, Trial};
 
 use crate::facts::snapshot::{self, write};
-use crate::present::progress::Progress;
+use crate::progress::Progress;
 use crate::project::config::Config;
 use crate::project::kernels::LockMode;
 use crate::project::matrix::{self, Cell, Selection};
@@ -164,7 +164,7 @@ fn check_cell(session: &Session, cell: &Cell) -> Result<(), Failed> {
         "Facts suite `{}` observed on kernel `{}` (variant `{}`)",
         cell.suite, cell.kernel, cell.variant
     ));
-    settings.set_info(&write::Environment::of(session, cell, &run.kernel));
+    settings.set_info(&session.environment(cell, &run.kernel));
     let body = write::body(&run.facts());
     settings.bind(|| insta::assert_snapshot!(write::name(cell), body));
     Ok(())

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ksnap::present::progress::Progress;
+use ksnap::progress::Progress;
 use ksnap::project::config::Config;
 use ksnap::project::kernels::LockMode;
 use ksnap::project::matrix::Cell;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use ksnap::present::progress::Progress;
+use ksnap::progress::Progress;
 use ksnap::project::config::Config;
 use ksnap::project::kernels::LockMode;
 use ksnap::project::matrix::Cell;
@@ -436,6 +436,6 @@ fn probe_stderr_cannot_imitate_the_kernel() {
     assert!(guest.probes[1].passed(), "{:#?}", guest.probes[1]);
     assert!(guest.probes[1].stderr.is_empty(), "{:#?}", guest.probes[1].stderr);
     // The console log shows them, marked as the probe's.
-    let log = ksnap::present::console_log::console_log(&report);
+    let log = ksnap::session::console_log::console_log(&report);
     assert!(log.contains("[ksnap: stderr of probe fake] Kernel panic - not syncing: fake\n"), "{log}");
 }

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use ksnap_vm::AccelChoice;
 
-use crate::present::progress::Progress;
-use crate::project::column::Column;
+use crate::facts::column::Column;
+use crate::progress::Progress;
 use crate::project::kernels::LockMode;
 use crate::project::matrix::{self, Selection};
 use crate::session::Session;

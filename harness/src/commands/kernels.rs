@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use crate::present::progress::Progress;
+use crate::progress::Progress;
 use crate::project::kernels::{Kernels, LockMode};
 
 use super::load_config;

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use ksnap_vm::AccelChoice;
 
-use crate::present::progress::Progress;
 use crate::present::results::{FactsShown, View};
+use crate::progress::Progress;
 use crate::project::kernels::LockMode;
 use crate::project::matrix::{self, Selection};
 use crate::session::Session;

@@ -5,9 +5,9 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
+use crate::facts::column::Column;
 use crate::facts::Facts;
 use crate::present::text::{md, shorten, table, table_width, MAX_VALUE_CHARS};
-use crate::project::column::Column;
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
 pub struct Diff {

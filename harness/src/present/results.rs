@@ -311,7 +311,7 @@ mod tests {
             host_cpu: None,
             ready_after: None,
         };
-        let log = crate::present::console_log::console_log(&report);
+        let log = crate::session::console_log::console_log(&report);
         let lines: Vec<&str> = log.lines().collect();
         assert!(lines[0].starts_with("[ksnap: a line `[ksnap: stderr of probe NAME]"), "{log}");
         assert_eq!(

@@ -1,8 +1,7 @@
 //! The project under test, as its files say: `ksnap.toml` ([`Config`]: kernels, variants, suites and their
-//! probes), `ksnap.lock` (the kernels pinned), the matrix of cells and its columns, and the scaffold
+//! probes), `ksnap.lock` (the kernels pinned), the matrix of cells, and the scaffold
 //! `ksnap init` writes. Nothing here boots a VM.
 
-pub mod column;
 pub mod config;
 pub mod kernels;
 pub mod lockfile;

@@ -174,7 +174,7 @@ impl Session {
     fn write_console_log(&self, cell: &Cell, report: &RunReport) -> Result<PathBuf> {
         let path = self.log_dir.join(format!("{}.console.log", cell.id().replace("::", "--")));
         // The console with each line of probe stderr marked where it arrived (probe stderr is not kernel output).
-        write_file(&path, crate::present::console_log::console_log(report).as_bytes())?;
+        write_file(&path, crate::session::console_log::console_log(report).as_bytes())?;
         Ok(path)
     }
 }

@@ -2,8 +2,8 @@
 //! probes' executables, the cache and the kernels resolved so far — and running them: [`cell`] runs one,
 //! [`schedule`] runs many side by side and makes ready what they need, [`machine`] groups cells into
 //! machines that boot once, [`once`] holds what is made once per session (a kernel, the selftests),
-//! [`executables`] builds the probes into guest executables, and [`resources`] holds the [`Session`]
-//! itself.
+//! [`executables`] builds the probes into guest executables, [`console_log`] writes a run's log file,
+//! [`environment`] says what a snapshot's metadata records, and [`resources`] holds the [`Session`] itself.
 //!
 //! **Boot once per machine.** Cells whose VMs are the same apart from the plan — one kernel, the same
 //! memory, CPUs and kernel command line (variant and suite words) — share a *machine*: its initramfs holds
@@ -15,6 +15,8 @@
 //! later one (in ksnap.toml's order) gets a machine of its own.
 
 pub mod cell;
+pub mod console_log;
+pub mod environment;
 pub mod executables;
 pub mod machine;
 pub mod once;

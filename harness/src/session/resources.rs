@@ -11,7 +11,7 @@ use ksnap_vm::kernel::selftests::{Selftests, SelftestsRecipe};
 use ksnap_vm::kernel::Kernel;
 use ksnap_vm::{Accel, AccelChoice, Qemu};
 
-use crate::present::progress::Progress;
+use crate::progress::Progress;
 use crate::project::config::Config;
 use crate::project::kernels::{Kernels, LockMode};
 use crate::project::matrix::Cell;

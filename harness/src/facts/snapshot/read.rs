@@ -38,8 +38,8 @@ pub fn read_dir(dir: &Path) -> Result<Vec<SnapshotFile>> {
 }
 
 /// The snapshots grouped as columns: column name → suite → facts.
-pub fn columns(snapshots: &[SnapshotFile]) -> BTreeMap<String, crate::project::column::Column> {
-    let mut columns: BTreeMap<String, crate::project::column::Column> = BTreeMap::new();
+pub fn columns(snapshots: &[SnapshotFile]) -> BTreeMap<String, crate::facts::column::Column> {
+    let mut columns: BTreeMap<String, crate::facts::column::Column> = BTreeMap::new();
     for snapshot in snapshots {
         columns.entry(snapshot.column.clone()).or_default().insert(snapshot.suite.clone(), snapshot.facts.clone());
     }
