@@ -111,16 +111,17 @@ fn find_program(name: &str) -> bool {
 
 /// Whether the host C compiler finds `<header>` (asked of gcc itself: it knows its include path).
 fn header_exists(header: &str) -> bool {
-    let Ok(mut child) = Command::new("gcc")
+    let mut command = Command::new("gcc");
+    command
         .args(["-E", "-x", "c", "-o", "/dev/null", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-    else {
+        .stderr(Stdio::null());
+    // Through crate::children like every child: none outlives ksnap.
+    let Ok(mut child) = crate::children::spawn(&mut command) else {
         return false;
     };
-    let wrote = child.stdin.take().is_some_and(|mut stdin| writeln!(stdin, "#include <{header}>").is_ok());
+    let wrote = child.child_mut().stdin.take().is_some_and(|mut stdin| writeln!(stdin, "#include <{header}>").is_ok());
     child.wait().is_ok_and(|status| status.success()) && wrote
 }
 
