@@ -103,23 +103,53 @@ fn is_selected(args: &Arguments, name: &str) -> bool {
 /// One trial: run the cell (KSNAP_REPEAT times), refuse a guest or kernel in trouble, compare the snapshot.
 fn check_cell(session: &Session, cell: &Cell) -> Result<(), Failed> {
     let runs = crate::facts::repeat::from_env()?;
-    let mut run = session.run_cell(cell).map_err(|e| format!("{cell}: {e:#}"))?;
+    let run = session.run_cell(cell).map_err(|e| format!("{cell}: {e:#}"))?;
     // KSNAP_REPEAT=N: run the cell N-1 more times; any fact that moves fails the trial before its
     // snapshot is compared (or written).
     if runs > 1 {
-        let mut facts = vec![run.facts()];
-        for _ in 1..runs {
-            let again = session.run_cell(cell).map_err(|e| format!("{cell}: {e:#}"))?;
-            if !again.passed() {
-                return Err(format!("{cell}: a repeated run failed: {}", again.report.outcome).into());
-            }
-            facts.push(again.facts());
-        }
-        let flakes = crate::facts::repeat::flakes(cell, &facts);
-        if !flakes.is_empty() {
-            return Err(crate::facts::repeat::render(&flakes, runs).into());
-        }
+        check_repeats(session, cell, &run, runs)?;
     }
+    let run = retry_if_starved(session, cell, run)?;
+    refuse_trouble(cell, &run)?;
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path(snapshot::dir(&session.config.root));
+    settings.set_prepend_module_to_snapshot(false);
+    settings.set_omit_expression(true);
+    settings.set_description(format!(
+        "Facts suite `{}` observed on kernel `{}` (variant `{}`)",
+        cell.suite, cell.kernel, cell.variant
+    ));
+    settings.set_info(&session.environment(cell, &run.kernel));
+    let body = write::body(&run.facts());
+    settings.bind(|| insta::assert_snapshot!(write::name(cell), body));
+    Ok(())
+}
+
+/// Run the cell `runs` - 1 more times after `first`: an error when a run fails or a fact's value differs
+/// between runs.
+fn check_repeats(session: &Session, cell: &Cell, first: &crate::session::CellRun, runs: usize) -> Result<(), Failed> {
+    let mut facts = vec![first.facts()];
+    for _ in 1..runs {
+        let again = session.run_cell(cell).map_err(|e| format!("{cell}: {e:#}"))?;
+        if !again.passed() {
+            return Err(format!("{cell}: a repeated run failed: {}", again.report.outcome).into());
+        }
+        facts.push(again.facts());
+    }
+    let flakes = crate::facts::repeat::flakes(cell, &facts);
+    if !flakes.is_empty() {
+        return Err(crate::facts::repeat::render(&flakes, runs).into());
+    }
+    Ok(())
+}
+
+/// `run`, or when its VM was starved and its facts differ from the committed snapshot, the cell run again
+/// alone; starved again with facts that still differ, an error.
+fn retry_if_starved(
+    session: &Session,
+    cell: &Cell,
+    mut run: crate::session::CellRun,
+) -> Result<crate::session::CellRun, Failed> {
     let committed = snapshot::dir(&session.config.root).join(format!("{}.snap", write::name(cell)));
     let differs = |run: &crate::session::CellRun| {
         crate::facts::snapshot::read::read(&committed).is_ok_and(|snapshot| snapshot.facts != run.facts())
@@ -141,6 +171,11 @@ fn check_cell(session: &Session, cell: &Cell) -> Result<(), Failed> {
         }
         eprintln!("{cell}: retried alone{}", if run.starved() { " (starved again, but its facts match)" } else { "" });
     }
+    Ok(run)
+}
+
+/// An error when the guest did not complete, or the kernel logged trouble (anything but an OOM kill).
+fn refuse_trouble(cell: &Cell, run: &crate::session::CellRun) -> Result<(), Failed> {
     let Outcome::Completed(_) = &run.report.outcome else {
         return Err(format!("{cell}: {} (console log: {})", run.report.outcome, run.console_log.display()).into());
     };
@@ -156,17 +191,6 @@ fn check_cell(session: &Session, cell: &Cell) -> Result<(), Failed> {
     if !trouble.is_empty() {
         return Err(format!("{cell}: the kernel logged {}", trouble.join("; ")).into());
     }
-    let mut settings = insta::Settings::clone_current();
-    settings.set_snapshot_path(snapshot::dir(&session.config.root));
-    settings.set_prepend_module_to_snapshot(false);
-    settings.set_omit_expression(true);
-    settings.set_description(format!(
-        "Facts suite `{}` observed on kernel `{}` (variant `{}`)",
-        cell.suite, cell.kernel, cell.variant
-    ));
-    settings.set_info(&session.environment(cell, &run.kernel));
-    let body = write::body(&run.facts());
-    settings.bind(|| insta::assert_snapshot!(write::name(cell), body));
     Ok(())
 }
 

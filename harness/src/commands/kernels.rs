@@ -37,58 +37,20 @@ pub fn kernels(args: KernelsArgs, config: Option<PathBuf>, lock_mode: LockMode) 
     let mut newer = Vec::new();
     let mut all_ok = true;
     for (name, source) in &kernels.config.kernels {
-        let task = progress.start(&format!("kernel {name}"));
-        let kernel = match fetch {
-            true => kernels.resolve(name, &mut |step| task.step(step)).map(Some),
-            false => kernels.pin(name, &mut |step| task.step(step)).and_then(|_| kernels.cached(name)),
-        };
-        task.finish(match &kernel {
-            Ok(Some(_)) => "ready",
-            Ok(None) => "not cached",
-            Err(_) => "failed",
-        });
+        let kernel = ready_kernel(&kernels, &progress, fetch, name);
+        all_ok &= kernel.is_ok();
         let pin = kernels.locked(name).ok().flatten();
-        // The package and version columns say what the lock pins; a local kernel shows its file.
-        let (package, version) = pin.as_ref().map_or((source.to_string(), "-".into()), |p| {
-            (p.packages()[0].name.clone(), p.packages()[0].version.clone())
-        });
-        let row = match kernel {
-            Ok(Some(kernel)) => {
-                let config = kernel.config_hash.map_or("-".into(), |h| h[..12].to_string());
-                [name.clone(), package, version, kernel.release, config, kernel.image.display().to_string()]
-            }
-            Ok(None) => [name.clone(), package, version, "-".into(), "-".into(), not_ready(source).into()],
-            Err(e) => {
-                all_ok = false;
-                [name.clone(), package, version, "-".into(), "-".into(), format!("error: {e:#}")]
-            }
-        };
-        rows.push(row);
+        rows.push(kernel_row(name, source, pin.as_ref(), kernel));
         let Some(pin) = pin else { continue };
-        match kernels.newer(name, &pin) {
-            Ok(Some(today)) => {
-                newer.push(format!("  {name}: {today} (locked: {pin}); `ksnap lock --update {name}` moves it"))
-            }
-            Ok(None) => {}
-            Err(e) => newer.push(format!("  {name}: cannot ask apt for newer versions: {e:#}")),
-        }
+        newer.extend(newer_than_lock(&kernels, name, &pin));
     }
     // --fetch readies everything the matrix downloads or builds, the kernel selftests too: a CI job that
     // fills the cache for later ones (the workflow `ksnap init` writes) leaves nothing to fetch.
     let mut selftests = None;
     if fetch && kernels.config.suites.values().any(|s| s.runs_selftests()) {
-        let task = progress.start("kernel selftests");
-        let built = crate::session::resources::build_selftests(&kernels.config, &kernels, &kernels.cache, &mut |s| {
-            task.step(s)
-        });
-        task.finish(if built.is_ok() { "ready" } else { "failed" });
-        all_ok &= built.is_ok();
-        selftests = Some(match built {
-            Ok(built) => {
-                format!("kernel selftests: {} {}, {}", built.source.name, built.source.version, built.toolchain)
-            }
-            Err(e) => format!("kernel selftests: error: {e:#}"),
-        });
+        let (built, line) = fetch_selftests(&kernels, &progress);
+        all_ok &= built;
+        selftests = Some(line);
     }
     let header = ["NAME", "PACKAGE", "VERSION", "RELEASE", "CONFIG", "IMAGE"].map(String::from);
     print!("{}", crate::present::text::table(&[&[header][..], &rows].concat()));
@@ -99,6 +61,72 @@ pub fn kernels(args: KernelsArgs, config: Option<PathBuf>, lock_mode: LockMode) 
         println!("\nnewer than ksnap.lock:\n{}", newer.join("\n"));
     }
     Ok(all_ok)
+}
+
+/// Kernel `name` as far as `ksnap kernels` readies it, its progress shown: with `fetch` resolved
+/// (downloaded, unpacked or built), else pinned and looked up in the cache (`None`: not there yet).
+fn ready_kernel(
+    kernels: &Kernels,
+    progress: &Progress,
+    fetch: bool,
+    name: &str,
+) -> Result<Option<ksnap_vm::kernel::Kernel>> {
+    let task = progress.start(&format!("kernel {name}"));
+    let kernel = match fetch {
+        true => kernels.resolve(name, &mut |step| task.step(step)).map(Some),
+        false => kernels.pin(name, &mut |step| task.step(step)).and_then(|_| kernels.cached(name)),
+    };
+    task.finish(match &kernel {
+        Ok(Some(_)) => "ready",
+        Ok(None) => "not cached",
+        Err(_) => "failed",
+    });
+    kernel
+}
+
+/// A kernel's row of the table: NAME, PACKAGE, VERSION, RELEASE, CONFIG, IMAGE. `pin`: what ksnap.lock
+/// pins it to; `kernel`: [`ready_kernel`].
+fn kernel_row(
+    name: &str,
+    source: &ksnap_vm::kernel::KernelSource,
+    pin: Option<&ksnap_vm::kernel::Pin>,
+    kernel: Result<Option<ksnap_vm::kernel::Kernel>>,
+) -> [String; 6] {
+    // The package and version columns say what the lock pins; a local kernel shows its file.
+    let (package, version) = pin
+        .map_or((source.to_string(), "-".into()), |p| (p.packages()[0].name.clone(), p.packages()[0].version.clone()));
+    match kernel {
+        Ok(Some(kernel)) => {
+            let config = kernel.config_hash.map_or("-".into(), |h| h[..12].to_string());
+            [name.to_string(), package, version, kernel.release, config, kernel.image.display().to_string()]
+        }
+        Ok(None) => [name.to_string(), package, version, "-".into(), "-".into(), not_ready(source).into()],
+        Err(e) => [name.to_string(), package, version, "-".into(), "-".into(), format!("error: {e:#}")],
+    }
+}
+
+/// The line under "newer than ksnap.lock" for a locked kernel: the version apt has today when it is not
+/// the locked one, or why apt could not say; `None` when the lock is current.
+fn newer_than_lock(kernels: &Kernels, name: &str, pin: &ksnap_vm::kernel::Pin) -> Option<String> {
+    match kernels.newer(name, pin) {
+        Ok(Some(today)) => Some(format!("  {name}: {today} (locked: {pin}); `ksnap lock --update {name}` moves it")),
+        Ok(None) => None,
+        Err(e) => Some(format!("  {name}: cannot ask apt for newer versions: {e:#}")),
+    }
+}
+
+/// Build the kernel selftests (`--fetch`), progress shown: whether they built, and the line that says
+/// what was built or why not.
+fn fetch_selftests(kernels: &Kernels, progress: &Progress) -> (bool, String) {
+    let task = progress.start("kernel selftests");
+    let built =
+        crate::session::resources::build_selftests(&kernels.config, kernels, &kernels.cache, &mut |s| task.step(s));
+    task.finish(if built.is_ok() { "ready" } else { "failed" });
+    let line = match &built {
+        Ok(built) => format!("kernel selftests: {} {}, {}", built.source.name, built.source.version, built.toolchain),
+        Err(e) => format!("kernel selftests: error: {e:#}"),
+    };
+    (built.is_ok(), line)
 }
 
 #[cfg(test)]

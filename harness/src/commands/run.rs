@@ -58,68 +58,103 @@ pub fn run(args: RunArgs, config: Option<PathBuf>, lock_mode: LockMode) -> Resul
     let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let work: Vec<matrix::Cell> = cells.iter().flat_map(|cell| std::iter::repeat_n(cell.clone(), repeat)).collect();
     let results = session.run_cells(&work, jobs);
-    // The first run of each cell is the one shown; every run counts for passing and for flakes.
-    let mut runs: Vec<crate::session::CellRun> = Vec::new();
-    let mut runs_of: std::collections::BTreeMap<matrix::Cell, Vec<crate::facts::Facts>> = Default::default();
-    let mut failed_runs = 0;
-    let mut starved_runs = 0;
-    for run in results.runs {
-        failed_runs += usize::from(!run.passed());
-        starved_runs += usize::from(run.starved());
-        let facts = runs_of.entry(run.cell.clone()).or_default();
-        facts.push(run.facts());
-        if facts.len() == 1 {
-            runs.push(run);
-        }
-    }
-    print!("{}", crate::present::results::render(&runs, view));
-    for path in write_plots(&session, &runs)? {
+    let runs = Runs::of(results.runs);
+    print!("{}", crate::present::results::render(&runs.shown, view));
+    for path in write_plots(&session, &runs.shown)? {
         println!("plot: {}", path.display());
     }
-    let failed = runs.iter().filter(|r| !r.passed()).count();
+    print_totals(&runs, session.accel);
+    let flakes = if repeat > 1 { repeat_flakes(&runs, repeat, boot_every_cell) } else { Vec::new() };
+    // What could not run at all comes last, after everything that did: a late error hides nothing.
+    bail_on_cells_not_run(&results.errors, &results.not_started, work.len())?;
+    Ok(runs.failed == 0 && flakes.is_empty())
+}
+
+/// The runs of a `ksnap run`, a cell's repeats gathered.
+struct Runs {
+    /// The first run of each cell: the one shown.
+    shown: Vec<crate::session::CellRun>,
+    /// Every run's facts, by cell.
+    facts_of: std::collections::BTreeMap<matrix::Cell, Vec<crate::facts::Facts>>,
+    /// Runs (of any cell, any repeat) that did not pass.
+    failed: usize,
+    /// Runs whose VM was starved of CPU.
+    starved: usize,
+}
+
+impl Runs {
+    fn of(results: Vec<crate::session::CellRun>) -> Runs {
+        // The first run of each cell is the one shown; every run counts for passing and for flakes.
+        let mut runs = Runs { shown: Vec::new(), facts_of: Default::default(), failed: 0, starved: 0 };
+        for run in results {
+            runs.failed += usize::from(!run.passed());
+            runs.starved += usize::from(run.starved());
+            let facts = runs.facts_of.entry(run.cell.clone()).or_default();
+            facts.push(run.facts());
+            if facts.len() == 1 {
+                runs.shown.push(run);
+            }
+        }
+        runs
+    }
+}
+
+/// The closing lines: how many cells passed, and how many runs were starved of CPU (if any were).
+fn print_totals(runs: &Runs, accel: ksnap_vm::Accel) {
+    let failed = runs.shown.iter().filter(|r| !r.passed()).count();
     println!(
         "\n{} cells, {} passed, {} failed (accelerator {})",
-        runs.len(),
-        runs.len() - failed,
+        runs.shown.len(),
+        runs.shown.len() - failed,
         failed,
-        session.accel,
+        accel,
     );
-    if starved_runs > 0 {
+    if runs.starved > 0 {
         println!(
-            "{starved_runs} cell runs were STARVED: their VMs waited for a CPU over {:.0}% of the time they wanted \
+            "{} cell runs were STARVED: their VMs waited for a CPU over {:.0}% of the time they wanted \
              one, {:.2}s or more (other work on this machine); what they measured may be the host's load, not \
              the kernel",
+            runs.starved,
             crate::session::STARVED_ABOVE * 100.0,
             crate::session::STARVED_MIN_WAIT.as_secs_f64()
         );
     }
+}
+
+/// With `--repeat`: print how many runs failed and each fact whose value differed between runs of a
+/// cell, and return those flakes.
+fn repeat_flakes(runs: &Runs, repeat: usize, boot_every_cell: bool) -> Vec<crate::facts::repeat::Flake> {
     let mut flakes = Vec::new();
-    if repeat > 1 {
-        for (cell, facts) in &runs_of {
-            flakes.extend(crate::facts::repeat::flakes(cell, facts));
-        }
-        let how = if boot_every_cell { "each booted" } else { "restored from saved machines where possible" };
-        println!(
-            "\n--repeat {repeat} ({how}): {failed_runs} of {} runs failed",
-            runs_of.values().map(Vec::len).sum::<usize>()
-        );
-        print!("{}", crate::facts::repeat::render(&flakes, repeat));
+    for (cell, facts) in &runs.facts_of {
+        flakes.extend(crate::facts::repeat::flakes(cell, facts));
     }
-    // What could not run at all comes last, after everything that did: a late error hides nothing.
-    if !results.errors.is_empty() || !results.not_started.is_empty() {
-        for (cell, error) in &results.errors {
+    let how = if boot_every_cell { "each booted" } else { "restored from saved machines where possible" };
+    println!(
+        "\n--repeat {repeat} ({how}): {} of {} runs failed",
+        runs.failed,
+        runs.facts_of.values().map(Vec::len).sum::<usize>()
+    );
+    print!("{}", crate::facts::repeat::render(&flakes, repeat));
+    flakes
+}
+
+/// The cells that could not run (a host-side error) or were not started, each said on stderr, and then
+/// an error; nothing when every cell ran. `work`: how many cell runs there were.
+fn bail_on_cells_not_run(
+    errors: &[(matrix::Cell, anyhow::Error)],
+    not_started: &[matrix::Cell],
+    work: usize,
+) -> Result<()> {
+    if !errors.is_empty() || !not_started.is_empty() {
+        for (cell, error) in errors {
             eprintln!("ksnap: {cell} could not run: {error:#}");
         }
-        if !results.not_started.is_empty() {
-            eprintln!("ksnap: {} cells not started", results.not_started.len());
+        if !not_started.is_empty() {
+            eprintln!("ksnap: {} cells not started", not_started.len());
         }
-        anyhow::bail!(
-            "{} of {} cell runs could not run (see above)",
-            results.errors.len() + results.not_started.len(),
-            work.len()
-        );
+        anyhow::bail!("{} of {} cell runs could not run (see above)", errors.len() + not_started.len(), work);
     }
-    Ok(failed_runs == 0 && flakes.is_empty())
+    Ok(())
 }
 
 /// For each suite whose facts hold curves (`….curve.X.METRIC`), an SVG plot of them, one line per

@@ -279,71 +279,98 @@ fn suite_section(m: &SuiteMatrix, link: &dyn Fn(&SnapshotFile) -> String) -> Mar
                     (same.len()) " are the same in every column (collapsed below)."
                 } @else { (m.keys.len()) " facts, in one column." }
             }
-            @if is_selftest_suite(m) {
-                h3 { "Selftest results" }
-                p.note { "Per column: test cases (or, for a binary that reports none, the binary) by result." }
-                @let totals: Vec<SelftestTotals> = m.columns.iter().map(|c| SelftestTotals::of(&c.facts)).collect();
-                div.scroll {
-                    table {
-                        (column_header(m, "result", None))
-                        tbody {
-                            @for (row, (label, _)) in SelftestTotals::default().rows().iter().enumerate() {
-                                tr { th { (label) } @for (i, t) in totals.iter().enumerate() { td.num class=[starts[i].then_some("group")] { (t.rows()[row].1) } } }
-                            }
-                        }
-                    }
-                }
-            }
-            @if !differing.is_empty() {
-                h3 { @if m.columns.len() > 1 { "Facts that differ" } @else { "Facts" } }
-                div.scroll.tall {
-                    table.matrix {
-                        (column_header(m, "fact", Some(link)))
-                        tbody {
-                            @for key in &differing {
-                                @let highlighted = m.highlighted(key);
-                                @let anchor = format!("{}.{key}", m.suite);
-                                tr id=(anchor) {
-                                    th title=(key) { a href=(format!("#{anchor}")) { (fact_name(key)) } }
-                                    @for (i, c) in m.columns.iter().enumerate() {
-                                        (value_cell(&c.column, m.value(i, key), starts[i], highlighted[i]))
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-            @if !same.is_empty() {
-                details {
-                    summary { (same_in_every_column(same.len())) }
-                    div.scroll.tall {
-                        table.matrix {
-                            thead { tr { th.corner { "fact" } th { "value in every column" } } }
-                            tbody {
-                                @for key in &same {
-                                    tr { th title=(key) { (fact_name(key)) } (value_cell("every column", m.value(0, key), false, false)) }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
+            @if is_selftest_suite(m) { (selftest_totals(m, &starts)) }
+            @if !differing.is_empty() { (differing_facts(m, &differing, &starts, link)) }
+            @if !same.is_empty() { (same_facts(m, &same)) }
             @if !curves.is_empty() {
                 h3 { "Curves" }
                 div.plots { @for panel in crate::present::plot::panels(&curves) { (crate::present::plot::panel_svg(&panel, CURVE_X_LABEL)) } }
             }
-            h3 { "Environment" }
-            div.scroll {
-                table {
-                    (column_header(m, "", None))
+            (environment(m, &starts))
+        }
+    }
+}
+
+/// A selftest suite's results per column, by kind. `starts`: [`group_starts`].
+fn selftest_totals(m: &SuiteMatrix, starts: &[bool]) -> Markup {
+    html! {
+        h3 { "Selftest results" }
+        p.note { "Per column: test cases (or, for a binary that reports none, the binary) by result." }
+        @let totals: Vec<SelftestTotals> = m.columns.iter().map(|c| SelftestTotals::of(&c.facts)).collect();
+        div.scroll {
+            table {
+                (column_header(m, "result", None))
+                tbody {
+                    @for (row, (label, _)) in SelftestTotals::default().rows().iter().enumerate() {
+                        tr { th { (label) } @for (i, t) in totals.iter().enumerate() { td.num class=[starts[i].then_some("group")] { (t.rows()[row].1) } } }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The facts shown in full, a row each (with an anchor), the cells that differ highlighted.
+fn differing_facts(
+    m: &SuiteMatrix,
+    differing: &[&str],
+    starts: &[bool],
+    link: &dyn Fn(&SnapshotFile) -> String,
+) -> Markup {
+    html! {
+        h3 { @if m.columns.len() > 1 { "Facts that differ" } @else { "Facts" } }
+        div.scroll.tall {
+            table.matrix {
+                (column_header(m, "fact", Some(link)))
+                tbody {
+                    @for key in differing {
+                        @let highlighted = m.highlighted(key);
+                        @let anchor = format!("{}.{key}", m.suite);
+                        tr id=(anchor) {
+                            th title=(key) { a href=(format!("#{anchor}")) { (fact_name(key)) } }
+                            @for (i, c) in m.columns.iter().enumerate() {
+                                (value_cell(&c.column, m.value(i, key), starts[i], highlighted[i]))
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The facts the same in every column, collapsed: a row each with its one value.
+fn same_facts(m: &SuiteMatrix, same: &[&str]) -> Markup {
+    html! {
+        details {
+            summary { (same_in_every_column(same.len())) }
+            div.scroll.tall {
+                table.matrix {
+                    thead { tr { th.corner { "fact" } th { "value in every column" } } }
                     tbody {
-                        @for (key, label) in ENVIRONMENT {
-                            tr {
-                                th { (label) }
-                                @for (i, c) in m.columns.iter().enumerate() {
-                                    (value_cell(&c.column, c.environment.get(*key).map(String::as_str), starts[i], false))
-                                }
+                        @for key in same {
+                            tr { th title=(key) { (fact_name(key)) } (value_cell("every column", m.value(0, key), false, false)) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The [`ENVIRONMENT`] lines of each column.
+fn environment(m: &SuiteMatrix, starts: &[bool]) -> Markup {
+    html! {
+        h3 { "Environment" }
+        div.scroll {
+            table {
+                (column_header(m, "", None))
+                tbody {
+                    @for (key, label) in ENVIRONMENT {
+                        tr {
+                            th { (label) }
+                            @for (i, c) in m.columns.iter().enumerate() {
+                                (value_cell(&c.column, c.environment.get(*key).map(String::as_str), starts[i], false))
                             }
                         }
                     }

@@ -105,6 +105,39 @@ impl Session {
         let suite = &self.config.suites[&cell.suite];
         let variant = &self.config.variants[&cell.variant];
         let machine = machine.filter(|_| !self.boot_every_cell);
+        let vm = self.vm_of(suite, variant, &kernel, machine.as_ref())?;
+        let mut spec = vm.spec(&self.cache)?;
+        let task = self.progress.start(&cell.id());
+        let (report, started) = match machine {
+            None => {
+                task.step(&format!("booting {} under {}", kernel.release, self.accel));
+                (ksnap_vm::run(&self.qemu, &spec)?, Started::Booted)
+            }
+            Some(machine) => {
+                let slot = self.machine_slot(&machine.id);
+                run_on_machine(&self.qemu, &self.cache, &slot, &mut spec, &|step| task.step(step))?
+            }
+        };
+        task.finish(&run_summary(&report, started));
+        let console_log = self.write_console_log(cell, &report)?;
+        let kernel_config = suite
+            .kernel_config
+            .iter()
+            .map(|option| (option.clone(), kernel.config_setting(option).unwrap_or_else(|| "unknown".into())))
+            .collect();
+        Ok(CellRun { cell: cell.clone(), kernel, report, console_log, kernel_config, started })
+    }
+
+    /// The VM of a cell of `suite` and `variant` on `kernel`: the suite's probes planned, and packed beside
+    /// them the probes of every suite that shares `machine` (so that its saved state serves them all), and
+    /// busybox when one of those runs kernel selftests.
+    fn vm_of(
+        &self,
+        suite: &crate::project::config::Suite,
+        variant: &crate::project::config::Variant,
+        kernel: &Kernel,
+        machine: Option<&Machine>,
+    ) -> Result<Vm> {
         let binary = |suite: &str, probe: &Probe| -> Result<PathBuf> {
             Ok(match &probe.kind {
                 ProbeKind::Kselftest { test } => self.selftests()?.binary(test)?,
@@ -128,7 +161,7 @@ impl Session {
                 },
             });
         }
-        let members = machine.as_ref().map_or_else(|| vec![suite.name.clone()], |m| m.suites.clone());
+        let members = machine.map_or_else(|| vec![suite.name.clone()], |m| m.suites.clone());
         for member in &members {
             for probe in &self.config.suites[member].probes {
                 vm = vm.pack(&probe.name, binary(member, probe)?);
@@ -137,38 +170,7 @@ impl Session {
         if members.iter().any(|member| self.config.suites[member].runs_selftests()) {
             vm = vm.busybox(executables::static_busybox()?);
         }
-        let mut spec = vm.spec(&self.cache)?;
-        let task = self.progress.start(&cell.id());
-        let (report, started) = match machine {
-            None => {
-                task.step(&format!("booting {} under {}", kernel.release, self.accel));
-                (ksnap_vm::run(&self.qemu, &spec)?, Started::Booted)
-            }
-            Some(machine) => {
-                let slot = self.machine_slot(&machine.id);
-                run_on_machine(&self.qemu, &self.cache, &slot, &mut spec, &|step| task.step(step))?
-            }
-        };
-        let how = match started {
-            Started::Booted => "",
-            Started::BootedAndSaved => ", saved",
-            Started::Restored => ", restored",
-        };
-        let ready =
-            report.ready_after.map_or_else(String::new, |t| format!(", init ready after {:.2}s", t.as_secs_f64()));
-        let starved = match report.host_cpu {
-            Some(cpu) if is_starved(&cpu) => format!(", STARVED: QEMU {cpu}"),
-            Some(cpu) => format!(", QEMU {cpu}"),
-            None => String::new(),
-        };
-        task.finish(&format!("{} in {:.1}s{how}{ready}{starved}", report.outcome, report.duration.as_secs_f64()));
-        let console_log = self.write_console_log(cell, &report)?;
-        let kernel_config = suite
-            .kernel_config
-            .iter()
-            .map(|option| (option.clone(), kernel.config_setting(option).unwrap_or_else(|| "unknown".into())))
-            .collect();
-        Ok(CellRun { cell: cell.clone(), kernel, report, console_log, kernel_config, started })
+        Ok(vm)
     }
 
     fn write_console_log(&self, cell: &Cell, report: &RunReport) -> Result<PathBuf> {
@@ -177,6 +179,23 @@ impl Session {
         write_file(&path, crate::session::console_log::console_log(report).as_bytes())?;
         Ok(path)
     }
+}
+
+/// The line a cell's progress ends with: the outcome, how long it took, how the VM started, when init was
+/// ready, and the CPU QEMU got from the host (STARVED when it was).
+fn run_summary(report: &RunReport, started: Started) -> String {
+    let how = match started {
+        Started::Booted => "",
+        Started::BootedAndSaved => ", saved",
+        Started::Restored => ", restored",
+    };
+    let ready = report.ready_after.map_or_else(String::new, |t| format!(", init ready after {:.2}s", t.as_secs_f64()));
+    let starved = match report.host_cpu {
+        Some(cpu) if is_starved(&cpu) => format!(", STARVED: QEMU {cpu}"),
+        Some(cpu) => format!(", QEMU {cpu}"),
+        None => String::new(),
+    };
+    format!("{} in {:.1}s{how}{ready}{starved}", report.outcome, report.duration.as_secs_f64())
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
