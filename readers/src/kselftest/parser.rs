@@ -7,7 +7,7 @@ use ksnap_protocol::ProbeEnd;
 
 use super::keys::{cap_key, case_key, fnv1a, join_keys, mask, tidy};
 use super::lines::{clean_line, Class, Entry, StartKind, Status, Verdict};
-use super::{
+use super::report::{
     CaseResult, SelftestCase, SelftestReport, MAX_CASES, MAX_CASE_DIAGNOSTICS, MAX_DESCRIPTION_CHARS, MAX_REASON_CHARS,
     MISSING_KEY,
 };
