@@ -13,7 +13,7 @@ use crate::kselftest::{self, CaseResult, SelftestReport};
 use crate::ktap::{self, KtapDocument};
 
 pub use ksnap_protocol::ProbeEnd;
-use ksnap_protocol::{ControlLine, ProbeNote, STDERR_MARKER, STDOUT_MARKER};
+use ksnap_protocol::{ControlLine, ParseError, ProbeNote, STDERR_MARKER, STDOUT_MARKER};
 
 /// One probe's run in the guest.
 #[derive(Debug, Clone)]
@@ -219,7 +219,11 @@ impl ResultChannel {
     /// Feed one line (without its `\n`), saying what it was: a milestone, a line of probe stderr (for
     /// the run's log), or anything else.
     pub fn feed_line(&mut self, line: &[u8]) -> Result<Fed, ProtocolError> {
-        let fail = |reason: &str| Err(ProtocolError { reason: reason.to_string(), line: display_line(line) });
+        self.fed(line).map_err(|reason| ProtocolError { reason, line: display_line(line) })
+    }
+
+    /// What `line` was, or which rule of the protocol it broke.
+    fn fed(&mut self, line: &[u8]) -> Result<Fed, String> {
         if self.state == State::Done {
             return fail("output after ksnap-done");
         }
@@ -244,23 +248,31 @@ impl ResultChannel {
         }
         let Ok(text) = std::str::from_utf8(line) else { return fail("control line is not UTF-8") };
         let control = ControlLine::parse(text);
-        let milestone = |m| Ok(Fed::Milestone(m));
         if self.state == State::AwaitingHello {
-            return match control {
-                Ok(ControlLine::Hello { version }) if version == VERSION => {
-                    self.state = State::Running;
-                    milestone(Milestone::Hello)
-                }
-                Ok(ControlLine::Hello { .. }) => fail(&format!(
-                    "unsupported protocol version (expected ksnap-init {VERSION}): guest-tests and ksnap differ"
-                )),
-                _ => fail("expected ksnap-init first"),
-            };
+            return self.hello(control);
         }
-        let control = match control {
-            Ok(control) => control,
-            Err(error) => return fail(&error.to_string()),
-        };
+        match control {
+            Ok(control) => self.control(control, text),
+            Err(error) => fail(&error.to_string()),
+        }
+    }
+
+    /// The first control line, which must be init's hello in this host's version.
+    fn hello(&mut self, control: Result<ControlLine, ParseError>) -> Result<Fed, String> {
+        match control {
+            Ok(ControlLine::Hello { version }) if version == VERSION => {
+                self.state = State::Running;
+                milestone(Milestone::Hello)
+            }
+            Ok(ControlLine::Hello { .. }) => fail(&format!(
+                "unsupported protocol version (expected ksnap-init {VERSION}): guest-tests and ksnap differ"
+            )),
+            _ => fail("expected ksnap-init first"),
+        }
+    }
+
+    /// A control line after the hello (`text` as written).
+    fn control(&mut self, control: ControlLine, text: &str) -> Result<Fed, String> {
         match control {
             ControlLine::ProbeBegin { name } => {
                 if self.current.is_some() {
@@ -269,39 +281,8 @@ impl ResultChannel {
                 self.current = Some(OpenProbe { name: name.clone(), output: Vec::new(), stderr: Vec::new() });
                 milestone(Milestone::ProbeBegin(name))
             }
-            ControlLine::ProbeEnd { name, end } => {
-                let Some(open) = self.current.take_if(|p| p.name == name) else {
-                    return fail("probe-end for a probe that is not running");
-                };
-                let format = self.formats.get(&open.name).copied().unwrap_or_default();
-                let reading = format.read(&open.output, &end);
-                self.report.probes.push(ProbeRun {
-                    name: open.name,
-                    end,
-                    output: open.output,
-                    truncated_bytes: None,
-                    stderr: open.stderr,
-                    stderr_truncated_bytes: None,
-                    reading,
-                });
-                milestone(Milestone::ProbeEnd(name))
-            }
-            ControlLine::ProbeNote { name, note } => {
-                let Some(last) =
-                    self.report.probes.last_mut().filter(|last| last.name == name && self.current.is_none())
-                else {
-                    return fail("probe-note that does not follow its probe-end");
-                };
-                let (slot, bytes) = match note {
-                    ProbeNote::Truncated(bytes) => (&mut last.truncated_bytes, bytes),
-                    ProbeNote::StderrTruncated(bytes) => (&mut last.stderr_truncated_bytes, bytes),
-                };
-                if slot.is_some() {
-                    return fail("probe-note repeated");
-                }
-                *slot = Some(bytes);
-                Ok(Fed::Other)
-            }
+            ControlLine::ProbeEnd { name, end } => self.probe_end(name, end),
+            ControlLine::ProbeNote { name, note } => self.probe_note(&name, note),
             ControlLine::Summary { .. } if self.current.is_none() => {
                 self.report.summary = Some(text.to_string());
                 Ok(Fed::Other)
@@ -316,10 +297,56 @@ impl ResultChannel {
         }
     }
 
+    /// `probe-end NAME …`: the running probe's stdout read in its format, the probe kept in the report.
+    fn probe_end(&mut self, name: String, end: ProbeEnd) -> Result<Fed, String> {
+        let Some(open) = self.current.take_if(|p| p.name == name) else {
+            return fail("probe-end for a probe that is not running");
+        };
+        let format = self.formats.get(&open.name).copied().unwrap_or_default();
+        let reading = format.read(&open.output, &end);
+        self.report.probes.push(ProbeRun {
+            name: open.name,
+            end,
+            output: open.output,
+            truncated_bytes: None,
+            stderr: open.stderr,
+            stderr_truncated_bytes: None,
+            reading,
+        });
+        milestone(Milestone::ProbeEnd(name))
+    }
+
+    /// `probe-note NAME …`: what init discarded of the probe that just ended, said once.
+    fn probe_note(&mut self, name: &str, note: ProbeNote) -> Result<Fed, String> {
+        let Some(last) = self.report.probes.last_mut().filter(|last| last.name == name && self.current.is_none())
+        else {
+            return fail("probe-note that does not follow its probe-end");
+        };
+        let (slot, bytes) = match note {
+            ProbeNote::Truncated(bytes) => (&mut last.truncated_bytes, bytes),
+            ProbeNote::StderrTruncated(bytes) => (&mut last.stderr_truncated_bytes, bytes),
+        };
+        if slot.is_some() {
+            return fail("probe-note repeated");
+        }
+        *slot = Some(bytes);
+        Ok(Fed::Other)
+    }
+
     /// The report so far. A probe still open (the guest stopped mid-probe) is not included.
     pub fn into_report(self) -> GuestReport {
         self.report
     }
+}
+
+/// A line that broke the protocol, and the rule it broke.
+fn fail(reason: &str) -> Result<Fed, String> {
+    Err(reason.to_string())
+}
+
+/// A control line that moved the run on.
+fn milestone(milestone: Milestone) -> Result<Fed, String> {
+    Ok(Fed::Milestone(milestone))
 }
 
 /// Render untrusted bytes for an error message: printable ASCII as is, the rest escaped, at most 120 chars.

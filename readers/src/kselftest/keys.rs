@@ -2,7 +2,7 @@
 //! ([`case_key`]), and descriptions and reasons tidied for a value (see the module docs of
 //! [`crate::kselftest`], *Keys* and *Masking*).
 
-use super::MAX_KEY_LEN;
+use super::report::MAX_KEY_LEN;
 
 /// The key [`parse`](super::parse) makes of `text`: masked ([`mask`]), lower-cased, `[a-z0-9_-]`, at most
 /// [`MAX_KEY_LEN`] bytes; empty when the text has no ASCII letter or digit.

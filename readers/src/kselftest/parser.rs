@@ -7,7 +7,7 @@ use ksnap_protocol::ProbeEnd;
 
 use super::keys::{cap_key, case_key, fnv1a, join_keys, mask, tidy};
 use super::lines::{clean_line, Class, Entry, StartKind, Status, Verdict};
-use super::{
+use super::report::{
     CaseResult, SelftestCase, SelftestReport, MAX_CASES, MAX_CASE_DIAGNOSTICS, MAX_DESCRIPTION_CHARS, MAX_REASON_CHARS,
     MISSING_KEY,
 };
@@ -153,32 +153,8 @@ impl Parser {
         }
         match &entry.class {
             Class::Blank | Class::Summary | Class::Totals => {}
-            Class::Version => {
-                if self.plan.is_some() || !self.raws.is_empty() {
-                    // A test that execs a program printing TAP of its own (numbered from 1, with
-                    // its own `[RUN]` lines): read as the binary's, its numbers and contexts would
-                    // take the parent's next result away from its case.
-                    self.problems.push(format!(
-                        "line {line}: a second `TAP version` after the plan (an exec'd program's own output); its \
-                         lines up to its `# Totals:` are read as diagnostics"
-                    ));
-                    self.child = Some(ChildStream { plan: None, results: 0 });
-                    self.diagnostic(entry.text, false);
-                }
-                self.version_seen = true;
-            }
-            Class::Status(status, text) => {
-                self.diagnostic(entry.text, false);
-                let (slot, first) = match status {
-                    Status::Ok => (0, None),
-                    Status::Fail => (1, Some(&mut self.first_fail)),
-                    Status::Skip => (2, Some(&mut self.first_skip)),
-                };
-                self.statuses[slot] += 1;
-                if let Some(first) = first.filter(|f| f.is_none()) {
-                    *first = Some(tidy(text, MAX_REASON_CHARS));
-                }
-            }
+            Class::Version => self.version(line, entry.text),
+            Class::Status(status, text) => self.status(entry.text, *status, text),
             Class::Plan { count, comment } => self.plan(line, entry.indent, *count, *comment),
             Class::Result(result) if entry.indent > self.root_indent => self.indented_result(result),
             Class::Result(result) => self.result(line, result),
@@ -186,41 +162,12 @@ impl Parser {
                 "line {line}: {} starts like a result line but is not one (`ok N DESCRIPTION`); ignored",
                 quote_shortened(text)
             )),
-            Class::BailOut(reason) => {
-                // If results follow, it was not the end (kselftest_harness runs each test in a child,
-                // which may exit through it): then it is a diagnostic of the next case.
-                self.diagnostic(&format!("Bail out! {reason}"), false);
-                self.bail_out = Some(tidy(reason, MAX_REASON_CHARS));
-            }
+            Class::BailOut(reason) => self.bail_out_line(reason),
             Class::Start { kind, name } => self.start(*kind, name),
-            Class::Info(name) => {
-                self.diagnostic(&format!("[INFO] {name}"), false);
-                if self.current.is_none() {
-                    self.info = Some(mask(name));
-                }
-            }
-            Class::UffdStart { name, verdict } => {
-                self.start(StartKind::Uffd, name);
-                match verdict {
-                    Some(verdict) => self.verdict_result(*verdict, name, false),
-                    None => self.uffd_waiting = true,
-                }
-            }
-            Class::UffdVerdict(verdict, text) => {
-                if self.uffd_waiting {
-                    let name = self.current.map(|g| self.groups[g].name.clone()).unwrap_or_default();
-                    self.verdict_result(*verdict, &name, false);
-                } else {
-                    self.text(text);
-                }
-            }
-            Class::Step { text, verdict, diagnostic } => {
-                if self.steps_are_results {
-                    self.verdict_result(*verdict, text, true);
-                } else if let Some(diagnostic) = diagnostic {
-                    self.diagnostic(diagnostic, false);
-                }
-            }
+            Class::Info(name) => self.info_line(name),
+            Class::UffdStart { name, verdict } => self.uffd_start(name, *verdict),
+            Class::UffdVerdict(verdict, text) => self.uffd_verdict(*verdict, text),
+            Class::Step { text, verdict, diagnostic } => self.step(text, *verdict, *diagnostic),
             Class::StepVerdict(verdict, text) => match self.last_text.take() {
                 Some(step) if self.steps_are_results => self.verdict_result(*verdict, &step, true),
                 _ => self.text(text),
@@ -233,6 +180,81 @@ impl Parser {
                 self.saw_text = true;
                 self.text(text);
             }
+        }
+    }
+
+    /// A `TAP version` line; after the plan or a result, the start of an exec'd program's own TAP.
+    fn version(&mut self, line: usize, text: &str) {
+        if self.plan.is_some() || !self.raws.is_empty() {
+            // A test that execs a program printing TAP of its own (numbered from 1, with
+            // its own `[RUN]` lines): read as the binary's, its numbers and contexts would
+            // take the parent's next result away from its case.
+            self.problems.push(format!(
+                "line {line}: a second `TAP version` after the plan (an exec'd program's own output); its \
+                 lines up to its `# Totals:` are read as diagnostics"
+            ));
+            self.child = Some(ChildStream { plan: None, results: 0 });
+            self.diagnostic(text, false);
+        }
+        self.version_seen = true;
+    }
+
+    /// An x86-style `[OK]`, `[FAIL]` or `[SKIP]` line (`line` whole, `text` after the status): counted,
+    /// and the first failure's and skip's texts kept.
+    fn status(&mut self, line: &str, status: Status, text: &str) {
+        self.diagnostic(line, false);
+        let (slot, first) = match status {
+            Status::Ok => (0, None),
+            Status::Fail => (1, Some(&mut self.first_fail)),
+            Status::Skip => (2, Some(&mut self.first_skip)),
+        };
+        self.statuses[slot] += 1;
+        if let Some(first) = first.filter(|f| f.is_none()) {
+            *first = Some(tidy(text, MAX_REASON_CHARS));
+        }
+    }
+
+    fn bail_out_line(&mut self, reason: &str) {
+        // If results follow, it was not the end (kselftest_harness runs each test in a child,
+        // which may exit through it): then it is a diagnostic of the next case.
+        self.diagnostic(&format!("Bail out! {reason}"), false);
+        self.bail_out = Some(tidy(reason, MAX_REASON_CHARS));
+    }
+
+    /// `# [INFO] NAME`: the next result's context while no start line is in force.
+    fn info_line(&mut self, name: &str) {
+        self.diagnostic(&format!("[INFO] {name}"), false);
+        if self.current.is_none() {
+            self.info = Some(mask(name));
+        }
+    }
+
+    /// The old uffd-unit-tests' `Testing NAME... `, with its verdict when it came on the same line.
+    fn uffd_start(&mut self, name: &str, verdict: Option<Verdict>) {
+        self.start(StartKind::Uffd, name);
+        match verdict {
+            Some(verdict) => self.verdict_result(verdict, name, false),
+            None => self.uffd_waiting = true,
+        }
+    }
+
+    /// A uffd-unit-tests verdict alone on its line: the result of the `Testing NAME... ` awaiting one,
+    /// else free text.
+    fn uffd_verdict(&mut self, verdict: Verdict, text: &str) {
+        if self.uffd_waiting {
+            let name = self.current.map(|g| self.groups[g].name.clone()).unwrap_or_default();
+            self.verdict_result(verdict, &name, false);
+        } else {
+            self.text(text);
+        }
+    }
+
+    /// A khugepaged step line: a result in output with no TAP, else at most a diagnostic.
+    fn step(&mut self, text: &str, verdict: Verdict, diagnostic: Option<&str>) {
+        if self.steps_are_results {
+            self.verdict_result(verdict, text, true);
+        } else if let Some(diagnostic) = diagnostic {
+            self.diagnostic(diagnostic, false);
         }
     }
 
@@ -343,60 +365,12 @@ impl Parser {
         if let Some(one_past) = self.skip_one_past.take() {
             self.problems.push(one_past.problem);
         }
-        // TAP numbers a result printed without one as the next.
-        let number = result.number.unwrap_or_else(|| self.last_number.map_or(1, |n| n.saturating_add(1)));
-        let hash =
-            fnv1a(format!("{} {} {:?} {}", result.ok, result.description, result.directive, result.text).as_bytes());
-        match self.numbers.get(&number) {
-            Some(&seen) if seen == hash => {
-                self.problems.push(format!(
-                    "line {line}: result {number} repeated verbatim (a copy of earlier output, e.g. flushed by a \
-                     forked child); counted once"
-                ));
-                return;
-            }
-            Some(_) => self.problems.push(format!("line {line}: test number {number} appears twice")),
-            None => {
-                let expected = self.last_number.map_or(1, |n| n.saturating_add(1));
-                if number != expected {
-                    let problem = format!("line {line}: test {number} is out of order; expected test {expected}");
-                    if number == expected.saturating_add(1)
-                        && result.directive == Some(Directive::Skip)
-                        && result.description.is_empty()
-                    {
-                        let raw = self.raws.len();
-                        self.skip_one_past = Some(SkipOnePast { problem, number, expected, raw });
-                    } else {
-                        self.problems.push(problem);
-                    }
-                }
-                self.numbers.insert(number, hash);
-            }
-        }
+        let Some(number) = self.number(line, result) else { return };
         self.last_number = Some(number);
         self.bail_out = None;
 
         let message = result.message();
-        let context = self.current.map(|g| self.groups[g].name.as_str()).or(self.info.as_deref());
-        let mut name_is_reason = false;
-        let (name, reason) = if !result.description.is_empty() {
-            (result.description.to_owned(), message.to_owned())
-        } else if message.is_empty() {
-            (String::new(), String::new())
-        } else {
-            match context {
-                // The message repeats the context (cow): the reason, if any, was printed before it.
-                Some(context) if case_key(message) == case_key(context) => {
-                    (message.to_owned(), self.last_diagnostic.clone().unwrap_or_default())
-                }
-                Some(_) => (message.to_owned(), message.to_owned()),
-                None => {
-                    let (name, reason) = split_message(message);
-                    name_is_reason = name == reason;
-                    (name, reason)
-                }
-            }
-        };
+        let (name, reason, name_is_reason) = self.name_and_reason(result, message);
         let description = if result.description.is_empty() { message } else { result.description };
         let mut raw = self.raw(
             Some(number),
@@ -418,6 +392,68 @@ impl Parser {
                 self.raws[orphan].parent = Some(parent);
             }
         }
+    }
+
+    /// The TAP number of a result line, its own or the next, checked against those seen (problems for
+    /// repeats and gaps); `None` for a line repeating a result verbatim, which is counted once.
+    fn number(&mut self, line: usize, result: &ResultLine) -> Option<u64> {
+        // TAP numbers a result printed without one as the next.
+        let number = result.number.unwrap_or_else(|| self.last_number.map_or(1, |n| n.saturating_add(1)));
+        let hash =
+            fnv1a(format!("{} {} {:?} {}", result.ok, result.description, result.directive, result.text).as_bytes());
+        match self.numbers.get(&number) {
+            Some(&seen) if seen == hash => {
+                self.problems.push(format!(
+                    "line {line}: result {number} repeated verbatim (a copy of earlier output, e.g. flushed by a \
+                     forked child); counted once"
+                ));
+                return None;
+            }
+            Some(_) => self.problems.push(format!("line {line}: test number {number} appears twice")),
+            None => {
+                let expected = self.last_number.map_or(1, |n| n.saturating_add(1));
+                if number != expected {
+                    let problem = format!("line {line}: test {number} is out of order; expected test {expected}");
+                    if number == expected.saturating_add(1)
+                        && result.directive == Some(Directive::Skip)
+                        && result.description.is_empty()
+                    {
+                        let raw = self.raws.len();
+                        self.skip_one_past = Some(SkipOnePast { problem, number, expected, raw });
+                    } else {
+                        self.problems.push(problem);
+                    }
+                }
+                self.numbers.insert(number, hash);
+            }
+        }
+        Some(number)
+    }
+
+    /// What names a result line's case and what its value's reason is (`message` being its directive's
+    /// message), and whether the name is only that reason (see [`Raw::name_is_reason`]).
+    fn name_and_reason(&self, result: &ResultLine, message: &str) -> (String, String, bool) {
+        let context = self.current.map(|g| self.groups[g].name.as_str()).or(self.info.as_deref());
+        let mut name_is_reason = false;
+        let (name, reason) = if !result.description.is_empty() {
+            (result.description.to_owned(), message.to_owned())
+        } else if message.is_empty() {
+            (String::new(), String::new())
+        } else {
+            match context {
+                // The message repeats the context (cow): the reason, if any, was printed before it.
+                Some(context) if case_key(message) == case_key(context) => {
+                    (message.to_owned(), self.last_diagnostic.clone().unwrap_or_default())
+                }
+                Some(_) => (message.to_owned(), message.to_owned()),
+                None => {
+                    let (name, reason) = split_message(message);
+                    name_is_reason = name == reason;
+                    (name, reason)
+                }
+            }
+        };
+        (name, reason, name_is_reason)
     }
 
     /// A result with the diagnostics waiting for it.
@@ -489,6 +525,42 @@ impl Parser {
     }
 
     pub(super) fn finish(mut self, end: &ProbeEnd, tap: bool) -> SelftestReport {
+        self.settle_skip_one_past(end);
+        // What ended the output: the last `Bail out!` if only diagnostics follow it, else the process.
+        let bail_out = self.bail_out.take();
+        let ended = match &bail_out {
+            Some(reason) if reason.is_empty() => "bailed out".to_owned(),
+            Some(reason) => format!("bailed out: {reason}"),
+            None => end_phrase(end),
+        };
+        let reported = self.plan.map(|plan| self.numbers.keys().filter(|&&n| n >= 1 && n <= plan).count() as u64);
+        self.case_ended_inside(end, reported, &ended);
+        if !self.orphans.is_empty() {
+            self.problems.push(format!(
+                "{} indented result line{} at the end belong{} to no result line; kept as cases of their own",
+                self.orphans.len(),
+                if self.orphans.len() == 1 { "" } else { "s" },
+                if self.orphans.len() == 1 { "s" } else { "" }
+            ));
+        }
+        self.planned_cases_missing(tap, reported, &ended);
+        self.notes_on_the_whole_output(tap, bail_out.as_deref());
+        if self.dropped > 0 {
+            self.problems.push(format!(
+                "{} more result{} beyond the first {} cases were not kept",
+                self.dropped,
+                if self.dropped == 1 { "" } else { "s" },
+                MAX_CASES - 2
+            ));
+        }
+        let binary = self.binary(end);
+        let cases = self.keys();
+        SelftestReport { binary, cases, plan: self.plan, bail_out, problems: self.problems.into_vec() }
+    }
+
+    /// A skip one past the next number as the binary's last result: the next case when the binary
+    /// exited 4, else the out-of-order result its problem says.
+    fn settle_skip_one_past(&mut self, end: &ProbeEnd) {
         // `ksft_exit_skip` after a plan in kselftest.h before its fix counted the skip twice and
         // printed `ok N+1 # SKIP` as the binary's last line, exiting 4: that is case N, not a gap.
         if let Some(one_past) = self.skip_one_past.take() {
@@ -503,16 +575,13 @@ impl Parser {
                 _ => self.problems.push(one_past.problem),
             }
         }
-        // What ended the output: the last `Bail out!` if only diagnostics follow it, else the process.
-        let bail_out = self.bail_out.take();
-        let ended = match &bail_out {
-            Some(reason) if reason.is_empty() => "bailed out".to_owned(),
-            Some(reason) => format!("bailed out: {reason}"),
-            None => end_phrase(end),
-        };
+    }
+
+    /// The case the binary ended inside, if any (`reported` being how many planned numbers reported,
+    /// `ended` how the output ended): a [`CaseResult::NotRun`] case for the context in force.
+    fn case_ended_inside(&mut self, end: &ProbeEnd, reported: Option<u64>, ended: &str) {
         // The context in force at the end with no result: the binary ended inside that case, if cases
         // are missing (else it is a heading or a clean-up step).
-        let reported = self.plan.map(|plan| self.numbers.keys().filter(|&&n| n >= 1 && n <= plan).count() as u64);
         let incomplete = match (self.plan, reported) {
             (Some(plan), Some(reported)) => reported < plan,
             _ => !matches!(end, ProbeEnd::Exited(0)),
@@ -535,14 +604,11 @@ impl Parser {
             self.groups[group].results = 1;
             self.raws.push(raw);
         }
-        if !self.orphans.is_empty() {
-            self.problems.push(format!(
-                "{} indented result line{} at the end belong{} to no result line; kept as cases of their own",
-                self.orphans.len(),
-                if self.orphans.len() == 1 { "" } else { "s" },
-                if self.orphans.len() == 1 { "s" } else { "" }
-            ));
-        }
+    }
+
+    /// Held against the plan: results numbered outside it, and the planned cases no line reported as
+    /// one [`MISSING_KEY`] case; with no plan, a problem for TAP results.
+    fn planned_cases_missing(&mut self, tap: bool, reported: Option<u64>, ended: &str) {
         let not_run = self.raws.iter().filter(|r| matches!(r.result, CaseResult::NotRun { .. })).count();
         if let (Some(plan), Some(reported)) = (self.plan, reported) {
             let beyond = self.numbers.keys().filter(|&&n| n > plan || n == 0).count();
@@ -570,16 +636,11 @@ impl Parser {
         } else if tap && !self.numbers.is_empty() {
             self.problems.push("no plan line (`1..N`): cannot tell whether every case ran".to_owned());
         }
-        self.notes_on_the_whole_output(tap, bail_out.as_deref());
-        if self.dropped > 0 {
-            self.problems.push(format!(
-                "{} more result{} beyond the first {} cases were not kept",
-                self.dropped,
-                if self.dropped == 1 { "" } else { "s" },
-                MAX_CASES - 2
-            ));
-        }
+    }
 
+    /// The binary's result from how it ended ([`binary_result`]), but for khugepaged-style step output
+    /// and x86-style `[SKIP]` lines.
+    fn binary(&mut self, end: &ProbeEnd) -> CaseResult {
         let last_skip = self.raws.iter().rev().find(|r| r.number.is_some()).and_then(|r| match &r.result {
             CaseResult::Skip { reason } => Some(reason.clone()),
             _ => None,
@@ -603,8 +664,7 @@ impl Parser {
                 binary = CaseResult::Skip { reason: self.first_skip.clone().unwrap_or_default() };
             }
         }
-        let cases = self.keys();
-        SelftestReport { binary, cases, plan: self.plan, bail_out, problems: self.problems.into_vec() }
+        binary
     }
 
     /// `[SKIP]` lines and no `[OK]` or `[FAIL]`.
