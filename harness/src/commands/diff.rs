@@ -12,7 +12,7 @@ use crate::project::kernels::LockMode;
 use crate::project::matrix::{self, Selection};
 use crate::session::Session;
 
-use super::{load_config, Format};
+use super::{load_config, PrintFormat};
 
 /// The command line of `ksnap diff`.
 #[derive(Debug, clap::Args)]
@@ -26,7 +26,7 @@ pub struct DiffArgs {
     #[arg(long)]
     pub fresh: bool,
     #[arg(long, value_enum, default_value = "text")]
-    pub format: Format,
+    pub format: PrintFormat,
     /// Accelerator for --fresh.
     #[arg(long, default_value = "auto", value_name = "auto|kvm|tcg")]
     pub accel: AccelChoice,
@@ -57,9 +57,9 @@ pub fn diff(args: DiffArgs, config: Option<PathBuf>, lock_mode: LockMode) -> Res
     };
     let diff = crate::present::diff::compare(a, &column_a, b, &column_b);
     match format {
-        Format::Text => print!("{}", diff.to_text(crate::present::text::output_width())),
-        Format::Markdown => print!("{}", diff.to_markdown()),
-        Format::Json => println!("{}", diff.to_json()),
+        PrintFormat::Text => print!("{}", diff.to_text(crate::present::text::output_width())),
+        PrintFormat::Markdown => print!("{}", diff.to_markdown()),
+        PrintFormat::Json => println!("{}", diff.to_json()),
     }
     Ok(!diff.differs())
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use super::{load_config, Format};
+use super::{load_config, PrintFormat};
 
 /// The command line of `ksnap history`.
 #[derive(Debug, clap::Args)]
@@ -13,7 +13,7 @@ pub struct HistoryArgs {
     #[arg(long = "suite", value_name = "NAME")]
     pub suites: Vec<String>,
     #[arg(long, value_enum, default_value = "text")]
-    pub format: Format,
+    pub format: PrintFormat,
 }
 
 /// `ksnap history`: per suite, each fact that changes along the kernel versions of the default variant,
@@ -33,9 +33,9 @@ pub fn history(args: HistoryArgs, config: Option<PathBuf>) -> Result<bool> {
     let snapshots = crate::facts::snapshot::read::read_dir(&crate::facts::snapshot::dir(&config.root))?;
     let (axis, histories) = crate::present::history::compute(&snapshots, &suites);
     match format {
-        Format::Text => print!("{}", crate::present::history::text(&axis, &histories)),
-        Format::Markdown => print!("{}", crate::present::history::markdown(&axis, &histories)),
-        Format::Json => {
+        PrintFormat::Text => print!("{}", crate::present::history::text(&axis, &histories)),
+        PrintFormat::Markdown => print!("{}", crate::present::history::markdown(&axis, &histories)),
+        PrintFormat::Json => {
             let json = serde_json::json!({ "kernel_versions": axis, "facts": histories });
             println!("{}", serde_json::to_string_pretty(&json)?);
         }

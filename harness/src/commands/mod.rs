@@ -42,8 +42,8 @@ pub enum Command {
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
-/// How `ksnap diff` prints.
-pub enum Format {
+/// How `ksnap diff` and `ksnap history` print.
+pub enum PrintFormat {
     Text,
     Markdown,
     Json,

@@ -139,6 +139,30 @@ fn render_failed_test(out: &mut String, result: &dyn std::fmt::Display, name: &s
     }
 }
 
+/// What was wrong in a failed probe's reading, from the reading that made its facts: KTAP, or a selftest's
+/// TAP per case.
+fn render_reading(out: &mut String, reading: &Reading) {
+    match reading {
+        Reading::Ktap(doc) => {
+            for problem in &doc.problems {
+                let _ = writeln!(out, "    KTAP: {problem}");
+            }
+            for test in doc.tests.iter().filter(|t| t.result.is_failure()) {
+                render_failed_test(out, &test.result, &test.name, &test.diagnostics);
+            }
+        }
+        Reading::Kselftest(report) => {
+            let _ = writeln!(out, "    binary: {}", report.binary);
+            for problem in &report.problems {
+                let _ = writeln!(out, "    TAP: {problem}");
+            }
+            for case in report.cases.iter().filter(|c| c.result.is_failure()) {
+                render_failed_test(out, &case.result, &case.key, &case.diagnostics);
+            }
+        }
+    }
+}
+
 fn render_failure(run: &CellRun) -> String {
     let mut out = format!("FAILED {} ({})\n", run.cell.id(), run.kernel.release);
     match &run.report.outcome {
@@ -148,26 +172,7 @@ fn render_failure(run: &CellRun) -> String {
                 if let Some(bytes) = probe.truncated_bytes {
                     let _ = writeln!(out, "    output truncated: {bytes} bytes discarded");
                 }
-                // The reading that made the probe's facts: KTAP, or a selftest's TAP per case.
-                match &probe.reading {
-                    Reading::Ktap(doc) => {
-                        for problem in &doc.problems {
-                            let _ = writeln!(out, "    KTAP: {problem}");
-                        }
-                        for test in doc.tests.iter().filter(|t| t.result.is_failure()) {
-                            render_failed_test(&mut out, &test.result, &test.name, &test.diagnostics);
-                        }
-                    }
-                    Reading::Kselftest(report) => {
-                        let _ = writeln!(out, "    binary: {}", report.binary);
-                        for problem in &report.problems {
-                            let _ = writeln!(out, "    TAP: {problem}");
-                        }
-                        for case in report.cases.iter().filter(|c| c.result.is_failure()) {
-                            render_failed_test(&mut out, &case.result, &case.key, &case.diagnostics);
-                        }
-                    }
-                }
+                render_reading(&mut out, &probe.reading);
                 render_stderr(&mut out, "    ", probe.stderr.iter().map(String::as_str), probe.stderr_truncated_bytes);
             }
         }
@@ -328,6 +333,21 @@ mod tests {
         render_last_probe_stderr(&mut out, &report);
         assert!(out.contains("last probe to write on stderr: p\n"), "{out}");
         assert!(out.contains("    probe stderr: Kernel panic - not syncing: fake\n"), "{out}");
+    }
+
+    #[test]
+    fn a_failed_selftest_is_detailed_from_the_reading_that_made_its_facts() {
+        let output: Vec<String> =
+            ["TAP version 13", "1..2", "ok 1 first", "# cannot map", "not ok 2 second"].map(String::from).to_vec();
+        let reading =
+            ksnap_readers::channel::Format::Kselftest.read(&output, &ksnap_readers::channel::ProbeEnd::Exited(1));
+        let mut out = String::new();
+        render_reading(&mut out, &reading);
+        assert_eq!(out, "    binary: not ok\n    not ok: second\n      cannot map\n");
+        let reading = ksnap_readers::channel::Format::Ktap.read(&output, &ksnap_readers::channel::ProbeEnd::Exited(1));
+        let mut out = String::new();
+        render_reading(&mut out, &reading);
+        assert!(out.contains("    not ok: second\n"), "{out}");
     }
 
     #[test]
