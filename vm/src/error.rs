@@ -99,6 +99,16 @@ pub enum Error {
         kernel: String,
     },
 
+    /// Releases were asked of a kernel that is not an apt kernel line (a local file, a build), or whose
+    /// package resolves to no versioned image package (`linux-image-MAJOR.MINOR…-FLAVOUR`).
+    #[error("{kernel} has no releases to list: {why}")]
+    NoReleases {
+        /// The kernel source, as ksnap.toml describes it.
+        kernel: String,
+        /// Why not.
+        why: String,
+    },
+
     /// A Debian suite was asked for, no mirror was configured, and the system's apt sources name no Debian
     /// mirror of that kind (security or not).
     #[error(

@@ -226,3 +226,53 @@ fn unknown_packages_name_the_suite() {
     let err = source("linux-image-no-such").pin(&archives).unwrap_err().to_string();
     assert!(err.contains("linux-image-no-such") && err.contains(SUITE), "{err}");
 }
+
+#[test]
+#[cfg_attr(skip_vm, ignore = "needs apt and dpkg-deb (KSNAP_SKIP_VM=1)")]
+fn a_kernel_line_lists_its_releases_and_one_resolves_exactly_with_its_split_parts() {
+    let (_archive, _cache_dir, cache, archives) = setup();
+    let (family, releases) = source("linux-image-cloud-amd64").releases(&archives).unwrap();
+    assert_eq!(family.to_string(), "linux-image-7.2*-cloud-amd64");
+    let rows: Vec<String> =
+        releases.iter().map(|r| format!("{} {} {}", r.package, r.version, r.suite_list())).collect();
+    assert_eq!(rows, ["linux-image-7.2.13+deb14-cloud-amd64 7.2.13-1 testsuite"]);
+    let release = source("linux-image-cloud-amd64").release(&releases[0]).unwrap();
+    assert!(!release.is_pinned(), "a release is not written to ksnap.lock");
+    assert_eq!(release.cached(None, &cache).unwrap(), None);
+    let kernel = release.resolve(None, &cache, &archives, &mut |_| {}).unwrap();
+    assert_eq!(
+        (kernel.release.as_str(), std::fs::read(&kernel.image).unwrap()),
+        (SPLIT_RELEASE, b"split kernel image".to_vec())
+    );
+    assert_eq!(release.cached(None, &cache).unwrap(), Some(kernel));
+    let (family, releases) = source("linux-image-old-cloud-amd64").releases(&archives).unwrap();
+    assert_eq!((family.line.as_str(), releases.len()), ("5.10", 1));
+}
+
+#[test]
+#[cfg_attr(skip_vm, ignore = "needs apt and dpkg-deb (KSNAP_SKIP_VM=1)")]
+fn a_release_whose_deb_is_gone_from_the_pool_is_named_and_not_cached() {
+    let (archive, _cache_dir, cache, archives) = setup();
+    let (_, releases) = source("linux-image-old-cloud-amd64").releases(&archives).unwrap();
+    std::fs::remove_file(archive.path().join("pool/linux-image-5.10.0-32-cloud-amd64_5.10.223-1_amd64.deb")).unwrap();
+    let release = source("linux-image-old-cloud-amd64").release(&releases[0]).unwrap();
+    let err = release.resolve(None, &cache, &archives, &mut |_| {}).unwrap_err();
+    let message = err.to_string();
+    assert!(matches!(err, Error::PackageGone { .. }), "{message}");
+    assert!(message.contains("linux-image-5.10.0-32-cloud-amd64=5.10.223-1"), "{message}");
+    nothing_cached(&cache);
+}
+
+#[test]
+#[cfg_attr(skip_vm, ignore = "needs apt and dpkg-deb (KSNAP_SKIP_VM=1)")]
+fn a_version_not_in_the_index_is_not_pinned() {
+    let (_archive, _cache_dir, cache, archives) = setup();
+    let release = KernelSource::Release {
+        package: "linux-image-5.10.0-32-cloud-amd64".into(),
+        version: "5.10.1-1".into(),
+        suite: Some(SUITE.into()),
+    };
+    let err = release.resolve(None, &cache, &archives, &mut |_| {}).unwrap_err().to_string();
+    assert!(err.contains("linux-image-5.10.0-32-cloud-amd64=5.10.1-1"), "{err}");
+    nothing_cached(&cache);
+}

@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use crate::cache::{self, Cache};
 use crate::error::Error;
 use crate::kernel::entry::Package;
+use crate::kernel::releases::{self, Family, Release};
 
 /// The keyring Debian ships (package `debian-archive-keyring`), for mirrors whose entry names none.
 const DEBIAN_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
@@ -252,7 +253,8 @@ impl Archives {
     }
 
     /// The apt configuration for `suite`: the system's for `None`, ksnap's own for a suite (created, and
-    /// updated if it has never been, on first use).
+    /// updated if it has never been or if its sources changed, on first use). A Debian release's own
+    /// configuration also lists its `-updates` and `-security` companions ([`companions`]).
     pub fn apt(&self, suite: Option<&str>) -> Result<Arc<Apt>, Error> {
         let mut opened = self.opened.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((_, apt)) = opened.iter().find(|(s, _)| s.as_deref() == suite) {
@@ -262,11 +264,22 @@ impl Archives {
             None => Apt { private: None },
             Some(suite) => {
                 check_suite_name(suite)?;
-                let mirror = match &self.fixed {
-                    Some(mirror) => mirror.clone(),
-                    None => mirror_for(&read_sources(&self.etc_apt), suite, self.mirror.as_deref())?,
+                let lines = match &self.fixed {
+                    // A local archive serves exactly the suites it has.
+                    Some(mirror) => vec![(mirror.clone(), suite.to_string())],
+                    None => {
+                        let entries = read_sources(&self.etc_apt);
+                        let mut lines = vec![(mirror_for(&entries, suite, self.mirror.as_deref())?, suite.to_string())];
+                        for companion in companions(suite) {
+                            // No security archive known: that companion is left out, not an error.
+                            if let Ok(mirror) = mirror_for(&entries, &companion, self.mirror.as_deref()) {
+                                lines.push((mirror, companion));
+                            }
+                        }
+                        lines
+                    }
                 };
-                let private = Private::create(&self.root.join(suite), suite, &mirror)?;
+                let private = Private::create(&self.root.join(suite), suite, &lines)?;
                 Apt { private: Some(private) }
             }
         };
@@ -277,6 +290,30 @@ impl Archives {
         opened.push((suite.map(str::to_string), apt.clone()));
         Ok(apt)
     }
+}
+
+/// The suites that carry a Debian release's point releases besides the release itself: `SUITE-updates`
+/// and `SUITE-security`. None for a suite that is itself one of those, or for sid, unstable and
+/// experimental, which have none.
+pub fn companions(suite: &str) -> Vec<String> {
+    if suite.contains(['-', '/']) || ["sid", "unstable", "experimental"].contains(&suite) {
+        return Vec::new();
+    }
+    vec![format!("{suite}-updates"), format!("{suite}-security")]
+}
+
+/// The `sources.list` of a private configuration for `suite`: one `deb` line per (mirror, suite).
+pub fn sources_list(suite: &str, lines: &[(Mirror, String)]) -> String {
+    let mut list =
+        format!("# Written by ksnap: the Debian suite {suite}, for kernels only. The system's apt is not touched.\n");
+    for (mirror, line_suite) in lines {
+        let options = match &mirror.signed_by {
+            Some(keyring) => format!("[signed-by={keyring}]"),
+            None => "[trusted=yes]".to_string(),
+        };
+        list.push_str(&format!("deb {options} {} {line_suite} main\n", mirror.uri));
+    }
+    list
 }
 
 fn check_suite_name(suite: &str) -> Result<(), Error> {
@@ -293,30 +330,25 @@ fn check_suite_name(suite: &str) -> Result<(), Error> {
 struct Private {
     dir: PathBuf,
     suite: String,
+    /// Whether apt is told to prefer `suite` (`APT::Default-Release`): when companions are listed. (apt
+    /// refuses it for an archive without a `Release` file, such as a local test archive.)
+    prefer_suite: bool,
 }
 
 impl Private {
-    fn create(dir: &Path, suite: &str, mirror: &Mirror) -> Result<Private, Error> {
+    fn create(dir: &Path, suite: &str, lines: &[(Mirror, String)]) -> Result<Private, Error> {
         for sub in ["lists/partial", "cache", "parts"] {
             std::fs::create_dir_all(dir.join(sub))
                 .map_err(|source| Error::CacheUnusable { path: dir.join(sub), cause: source })?;
         }
-        let options = match &mirror.signed_by {
-            Some(keyring) => format!("[signed-by={keyring}]"),
-            None => "[trusted=yes]".to_string(),
-        };
-        let list = format!(
-            "# Written by ksnap: the Debian suite {suite}, for kernels only. The system's apt is not touched.\n\
-             deb {options} {} {suite} main\n",
-            mirror.uri
-        );
+        let list = sources_list(suite, lines);
         let path = dir.join("sources.list");
         if std::fs::read_to_string(&path).ok().as_deref() != Some(list.as_str()) {
             cache::write_atomic(&path, list.as_bytes())?;
-            // Lists fetched from another mirror are not this configuration's.
+            // Lists fetched for other sources are not this configuration's: update again.
             let _ = std::fs::remove_file(dir.join("updated"));
         }
-        Ok(Private { dir: dir.to_path_buf(), suite: suite.to_string() })
+        Ok(Private { dir: dir.to_path_buf(), suite: suite.to_string(), prefer_suite: lines.len() > 1 })
     }
 }
 
@@ -384,6 +416,11 @@ impl Apt {
             ] {
                 command.arg("-o").arg(option(name, &value));
             }
+            // The suite itself first: a metapackage resolves as it did before the companions were listed
+            // (ksnap.lock's pins move only with the suite); the companions serve exact versions (releases).
+            if private.prefer_suite {
+                command.arg("-o").arg(format!("APT::Default-Release={}", private.suite));
+            }
             // Only the package index: no translations or AppStream metadata.
             command.args(["-o", "Acquire::Languages=none"]);
             for target in ["DEP-11", "DEP-11-icons", "DEP-11-icons-small", "DEP-11-icons-hidpi"] {
@@ -435,25 +472,28 @@ impl Apt {
         Ok(Fields { text })
     }
 
-    /// The suite `name` `version` is served from (`bookworm-security`), from `apt-cache madison`.
+    /// The suite `name` `version` is served from (`bookworm-security`), from `apt-cache madison`; a private
+    /// configuration's own suite when that serves it.
     fn origin_suite(&self, name: &str, version: &str) -> Result<String, Error> {
-        if let Some(private) = &self.private {
-            return Ok(private.suite.clone());
+        let rows = self.madison(&[name.to_string()])?;
+        let suites: Vec<String> =
+            rows.into_iter().filter(|(n, v, _)| n == name && v == version).map(|(_, _, suite)| suite).collect();
+        let own = self.private.as_ref().map(|p| p.suite.clone());
+        Ok(match own {
+            Some(own) if suites.is_empty() || suites.contains(&own) => own,
+            _ => suites.into_iter().next().unwrap_or_else(|| SYSTEM.to_string()),
+        })
+    }
+
+    /// `apt-cache madison NAMES`: (name, version, suite) for every version of each package in a `Packages`
+    /// index, in apt's order.
+    fn madison(&self, names: &[String]) -> Result<Vec<(String, String, String)>, Error> {
+        if names.is_empty() {
+            return Ok(Vec::new());
         }
         let mut command = self.command("apt-cache");
-        command.args(["madison", name]);
-        let text = run_apt(&mut command, &format!("apt-cache madison {name}"))?;
-        // `NAME | VERSION | URI SUITE/COMPONENT ARCH Packages`
-        let suite = text.lines().find_map(|line| {
-            let columns: Vec<&str> = line.split('|').map(str::trim).collect();
-            match columns.as_slice() {
-                [_, v, archive] if *v == version => {
-                    archive.split_whitespace().nth(1).map(|s| s.split('/').next().unwrap_or(s).to_string())
-                }
-                _ => None,
-            }
-        });
-        Ok(suite.unwrap_or_else(|| SYSTEM.to_string()))
+        command.arg("madison").args(names);
+        Ok(releases::parse_madison(&run_apt(&mut command, "apt-cache madison")?))
     }
 
     fn pinned(&self, name: &str, version: Option<&str>) -> Result<(PinnedPackage, Fields), Error> {
@@ -483,15 +523,41 @@ impl Apt {
                 name = next.clone();
                 continue;
             }
-            let mut packages = vec![package];
-            for prefix in ["linux-binary-", "linux-base-"] {
-                if let Some((part, exact)) = depends.iter().find(|(dep, _)| dep.starts_with(prefix)) {
-                    packages.push(self.pinned(part, exact.as_deref())?.0);
-                }
-            }
-            return Ok(packages);
+            return self.with_parts(package, &fields);
         }
         Err(Error::UnknownPackage { package: name, detail: "too many levels of metapackages".into() })
+    }
+
+    /// Exactly image package `name` at `version` (a release), with its `linux-binary-*` and `linux-base-*`
+    /// parts if it is split, each with the SHA-256 the archive's index gives.
+    pub fn pin_exact(&self, name: &str, version: &str) -> Result<Vec<PinnedPackage>, Error> {
+        let (package, fields) = self.pinned(name, Some(version))?;
+        self.with_parts(package, &fields)
+    }
+
+    /// `image` and the parts its `Depends` names (Debian 7.x's `linux-binary-*`, `linux-base-*`).
+    fn with_parts(&self, image: PinnedPackage, fields: &Fields) -> Result<Vec<PinnedPackage>, Error> {
+        let depends = fields.depends();
+        let mut packages = vec![image];
+        for prefix in ["linux-binary-", "linux-base-"] {
+            if let Some((part, exact)) = depends.iter().find(|(dep, _)| dep.starts_with(prefix)) {
+                packages.push(self.pinned(part, exact.as_deref())?.0);
+            }
+        }
+        Ok(packages)
+    }
+
+    /// Every release of `family` this configuration serves (every image package of the family, each at
+    /// every version), in Debian version order.
+    pub fn releases(&self, family: &Family) -> Result<Vec<Release>, Error> {
+        let mut command = self.command("apt-cache");
+        command.args(["pkgnames", "linux-image-"]);
+        let names = run_apt(&mut command, "apt-cache pkgnames linux-image-")?;
+        let mut names: Vec<String> =
+            names.lines().map(str::trim).filter(|n| family.contains(n)).map(String::from).collect();
+        names.sort();
+        names.dedup();
+        Ok(releases::from_rows(&self.madison(&names)?, family))
     }
 
     /// Download exactly `packages` into `dir` and check each against its pinned SHA-256. Returns the
@@ -504,7 +570,9 @@ impl Apt {
         match run_apt(&mut command, &what) {
             Ok(_) => {}
             Err(Error::AptFailed { stderr, .. })
-                if stderr.contains("not found") || stderr.contains("Unable to locate") =>
+                if stderr.contains("not found")
+                    || stderr.contains("Not Found")
+                    || stderr.contains("Unable to locate") =>
             {
                 return Err(Error::PackageGone {
                     packages: specs.join(" "),
@@ -710,6 +778,58 @@ mod tests {
         ]);
         let err = run_apt(&mut failing, "failing").unwrap_err().to_string();
         assert_eq!(err, "`failing` failed: E: Version not found");
+    }
+
+    #[test]
+    fn a_private_configuration_lists_its_suite_and_companions() {
+        assert_eq!(companions("bullseye"), ["bullseye-updates", "bullseye-security"]);
+        for none in ["sid", "experimental", "unstable", "bookworm-backports", "bullseye-security"] {
+            assert!(companions(none).is_empty(), "{none}");
+        }
+        let main = mirror_for(&entries(), "bullseye", None).unwrap();
+        let security = mirror_for(&entries(), "bullseye-security", None).unwrap();
+        let list = sources_list(
+            "bullseye",
+            &[
+                (main.clone(), "bullseye".into()),
+                (main, "bullseye-updates".into()),
+                (security, "bullseye-security".into()),
+            ],
+        );
+        let k = DEBIAN_KEYRING;
+        assert_eq!(
+            list,
+            format!(
+                "# Written by ksnap: the Debian suite bullseye, for kernels only. The system's apt is not touched.\n\
+                 deb [signed-by={k}] http://m.example/debian bullseye main\n\
+                 deb [signed-by={k}] http://m.example/debian bullseye-updates main\n\
+                 deb [signed-by=/s.gpg] http://s.example/debian-security bullseye-security main\n"
+            )
+        );
+        let local = Mirror { uri: "file:/archive".into(), signed_by: None };
+        assert_eq!(
+            sources_list("sid", &[(local, "sid".into())]).lines().nth(1),
+            Some("deb [trusted=yes] file:/archive sid main")
+        );
+    }
+
+    /// An existing private configuration whose sources change (the companions added) is updated again.
+    #[test]
+    fn changed_sources_drop_the_updated_mark() {
+        let dir = tempfile::tempdir().unwrap();
+        let main = Mirror { uri: "file:/a".into(), signed_by: None };
+        Private::create(dir.path(), "bullseye", &[(main.clone(), "bullseye".into())]).unwrap();
+        std::fs::write(dir.path().join("updated"), "").unwrap();
+        Private::create(dir.path(), "bullseye", &[(main.clone(), "bullseye".into())]).unwrap();
+        assert!(dir.path().join("updated").exists(), "same sources: no new update");
+        Private::create(
+            dir.path(),
+            "bullseye",
+            &[(main.clone(), "bullseye".into()), (main, "bullseye-updates".into())],
+        )
+        .unwrap();
+        assert!(!dir.path().join("updated").exists(), "new sources: updated again");
+        assert!(std::fs::read_to_string(dir.path().join("sources.list")).unwrap().contains("bullseye-updates main"));
     }
 
     #[test]

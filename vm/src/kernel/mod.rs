@@ -13,6 +13,7 @@ pub mod build;
 pub(crate) mod deb;
 pub mod elf;
 mod entry;
+pub mod releases;
 pub mod selftests;
 
 use std::path::{Path, PathBuf};
@@ -23,6 +24,7 @@ use crate::kernel::apt::{Archives, PinnedPackage};
 use crate::kernel::build::BuildRecipe;
 pub use crate::kernel::entry::{bzimage_release, Kernel, Package, StepReporter};
 use crate::kernel::entry::{cached_or_produce, read_valid_entry, Produced, CACHE_KIND};
+use crate::kernel::releases::{Family, Release};
 
 /// Where a kernel comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +51,18 @@ pub enum KernelSource {
     },
     /// Built here from kernel source and Kconfig fragments.
     Build(BuildRecipe),
+    /// One release of a kernel line ([`crate::kernel::releases`]): an exact image package and version,
+    /// through the system's apt (`suite: None`) or ksnap's own configuration for a suite and its
+    /// companions. Not pinned in `ksnap.lock`: the name and version are the pin, the SHA-256 the
+    /// archive's index gives today.
+    Release {
+        /// The image package, e.g. `linux-image-5.10.0-30-cloud-amd64`.
+        package: String,
+        /// Its exact Debian version, e.g. `5.10.218-1`.
+        version: String,
+        /// The apt configuration serving it: `None` for the system's, else the kernel line's suite.
+        suite: Option<String>,
+    },
 }
 
 impl std::fmt::Display for KernelSource {
@@ -59,6 +73,10 @@ impl std::fmt::Display for KernelSource {
             KernelSource::Deb { path } => write!(f, "{}", path.display()),
             KernelSource::BzImage { path, .. } => write!(f, "{}", path.display()),
             KernelSource::Build(recipe) => write!(f, "{recipe}"),
+            KernelSource::Release { package, version, suite: None } => write!(f, "release {package} {version}"),
+            KernelSource::Release { package, version, suite: Some(suite) } => {
+                write!(f, "release {package} {version} from {suite} and its companions")
+            }
         }
     }
 }
@@ -136,6 +154,34 @@ impl KernelSource {
         }
     }
 
+    /// The kernel line this apt source follows and every release of it apt serves (the suite and its
+    /// companions for a suite, the system's sources otherwise), in Debian version order. No download.
+    pub fn releases(&self, archives: &Archives) -> Result<(Family, Vec<Release>), Error> {
+        let KernelSource::Apt { package, suite } = self else {
+            return Err(Error::NoReleases { kernel: self.to_string(), why: "only apt kernels have releases".into() });
+        };
+        let apt = archives.apt(suite.as_deref())?;
+        let image = apt.pin(package)?.remove(0).name;
+        let family = Family::of(&image).ok_or_else(|| Error::NoReleases {
+            kernel: self.to_string(),
+            why: format!("it resolves to {image}, which is no linux-image-MAJOR.MINOR…-FLAVOUR package"),
+        })?;
+        let releases = apt.releases(&family)?;
+        Ok((family, releases))
+    }
+
+    /// Release `version` of this apt kernel line, as a source of its own (not pinned in `ksnap.lock`).
+    pub fn release(&self, release: &Release) -> Option<KernelSource> {
+        match self {
+            KernelSource::Apt { suite, .. } => Some(KernelSource::Release {
+                package: release.package.clone(),
+                version: release.version.clone(),
+                suite: suite.clone(),
+            }),
+            _ => None,
+        }
+    }
+
     /// Whether `pin` still describes this source: for a build, the fragments' options are still the ones
     /// its key was made from.
     pub fn pin_is_current(&self, pin: &Pin) -> Result<bool, Error> {
@@ -165,6 +211,20 @@ impl KernelSource {
                 };
                 cached_or_produce(cache, &entry_key(&packages[0]), report, |staging, report| {
                     let apt = archives.apt(suite.as_deref())?;
+                    let names: Vec<String> = packages.iter().map(ToString::to_string).collect();
+                    report(&format!("downloading {}", names.join(", ")));
+                    let download =
+                        tempfile::tempdir_in(staging).map_err(|e| Error::io("creating a download directory", e))?;
+                    let debs = apt.download(&packages, download.path())?;
+                    unpack_debs(&debs, staging, Some(packages[0].package()), report)
+                })
+            }
+            KernelSource::Release { package, version, suite } => {
+                let key = format!("{package}_{version}");
+                cached_or_produce(cache, &key, report, |staging, report| {
+                    let apt = archives.apt(suite.as_deref())?;
+                    report(&format!("pinning {package} {version}"));
+                    let packages = apt.pin_exact(package, version)?;
                     let names: Vec<String> = packages.iter().map(ToString::to_string).collect();
                     report(&format!("downloading {}", names.join(", ")));
                     let download =
@@ -212,6 +272,9 @@ impl KernelSource {
                 Ok(read_valid_entry(&cache.entry(CACHE_KIND, &entry_key(&packages[0]))))
             }
             (KernelSource::Deb { path }, _) => Ok(read_valid_entry(&cache.entry(CACHE_KIND, &deb_key(path)?))),
+            (KernelSource::Release { package, version, .. }, _) => {
+                Ok(read_valid_entry(&cache.entry(CACHE_KIND, &format!("{package}_{version}"))))
+            }
             (KernelSource::BzImage { path, config }, _) => local_bzimage(path, config.as_deref()).map(Some),
             (KernelSource::Build(recipe), Some(Pin::Build { source, .. })) => {
                 recipe.cached(Some(&source.package()), cache)
