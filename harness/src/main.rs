@@ -30,6 +30,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => commands::run::run(args, cli.config, lock_mode),
         Command::Kernels(args) => commands::kernels::kernels(args, cli.config, lock_mode),
+        Command::Releases(args) => commands::releases::releases(args, cli.config, lock_mode),
         Command::Lock(args) => commands::lock::lock(args, cli.config, lock_mode),
         Command::Init(args) => commands::init::init(args),
         Command::Diff(args) => commands::diff::diff(args, cli.config, lock_mode),

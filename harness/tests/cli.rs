@@ -214,3 +214,53 @@ fn ctrl_c_while_waiting_for_another_process_cache_lock_exits_promptly() {
     assert_eq!(status.code(), Some(130), "{status:?}");
     assert!(took < Duration::from_secs(2), "the wait ignored Ctrl-C for {took:?}");
 }
+
+/// A matrix with one local kernel (a bzImage need not exist to be named) and no apt kernel.
+fn local_kernel_matrix() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = "[kernels.mine]\nbzimage = \"bzImage\"\n[suites.env]\nprobes = [{ exe = \"probe\" }]\n";
+    std::fs::write(dir.path().join("ksnap.toml"), toml).unwrap();
+    dir
+}
+
+#[test]
+fn releases_of_an_unknown_or_local_kernel_say_which_kernels_have_them() {
+    let output = ksnap().args(["releases", "nope"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("ksnap: error: unknown kernel `nope`; ksnap.toml defines: 5.10, 6.1, 6.12"), "{stderr}");
+
+    let dir = local_kernel_matrix();
+    let output = ksnap().args(["releases", "mine"]).current_dir(dir.path()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("has no releases to list: only apt kernels have releases"), "{stderr}");
+}
+
+#[test]
+fn a_release_of_an_unknown_or_local_kernel_is_refused_before_anything_runs() {
+    let output = ksnap().args(["run", "--kernel", "nope@5.10.1-1", "--suite", "env"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("ksnap: error: unknown kernel `nope`; ksnap.toml defines: 5.10"), "{stderr}");
+
+    let dir = local_kernel_matrix();
+    let output =
+        ksnap().args(["run", "--kernel", "mine@1.0-1", "--suite", "env"]).current_dir(dir.path()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("is not an apt kernel: only apt kernels have releases (`mine@…`)"), "{stderr}");
+}
+
+#[test]
+#[cfg_attr(skip_vm, ignore = "needs apt and the system's Debian mirror (KSNAP_SKIP_VM=1)")]
+fn a_release_apt_does_not_serve_names_the_nearest_ones() {
+    let dir = scratch_matrix(None);
+    let output =
+        ksnap().args(["run", "--kernel", "old@5.10.220-1", "--suite", "env"]).current_dir(dir.path()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("apt serves no release 5.10.220-1 of linux-image-5.10*-cloud-amd64"), "{stderr}");
+    assert!(stderr.contains("5.10.218-1, 5.10.223-1") && stderr.contains("`ksnap releases old`"), "{stderr}");
+    assert!(!dir.path().join("ksnap.lock").exists(), "a release is never written to ksnap.lock");
+}

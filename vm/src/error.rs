@@ -149,6 +149,18 @@ pub enum Error {
         detail: String,
     },
 
+    /// A release (not a locked kernel) apt's index lists, whose `.deb` the archive does not serve (a 404
+    /// from the pool).
+    #[error("{packages} is listed by apt ({suite}) but could not be downloaded (apt said: {detail})")]
+    ReleaseNotServed {
+        /// The packages asked for, as space-separated `NAME=VERSION`.
+        packages: String,
+        /// The apt configuration asked: `system` or the Debian suite.
+        suite: String,
+        /// apt's stderr.
+        detail: String,
+    },
+
     /// An apt command could not be started, failed, or did not write the `.deb` it was asked for.
     #[error("`{command}` failed: {stderr}")]
     AptFailed {

@@ -14,6 +14,7 @@ pub mod history;
 pub mod init;
 pub mod kernels;
 pub mod lock;
+pub mod releases;
 pub mod report;
 pub mod run;
 
@@ -34,6 +35,9 @@ pub enum Command {
     History(history::HistoryArgs),
     /// List the matrix's kernels: locked package, release and cache state, and newer versions apt has.
     Kernels(kernels::KernelsArgs),
+    /// List every point release of an apt kernel's line apt serves (its suite and the suite's -updates and
+    /// -security), in Debian version order; `ksnap run --kernel KERNEL@VERSION` runs one.
+    Releases(releases::ReleasesArgs),
     /// Start a project of your own in DIR: ksnap.toml, an example probe, the `cargo test` entry point,
     /// snapshots/, a GitHub Actions workflow.
     Init(init::InitArgs),

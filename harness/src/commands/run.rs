@@ -16,7 +16,9 @@ use super::load_config;
 /// The command line of `ksnap run`.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    /// Only this kernel (repeatable). Default: every kernel in ksnap.toml.
+    /// Only this kernel (repeatable). Default: every kernel in ksnap.toml. `KERNEL@VERSION` (e.g.
+    /// `5.10@5.10.251-5`) is one release of an apt kernel's line (`ksnap releases KERNEL` lists them):
+    /// downloaded and cached as any kernel, never written to ksnap.lock.
     #[arg(long = "kernel", value_name = "NAME")]
     pub kernels: Vec<String>,
     /// Only this suite (repeatable).
@@ -51,7 +53,8 @@ pub fn run(args: RunArgs, config: Option<PathBuf>, lock_mode: LockMode) -> Resul
     let view = View::detect(facts);
     let selection = Selection { kernels, variants, suites };
     let repeat = usize::from(repeat);
-    let config = load_config(config)?;
+    let mut config = load_config(config)?;
+    crate::project::kernels::add_releases(&mut config, &selection.kernels, &ksnap_vm::cache::Cache::user_default()?)?;
     let cells = matrix::cells(&config, &selection)?;
     let mut session = Session::start(config, accel, Progress::detect(), lock_mode)?;
     session.boot_every_cell = boot_every_cell;

@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use anyhow::{anyhow, bail, Context, Result};
 use ksnap_vm::cache::Cache;
 use ksnap_vm::kernel::apt::{Archives, PinnedPackage};
+use ksnap_vm::kernel::releases::{Family, Release};
 use ksnap_vm::kernel::{Kernel, KernelSource, Pin};
 
 use crate::project::config::Config;
@@ -233,9 +234,65 @@ impl Kernels {
     }
 }
 
+/// The separator of a release's name: `LINE@VERSION` (`5.10@5.10.251-5`).
+pub const RELEASE_AT: char = '@';
+
+/// Kernel line `line` of `config` (a kernel of ksnap.toml) and every release of it apt serves, in Debian
+/// version order. Asks apt (a private configuration is created and updated if needed); downloads no kernel.
+pub fn releases(config: &Config, archives: &Archives, line: &str) -> Result<(Family, Vec<Release>)> {
+    let source = known_kernel(config, line)?;
+    source.releases(archives).map_err(|e| anyhow!("kernel `{line}`: {e}"))
+}
+
+fn known_kernel<'a>(config: &'a Config, name: &str) -> Result<&'a KernelSource> {
+    config.kernels.get(name).ok_or_else(|| {
+        let known: Vec<&str> = config.kernels.keys().map(String::as_str).collect();
+        anyhow!("unknown kernel `{name}`; ksnap.toml defines: {}", known.join(", "))
+    })
+}
+
+/// Every `LINE@VERSION` among `names` made a kernel of `config` of its own, named so: that release of
+/// kernel line LINE ([`KernelSource::Release`]), outside the default run and never written to
+/// ksnap.lock. Other names are left alone. A version apt does not serve is an error naming the nearest
+/// ones it does.
+pub fn add_releases(config: &mut Config, names: &[String], cache: &Cache) -> Result<()> {
+    let wanted: Vec<(&str, &str)> = names.iter().filter_map(|name| name.split_once(RELEASE_AT)).collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let archives = Archives::new(cache, config.apt_mirror.clone());
+    for (line, version) in wanted {
+        let source = known_kernel(config, line)?;
+        if !matches!(source, KernelSource::Apt { .. }) {
+            bail!("kernel `{line}` ({source}) is not an apt kernel: only apt kernels have releases (`{line}@…`)");
+        }
+        let (family, releases) = releases(config, &archives, line)?;
+        let Some(release) = releases.iter().find(|r| r.version == version) else {
+            let near: Vec<String> =
+                ksnap_vm::kernel::releases::nearest(&releases, version, 5).iter().map(|r| r.version.clone()).collect();
+            bail!(
+                "kernel `{line}`: apt serves no release {version} of {family}; the nearest are {}. `ksnap releases \
+                 {line}` lists them all",
+                if near.is_empty() { "none (it serves none)".to_string() } else { near.join(", ") }
+            );
+        };
+        let release = source.release(release).expect("an apt kernel has releases");
+        let name = format!("{line}{RELEASE_AT}{version}");
+        config.named_only.insert(name.clone());
+        config.kernels.insert(name, release);
+    }
+    Ok(())
+}
+
 /// A kernel error, with what to do about it where ksnap knows better than the library.
 fn explain(name: &str, source: &KernelSource, error: ksnap_vm::Error) -> anyhow::Error {
     let advice = match &error {
+        ksnap_vm::Error::ReleaseNotServed { .. } => {
+            let line = name.split(RELEASE_AT).next().unwrap_or(name);
+            format!(
+                ". The archive lists this release but no longer serves it: pick another from `ksnap releases {line}`"
+            )
+        }
         ksnap_vm::Error::PackageGone { .. } | ksnap_vm::Error::ChecksumMismatch { .. } => {
             format!(". Re-pin it with `ksnap lock --update {name}`, then review the snapshot changes")
         }

@@ -229,7 +229,12 @@ impl KernelSource {
                     report(&format!("downloading {}", names.join(", ")));
                     let download =
                         tempfile::tempdir_in(staging).map_err(|e| Error::io("creating a download directory", e))?;
-                    let debs = apt.download(&packages, download.path())?;
+                    let debs = apt.download(&packages, download.path()).map_err(|e| match e {
+                        Error::PackageGone { packages, suite, detail } => {
+                            Error::ReleaseNotServed { packages, suite, detail }
+                        }
+                        other => other,
+                    })?;
                     unpack_debs(&debs, staging, Some(packages[0].package()), report)
                 })
             }
