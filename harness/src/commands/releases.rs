@@ -46,10 +46,11 @@ pub fn releases(args: ReleasesArgs, config: Option<PathBuf>, lock_mode: LockMode
         println!("{}", line.trim_end());
     }
     println!(
-        "\n{} releases of {family} ({source}), oldest first; apt's indexes give no dates.\nRun one with `ksnap \
-         run --kernel {kernel}{RELEASE_AT}VERSION`: downloaded on demand, checked and cached, never written to \
-         ksnap.lock.",
-        releases.len()
+        "\n{} release{} of {family} ({source}), oldest first; apt's indexes give no dates.\nRun one with \
+         `ksnap run --kernel {kernel}{RELEASE_AT}VERSION`: downloaded on demand, checked and cached, never written \
+         to ksnap.lock.",
+        releases.len(),
+        if releases.len() == 1 { "" } else { "s" }
     );
     Ok(true)
 }
