@@ -110,24 +110,40 @@ impl<'c, T: Display> Search<'c, T> {
         }
     }
 
-    /// The candidates the step after observing `index` may need (each of them if it is not skipped,
-    /// both if the ends are not both observed yet), so the caller can fetch them while `index` runs.
+    /// The candidates the step after observing `index` may need, so the caller can fetch them while
+    /// `index` runs: the next middle if `index` has the old value, the one if it has a new value, and
+    /// the neighbour tried if it is skipped; most likely first.
     pub fn may_need_after(&self, index: usize) -> Vec<usize> {
         let last = self.candidates.len() - 1;
-        let mut after = match (&self.seen[0], &self.seen[last]) {
-            (Seen::NotYet, Seen::NotYet) if index == 0 => vec![last],
-            (Seen::NotYet, _) | (_, Seen::NotYet) => self.pick(0, last).into_iter().collect(),
+        let after: Vec<Option<usize>> = match (&self.seen[0], &self.seen[last]) {
+            (Seen::NotYet, Seen::NotYet) if index == 0 => vec![Some(last)],
+            (Seen::NotYet, _) | (_, Seen::NotYet) => vec![self.pick(0, last)],
             _ if index <= self.old || index >= self.new => vec![],
-            _ => [self.pick(self.old, index), self.pick(index, self.new)].into_iter().flatten().collect(),
+            _ => vec![
+                self.pick(self.old, index),
+                self.pick(index, self.new),
+                self.pick_except(self.old, self.new, Some(index)),
+            ],
         };
-        after.dedup();
-        after
+        let mut unique: Vec<usize> = vec![];
+        for candidate in after.into_iter().flatten() {
+            if !unique.contains(&candidate) {
+                unique.push(candidate);
+            }
+        }
+        unique
     }
 
     /// The candidate strictly between `old` and `new` nearest their middle that was not tried yet.
     fn pick(&self, old: usize, new: usize) -> Option<usize> {
+        self.pick_except(old, new, None)
+    }
+
+    fn pick_except(&self, old: usize, new: usize, except: Option<usize>) -> Option<usize> {
         let middle = (old + new) / 2;
-        (old + 1..new).filter(|&i| matches!(self.seen[i], Seen::NotYet)).min_by_key(|&i| (i.abs_diff(middle), i))
+        (old + 1..new)
+            .filter(|&i| matches!(self.seen[i], Seen::NotYet) && Some(i) != except)
+            .min_by_key(|&i| (i.abs_diff(middle), i))
     }
 
     fn remaining(&self) -> usize {
