@@ -16,8 +16,7 @@ use crate::facts::Facts;
 pub enum Side {
     /// The watched value is the first end's.
     Old,
-    /// It is not (the last end is `New` even when its value is the first's: then there is nothing to
-    /// bisect).
+    /// It is not.
     New,
 }
 
@@ -185,8 +184,8 @@ impl<'c, T: Display> Search<'c, T> {
     }
 
     fn side_of(&self, index: usize, facts: &Facts) -> Side {
-        let old = self.facts_at(0).map(|first| self.watched.project(first));
-        if index == 0 || (index != self.candidates.len() - 1 && old.as_ref() == Some(&self.watched.project(facts))) {
+        let first = self.facts_at(0).map(|first| self.watched.project(first));
+        if index == 0 || first == Some(self.watched.project(facts)) {
             Side::Old
         } else {
             Side::New

@@ -150,7 +150,13 @@ fn everything_between_the_ends_skipped_gives_the_whole_range() {
 
 #[test]
 fn ends_that_agree_leave_nothing_to_bisect() {
-    let (report, order) = Fake::new(&["a", "b", "a"]).bisect(fact());
+    let fake = Fake::new(&["a", "b", "a"]);
+    let candidates = fake.candidates();
+    let mut sides = vec![];
+    bisect(&candidates, fact(), |c| fake.observe(c), |step| sides.push(step.seen.clone())).unwrap();
+    let old_a = StepSeen::Value { shown: "a".into(), side: Side::Old };
+    assert_eq!(sides, [old_a.clone(), old_a], "the last end has the old value too");
+    let (report, order) = fake.bisect(fact());
     let report = report.unwrap();
     assert_eq!(report.outcome, Outcome::NothingToBisect);
     assert_eq!(order, [0, 2], "only the ends are observed");
