@@ -1,7 +1,8 @@
 //! Facts: what a run observed, flattened to `PROBE.TEST.KEY = VALUE` — the body of a snapshot and the
 //! unit every comparison (diff, report, history, flakes) works on. The folder holds what is done with
 //! them: the snapshot a cell's facts are written to and read back from ([`snapshot`]), and the flakes
-//! between repeated runs ([`repeat`]), and the columns snapshots are compared by ([`mod@column`]).
+//! between repeated runs ([`repeat`]), the columns snapshots are compared by ([`mod@column`]), and the
+//! release where a fact changes, found by bisecting ([`bisect`]).
 
 use std::collections::BTreeMap;
 
@@ -9,6 +10,7 @@ use ksnap_readers::channel::{ProbeRun, Reading};
 use ksnap_readers::kselftest::SelftestReport;
 use ksnap_readers::ktap::KtapTest;
 
+pub mod bisect;
 pub mod column;
 pub mod repeat;
 pub mod snapshot;

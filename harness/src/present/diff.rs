@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::facts::column::Column;
 use crate::facts::Facts;
-use crate::present::text::{md, shorten, table, table_width, MAX_VALUE_CHARS};
+use crate::present::text::{md, shorten, two_sides};
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
 pub struct Diff {
@@ -90,25 +90,11 @@ impl Diff {
                 continue;
             }
             let absent = || "(absent)".to_string();
-            let facts: Vec<(&String, String, String)> =
-                (suite.changed.iter().map(|(k, a, b)| (k, a.clone(), b.clone())))
-                    .chain(suite.only_a.iter().map(|(k, a)| (k, a.clone(), absent())))
-                    .chain(suite.only_b.iter().map(|(k, b)| (k, absent(), b.clone())))
-                    .collect();
-            let mut rows = vec![[format!("suite {}", suite.suite), self.a.clone(), self.b.clone()]];
-            rows.extend(
-                facts.iter().map(|(k, a, b)| [k.to_string(), shorten(a, MAX_VALUE_CHARS), shorten(b, MAX_VALUE_CHARS)]),
-            );
-            if table_width(&rows) <= width {
-                out.push_str(&table(&rows));
-            } else {
-                let _ = writeln!(out, "suite {}", suite.suite);
-                for (key, a, b) in &facts {
-                    let _ = writeln!(out, "{}", shorten(key, width));
-                    let _ = writeln!(out, "{}", shorten(&format!("  {}: {a}", self.a), width));
-                    let _ = writeln!(out, "{}", shorten(&format!("  {}: {b}", self.b), width));
-                }
-            }
+            let facts: Vec<(String, String, String)> = (suite.changed.iter().cloned())
+                .chain(suite.only_a.iter().map(|(k, a)| (k.clone(), a.clone(), absent())))
+                .chain(suite.only_b.iter().map(|(k, b)| (k.clone(), absent(), b.clone())))
+                .collect();
+            out.push_str(&two_sides(&format!("suite {}", suite.suite), &self.a, &self.b, &facts, width));
             let _ = writeln!(out, "({} facts the same)\n", suite.same);
         }
         out

@@ -1,6 +1,7 @@
 //! What a person reads: plain-text helpers ([`text`]), the results of a run ([`results::View`] says how
-//! they are laid out), `ksnap diff`, `ksnap history`, the HTML and Markdown report and curve plots. Each turns facts into text and decides nothing.
+//! they are laid out), `ksnap diff`, `ksnap history`, `ksnap bisect`, the HTML and Markdown report and curve plots. Each turns facts into text and decides nothing.
 
+pub mod bisect;
 pub mod diff;
 pub mod history;
 pub mod plot;

@@ -68,6 +68,26 @@ pub fn table<R: AsRef<[String]>>(rows: &[R]) -> String {
     out
 }
 
+/// Facts with a value on each of two sides (`(fact, a's value, b's value)`), fitted to `width`: a table
+/// headed `title  a  b` when it fits, else `title` and a block per fact (`  a: value` / `  b: value`).
+/// Values are cut with [`CUT`], never wrapped.
+pub fn two_sides(title: &str, a: &str, b: &str, facts: &[(String, String, String)], width: usize) -> String {
+    let mut rows = vec![[title.to_string(), a.to_string(), b.to_string()]];
+    rows.extend(
+        facts.iter().map(|(k, va, vb)| [k.clone(), shorten(va, MAX_VALUE_CHARS), shorten(vb, MAX_VALUE_CHARS)]),
+    );
+    if table_width(&rows) <= width {
+        return table(&rows);
+    }
+    let mut out = format!("{}\n", shorten(title, width));
+    for (key, va, vb) in facts {
+        let _ = writeln!(out, "{}", shorten(key, width));
+        let _ = writeln!(out, "{}", shorten(&format!("  {a}: {va}"), width));
+        let _ = writeln!(out, "{}", shorten(&format!("  {b}: {vb}"), width));
+    }
+    out
+}
+
 /// Escape a value for a Markdown table cell (guest output is untrusted: no HTML, no broken tables).
 pub fn md(value: &str) -> String {
     value
