@@ -3,6 +3,7 @@
 
 pub mod diff;
 pub mod history;
+pub mod moves;
 pub mod plot;
 pub mod report;
 pub mod results;
