@@ -102,7 +102,7 @@ fn explanation(
     let mut lines = match changelog {
         Some(text) => {
             let entries = changelog::parse(text);
-            let selected = changelog::between(&entries, from, to);
+            let selected = changelog::since(&entries, from);
             if selected.is_empty() {
                 vec![format!("  changelog: no entry after {from} up to {to}")]
             } else {
@@ -160,24 +160,30 @@ mod tests {
         )
         .unwrap();
         let suites = [SuiteInterest {
-            name: "smb_suite".into(),
-            areas: vec!["smb".into(), "ptrace".into()],
+            name: "fs_suite".into(),
+            areas: vec!["ext4".into(), "ptrace".into()],
             kernel_config: vec!["CONFIG_PROC_MEM_NO_FORCE".into()],
         }];
         let (from, to) = (
             pin("linux-image-6.1.0-40-cloud-amd64", "6.1.170-3"),
-            pin("linux-image-6.1.0-44-cloud-amd64", "6.1.174-1"),
+            pin("linux-image-6.1.0-57-cloud-amd64", "6.1.192-3"),
         );
         let lines = explanation(&old, &from, &new, &to, Some(&text), &suites);
         assert_eq!(
             lines,
             [
-                "  changelog 6.1.170-3 → 6.1.174-1: 2 Debian releases, 9 changes",
-                "    6.1.174-1:",
-                "      smb: client: reject userspace cifs.spnego descriptions  [smb_suite]",
+                // 136: the items of the five entries above 6.1.170-3, less group headings (`New upstream
+                // stable update:`, `Backport changes in … from 6.12.y:`) and the signing line.
+                "  changelog 6.1.170-3 → 6.1.192-3: 5 Debian releases, 136 changes, 3 in the suites' areas",
+                "    [ext4] exercised by fs_suite",
+                "    [ptrace] exercised by fs_suite",
+                "    6.1.192-2:",
+                "      ext4: fix NULL folio dereference in mballoc (Closes: #1154101)  [ext4]",
+                "    6.1.177-1:",
+                "      ext4: add bounds check for inline data length in ext4_read_inline_page  [ext4]",
                 "    6.1.172-1:",
-                "      ptrace: slightly saner 'get_dumpable()' logic  [smb_suite]",
-                "    7 other changes not in any suite's areas (ptrace, smb)",
+                "      ptrace: slightly saner 'get_dumpable()' logic  [ptrace]",
+                "    133 other changes not in any suite's areas (ext4, ptrace)",
                 "  config: 0 options added, 0 removed, 1 changed",
                 "    ~ CONFIG_SMB: m → y",
             ]
@@ -185,7 +191,7 @@ mod tests {
         let lines = explanation(&old, &to, &new, &from, None, &suites);
         assert_eq!(lines[0], "  changelog: none in the packages of linux-image-6.1.0-40-cloud-amd64 6.1.170-3");
         let lines = explanation(&old, &to, &new, &from, Some(&text), &suites);
-        assert_eq!(lines[0], "  changelog: no entry after 6.1.174-1 up to 6.1.170-3");
+        assert_eq!(lines[0], "  changelog: no entry after 6.1.192-3 up to 6.1.170-3");
     }
 
     #[test]

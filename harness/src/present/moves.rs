@@ -53,51 +53,60 @@ pub fn in_area(title: &str, area: &str) -> bool {
     })
 }
 
-/// The suites (by name) whose areas take in a change titled `title`.
-fn suites_of<'a>(title: &str, suites: &'a [SuiteInterest]) -> Vec<&'a str> {
-    suites.iter().filter(|s| s.areas.iter().any(|a| in_area(title, a))).map(|s| s.name.as_str()).collect()
+/// The suites' areas that take in a change titled `title`, sorted.
+fn areas_of<'a>(title: &str, areas: &BTreeMap<&'a str, Vec<&'a str>>) -> Vec<&'a str> {
+    areas.keys().copied().filter(|area| in_area(title, area)).collect()
 }
 
-/// The changelog part: `entries` (newest first) between `old` and `new`, their changes in the suites'
-/// areas grouped by Debian version, then the number of the others.
+/// The changelog part: `entries` (newest first) between `old` and `new`; the suites of each area that
+/// has changes; those changes grouped by Debian version, each tagged with its areas; then the number of
+/// the others.
 pub fn changelog_lines(entries: &[&Entry], old: &str, new: &str, suites: &[SuiteInterest]) -> Vec<String> {
+    let mut areas: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for suite in suites {
+        for area in &suite.areas {
+            areas.entry(area.as_str()).or_default().push(suite.name.as_str());
+        }
+    }
     let total: usize = entries.iter().map(|e| e.changes.len()).sum();
     let releases = match entries.len() {
         1 => "1 Debian release".to_string(),
         n => format!("{n} Debian releases"),
     };
-    let mut lines = vec![format!("  changelog {old} → {new}: {releases}, {total} changes")];
-    let mut others = 0;
+    let mut body = Vec::new();
+    let mut touched = BTreeSet::new();
+    let mut matching = 0;
     for entry in entries {
-        let mut matched = Vec::new();
-        for change in &entry.changes {
-            let names = suites_of(change, suites);
-            if names.is_empty() {
-                others += 1;
-            } else {
-                matched.push((change, names));
-            }
-        }
+        let matched: Vec<(&String, Vec<&str>)> = entry
+            .changes
+            .iter()
+            .map(|change| (change, areas_of(change, &areas)))
+            .filter(|(_, areas)| !areas.is_empty())
+            .collect();
         if matched.is_empty() {
             continue;
         }
-        lines.push(format!("    {}:", entry.kernel_version()));
+        body.push(format!("    {}:", entry.kernel_version()));
         for (change, names) in matched {
-            let names = format!("[{}]", names.join(", "));
-            let line = format!("      {change}  {names}");
-            if line.chars().count() <= WIDTH {
-                lines.push(line);
-            } else {
-                lines.push(cut(&format!("      {change}"), WIDTH));
-                lines.push(format!("        {names}"));
-            }
+            matching += 1;
+            touched.extend(names.iter().copied());
+            let tag = format!("  [{}]", names.join(", "));
+            let room = WIDTH - tag.chars().count();
+            body.push(format!("{}{tag}", cut(&format!("      {change}"), room)));
         }
     }
-    let areas: BTreeSet<&str> = suites.iter().flat_map(|s| s.areas.iter().map(String::as_str)).collect();
+    let others = total - matching;
+    let mut lines =
+        vec![format!("  changelog {old} → {new}: {releases}, {total} changes, {matching} in the suites' areas")];
+    for area in &touched {
+        lines.extend(wrap(&format!("    [{area}] exercised by"), &areas[area], "      "));
+    }
+    lines.extend(body);
     if areas.is_empty() {
-        lines.push(format!("    {others} upstream and Debian changes (no suite declares `areas` in ksnap.toml)"));
+        lines.push("    (no suite declares `areas` in ksnap.toml: none of the changes is singled out)".to_string());
     } else if others > 0 {
-        lines.push(format!("    {others} other changes not in any suite's areas ({})", join(&areas)));
+        let all: BTreeSet<&str> = areas.keys().copied().collect();
+        lines.push(format!("    {} not in any suite's areas ({})", plural(others, "other change"), join(&all)));
     }
     lines
 }
@@ -114,7 +123,7 @@ pub fn config_lines(changes: &BTreeMap<String, Change>, suites: &[SuiteInterest]
     if changes.is_empty() {
         return vec!["  config: no option differs".to_string()];
     }
-    let mut lines = vec![format!("  config: {added} options added, {removed} removed, {changed} changed")];
+    let mut lines = vec![format!("  config: {} added, {removed} removed, {changed} changed", plural(added, "option"))];
     let stated_by = |option: &str| -> Vec<&str> {
         suites.iter().filter(|s| s.kernel_config.iter().any(|o| o == option)).map(|s| s.name.as_str()).collect()
     };
@@ -155,8 +164,34 @@ fn short(value: &str) -> &str {
     }
 }
 
+/// `1 change`, `2 changes`.
+fn plural(count: usize, noun: &str) -> String {
+    if count == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{count} {noun}s")
+    }
+}
+
 fn join(items: &BTreeSet<&str>) -> String {
     items.iter().copied().collect::<Vec<_>>().join(", ")
+}
+
+/// `head` and then `items`, comma-separated, on lines of at most [`WIDTH`] characters, the next ones
+/// starting with `indent`.
+fn wrap(head: &str, items: &[&str], indent: &str) -> Vec<String> {
+    let mut lines = vec![head.to_string()];
+    for (i, item) in items.iter().enumerate() {
+        let word = if i + 1 < items.len() { format!("{item},") } else { item.to_string() };
+        let last = lines.last_mut().expect("lines start with the head");
+        if last.chars().count() + 1 + word.chars().count() <= WIDTH || last.trim().is_empty() {
+            last.push(' ');
+            last.push_str(&word);
+        } else {
+            lines.push(format!("{indent}{word}"));
+        }
+    }
+    lines
 }
 
 /// `line` cut to `width` characters, ending with `…` when cut.
@@ -207,6 +242,16 @@ mod tests {
     }
 
     #[test]
+    fn long_lists_wrap() {
+        let names: Vec<String> = (0..12).map(|i| format!("suite_number_{i}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let lines = wrap("    [mm] exercised by", &names, "      ");
+        assert!(lines.len() > 1 && lines.iter().all(|l| l.chars().count() <= WIDTH), "{lines:?}");
+        assert!(lines[1].starts_with("      suite_number_"), "{lines:?}");
+        assert_eq!(lines.join(" ").split_whitespace().filter(|w| w.starts_with("suite")).count(), 12);
+    }
+
+    #[test]
     fn the_changelog_part_lists_the_suites_areas_first_and_counts_the_rest() {
         let text = "linux (6.1.200-1) bookworm-security; urgency=high\n\n  * New upstream stable update:\n\
                     \x20   https://www.kernel.org/pub/linux/kernel/v6.x/ChangeLog-6.1.200\n\
@@ -216,23 +261,25 @@ mod tests {
                     \x20   - net: one\n    - [amd64] x86/bugs: two\n\n -- A <a@b>  Mon, 1 Jan 2024\n\n\
                     linux (6.1.199-1) bookworm-security; urgency=high\n\n  * ext4: three\n\n -- A <a@b>  Mon, 1 Jan 2024\n";
         let entries = changelog::parse(text);
-        let selected = changelog::between(&entries, "6.1.198-1", "6.1.200-1");
+        let selected = changelog::since(&entries, "6.1.198-1");
         let lines = changelog_lines(&selected, "6.1.198-1", "6.1.200-1", &suites());
         assert_eq!(
             lines,
             [
-                "  changelog 6.1.198-1 → 6.1.200-1: 2 Debian releases, 5 changes",
+                "  changelog 6.1.198-1 → 6.1.200-1: 2 Debian releases, 5 changes, 3 in the suites' areas",
+                "    [mm] exercised by proc_mem",
+                "    [proc] exercised by proc_mem",
+                "    [x86] exercised by setjmp",
                 "    6.1.200-1:",
-                "      proc: add config & param to block forcing mem writes  [proc_mem]",
-                "      mm/gup: a very long title that goes on and on and on so that the suites cannot be on its line",
-                "        [proc_mem]",
-                "      [amd64] x86/bugs: two  [setjmp]",
+                "      proc: add config & param to block forcing mem writes  [proc]",
+                "      mm/gup: a very long title that goes on and on and on so that the suites cannot be on it…  [mm]",
+                "      [amd64] x86/bugs: two  [x86]",
                 "    2 other changes not in any suite's areas (mm, proc, x86)",
             ]
         );
         assert!(lines.iter().all(|l| l.chars().count() <= WIDTH));
         let none = changelog_lines(&selected, "a", "b", &suites()[2..]);
-        assert_eq!(none[1], "    5 upstream and Debian changes (no suite declares `areas` in ksnap.toml)");
+        assert_eq!(none[1], "    (no suite declares `areas` in ksnap.toml: none of the changes is singled out)");
     }
 
     #[test]
@@ -244,7 +291,7 @@ mod tests {
         assert_eq!(
             config_lines(&changes, &suites()),
             [
-                "  config: 1 options added, 1 removed, 2 changed",
+                "  config: 1 option added, 1 removed, 2 changed",
                 "    ~ CONFIG_PROC_MEM_NO_FORCE: not set → y  [stated by proc_mem]",
                 "    ~ CONFIG_A: m → y",
                 "    - CONFIG_GONE=y",

@@ -2,8 +2,8 @@
 //! tolerantly: its entries by version, and in each the changes it lists — upstream stable commit titles
 //! (`    - mm/gup: …` under `  * New upstream stable update:`) and Debian's own fixes (`  * proc: …`).
 //!
-//! What `ksnap lock --update` shows when it moves a kernel is [`between`]: the entries after the locked
-//! version up to the new one, in Debian's version order.
+//! What `ksnap lock --update` shows when it moves a kernel is [`since`]: the entries of the new kernel's
+//! changelog after the locked version.
 //!
 //! ```text
 //! linux (6.1.174-1) bookworm-security; urgency=high
@@ -20,7 +20,8 @@
 //! ```
 //!
 //! A signed image's changelog starts with an entry of `linux-signed-ARCH` (`6.1.192+3`) that says
-//! `Sign kernel from linux 6.1.192-3`: that entry stands for the `linux` version it signs.
+//! `Sign kernel from linux 6.1.192-3` (a backport's: `… from linux-6.12 6.12.118-1~deb12u1`): that entry
+//! stands for the version it signs.
 
 use std::io::Read;
 use std::path::Path;
@@ -74,8 +75,8 @@ pub fn parse(text: &str) -> Vec<Entry> {
         match item {
             Some(text) if indent >= 2 => {
                 let text = text.trim();
-                if let Some(version) = text.strip_prefix("Sign kernel from linux ") {
-                    entry.signs = Some(version.trim().to_string());
+                if let Some(version) = signed_version(text) {
+                    entry.signs = Some(version.to_string());
                     open = None;
                 } else if trimmed.starts_with("* ") && text.ends_with(':') && !text.contains(": ") {
                     // A group's heading (`New upstream stable update:`), not a change.
@@ -98,6 +99,15 @@ pub fn parse(text: &str) -> Vec<Entry> {
     entries
 }
 
+/// The version in `Sign kernel from linux 6.1.192-3` (or `… from linux-6.12 6.12.118-1~deb12u1`).
+fn signed_version(item: &str) -> Option<&str> {
+    let rest = item.strip_prefix("Sign kernel from ")?;
+    match rest.split_whitespace().collect::<Vec<_>>().as_slice() {
+        [source, version] if source.starts_with("linux") => Some(version),
+        _ => None,
+    }
+}
+
 /// `SOURCE (VERSION) DISTRIBUTIONS; urgency=…`, at the start of a line.
 fn heading(line: &str) -> Option<Entry> {
     if line.starts_with(char::is_whitespace) {
@@ -111,15 +121,24 @@ fn heading(line: &str) -> Option<Entry> {
     Some(Entry { source: source.to_string(), version: version.to_string(), signs: None, changes: Vec::new() })
 }
 
-/// The entries that describe what changed after version `old` up to version `new` (`old` < version ≤
-/// `new`, in Debian's order; a `linux-signed-*` entry by the version it signs), newest first. Entries
-/// whose version does not parse are left out; so is everything when `old` or `new` does not parse.
-pub fn between<'a>(entries: &'a [Entry], old: &str, new: &str) -> Vec<&'a Entry> {
-    let (Ok(old), Ok(new)) = (Version::from_str(old), Version::from_str(new)) else { return Vec::new() };
-    entries
-        .iter()
-        .filter(|entry| Version::from_str(entry.kernel_version()).is_ok_and(|v| old < v && v <= new))
-        .collect()
+/// The entries that describe what changed since version `old`, newest first: in the changelog of the
+/// newer kernel, the entries above the first one (a `linux-signed-*` entry by the version it signs)
+/// whose version is `old` or older in Debian's order. Found by position rather than by comparing every
+/// version with the new one: a backport's changelog interleaves `linux (6.12.118-1) trixie` with
+/// `linux-6.12 (6.12.118-1~deb12u1) bookworm`, and `6.12.118-1` sorts after `6.12.118-1~deb12u1` though
+/// the backport holds it. Entries whose version does not parse are skipped; nothing is selected when `old`
+/// does not parse, or is newer than every entry (a move back).
+pub fn since<'a>(entries: &'a [Entry], old: &str) -> Vec<&'a Entry> {
+    let Ok(old) = Version::from_str(old) else { return Vec::new() };
+    let mut selected = Vec::new();
+    for entry in entries {
+        match Version::from_str(entry.kernel_version()) {
+            Ok(version) if version <= old => break,
+            Ok(_) => selected.push(entry),
+            Err(_) => {}
+        }
+    }
+    selected
 }
 
 /// The text of a gzip-compressed changelog file (`changelog.gz`), bounded.
@@ -184,27 +203,45 @@ mod tests {
     }
 
     #[test]
-    fn selects_the_entries_after_the_old_version_up_to_the_new() {
+    fn selects_the_entries_since_the_old_version() {
         let entries = parse(&excerpt());
-        let versions = |old, new| -> Vec<String> {
-            between(&entries, old, new).iter().map(|e| e.kernel_version().to_string()).collect()
-        };
-        assert_eq!(versions("6.1.170-3", "6.1.177-1"), ["6.1.177-1", "6.1.174-1", "6.1.172-1"]);
+        let versions =
+            |old| -> Vec<String> { since(&entries, old).iter().map(|e| e.kernel_version().to_string()).collect() };
+        assert_eq!(versions("6.1.170-3"), ["6.1.192-3", "6.1.192-2", "6.1.177-1", "6.1.174-1", "6.1.172-1"]);
         // The signed entry stands for 6.1.192-3 (its own 6.1.192+3 sorts after it).
-        assert_eq!(versions("6.1.192-2", "6.1.192-3"), ["6.1.192-3"]);
-        assert_eq!(versions("6.1.177-1", "6.1.192-3"), ["6.1.192-3", "6.1.192-2"]);
-        assert_eq!(versions("6.1.170-1", "6.1.170-2"), ["6.1.170-2"]);
-        assert!(versions("6.1.192-3", "6.1.192-3").is_empty());
-        assert!(versions("6.1.192-3", "6.1.170-2").is_empty(), "a move back lists nothing");
-        assert!(versions("not a version!", "6.1.192-3").is_empty());
-        // Debian's order, not the text's: ~ sorts before everything, 10 after 9.
-        let entries = parse(
-            "linux (6.12.10-1~deb12u1) bookworm; urgency=high\n\n  * a: b\n\n -- X <x@y>  Mon, 1 Jan 2024\n\n\
-             linux (6.12.9-1) trixie; urgency=high\n\n  * c: d\n\n -- X <x@y>  Mon, 1 Jan 2024\n",
-        );
-        assert_eq!(between(&entries, "6.12.9-1", "6.12.10-1").len(), 1);
-        assert_eq!(between(&entries, "6.12.8-1", "6.12.10-1~deb12u1").len(), 2);
-        assert_eq!(between(&entries, "6.12.10-1~deb12u1", "6.12.10-1").len(), 0);
+        assert_eq!(versions("6.1.192-2"), ["6.1.192-3"]);
+        assert_eq!(versions("6.1.177-1"), ["6.1.192-3", "6.1.192-2"]);
+        // A version between two entries: the older entry is not part of the move.
+        assert_eq!(versions("6.1.175-1"), ["6.1.192-3", "6.1.192-2", "6.1.177-1"]);
+        assert_eq!(versions("6.1.170-1").len(), 7);
+        assert!(versions("6.1.192-3").is_empty());
+        assert!(versions("6.1.200-1").is_empty(), "a move back lists nothing");
+        assert!(versions("not a version!").is_empty());
+    }
+
+    /// As in linux-image-6.12.118+deb12-cloud-amd64 6.12.118-1~deb12u1 (bookworm-security): the backport's
+    /// entries interleaved with trixie's, which sort after them.
+    #[test]
+    fn a_backport_changelog_is_cut_where_the_old_version_is() {
+        let entry = |heading: &str, item: &str| {
+            format!("{heading}; urgency=high\n\n  * {item}\n\n -- A <a@b>  Mon, 1 Jan 2024\n\n")
+        };
+        let text = [
+            entry(
+                "linux-signed-6.12-amd64 (6.12.118+1~deb12u1) bookworm-security",
+                "Sign kernel from linux-6.12 6.12.118-1~deb12u1",
+            ),
+            entry("linux (6.12.118-1) trixie-security", "mm: new"),
+            entry("linux-6.12 (6.12.117-1~deb12u1) bookworm-security", "Rebuild for bookworm"),
+            entry("linux (6.12.117-1) trixie-security", "mm: old"),
+        ]
+        .concat();
+        let entries = parse(&text);
+        assert_eq!(entries[0].kernel_version(), "6.12.118-1~deb12u1");
+        let selected: Vec<&str> = since(&entries, "6.12.117-1~deb12u1").iter().map(|e| e.kernel_version()).collect();
+        assert_eq!(selected, ["6.12.118-1~deb12u1", "6.12.118-1"]);
+        assert_eq!(signed_version("Sign kernel from linux 6.1.192-3"), Some("6.1.192-3"));
+        assert_eq!(signed_version("Sign kernel from the moon"), None);
     }
 
     #[test]

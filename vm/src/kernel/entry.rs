@@ -225,6 +225,42 @@ mod tests {
         assert!(err.to_string().contains("is not a bootable x86 kernel image: no Linux boot-protocol header"), "{err}");
     }
 
+    /// An entry keeps the changelog with its hash; a changed changelog makes the entry invalid, and an
+    /// entry written before changelogs were kept (no changelog, no hash) is still valid.
+    #[test]
+    fn the_changelog_is_part_of_a_verified_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::at(dir.path().join("cache")).unwrap();
+        let kernel = cached_or_produce(&cache, "k_1", &mut |_| {}, |staging, _| {
+            std::fs::write(staging.join("vmlinuz-r"), fake_bzimage("r")).unwrap();
+            std::fs::write(staging.join("changelog.gz"), b"gz").unwrap();
+            let changelog = Some(staging.join("changelog.gz"));
+            Ok(Produced {
+                image: staging.join("vmlinuz-r"),
+                config: None,
+                release: "r".into(),
+                package: None,
+                changelog,
+            })
+        })
+        .unwrap();
+        let entry = cache.entry(CACHE_KIND, "k_1");
+        assert_eq!(kernel.changelog, Some(entry.join("changelog.gz")));
+        assert_eq!(read_valid_entry(&entry), Some(kernel.clone()));
+        std::fs::write(entry.join("changelog.gz"), b"changed").unwrap();
+        assert_eq!(read_valid_entry(&entry), None);
+
+        let old = CacheRecord {
+            kernel: Kernel { changelog: None, ..kernel.clone() },
+            image_sha256: cache::sha256_file(&kernel.image).unwrap(),
+            changelog_sha256: None,
+        };
+        let json = serde_json::to_string(&old).unwrap();
+        assert!(!json.contains("changelog"), "{json}");
+        std::fs::write(entry.join("kernel.json"), json).unwrap();
+        assert_eq!(read_valid_entry(&entry).unwrap().changelog, None);
+    }
+
     #[test]
     fn config_value_reads_options() {
         let dir = tempfile::tempdir().unwrap();
