@@ -4,6 +4,7 @@
 pub mod bisect;
 pub mod diff;
 pub mod history;
+pub mod moves;
 pub mod plot;
 pub mod report;
 pub mod results;

@@ -55,6 +55,9 @@ pub struct Suite {
     pub cmdline: Vec<String>,
     /// Kernel config options whose values the suite's snapshots state (`CONFIG_PROC_MEM_NO_FORCE`, …).
     pub kernel_config: Vec<String>,
+    /// The kernel areas the suite exercises (`proc`, `mm`, `x86`): the prefixes of upstream commit titles
+    /// (`mm/gup: …`) `ksnap lock --update` lists first when it explains a kernel's move.
+    pub areas: Vec<String>,
     /// Every cell of the suite boots its kernel (`fresh_boot = true`), rather than starting from the machine
     /// saved for its (kernel, variant, VM) ([`crate::session`]): for what depends on the boot itself, or on
     /// nothing having run in it yet.
@@ -241,6 +244,8 @@ struct RawSuite {
     #[serde(default)]
     kernel_config: Vec<String>,
     #[serde(default)]
+    areas: Vec<String>,
+    #[serde(default)]
     cmdline: Vec<String>,
     #[serde(default)]
     fresh_boot: bool,
@@ -269,6 +274,12 @@ impl RawSuite {
         if let Some(bad) = self.kernel_config.iter().find(|o| !o.starts_with("CONFIG_")) {
             bail!("suite `{name}`: kernel_config entry `{bad}` is not a CONFIG_ option");
         }
+        if let Some(bad) = self.areas.iter().find(|a| !is_area(a)) {
+            bail!(
+                "suite `{name}`: area {bad:?} must be one word of letters, digits, `_`, `-`, `.` or `/` (a \
+                 kernel subsystem such as \"mm\" or \"proc\")"
+            );
+        }
         if let Some(bad) = self.cmdline.iter().find(|w| w.is_empty() || w.contains(char::is_whitespace)) {
             bail!("suite `{name}`: cmdline word {bad:?} must be one non-empty word");
         }
@@ -284,6 +295,7 @@ impl RawSuite {
             variants: self.variants,
             cmdline: self.cmdline,
             kernel_config: self.kernel_config,
+            areas: self.areas,
             fresh_boot: self.fresh_boot,
         })
     }
@@ -399,6 +411,14 @@ fn relative_to(root: &Path, path: PathBuf) -> PathBuf {
     }
 }
 
+/// An area is a commit-title prefix: `mm`, `proc`, `x86`, `fs/proc`.
+fn is_area(area: &str) -> bool {
+    !area.is_empty()
+        && !area.starts_with('/')
+        && !area.ends_with('/')
+        && area.chars().all(|c| c.is_ascii_alphanumeric() || "_-./".contains(c))
+}
+
 fn check_args(suite: &str, probe: &str, args: &[String]) -> Result<()> {
     if let Some(bad) = args.iter().find(|a| a.is_empty() || a.contains(char::is_whitespace)) {
         bail!("probe `{probe}` of suite `{suite}`: argument {bad:?} must be one non-empty word");
@@ -510,6 +530,22 @@ mod tests {
         );
         assert!(config.named_only.contains("7.3") && !config.named_only.contains("7.2"));
         assert!(config.suites.contains_key("env"));
+    }
+
+    #[test]
+    fn suites_declare_the_areas_they_exercise() {
+        let toml = |areas: &str| {
+            format!("[kernels.k]\nbzimage = \"/k\"\n[suites.s]\nprobes = [{{ exe = \"/p\" }}]\nareas = {areas}\n")
+        };
+        let config = Config::from_toml(&toml(r#"["proc", "mm", "fs/proc"]"#), PathBuf::from("/p")).unwrap();
+        assert_eq!(config.suites["s"].areas, ["proc", "mm", "fs/proc"]);
+        for bad in [r#"[""]"#, r#"["mm gup"]"#, r#"["mm/"]"#, r#"["/mm"]"#, r#"["mm:"]"#] {
+            let err = Config::from_toml(&toml(bad), PathBuf::from("/p")).unwrap_err().to_string();
+            assert!(err.contains("suite `s`: area"), "{bad}: {err}");
+        }
+        let repo = Config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(CONFIG_FILE)).unwrap();
+        assert_eq!(repo.suites["proc_mem"].areas, ["proc", "mm"]);
+        assert!(repo.suites["env"].areas.is_empty());
     }
 
     #[test]

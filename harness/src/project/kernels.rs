@@ -47,6 +47,8 @@ pub struct Move {
     pub kernel: String,
     pub from: Option<String>,
     pub to: String,
+    /// The kernel's pins before and after (`None` for the selftests' source, and `old` for an added kernel).
+    pub pins: Option<(Option<Pin>, Pin)>,
 }
 
 impl std::fmt::Display for Move {
@@ -203,8 +205,9 @@ impl Kernels {
                 self.archives.apt(suite)?.update()?;
             }
             let pin = source.pin(&self.archives).map_err(|e| explain(name, source, e))?.expect("pinned source");
-            let from = lock.get(name).map(|entry| entry.pin().to_string());
-            moves.push(Move { kernel: name.clone(), from, to: pin.to_string() });
+            let old = lock.get(name).map(|entry| entry.pin());
+            let from = old.as_ref().map(ToString::to_string);
+            moves.push(Move { kernel: name.clone(), from, to: pin.to_string(), pins: Some((old, pin.clone())) });
             lock.set(name, source, &pin);
         }
         if let Some(wanted) = &self.config.selftests {
@@ -219,7 +222,7 @@ impl Kernels {
                 }
                 let package = self.pin_selftests_source().context("pinning the selftests' source package")?;
                 let from = lock.selftests.as_ref().map(|entry| entry.package.to_string());
-                moves.push(Move { kernel: SELFTESTS.into(), from, to: package.to_string() });
+                moves.push(Move { kernel: SELFTESTS.into(), from, to: package.to_string(), pins: None });
                 lock.selftests =
                     Some(LockedSelftests { source: wanted.package.clone(), suite: wanted.suite.clone(), package });
             }

@@ -24,6 +24,8 @@ const MAX_CONFIG_BYTES: u64 = 16 << 20;
 /// A compressed kernel image is 10 to 20 MB; a far bigger `boot/vmlinuz-*` is not one, and is
 /// not written to disk.
 const MAX_KERNEL_BYTES: u64 = 512 << 20;
+/// A kernel's changelog.gz is about 1.3 MB.
+const MAX_CHANGELOG_BYTES: u64 = 64 << 20;
 /// A control file is a few KB.
 const MAX_CONTROL_BYTES: u64 = 1 << 20;
 
@@ -36,6 +38,9 @@ pub struct UnpackedKernel {
     pub config: Option<PathBuf>,
     /// The kernel release, e.g. `6.1.0-56-cloud-amd64`: what `vmlinuz-` is followed by.
     pub release: String,
+    /// `DEST/changelog.gz`, Debian's changelog of the kernel (gzip-compressed, as shipped), if a
+    /// package has one.
+    pub changelog: Option<PathBuf>,
 }
 
 /// The fields of a package's `control` file that ksnap records.
@@ -49,13 +54,15 @@ pub struct DebControl {
 /// directory `dest`, as `vmlinuz-RELEASE` and `config-RELEASE`. Two layouts: `boot/vmlinuz-REL` and
 /// `boot/config-REL` in one image package (Debian up to 6.x), or `usr/lib/modules/REL/vmlinuz` and
 /// `usr/lib/modules/REL/config`, which Debian 7.x ships in two packages (`linux-binary-REL`,
-/// `linux-base-REL`).
+/// `linux-base-REL`). Debian's changelog of the kernel (`usr/share/doc/PKG/changelog.gz`, the first
+/// one found in `debs`) lands beside them as [`CHANGELOG`], still compressed.
 ///
-/// Both files appear in `dest` only after every package has been read and checked.
+/// The files appear in `dest` only after every package has been read and checked.
 pub fn extract_kernel(debs: &[PathBuf], dest: &Path) -> Result<UnpackedKernel, DebError> {
     let mut vmlinuz: Option<(String, tempfile::NamedTempFile)> = None;
     let mut configs: Vec<(String, Vec<u8>)> = Vec::new();
     let mut config_budget = MAX_CONFIG_BYTES;
+    let mut changelog: Option<Vec<u8>> = None;
     for deb in debs {
         with_member(deb, "data.tar", |data, member| {
             let corrupt = |source| DebError::Corrupt { path: deb.to_owned(), member: member.to_owned(), source };
@@ -88,6 +95,14 @@ pub fn extract_kernel(debs: &[PathBuf], dest: &Path) -> Result<UnpackedKernel, D
                             configs.push((release, text));
                         }
                     }
+                    KernelFile::Changelog => {
+                        if changelog.is_none() && size <= MAX_CHANGELOG_BYTES {
+                            let mut bytes = Vec::new();
+                            entry.read_to_end(&mut bytes).map_err(corrupt)?;
+                            check_length(bytes.len() as u64, size).map_err(corrupt)?;
+                            changelog = Some(bytes);
+                        }
+                    }
                 }
             }
             // The rest: tar's end-of-archive padding, and the compressor's checksum.
@@ -109,7 +124,15 @@ pub fn extract_kernel(debs: &[PathBuf], dest: &Path) -> Result<UnpackedKernel, D
         }
         None => None,
     };
-    Ok(UnpackedKernel { vmlinuz, config, release })
+    let changelog = match changelog {
+        Some(bytes) => {
+            let path = dest.join(CHANGELOG);
+            std::fs::write(&path, bytes).map_err(|source| DebError::Write { path: path.clone(), source })?;
+            Some(path)
+        }
+        None => None,
+    };
+    Ok(UnpackedKernel { vmlinuz, config, release, changelog })
 }
 
 /// Unpacks the kernel source tarball of a `linux-source-X.Y` package (`usr/src/linux-source-X.Y.tar.xz`
@@ -262,14 +285,20 @@ impl<R: Read> Read for ExactSize<R> {
     }
 }
 
+/// The name of the changelog in a kernel's cache entry.
+pub const CHANGELOG: &str = "changelog.gz";
+
 /// A file of a kernel package that ksnap keeps, and the release it belongs to.
 enum KernelFile<'a> {
     Image(&'a str),
     Config(&'a str),
+    /// `usr/share/doc/PACKAGE/changelog.gz` (or `changelog.Debian.gz`).
+    Changelog,
 }
 
 /// `boot/vmlinuz-REL`, `boot/config-REL` (up to Debian 6.x), `usr/lib/modules/REL/vmlinuz`,
-/// `usr/lib/modules/REL/config` (Debian 7.x), with or without a leading `./`; `None` for any other path.
+/// `usr/lib/modules/REL/config` (Debian 7.x), `usr/share/doc/PKG/changelog.gz`, with or without a
+/// leading `./`; `None` for any other path.
 fn kernel_file(path: &Path) -> Option<KernelFile<'_>> {
     match normal_components(path).as_slice() {
         ["boot", name] => {
@@ -281,6 +310,7 @@ fn kernel_file(path: &Path) -> Option<KernelFile<'_>> {
         }
         ["usr", "lib", "modules", release, "vmlinuz"] => Some(KernelFile::Image(release)),
         ["usr", "lib", "modules", release, "config"] => Some(KernelFile::Config(release)),
+        ["usr", "share", "doc", _, "changelog.gz" | "changelog.Debian.gz"] => Some(KernelFile::Changelog),
         _ => None,
     }
 }
@@ -506,6 +536,7 @@ mod tests {
             Entry::File(&format!("{modules}/System.map"), b"ffffffff81000000 T _text\n".to_vec()),
             Entry::File(&format!("{modules}/config"), b"CONFIG_64BIT=y\n".to_vec()),
             Entry::File(&format!("{modules}/modules.order"), b"".to_vec()),
+            Entry::File("./usr/share/doc/linux-base-7.2.13+deb14-cloud-amd64/changelog.gz", b"gz".to_vec()),
         ]));
         let image = deb(tar_of(vec![Entry::File("./usr/share/lintian/overrides/linux-image", b"".to_vec())]));
         let (dir, _, dest) = on_disk(&image);
@@ -521,7 +552,8 @@ mod tests {
         assert_eq!(kernel.release, SPLIT);
         assert_eq!(std::fs::read(&kernel.vmlinuz).unwrap(), kernel_image());
         assert_eq!(std::fs::read(kernel.config.unwrap()).unwrap(), b"CONFIG_64BIT=y\n");
-        assert_eq!(files_in(&dest), [format!("config-{SPLIT}"), format!("vmlinuz-{SPLIT}")]);
+        assert_eq!(std::fs::read(kernel.changelog.unwrap()).unwrap(), b"gz");
+        assert_eq!(files_in(&dest), [CHANGELOG.to_string(), format!("config-{SPLIT}"), format!("vmlinuz-{SPLIT}")]);
         // The empty image package alone is not a kernel.
         let err = extract_kernel(&paths[..1], &dest).unwrap_err();
         assert!(matches!(err, DebError::NoVmlinuz { .. }), "{err}");
@@ -535,7 +567,8 @@ mod tests {
         assert_eq!(kernel.config, Some(dest.join(format!("config-{RELEASE}"))));
         assert_eq!(std::fs::read(&kernel.vmlinuz).unwrap(), kernel_image());
         assert_eq!(std::fs::read(kernel.config.unwrap()).unwrap(), b"CONFIG_64BIT=y\n");
-        assert_eq!(files_in(&dest), [format!("config-{RELEASE}"), format!("vmlinuz-{RELEASE}")]);
+        assert_eq!(std::fs::read(kernel.changelog.unwrap()).unwrap(), noise(5_000));
+        assert_eq!(files_in(&dest), [CHANGELOG.to_string(), format!("config-{RELEASE}"), format!("vmlinuz-{RELEASE}")]);
     }
 
     #[test]
@@ -729,18 +762,23 @@ mod tests {
         let file = |path: &str| match kernel_file(Path::new(path)) {
             Some(KernelFile::Image(release)) => format!("image {release}"),
             Some(KernelFile::Config(release)) => format!("config {release}"),
+            Some(KernelFile::Changelog) => "changelog".into(),
             None => "-".into(),
         };
         assert_eq!(file("./boot/vmlinuz-1"), "image 1");
         assert_eq!(file("boot/config-1"), "config 1");
         assert_eq!(file("./usr/lib/modules/7.2/vmlinuz"), "image 7.2");
         assert_eq!(file("usr/lib/modules/7.2/config"), "config 7.2");
+        assert_eq!(file("./usr/share/doc/linux-image-6.1.0-57-cloud-amd64/changelog.gz"), "changelog");
+        assert_eq!(file("usr/share/doc/linux-base/changelog.Debian.gz"), "changelog");
         for other in [
             "/boot/vmlinuz-1",
             "boot/../boot/vmlinuz-1",
             "boot/x/vmlinuz-1",
             "usr/lib/modules/../vmlinuz",
             "boot/System.map-1",
+            "usr/share/doc/changelog.gz",
+            "usr/share/doc/linux/x/changelog.gz",
         ] {
             assert_eq!(file(other), "-", "{other}");
         }

@@ -29,6 +29,11 @@ pub struct Kernel {
     pub package: Option<Package>,
     /// SHA-256 of the kernel's `.config`, if known.
     pub config_hash: Option<String>,
+    /// Debian's changelog of the kernel (`changelog.gz` in its cache entry, gzip-compressed as the package
+    /// ships it), if known: entries unpacked before ksnap kept it have none
+    /// ([`crate::kernel::KernelSource::changelog`] fetches it then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changelog: Option<PathBuf>,
 }
 
 impl Kernel {
@@ -64,6 +69,8 @@ pub type StepReporter<'a> = &'a mut dyn FnMut(&str);
 struct CacheRecord {
     kernel: Kernel,
     image_sha256: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    changelog_sha256: Option<String>,
 }
 
 pub(crate) const CACHE_KIND: &str = "kernels";
@@ -76,6 +83,8 @@ pub(crate) struct Produced {
     pub config: Option<PathBuf>,
     pub release: String,
     pub package: Option<Package>,
+    /// Debian's changelog (`changelog.gz`), directly in the staging directory, if the packages have one.
+    pub changelog: Option<PathBuf>,
 }
 
 /// Reuse the valid cache entry `kernels/KEY`, or make it: `produce` writes the kernel into a staging
@@ -105,14 +114,20 @@ pub(crate) fn cached_or_produce(
         Some(c) => Some(cache::sha256_file(c).map_err(|e| Error::io("hashing the kernel config", e))?),
         None => None,
     };
+    let changelog_sha256 = match &produced.changelog {
+        Some(c) => Some(cache::sha256_file(c).map_err(|e| Error::io("hashing the kernel's changelog", e))?),
+        None => None,
+    };
     let record = CacheRecord {
         image_sha256: cache::sha256_file(&produced.image).map_err(|e| Error::io("hashing the kernel", e))?,
+        changelog_sha256,
         kernel: Kernel {
             image: entry.join(file_name(&produced.image)),
             config: produced.config.as_ref().map(|c| entry.join(file_name(c))),
             release: produced.release,
             package: produced.package,
             config_hash,
+            changelog: produced.changelog.as_ref().map(|c| entry.join(file_name(c))),
         },
     };
     let json = serde_json::to_vec_pretty(&record).expect("kernel record serializes");
@@ -136,6 +151,11 @@ pub(crate) fn read_valid_entry(entry: &Path) -> Option<Kernel> {
         if &cache::sha256_file(config).ok()? != hash {
             return None;
         }
+    }
+    match (&kernel.changelog, &record.changelog_sha256) {
+        (Some(changelog), Some(hash)) if &cache::sha256_file(changelog).ok()? != hash => return None,
+        (Some(_), None) => return None,
+        _ => {}
     }
     Some(kernel)
 }
@@ -205,13 +225,55 @@ mod tests {
         assert!(err.to_string().contains("is not a bootable x86 kernel image: no Linux boot-protocol header"), "{err}");
     }
 
+    /// An entry keeps the changelog with its hash; a changed changelog makes the entry invalid, and an
+    /// entry written before changelogs were kept (no changelog, no hash) is still valid.
+    #[test]
+    fn the_changelog_is_part_of_a_verified_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::at(dir.path().join("cache")).unwrap();
+        let kernel = cached_or_produce(&cache, "k_1", &mut |_| {}, |staging, _| {
+            std::fs::write(staging.join("vmlinuz-r"), fake_bzimage("r")).unwrap();
+            std::fs::write(staging.join("changelog.gz"), b"gz").unwrap();
+            let changelog = Some(staging.join("changelog.gz"));
+            Ok(Produced {
+                image: staging.join("vmlinuz-r"),
+                config: None,
+                release: "r".into(),
+                package: None,
+                changelog,
+            })
+        })
+        .unwrap();
+        let entry = cache.entry(CACHE_KIND, "k_1");
+        assert_eq!(kernel.changelog, Some(entry.join("changelog.gz")));
+        assert_eq!(read_valid_entry(&entry), Some(kernel.clone()));
+        std::fs::write(entry.join("changelog.gz"), b"changed").unwrap();
+        assert_eq!(read_valid_entry(&entry), None);
+
+        let old = CacheRecord {
+            kernel: Kernel { changelog: None, ..kernel.clone() },
+            image_sha256: cache::sha256_file(&kernel.image).unwrap(),
+            changelog_sha256: None,
+        };
+        let json = serde_json::to_string(&old).unwrap();
+        assert!(!json.contains("changelog"), "{json}");
+        std::fs::write(entry.join("kernel.json"), json).unwrap();
+        assert_eq!(read_valid_entry(&entry).unwrap().changelog, None);
+    }
+
     #[test]
     fn config_value_reads_options() {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("config");
         std::fs::write(&config, "CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_AB=\"x\"\n").unwrap();
-        let kernel =
-            Kernel { image: "/k".into(), config: Some(config), release: "r".into(), package: None, config_hash: None };
+        let kernel = Kernel {
+            image: "/k".into(),
+            config: Some(config),
+            release: "r".into(),
+            package: None,
+            config_hash: None,
+            changelog: None,
+        };
         assert_eq!(kernel.config_value("CONFIG_A").as_deref(), Some("y"));
         assert_eq!(kernel.config_value("CONFIG_AB").as_deref(), Some("\"x\""));
         assert_eq!(kernel.config_value("CONFIG_B"), None);

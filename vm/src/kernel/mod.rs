@@ -10,6 +10,8 @@
 
 pub mod apt;
 pub mod build;
+pub mod changelog;
+pub mod config_diff;
 pub(crate) mod deb;
 pub mod elf;
 mod entry;
@@ -258,6 +260,39 @@ impl KernelSource {
         }
     }
 
+    /// Debian's changelog of `kernel` (this source's, resolved as `pin`), as text: the one kept in its
+    /// cache entry, or, for an entry unpacked before ksnap kept changelogs, read from its pinned packages,
+    /// downloaded again (`report` says so) and not kept. `None` when the kernel has none (a local bzImage
+    /// or a build).
+    pub fn changelog(
+        &self,
+        pin: Option<&Pin>,
+        kernel: &Kernel,
+        cache: &Cache,
+        archives: &Archives,
+        report: StepReporter,
+    ) -> Result<Option<String>, Error> {
+        if let Some(path) = &kernel.changelog {
+            let text = changelog::read_gz(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+            return Ok(Some(text));
+        }
+        let (KernelSource::Apt { suite, .. }, Some(Pin::Apt { packages })) = (self, pin) else { return Ok(None) };
+        let names: Vec<String> = packages.iter().map(ToString::to_string).collect();
+        report(&format!("downloading {} again for its changelog (its cache entry has none)", names.join(", ")));
+        let staging = cache.staging_dir()?;
+        let debs = archives.apt(suite.as_deref())?.download(packages, staging.path())?;
+        let unpacked = tempfile::tempdir_in(staging.path()).map_err(|e| Error::io("creating a directory", e))?;
+        let kernel = crate::kernel::deb::extract_kernel(&debs, unpacked.path())?;
+        match kernel.changelog {
+            Some(path) => {
+                let text =
+                    changelog::read_gz(&path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+                Ok(Some(text))
+            }
+            None => Ok(None),
+        }
+    }
+
     /// `pin` if given (and of the right kind), else what apt resolves this source to now.
     fn pin_or_resolve(&self, pin: Option<&Pin>, archives: &Archives) -> Result<Pin, Error> {
         match pin {
@@ -299,7 +334,14 @@ fn local_bzimage(path: &Path, config: Option<&Path>) -> Result<Kernel, Error> {
         }
         None => None,
     };
-    Ok(Kernel { image: path.to_path_buf(), config: config.map(Path::to_path_buf), release, package: None, config_hash })
+    Ok(Kernel {
+        image: path.to_path_buf(),
+        config: config.map(Path::to_path_buf),
+        release,
+        package: None,
+        config_hash,
+        changelog: None,
+    })
 }
 
 /// An apt kernel's cache entry is named after its image package and version.
@@ -323,7 +365,13 @@ fn unpack_debs(
 ) -> Result<Produced, Error> {
     report("unpacking kernel");
     let unpacked = crate::kernel::deb::extract_kernel(debs, staging)?;
-    Ok(Produced { image: unpacked.vmlinuz, config: unpacked.config, release: unpacked.release, package })
+    Ok(Produced {
+        image: unpacked.vmlinuz,
+        config: unpacked.config,
+        release: unpacked.release,
+        package,
+        changelog: unpacked.changelog,
+    })
 }
 
 #[cfg(test)]

@@ -268,7 +268,7 @@ impl Plan<'_> {
         std::fs::copy(&config_path, &config).map_err(|e| Error::io("copying the kernel .config", e))?;
         entry::bzimage_release(&image)?;
         objects.finished()?;
-        Ok(Produced { image, config: Some(config), release, package })
+        Ok(Produced { image, config: Some(config), release, package, changelog: None })
     }
 
     /// The key of this build's object tree: the source (package and version, or a local tree's path:
