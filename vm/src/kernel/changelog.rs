@@ -23,11 +23,11 @@
 //! `Sign kernel from linux 6.1.192-3` (a backport's: `… from linux-6.12 6.12.118-1~deb12u1`): that entry
 //! stands for the version it signs.
 
+use std::cmp::Ordering;
 use std::io::Read;
 use std::path::Path;
-use std::str::FromStr;
 
-use debversion::Version;
+use crate::kernel::releases::compare_versions;
 
 /// A changelog is a few MB of text; anything far bigger is not one.
 const MAX_CHANGELOG_BYTES: u64 = 64 << 20;
@@ -126,19 +126,10 @@ fn heading(line: &str) -> Option<Entry> {
 /// whose version is `old` or older in Debian's order. Found by position rather than by comparing every
 /// version with the new one: a backport's changelog interleaves `linux (6.12.118-1) trixie` with
 /// `linux-6.12 (6.12.118-1~deb12u1) bookworm`, and `6.12.118-1` sorts after `6.12.118-1~deb12u1` though
-/// the backport holds it. Entries whose version does not parse are skipped; nothing is selected when `old`
-/// does not parse, or is newer than every entry (a move back).
+/// the backport holds it. Versions compare as dpkg does ([`compare_versions`]); nothing is selected when
+/// `old` is newer than every entry (a move back).
 pub fn since<'a>(entries: &'a [Entry], old: &str) -> Vec<&'a Entry> {
-    let Ok(old) = Version::from_str(old) else { return Vec::new() };
-    let mut selected = Vec::new();
-    for entry in entries {
-        match Version::from_str(entry.kernel_version()) {
-            Ok(version) if version <= old => break,
-            Ok(_) => selected.push(entry),
-            Err(_) => {}
-        }
-    }
-    selected
+    entries.iter().take_while(|entry| compare_versions(entry.kernel_version(), old) == Ordering::Greater).collect()
 }
 
 /// The text of a gzip-compressed changelog file (`changelog.gz`), bounded.
