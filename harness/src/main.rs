@@ -33,6 +33,7 @@ fn main() -> ExitCode {
         Command::Releases(args) => commands::releases::releases(args, cli.config, lock_mode),
         Command::Lock(args) => commands::lock::lock(args, cli.config, lock_mode),
         Command::Init(args) => commands::init::init(args),
+        Command::Bisect(args) => commands::bisect::bisect(args, cli.config, lock_mode),
         Command::Diff(args) => commands::diff::diff(args, cli.config, lock_mode),
         Command::Report(args) => commands::report::report(args, cli.config),
         Command::History(args) => commands::history::history(args, cli.config),

@@ -57,6 +57,25 @@ fn history_tells_since_which_kernel_from_the_committed_snapshots() {
 }
 
 #[test]
+fn bisect_refuses_what_it_cannot_search_before_anything_boots() {
+    // A typo in the fact: the nearest keys of the committed snapshots, before apt is asked anything.
+    let output = ksnap()
+        .args(["bisect", "proc_mem.setup.force_overide.parameter_in_kernel", "--kernel", "5.10"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("no fact `proc_mem.setup.force_overide.parameter_in_kernel`"), "{stderr}");
+    assert!(stderr.contains("did you mean: proc_mem.setup.force_override.parameter_in_kernel"), "{stderr}");
+    // A kernel built from source has no releases.
+    let output = ksnap().args(["bisect", "proc_mem", "--kernel", "6.12-minimal"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("only apt kernels have releases"));
+    let output = ksnap().args(["bisect", "proc_mem", "--kernel", "5.10", "--variant", "nope"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&output.stderr).contains("unknown variant `nope`"));
+}
+
+#[test]
 fn bad_accelerator_is_a_usage_error() {
     let output = ksnap().args(["run", "--accel", "hvf"]).output().unwrap();
     assert_eq!(output.status.code(), Some(2));

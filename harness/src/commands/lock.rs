@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use ksnap_vm::kernel::{changelog, config_diff, Kernel, Pin};
+use ksnap_vm::kernel::{Kernel, Pin};
 
-use crate::present::moves::{self, SuiteInterest};
+use crate::present::moves;
 use crate::project::kernels::{Kernels, LockMode};
 
 use super::load_config;
@@ -72,127 +72,14 @@ fn explain(kernels: &Kernels, name: &str, old: &Pin, new: &Pin) -> Result<Vec<St
     let new_kernel = fetch(new, "new", &mut report)?;
     let old_kernel = fetch(old, "old", &mut report)?;
     let changelog = source.changelog(Some(new), &new_kernel, &kernels.cache, &kernels.archives, &mut report)?;
-    Ok(explanation(&old_kernel, old, &new_kernel, new, changelog.as_deref(), &interests(kernels)))
-}
-
-/// The suites' areas and stated options.
-fn interests(kernels: &Kernels) -> Vec<SuiteInterest> {
-    kernels
-        .config
-        .suites
-        .values()
-        .map(|suite| SuiteInterest {
-            name: suite.name.clone(),
-            areas: suite.areas.clone(),
-            kernel_config: suite.kernel_config.clone(),
-        })
-        .collect()
-}
-
-/// The lines explaining a move from `old` to `new`, given the new kernel's changelog.
-fn explanation(
-    old_kernel: &Kernel,
-    old: &Pin,
-    new_kernel: &Kernel,
-    new: &Pin,
-    changelog: Option<&str>,
-    suites: &[SuiteInterest],
-) -> Vec<String> {
     let (from, to) = (&old.packages()[0].version, &new.packages()[0].version);
-    let mut lines = match changelog {
-        Some(text) => {
-            let entries = changelog::parse(text);
-            let selected = changelog::since(&entries, from);
-            if selected.is_empty() {
-                vec![format!("  changelog: no entry after {from} up to {to}")]
-            } else {
-                moves::changelog_lines(&selected, from, to, suites)
-            }
-        }
-        None => vec![format!("  changelog: none in the packages of {new}")],
-    };
-    let read = |kernel: &Kernel| kernel.config.as_ref().and_then(|path| std::fs::read_to_string(path).ok());
-    match (read(old_kernel), read(new_kernel)) {
-        (Some(before), Some(after)) => {
-            lines.extend(moves::config_lines(&config_diff::diff(&before, &after), suites));
-        }
-        _ => lines.push("  config: not known for both kernels".to_string()),
-    }
-    lines
+    let suites = moves::interests(&kernels.config);
+    Ok(moves::explanation(&old_kernel, from, &new_kernel, to, changelog.as_deref(), &suites))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn pin(name: &str, version: &str) -> Pin {
-        Pin::Apt {
-            packages: vec![ksnap_vm::kernel::apt::PinnedPackage {
-                name: name.into(),
-                version: version.into(),
-                sha256: "ab".repeat(32),
-                suite: "bookworm-security".into(),
-            }],
-        }
-    }
-
-    /// Two kernels as their cache entries have them (a config each), the new one's changelog the real
-    /// excerpt of vm/tests/data/changelog.
-    #[test]
-    fn a_move_is_explained_by_the_changelog_between_the_versions_and_the_config_difference() {
-        let dir = tempfile::tempdir().unwrap();
-        let kernel = |release: &str, config: &str| {
-            let path = dir.path().join(format!("config-{release}"));
-            std::fs::write(&path, config).unwrap();
-            Kernel {
-                image: dir.path().join(format!("vmlinuz-{release}")),
-                config: Some(path),
-                release: release.into(),
-                package: None,
-                config_hash: None,
-                changelog: None,
-            }
-        };
-        let old = kernel("6.1.0-40-cloud-amd64", "CONFIG_SMB=m\n# CONFIG_PROC_MEM_NO_FORCE is not set\n");
-        let new = kernel("6.1.0-57-cloud-amd64", "CONFIG_SMB=y\n# CONFIG_PROC_MEM_NO_FORCE is not set\n");
-        let text = std::fs::read_to_string(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../vm/tests/data/changelog/linux-6.1-excerpt"),
-        )
-        .unwrap();
-        let suites = [SuiteInterest {
-            name: "fs_suite".into(),
-            areas: vec!["ext4".into(), "ptrace".into()],
-            kernel_config: vec!["CONFIG_PROC_MEM_NO_FORCE".into()],
-        }];
-        let (from, to) = (
-            pin("linux-image-6.1.0-40-cloud-amd64", "6.1.170-3"),
-            pin("linux-image-6.1.0-57-cloud-amd64", "6.1.192-3"),
-        );
-        let lines = explanation(&old, &from, &new, &to, Some(&text), &suites);
-        assert_eq!(
-            lines,
-            [
-                // 136: the items of the five entries above 6.1.170-3, less group headings (`New upstream
-                // stable update:`, `Backport changes in … from 6.12.y:`) and the signing line.
-                "  changelog 6.1.170-3 → 6.1.192-3: 5 Debian releases, 136 changes, 3 in the suites' areas",
-                "    [ext4] exercised by fs_suite",
-                "    [ptrace] exercised by fs_suite",
-                "    6.1.192-2:",
-                "      ext4: fix NULL folio dereference in mballoc (Closes: #1154101)  [ext4]",
-                "    6.1.177-1:",
-                "      ext4: add bounds check for inline data length in ext4_read_inline_page  [ext4]",
-                "    6.1.172-1:",
-                "      ptrace: slightly saner 'get_dumpable()' logic  [ptrace]",
-                "    133 other changes not in any suite's areas (ext4, ptrace)",
-                "  config: 0 options added, 0 removed, 1 changed",
-                "    ~ CONFIG_SMB: m → y",
-            ]
-        );
-        let lines = explanation(&old, &to, &new, &from, None, &suites);
-        assert_eq!(lines[0], "  changelog: none in the packages of linux-image-6.1.0-40-cloud-amd64 6.1.170-3");
-        let lines = explanation(&old, &to, &new, &from, Some(&text), &suites);
-        assert_eq!(lines[0], "  changelog: no entry after 6.1.192-3 up to 6.1.170-3");
-    }
 
     #[test]
     fn lock_refuses_to_write_a_frozen_lock() {

@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 
 use crate::project::config::Config;
 
+pub mod bisect;
 pub mod diff;
 pub mod history;
 pub mod init;
@@ -23,6 +24,9 @@ pub mod run;
 pub enum Command {
     /// Run suites on kernels and print the results.
     Run(run::RunArgs),
+    /// The two adjacent releases of a kernel line between which a fact (or a suite's facts) changes, and
+    /// why: the changelog entries between them (the suite's `areas` first) and their config difference.
+    Bisect(bisect::BisectArgs),
     /// Show which observed facts differ between two columns of the matrix, suite by suite.
     ///
     /// A and B are `KERNEL` or `KERNEL+VARIANT` (e.g. `6.1 6.12`, `6.12 6.12+force-never`). Exit status: 0
@@ -46,7 +50,7 @@ pub enum Command {
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
-/// How `ksnap diff` and `ksnap history` print.
+/// How `ksnap diff`, `ksnap history` and `ksnap bisect` print.
 pub enum PrintFormat {
     Text,
     Markdown,

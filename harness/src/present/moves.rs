@@ -11,8 +11,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ksnap_vm::kernel::changelog::Entry;
-use ksnap_vm::kernel::config_diff::Change;
+use ksnap_vm::kernel::changelog::{self, Entry};
+use ksnap_vm::kernel::config_diff::{self, Change};
+use ksnap_vm::kernel::Kernel;
+
+use crate::project::config::Config;
 
 /// Lines wider than this are avoided: titles are cut, suites go on a line of their own.
 const WIDTH: usize = 100;
@@ -56,6 +59,44 @@ pub fn in_area(title: &str, area: &str) -> bool {
 /// The suites' areas that take in a change titled `title`, sorted.
 fn areas_of<'a>(title: &str, areas: &BTreeMap<&'a str, Vec<&'a str>>) -> Vec<&'a str> {
     areas.keys().copied().filter(|area| in_area(title, area)).collect()
+}
+
+/// Words of fact keys that say nothing about a change (`proc_mem.setup.result`: `setup`, `result`).
+const PLAIN_WORDS: &[&str] = &["setup", "result", "after", "before", "value", "write", "read", "with", "from"];
+
+/// The words a change's title is matched with: the parts of `keys` (split at `.`, `_`, `-`, `(`, `)`),
+/// four letters or more, lower-case, without the plainest ones.
+pub fn hint_words<'k>(keys: impl IntoIterator<Item = &'k str>) -> BTreeSet<String> {
+    keys.into_iter()
+        .flat_map(|key| key.split(|c: char| !c.is_ascii_alphanumeric()))
+        .map(str::to_ascii_lowercase)
+        .filter(|word| word.len() >= 4 && !PLAIN_WORDS.contains(&word.as_str()))
+        .collect()
+}
+
+/// The `count` changes of `entries` (newest first) whose titles share the most words with `hints` — a
+/// word counts when one starts with the other's first four letters (`forcing` and `force`) — best first,
+/// ties newest first, each as `VERSION: TITLE`; changes sharing no word are left out. A ranking for a
+/// person to start from: a change's title may name nothing a probe measures.
+pub fn likeliest(entries: &[&Entry], hints: &BTreeSet<String>, count: usize) -> Vec<String> {
+    let stem = |word: &str| word.chars().take(4).collect::<String>();
+    let stems: BTreeSet<String> = hints.iter().map(|h| stem(h)).collect();
+    let mut scored: Vec<(usize, usize, String)> = Vec::new();
+    for entry in entries {
+        for change in &entry.changes {
+            let words: BTreeSet<String> = change
+                .split(|c: char| !c.is_ascii_alphanumeric())
+                .filter(|w| w.len() >= 4)
+                .map(|w| stem(&w.to_ascii_lowercase()))
+                .collect();
+            let shared = words.intersection(&stems).count();
+            if shared > 0 {
+                scored.push((shared, scored.len(), format!("{}: {change}", entry.kernel_version())));
+            }
+        }
+    }
+    scored.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    scored.into_iter().take(count).map(|(_, _, line)| line).collect()
 }
 
 /// The changelog part: `entries` (newest first) between `old` and `new`; the suites of each area that
@@ -204,9 +245,130 @@ fn cut(line: &str, width: usize) -> String {
     cut
 }
 
+/// The suites' areas and stated options.
+pub fn interests(config: &Config) -> Vec<SuiteInterest> {
+    config
+        .suites
+        .values()
+        .map(|suite| SuiteInterest {
+            name: suite.name.clone(),
+            areas: suite.areas.clone(),
+            kernel_config: suite.kernel_config.clone(),
+        })
+        .collect()
+}
+
+/// The lines explaining a move from `old_kernel` (Debian version `from`) to `new_kernel` (`to`), given the
+/// new kernel's changelog (which holds every older entry too).
+pub fn explanation(
+    old_kernel: &Kernel,
+    from: &str,
+    new_kernel: &Kernel,
+    to: &str,
+    changelog: Option<&str>,
+    suites: &[SuiteInterest],
+) -> Vec<String> {
+    let mut lines = match changelog {
+        Some(text) => {
+            let entries = changelog::parse(text);
+            let selected = changelog::since(&entries, from);
+            if selected.is_empty() {
+                vec![format!("  changelog: no entry after {from} up to {to}")]
+            } else {
+                changelog_lines(&selected, from, to, suites)
+            }
+        }
+        None => vec![format!("  changelog: none in the packages of {to}")],
+    };
+    let read = |kernel: &Kernel| kernel.config.as_ref().and_then(|path| std::fs::read_to_string(path).ok());
+    match (read(old_kernel), read(new_kernel)) {
+        (Some(before), Some(after)) => {
+            lines.extend(config_lines(&config_diff::diff(&before, &after), suites));
+        }
+        _ => lines.push("  config: not known for both kernels".to_string()),
+    }
+    lines
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_likeliest_changes_share_the_most_words_with_the_facts_that_changed() {
+        let entry = |version: &str, changes: &[&str]| Entry {
+            source: "linux".into(),
+            version: version.into(),
+            signs: None,
+            changes: changes.iter().map(|c| c.to_string()).collect(),
+        };
+        let newer = entry("5.10.237-1", &["proc: fix UAF in proc_get_inode()", "net: fix a leak"]);
+        let older = entry("5.10.234-1", &["proc: add config & param to block forcing mem writes"]);
+        let hints = hint_words(["proc_mem.setup.force_override.parameter_in_kernel", "proc_mem.prot_none.write"]);
+        assert!(hints.contains("force") && !hints.contains("setup") && !hints.contains("write"), "{hints:?}");
+        assert_eq!(
+            likeliest(&[&newer, &older], &hints, 5),
+            [
+                "5.10.234-1: proc: add config & param to block forcing mem writes",
+                "5.10.237-1: proc: fix UAF in proc_get_inode()"
+            ]
+        );
+    }
+
+    /// Two kernels as their cache entries have them (a config each), the new one's changelog the real
+    /// excerpt of vm/tests/data/changelog.
+    #[test]
+    fn a_move_is_explained_by_the_changelog_between_the_versions_and_the_config_difference() {
+        let dir = tempfile::tempdir().unwrap();
+        let kernel = |release: &str, config: &str| {
+            let path = dir.path().join(format!("config-{release}"));
+            std::fs::write(&path, config).unwrap();
+            Kernel {
+                image: dir.path().join(format!("vmlinuz-{release}")),
+                config: Some(path),
+                release: release.into(),
+                package: None,
+                config_hash: None,
+                changelog: None,
+            }
+        };
+        let old = kernel("6.1.0-40-cloud-amd64", "CONFIG_SMB=m\n# CONFIG_PROC_MEM_NO_FORCE is not set\n");
+        let new = kernel("6.1.0-57-cloud-amd64", "CONFIG_SMB=y\n# CONFIG_PROC_MEM_NO_FORCE is not set\n");
+        let text = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../vm/tests/data/changelog/linux-6.1-excerpt"),
+        )
+        .unwrap();
+        let suites = [SuiteInterest {
+            name: "fs_suite".into(),
+            areas: vec!["ext4".into(), "ptrace".into()],
+            kernel_config: vec!["CONFIG_PROC_MEM_NO_FORCE".into()],
+        }];
+        let (from, to) = ("6.1.170-3", "6.1.192-3");
+        let lines = explanation(&old, from, &new, to, Some(&text), &suites);
+        assert_eq!(
+            lines,
+            [
+                // 136: the items of the five entries above 6.1.170-3, less group headings (`New upstream
+                // stable update:`, `Backport changes in … from 6.12.y:`) and the signing line.
+                "  changelog 6.1.170-3 → 6.1.192-3: 5 Debian releases, 136 changes, 3 in the suites' areas",
+                "    [ext4] exercised by fs_suite",
+                "    [ptrace] exercised by fs_suite",
+                "    6.1.192-2:",
+                "      ext4: fix NULL folio dereference in mballoc (Closes: #1154101)  [ext4]",
+                "    6.1.177-1:",
+                "      ext4: add bounds check for inline data length in ext4_read_inline_page  [ext4]",
+                "    6.1.172-1:",
+                "      ptrace: slightly saner 'get_dumpable()' logic  [ptrace]",
+                "    133 other changes not in any suite's areas (ext4, ptrace)",
+                "  config: 0 options added, 0 removed, 1 changed",
+                "    ~ CONFIG_SMB: m → y",
+            ]
+        );
+        let lines = explanation(&old, to, &new, from, None, &suites);
+        assert_eq!(lines[0], "  changelog: none in the packages of 6.1.170-3");
+        let lines = explanation(&old, to, &new, from, Some(&text), &suites);
+        assert_eq!(lines[0], "  changelog: no entry after 6.1.192-3 up to 6.1.170-3");
+    }
     use ksnap_vm::kernel::changelog;
 
     fn suites() -> Vec<SuiteInterest> {

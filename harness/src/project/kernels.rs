@@ -279,12 +279,22 @@ pub fn add_releases(config: &mut Config, names: &[String], cache: &Cache) -> Res
                 if near.is_empty() { "none (it serves none)".to_string() } else { near.join(", ") }
             );
         };
-        let release = source.release(release).expect("an apt kernel has releases");
-        let name = format!("{line}{RELEASE_AT}{version}");
-        config.named_only.insert(name.clone());
-        config.kernels.insert(name, release);
+        let release = release.clone();
+        add_release(config, line, &release)?;
     }
     Ok(())
+}
+
+/// Release `release` of apt kernel `line` made a kernel of `config`, named `LINE@VERSION`: outside the
+/// default run, and never written to ksnap.lock. Returns its name.
+pub fn add_release(config: &mut Config, line: &str, release: &Release) -> Result<String> {
+    let source = known_kernel(config, line)?.release(release).with_context(|| {
+        format!("kernel `{line}` is not an apt kernel: only apt kernels have releases (`{line}@…`)")
+    })?;
+    let name = format!("{line}{RELEASE_AT}{}", release.version);
+    config.named_only.insert(name.clone());
+    config.kernels.insert(name.clone(), source);
+    Ok(name)
 }
 
 /// A kernel error, with what to do about it where ksnap knows better than the library.

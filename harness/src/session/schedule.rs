@@ -28,7 +28,7 @@ pub struct CellResults {
 /// build at the VMs' priority beside two VMs on two cores made the kselftest_mm cells of 6.12 take twice as
 /// long, and uffd-unit-tests time out or fail (README, "The first run on a fresh machine"). Making kernels
 /// ready must not change what the VMs measure; on an idle machine, the niceness costs nothing.
-fn yield_cpu_to_vms() {
+pub(crate) fn yield_cpu_to_vms() {
     // SAFETY: gettid and setpriority are plain system calls. On Linux a PRIO_PROCESS priority given a thread
     // id is that thread's own, and a child inherits the nice value of the thread that forks it. Lowering
     // one's own priority needs no privilege; should it fail all the same, the builds run as before.

@@ -140,9 +140,13 @@ impl KernelSource {
         }
     }
 
-    /// What this source resolves to through apt today (no download): the lock entry it would get.
-    /// `None` for a local kernel.
+    /// What this source resolves to through apt today (no download): the lock entry it would get (a
+    /// release: its exact packages, which the lock never gets). `None` for a local kernel.
     pub fn pin(&self, archives: &Archives) -> Result<Option<Pin>, Error> {
+        if let KernelSource::Release { package, version, suite } = self {
+            // Its own pin, exact: not one ksnap.lock keeps.
+            return Ok(Some(Pin::Apt { packages: archives.apt(suite.as_deref())?.pin_exact(package, version)? }));
+        }
         let Some((package, suite)) = self.apt_request() else { return Ok(None) };
         let mut packages = archives.apt(suite)?.pin(package)?;
         match self {
@@ -276,7 +280,11 @@ impl KernelSource {
             let text = changelog::read_gz(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
             return Ok(Some(text));
         }
-        let (KernelSource::Apt { suite, .. }, Some(Pin::Apt { packages })) = (self, pin) else { return Ok(None) };
+        let suite = match self {
+            KernelSource::Apt { suite, .. } | KernelSource::Release { suite, .. } => suite,
+            _ => return Ok(None),
+        };
+        let Some(Pin::Apt { packages }) = pin else { return Ok(None) };
         let names: Vec<String> = packages.iter().map(ToString::to_string).collect();
         report(&format!("downloading {} again for its changelog (its cache entry has none)", names.join(", ")));
         let staging = cache.staging_dir()?;
