@@ -36,7 +36,7 @@ fn main() -> ExitCode {
         Command::Bisect(args) => commands::bisect::bisect(args, cli.config, lock_mode),
         Command::Diff(args) => commands::diff::diff(args, cli.config, lock_mode),
         Command::Report(args) => commands::report::report(args, cli.config),
-        Command::History(args) => commands::history::history(args, cli.config),
+        Command::History(args) => commands::history::history(args, cli.config, lock_mode),
     };
     if let Some(signal) = ksnap::signals::received() {
         eprintln!("ksnap: interrupted; every VM was stopped");

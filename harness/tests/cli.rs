@@ -76,6 +76,26 @@ fn bisect_refuses_what_it_cannot_search_before_anything_boots() {
 }
 
 #[test]
+fn a_sweep_refuses_what_it_cannot_run_before_anything_boots() {
+    // A kernel built from source has no releases; an unknown suite, variant or kernel, and a bad shard,
+    // are refused before apt is asked.
+    let stderr_of = |args: &[&str]| {
+        let output = ksnap().arg("history").args(args).output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let stderr = stderr_of(&["--releases", "6.12-minimal", "--suite", "proc_mem"]);
+    assert!(stderr.contains("only apt kernels have releases"), "{stderr}");
+    assert!(stderr_of(&["--releases", "nope"]).contains("unknown kernel `nope`"));
+    assert!(stderr_of(&["--releases", "5.10", "--suite", "nope"]).contains("unknown suite `nope`"));
+    assert!(stderr_of(&["--releases", "5.10", "--variant", "nope"]).contains("unknown variant `nope`"));
+    let stderr = stderr_of(&["--releases", "5.10", "--shard", "4/3"]);
+    assert!(stderr.contains("`4/3` is no shard: K/N with 1 ≤ K ≤ N"), "{stderr}");
+    // The sweep's options need --releases.
+    assert!(stderr_of(&["--shard", "1/2"]).contains("--releases"));
+}
+
+#[test]
 fn bad_accelerator_is_a_usage_error() {
     let output = ksnap().args(["run", "--accel", "hvf"]).output().unwrap();
     assert_eq!(output.status.code(), Some(2));

@@ -227,10 +227,7 @@ fn why(
 ) -> Vec<String> {
     let explained = || -> Result<Vec<String>> {
         let (old, new) = (session.kernel(old_name)?, session.kernel(new_name)?);
-        let source = &session.config.kernels[new_name];
-        let pin = source.pin(archives).ok().flatten();
-        let mut report = |step: &str| eprintln!("ksnap: {new_name}: {step}");
-        let changelog = source.changelog(pin.as_ref(), &new, cache, archives, &mut report)?;
+        let changelog = changelog(session, cache, archives, new_name, &new)?;
         let mut lines = Vec::new();
         if let Some(text) = &changelog {
             let entries = ksnap_vm::kernel::changelog::parse(text);
@@ -247,4 +244,19 @@ fn why(
         Ok(lines)
     };
     explained().unwrap_or_else(|e| vec![format!("  (cannot explain the change: {e:#})")])
+}
+
+/// The changelog of release kernel `name` (`kernel`, made by the session), read as `ksnap lock --update`
+/// reads one: `None` when it has none.
+pub(super) fn changelog(
+    session: &Session,
+    cache: &Cache,
+    archives: &Archives,
+    name: &str,
+    kernel: &ksnap_vm::kernel::Kernel,
+) -> Result<Option<String>> {
+    let source = &session.config.kernels[name];
+    let pin = source.pin(archives).ok().flatten();
+    let mut report = |step: &str| eprintln!("ksnap: {name}: {step}");
+    Ok(source.changelog(pin.as_ref(), kernel, cache, archives, &mut report)?)
 }

@@ -1,8 +1,11 @@
-//! `ksnap history`: since which kernel each fact has its value, from the committed snapshots.
+//! `ksnap history`: since which kernel each fact has its value, from the committed snapshots; with
+//! `--releases LINE`, along every release of a kernel line, run now (`super::sweep`).
 
 use std::path::PathBuf;
 
 use anyhow::Result;
+
+use crate::project::kernels::LockMode;
 
 use super::{load_config, PrintFormat};
 
@@ -14,12 +17,37 @@ pub struct HistoryArgs {
     pub suites: Vec<String>,
     #[arg(long, value_enum, default_value = "text")]
     pub format: PrintFormat,
+    /// Run the suites on every release of apt kernel LINE (`ksnap releases LINE` lists them) and print
+    /// each fact's timeline along them, each change with the likeliest entries of the newer release's
+    /// changelog. The results go to --out, never to snapshots/.
+    #[arg(long, value_name = "LINE")]
+    pub releases: Option<String>,
+    /// With --releases: the variant the suites run under (default: `default`).
+    #[arg(long, requires = "releases")]
+    pub variant: Option<String>,
+    /// With --releases: the results file, JSON (default: target/ksnap/sweeps/LINE-VARIANT.json under the
+    /// project's root).
+    #[arg(long, value_name = "FILE", requires = "releases")]
+    pub out: Option<PathBuf>,
+    /// With --releases: only shard K of N, the releases whose index (from 0, oldest first) modulo N is
+    /// K-1; a CI job runs each shard on a machine of its own.
+    #[arg(long, value_name = "K/N", requires = "releases")]
+    pub shard: Option<crate::facts::sweep::Shard>,
+    /// With --releases: VMs at once (default: the number of CPUs).
+    #[arg(short, long, requires = "releases")]
+    pub jobs: Option<usize>,
+    #[arg(long, default_value = "auto", value_name = "auto|kvm|tcg")]
+    pub accel: ksnap_vm::AccelChoice,
 }
 
 /// `ksnap history`: per suite, each fact that changes along the kernel versions of the default variant,
 /// and the version where each value appears (from the committed snapshots).
-pub fn history(args: HistoryArgs, config: Option<PathBuf>) -> Result<bool> {
-    let HistoryArgs { suites, format } = args;
+pub fn history(args: HistoryArgs, config: Option<PathBuf>, lock_mode: LockMode) -> Result<bool> {
+    let HistoryArgs { suites, format, releases, variant, out, shard, jobs, accel } = args;
+    if let Some(line) = releases {
+        let request = super::sweep::SweepRequest { line, suites, variant, out, shard, jobs, accel };
+        return super::sweep::sweep(request, config, lock_mode);
+    }
     let config = load_config(config)?;
     for suite in &suites {
         if !config.suites.contains_key(suite) {

@@ -18,6 +18,7 @@ pub mod lock;
 pub mod releases;
 pub mod report;
 pub mod run;
+pub mod sweep;
 
 /// `ksnap`'s subcommands.
 #[derive(clap::Subcommand)]
@@ -35,7 +36,8 @@ pub enum Command {
     /// The whole matrix from the committed snapshots: an HTML page, or Markdown for a CI job summary.
     Report(report::ReportArgs),
     /// Since which kernel: per suite, each fact whose value changes along the kernel versions of the
-    /// default variant (5.10 → 6.1 → 6.12 → 7.2), and the version where each value appears.
+    /// default variant (5.10 → 6.1 → 6.12 → 7.2), and the version where each value appears. With
+    /// `--releases LINE`: along every release of a kernel line apt serves, run now.
     History(history::HistoryArgs),
     /// List the matrix's kernels: locked package, release and cache state, and newer versions apt has.
     Kernels(kernels::KernelsArgs),

@@ -52,22 +52,33 @@ pub fn compute(snapshots: &[SnapshotFile], suites: &[String]) -> (Vec<String>, V
             continue;
         }
         columns.sort_by(|a, b| a.0.cmp(&b.0));
-        let keys: BTreeSet<&String> = columns.iter().flat_map(|(_, s)| s.facts.keys()).collect();
-        for key in keys {
-            let mut runs: Vec<ValueRun> = Vec::new();
-            for (_, snapshot) in &columns {
-                let value = snapshot.facts.get(key).cloned().unwrap_or_else(|| "-".into());
-                match runs.last_mut() {
-                    Some(run) if run.value == value => run.last = snapshot.column.clone(),
-                    _ => runs.push(ValueRun { value, first: snapshot.column.clone(), last: snapshot.column.clone() }),
-                }
-            }
-            if runs.len() > 1 {
-                histories.push(FactHistory { suite: suite.to_string(), fact: key.clone(), runs });
-            }
-        }
+        let columns: Vec<(&str, &crate::facts::Facts)> =
+            columns.iter().map(|(_, s)| (s.column.as_str(), &s.facts)).collect();
+        histories.extend(along(suite, &columns));
     }
     (axis.into_iter().map(|(_, name)| name).collect(), histories)
+}
+
+/// Every fact of `suite` whose value changes along `columns` (a column's name and its facts, in the
+/// axis' order): the kernel versions of the matrix, or the releases of a kernel line (`ksnap history
+/// --releases`). A fact a column lacks has the value `-` there.
+pub fn along(suite: &str, columns: &[(&str, &crate::facts::Facts)]) -> Vec<FactHistory> {
+    let keys: BTreeSet<&String> = columns.iter().flat_map(|(_, facts)| facts.keys()).collect();
+    let mut histories = Vec::new();
+    for key in keys {
+        let mut runs: Vec<ValueRun> = Vec::new();
+        for (column, facts) in columns {
+            let value = facts.get(key).cloned().unwrap_or_else(|| "-".into());
+            match runs.last_mut() {
+                Some(run) if run.value == value => run.last = column.to_string(),
+                _ => runs.push(ValueRun { value, first: column.to_string(), last: column.to_string() }),
+            }
+        }
+        if runs.len() > 1 {
+            histories.push(FactHistory { suite: suite.to_string(), fact: key.clone(), runs });
+        }
+    }
+    histories
 }
 
 impl FactHistory {
