@@ -93,6 +93,17 @@ fn a_sweep_refuses_what_it_cannot_run_before_anything_boots() {
     assert!(stderr.contains("`4/3` is no shard: K/N with 1 ≤ K ≤ N"), "{stderr}");
     // The sweep's options need --releases.
     assert!(stderr_of(&["--shard", "1/2"]).contains("--releases"));
+    // Merging: files of different sweeps are refused.
+    let dir = tempfile::tempdir().unwrap();
+    let shard = |variant: &str| {
+        let path = dir.path().join(format!("{variant}.json"));
+        let json = format!(r#"{{"line": "5.10", "variant": "{variant}", "releases": ["a", "b"], "results": {{}}}}"#);
+        std::fs::write(&path, json).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let (one, two) = (shard("default"), shard("force-never"));
+    assert!(stderr_of(&["--merge", &one, &two]).contains("not the same sweep"));
+    assert!(stderr_of(&["--merge", "/nonexistent.json"]).contains("reading /nonexistent.json"));
 }
 
 #[test]

@@ -25,9 +25,9 @@ pub struct HistoryArgs {
     /// With --releases: the variant the suites run under (default: `default`).
     #[arg(long, requires = "releases")]
     pub variant: Option<String>,
-    /// With --releases: the results file, JSON (default: target/ksnap/sweeps/LINE-VARIANT.json under the
-    /// project's root).
-    #[arg(long, value_name = "FILE", requires = "releases")]
+    /// With --releases or --merge: the results file, JSON (default:
+    /// target/ksnap/sweeps/LINE-VARIANT.json under the project's root).
+    #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
     /// With --releases: only shard K of N, the releases whose index (from 0, oldest first) modulo N is
     /// K-1; a CI job runs each shard on a machine of its own.
@@ -38,12 +38,19 @@ pub struct HistoryArgs {
     pub jobs: Option<usize>,
     #[arg(long, default_value = "auto", value_name = "auto|kvm|tcg")]
     pub accel: ksnap_vm::AccelChoice,
+    /// The results files of a sweep's shards (`--releases LINE --shard K/N`) merged into one (written to
+    /// --out, default the whole sweep's file), and its timeline printed.
+    #[arg(long, value_name = "FILE", num_args = 1.., conflicts_with = "releases")]
+    pub merge: Vec<PathBuf>,
 }
 
 /// `ksnap history`: per suite, each fact that changes along the kernel versions of the default variant,
 /// and the version where each value appears (from the committed snapshots).
 pub fn history(args: HistoryArgs, config: Option<PathBuf>, lock_mode: LockMode) -> Result<bool> {
-    let HistoryArgs { suites, format, releases, variant, out, shard, jobs, accel } = args;
+    let HistoryArgs { suites, format, releases, variant, out, shard, jobs, accel, merge } = args;
+    if !merge.is_empty() {
+        return super::sweep::merge(&merge, out, accel, config, lock_mode);
+    }
     if let Some(line) = releases {
         let request = super::sweep::SweepRequest { line, suites, variant, out, shard, jobs, accel };
         return super::sweep::sweep(request, config, lock_mode);

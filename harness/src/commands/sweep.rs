@@ -11,6 +11,7 @@ use ksnap_vm::AccelChoice;
 
 use crate::facts::sweep::{steps, Observed, Shard, SweepFile};
 use crate::progress::Progress;
+use crate::project::config::Config;
 use crate::project::kernels::{self, LockMode};
 use crate::project::matrix::{self, Selection};
 use crate::session::Session;
@@ -59,10 +60,7 @@ pub fn sweep(request: SweepRequest, config: Option<PathBuf>, lock_mode: LockMode
         names.push(kernels::add_release(&mut config, &request.line, release)?);
     }
     let chosen: Vec<usize> = (0..releases.len()).filter(|&i| request.shard.is_none_or(|s| s.selects(i))).collect();
-    let out = request.out.clone().unwrap_or_else(|| {
-        let shard = request.shard.map(|s| format!(".shard-{}-of-{}", s.number, s.count)).unwrap_or_default();
-        config.root.join("target/ksnap/sweeps").join(format!("{}-{variant}{shard}.json", request.line))
-    });
+    let out = request.out.clone().unwrap_or_else(|| default_out(&config, &request.line, &variant, request.shard));
     let cells: Vec<matrix::Cell> = chosen
         .iter()
         .flat_map(|&i| {
@@ -117,7 +115,43 @@ pub fn sweep(request: SweepRequest, config: Option<PathBuf>, lock_mode: LockMode
     if !results.not_started.is_empty() {
         bail!("{} cells not started (interrupted); the results file holds those that ran", results.not_started.len());
     }
-    Ok(ran >= 2 || request.shard.is_some())
+    if ran < 2 && request.shard.is_none() {
+        eprintln!("ksnap: {ran} release{} observed: no timeline", if ran == 1 { "" } else { "s" });
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+/// Where a sweep's results go without `--out`: under the project's target/, which git ignores.
+fn default_out(config: &Config, line: &str, variant: &str, shard: Option<Shard>) -> PathBuf {
+    let shard = shard.map(|s| format!(".shard-{}-of-{}", s.number, s.count)).unwrap_or_default();
+    config.root.join("target/ksnap/sweeps").join(format!("{line}-{variant}{shard}.json"))
+}
+
+/// `ksnap history --merge FILE...`: the shards' results files as one, written to `out` (default: the
+/// whole sweep's default file), and its timeline printed. True when at least two releases observed.
+pub fn merge(
+    files: &[PathBuf],
+    out: Option<PathBuf>,
+    accel: AccelChoice,
+    config: Option<PathBuf>,
+    lock_mode: LockMode,
+) -> Result<bool> {
+    let file = SweepFile::merge(files.iter().map(|path| SweepFile::read(path)).collect::<Result<_>>()?)?;
+    let mut config = load_config(config)?;
+    let out = out.unwrap_or_else(|| default_out(&config, &file.line, &file.variant, None));
+    file.write(&out)?;
+    // The changelogs are read from the newer releases' packages: the releases made kernels as for a run.
+    let cache = Cache::user_default()?;
+    let archives = Archives::new(&cache, config.apt_mirror.clone());
+    let (_, releases) = kernels::releases(&config, &archives, &file.line)?;
+    for release in releases.iter().filter(|r| file.releases.contains(&r.version)) {
+        kernels::add_release(&mut config, &file.line, release)?;
+    }
+    let session = Session::start(config, accel, Progress::detect(), lock_mode)?;
+    let ran = print_timeline(&file, &session, &cache, &archives);
+    println!("\nresults: {}", out.display());
+    Ok(ran >= 2)
 }
 
 /// The releases, those skipped (named, with why), each fact's timeline and, under each step, the newer
