@@ -180,8 +180,12 @@ fn print_timeline(file: &SweepFile, session: &Session, cache: &Cache, archives: 
         println!("  not in this shard: {}", missing.join(", "));
     }
     let timeline = file.timeline();
-    // `history::text` less its first line, the matrix's kernel versions.
-    print!("{}", crate::present::history::text(&[], &timeline).split_once('\n').map_or("", |(_, rest)| rest));
+    if timeline.is_empty() {
+        println!("\nno fact of {} changes along these releases", file.suites().join(", "));
+    } else {
+        // `history::text` less its first line, the matrix's kernel versions.
+        print!("{}", crate::present::history::text(&[], &timeline).split_once('\n').map_or("", |(_, rest)| rest));
+    }
     let steps = steps(&timeline, &file.releases);
     if !steps.is_empty() {
         println!("\nstep by step, with the likeliest changes of the newer release's changelog:");
