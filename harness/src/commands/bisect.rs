@@ -111,7 +111,7 @@ pub fn bisect(args: BisectArgs, config: Option<PathBuf>, lock_mode: LockMode) ->
             let keys = std::iter::once(report.watched.name()).chain(report.changes.iter().map(|c| c.key.as_str()));
             let hints = crate::present::moves::hint_words(keys);
             let ends = ((names[old].as_str(), versions[old]), (names[new].as_str(), versions[new]));
-            why(&session, &cache, &archives, ends, &interests, &hints)
+            why(&session, ends, &interests, &hints)
         }
     };
     match args.format {
@@ -219,15 +219,13 @@ fn observe(session: &Session, cell: &Cell) -> Observation {
 /// explains a move; a line saying why not when it cannot.
 fn why(
     session: &Session,
-    cache: &Cache,
-    archives: &Archives,
     ((old_name, old_version), (new_name, new_version)): ((&str, &str), (&str, &str)),
     interests: &[crate::present::moves::SuiteInterest],
     hints: &std::collections::BTreeSet<String>,
 ) -> Vec<String> {
     let explained = || -> Result<Vec<String>> {
         let (old, new) = (session.kernel(old_name)?, session.kernel(new_name)?);
-        let changelog = changelog(session, cache, archives, new_name, &new)?;
+        let changelog = session.changelog(new_name, &new)?;
         let mut lines = Vec::new();
         if let Some(text) = &changelog {
             let entries = ksnap_vm::kernel::changelog::parse(text);
@@ -244,19 +242,4 @@ fn why(
         Ok(lines)
     };
     explained().unwrap_or_else(|e| vec![format!("  (cannot explain the change: {e:#})")])
-}
-
-/// The changelog of release kernel `name` (`kernel`, made by the session), read as `ksnap lock --update`
-/// reads one: `None` when it has none.
-pub(super) fn changelog(
-    session: &Session,
-    cache: &Cache,
-    archives: &Archives,
-    name: &str,
-    kernel: &ksnap_vm::kernel::Kernel,
-) -> Result<Option<String>> {
-    let source = &session.config.kernels[name];
-    let pin = source.pin(archives).ok().flatten();
-    let mut report = |step: &str| eprintln!("ksnap: {name}: {step}");
-    Ok(source.changelog(pin.as_ref(), kernel, cache, archives, &mut report)?)
 }

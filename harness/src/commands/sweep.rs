@@ -110,7 +110,7 @@ pub fn sweep(request: SweepRequest, config: Option<PathBuf>, lock_mode: LockMode
         record(cell, Observed::Skipped(format!("{error:#}")));
     }
     file.write(&out)?;
-    let ran = print_timeline(&file, &session, &cache, &archives);
+    let ran = print_timeline(&file, &session);
     println!("\nresults: {}", out.display());
     if !results.not_started.is_empty() {
         bail!("{} cells not started (interrupted); the results file holds those that ran", results.not_started.len());
@@ -149,14 +149,14 @@ pub fn merge(
         kernels::add_release(&mut config, &file.line, release)?;
     }
     let session = Session::start(config, accel, Progress::detect(), lock_mode)?;
-    let ran = print_timeline(&file, &session, &cache, &archives);
+    let ran = print_timeline(&file, &session);
     println!("\nresults: {}", out.display());
     Ok(ran >= 2)
 }
 
 /// The releases, those skipped (named, with why), each fact's timeline and, under each step, the newer
 /// release's likeliest changelog entries. Returns how many releases observed a suite.
-fn print_timeline(file: &SweepFile, session: &Session, cache: &Cache, archives: &Archives) -> usize {
+fn print_timeline(file: &SweepFile, session: &Session) -> usize {
     let ran: Vec<&String> = file
         .releases
         .iter()
@@ -204,9 +204,7 @@ fn print_timeline(file: &SweepFile, session: &Session, cache: &Cache, archives: 
         );
         let hints = crate::present::moves::hint_words(step.facts.iter().map(String::as_str));
         let new_name = format!("{}{}{}", file.line, kernels::RELEASE_AT, step.new);
-        let changelog = session
-            .kernel(&new_name)
-            .and_then(|kernel| super::bisect::changelog(session, cache, archives, &new_name, &kernel));
+        let changelog = session.kernel(&new_name).and_then(|kernel| session.changelog(&new_name, &kernel));
         match changelog {
             Ok(Some(text)) => {
                 let parsed = ksnap_vm::kernel::changelog::parse(&text);

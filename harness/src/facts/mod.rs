@@ -15,6 +15,7 @@ pub mod column;
 pub mod repeat;
 pub mod snapshot;
 pub mod sweep;
+pub mod timeline;
 
 /// One observed fact or test result, keyed `PROBE.TEST.KEY` (a test's own result is `PROBE.TEST`).
 pub type Facts = BTreeMap<String, String>;

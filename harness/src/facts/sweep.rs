@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::Facts;
-use crate::present::history::FactHistory;
+use crate::facts::timeline::{along, FactHistory};
 
 /// What one suite observed on one release.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,7 +109,7 @@ impl SweepFile {
                     _ => None,
                 })
                 .collect();
-            histories.extend(crate::present::history::along(suite, &columns));
+            histories.extend(along(suite, &columns));
         }
         histories
     }

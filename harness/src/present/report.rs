@@ -250,7 +250,7 @@ pub fn html(snapshots: &[SnapshotFile], snapshot_links: &Path) -> String {
                     h2 { "Since which kernel" }
                     p.note { "Along the kernel versions of the default variant (" (axis.join(" → ")) "): each fact whose value changes, and the version where each value appears." }
                     @for suite in &history_suites {
-                        @let changes: Vec<&crate::present::history::FactHistory> = histories.iter().filter(|h| h.suite == *suite).collect();
+                        @let changes: Vec<&crate::facts::timeline::FactHistory> = histories.iter().filter(|h| h.suite == *suite).collect();
                         details {
                             summary { code { (suite) } ": " (changes.len()) @if changes.len() == 1 { " fact changes" } @else { " facts change" } }
                             ul.history { @for h in &changes { li { code { (h.fact) } ": " (h.sentence()) } } }

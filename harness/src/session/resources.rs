@@ -97,6 +97,17 @@ impl Session {
         })
     }
 
+    /// Debian's changelog of kernel `name` (`kernel`, as [`Session::kernel`] made it), read as `ksnap lock
+    /// --update` reads one (downloaded again for a cache entry made before ksnap kept changelogs): `None`
+    /// when it has none.
+    pub fn changelog(&self, name: &str, kernel: &Kernel) -> Result<Option<String>> {
+        let source = self.config.kernels.get(name).with_context(|| format!("unknown kernel `{name}`"))?;
+        let (cache, archives) = (&self.kernels.cache, &self.kernels.archives);
+        let pin = source.pin(archives).ok().flatten();
+        let mut report = |step: &str| eprintln!("ksnap: {name}: {step}");
+        Ok(source.changelog(pin.as_ref(), kernel, cache, archives, &mut report)?)
+    }
+
     /// The kernel selftests of ksnap.toml's `[selftests]` source, built into the cache if needed (once
     /// per session): every collection any suite uses, in one build.
     pub fn selftests(&self) -> Result<Arc<Selftests>> {

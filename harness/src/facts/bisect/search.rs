@@ -8,7 +8,7 @@
 
 use std::fmt::Display;
 
-use super::{fact_changes, BisectError, BisectReport, End, Observation, Outcome, Skipped, Watched};
+use super::report::{fact_changes, BisectError, BisectReport, End, Observation, Outcome, Skipped, Watched};
 use crate::facts::Facts;
 
 /// Which side of the change an observed candidate is on.
@@ -212,7 +212,7 @@ impl<'c, T: Display> Search<'c, T> {
             return Ok(());
         }
         let known: Vec<&str> = ends.iter().flat_map(|facts| facts.keys().map(String::as_str)).collect();
-        Err(BisectError::UnknownFact { fact: fact.clone(), suggestions: super::suggest(fact, known) })
+        Err(BisectError::UnknownFact { fact: fact.clone(), suggestions: super::suggest::suggest(fact, known) })
     }
 
     /// What was found, once [`Search::next`] is `None`; `None` before.

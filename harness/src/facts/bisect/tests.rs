@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 
 use super::*;
+use crate::facts::Facts;
 
 const FACT: &str = "p.t.k";
 
