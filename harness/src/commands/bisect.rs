@@ -11,7 +11,7 @@ use ksnap_vm::kernel::apt::Archives;
 use ksnap_vm::kernel::releases::{nearest, Release};
 use ksnap_vm::AccelChoice;
 
-use crate::facts::bisect::{suggest, Observation, Outcome, Search, Watched};
+use crate::facts::bisect::{suggest, BisectReport, Observation, Outcome, Search, Watched};
 use crate::facts::snapshot;
 use crate::progress::Progress;
 use crate::project::config::Config;
@@ -83,27 +83,7 @@ pub fn bisect(args: BisectArgs, config: Option<PathBuf>, lock_mode: LockMode) ->
         versions[versions.len() - 1],
         args.variant
     );
-    let mut search = Search::new(&versions, watched).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut number = 0;
-    // Kernels the next step may need are fetched (at nice 19) while a VM runs: both possible midpoints,
-    // and the neighbour tried if this one fails to boot. `Session::kernel` makes each once.
-    std::thread::scope(|scope| -> Result<()> {
-        while let Some(index) = search.next() {
-            for next in search.may_need_after(index) {
-                let (session, name) = (&session, &names[next]);
-                scope.spawn(move || {
-                    crate::session::schedule::yield_cpu_to_vms();
-                    let _ = session.kernel(name);
-                });
-            }
-            let observation = observe(&session, &cell(index));
-            number += 1;
-            let step = search.record(index, observation).map_err(|e| anyhow::anyhow!("{e}"))?;
-            eprintln!("{}", crate::present::bisect::step_line(number, &step, width));
-        }
-        Ok(())
-    })?;
-    let report = search.report().expect("the search is over");
+    let report = run_search(&session, &versions, &names, watched, &cell, width)?;
     let why = match report.outcome {
         Outcome::NothingToBisect => Vec::new(),
         Outcome::Found | Outcome::Narrowed => {
@@ -114,21 +94,58 @@ pub fn bisect(args: BisectArgs, config: Option<PathBuf>, lock_mode: LockMode) ->
             why(&session, ends, &interests, &hints)
         }
     };
-    match args.format {
+    print_report(&report, &why, versions[report.new.index], args.format, width);
+    Ok(true)
+}
+
+/// The search itself: each step one cell, with a progress line. Kernels the next step may need are
+/// fetched (at nice 19) while a VM runs: both possible midpoints, and the neighbour tried if this one
+/// fails to boot. `Session::kernel` makes each once.
+fn run_search(
+    session: &Session,
+    versions: &[&str],
+    names: &[String],
+    watched: Watched,
+    cell: &dyn Fn(usize) -> Cell,
+    width: usize,
+) -> Result<BisectReport> {
+    let mut search = Search::new(versions, watched).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut number = 0;
+    std::thread::scope(|scope| -> Result<()> {
+        while let Some(index) = search.next() {
+            for next in search.may_need_after(index) {
+                let name = &names[next];
+                scope.spawn(move || {
+                    crate::session::schedule::yield_cpu_to_vms();
+                    let _ = session.kernel(name);
+                });
+            }
+            let observation = observe(session, &cell(index));
+            number += 1;
+            let step = search.record(index, observation).map_err(|e| anyhow::anyhow!("{e}"))?;
+            eprintln!("{}", crate::present::bisect::step_line(number, &step, width));
+        }
+        Ok(())
+    })?;
+    Ok(search.report().expect("the search is over"))
+}
+
+/// The report and the explanation, as text (`new` is the newer end's version) or JSON.
+fn print_report(report: &BisectReport, why: &[String], new: &str, format: PrintFormat, width: usize) {
+    match format {
         PrintFormat::Json => {
             println!("{}", serde_json::json!({ "bisect": report, "why": why }));
         }
         PrintFormat::Text | PrintFormat::Markdown => {
-            print!("{}", crate::present::bisect::text(&report, width));
+            print!("{}", crate::present::bisect::text(report, width));
             if !why.is_empty() {
-                println!("\nwhy, from {}'s changelog and the two kernels' configs:", versions[report.new.index]);
-                for line in &why {
+                println!("\nwhy, from {new}'s changelog and the two kernels' configs:");
+                for line in why {
                     println!("{line}");
                 }
             }
         }
     }
-    Ok(true)
 }
 
 /// The releases from `--from` to `--to` (both served), at least two.

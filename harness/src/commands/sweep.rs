@@ -61,17 +61,7 @@ pub fn sweep(request: SweepRequest, config: Option<PathBuf>, lock_mode: LockMode
     }
     let chosen: Vec<usize> = (0..releases.len()).filter(|&i| request.shard.is_none_or(|s| s.selects(i))).collect();
     let out = request.out.clone().unwrap_or_else(|| default_out(&config, &request.line, &variant, request.shard));
-    let cells: Vec<matrix::Cell> = chosen
-        .iter()
-        .flat_map(|&i| {
-            let (name, variant) = (&names[i], &variant);
-            suites.iter().map(move |suite| matrix::Cell {
-                kernel: name.clone(),
-                variant: variant.clone(),
-                suite: suite.clone(),
-            })
-        })
-        .collect();
+    let cells = cells_of(&chosen, &names, &variant, &suites);
     eprintln!(
         "ksnap: {} of {} releases of {family} ({} … {}){}, variant {variant}, suite{} {}",
         chosen.len(),
@@ -94,6 +84,37 @@ pub fn sweep(request: SweepRequest, config: Option<PathBuf>, lock_mode: LockMode
         shard: request.shard.map(|s| s.to_string()),
         results: Default::default(),
     };
+    record_results(&mut file, &results);
+    file.write(&out)?;
+    let ran = print_timeline(&file, &session);
+    println!("\nresults: {}", out.display());
+    if !results.not_started.is_empty() {
+        bail!("{} cells not started (interrupted); the results file holds those that ran", results.not_started.len());
+    }
+    if ran < 2 && request.shard.is_none() {
+        eprintln!("ksnap: {ran} release{} observed: no timeline", if ran == 1 { "" } else { "s" });
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+/// The cells of a sweep: every suite on each chosen release (`names` are the releases' kernel names).
+fn cells_of(chosen: &[usize], names: &[String], variant: &str, suites: &[String]) -> Vec<matrix::Cell> {
+    chosen
+        .iter()
+        .flat_map(|&i| {
+            suites.iter().map(move |suite| matrix::Cell {
+                kernel: names[i].clone(),
+                variant: variant.to_string(),
+                suite: suite.clone(),
+            })
+        })
+        .collect()
+}
+
+/// What each cell gave, by release and suite: its facts, or why it has none (its guest did not complete,
+/// or the host could not run it).
+fn record_results(file: &mut SweepFile, results: &crate::session::CellResults) {
     let version_of = |kernel: &str| kernel.split_once(kernels::RELEASE_AT).map_or(kernel, |(_, v)| v).to_string();
     let mut record = |cell: &matrix::Cell, observed: Observed| {
         file.results.entry(version_of(&cell.kernel)).or_default().insert(cell.suite.clone(), observed);
@@ -109,17 +130,6 @@ pub fn sweep(request: SweepRequest, config: Option<PathBuf>, lock_mode: LockMode
     for (cell, error) in &results.errors {
         record(cell, Observed::Skipped(format!("{error:#}")));
     }
-    file.write(&out)?;
-    let ran = print_timeline(&file, &session);
-    println!("\nresults: {}", out.display());
-    if !results.not_started.is_empty() {
-        bail!("{} cells not started (interrupted); the results file holds those that ran", results.not_started.len());
-    }
-    if ran < 2 && request.shard.is_none() {
-        eprintln!("ksnap: {ran} release{} observed: no timeline", if ran == 1 { "" } else { "s" });
-        return Ok(false);
-    }
-    Ok(true)
 }
 
 /// Where a sweep's results go without `--out`: under the project's target/, which git ignores.

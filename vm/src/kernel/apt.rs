@@ -57,7 +57,8 @@ impl std::fmt::Display for PinnedPackage {
 /// A Debian mirror as a sources entry names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mirror {
-    /// The archive's base URI (`http://deb.debian.org/debian`; a `file:` URI for a local archive).
+    /// The archive's base URI (`http://MIRROR/debian`, as the system's sources name it; a `file:` URI for
+    /// a local archive).
     pub uri: String,
     /// `signed-by`: the keyring that verifies it. `None` only for a trusted local test archive.
     pub signed_by: Option<String>,
