@@ -103,7 +103,8 @@ impl Session {
     pub fn changelog(&self, name: &str, kernel: &Kernel) -> Result<Option<String>> {
         let source = self.config.kernels.get(name).with_context(|| format!("unknown kernel `{name}`"))?;
         let (cache, archives) = (&self.kernels.cache, &self.kernels.archives);
-        let pin = source.pin(archives).ok().flatten();
+        // The pin (an apt query) matters only when the cache entry has no changelog to read.
+        let pin = if kernel.changelog.is_some() { None } else { source.pin(archives).ok().flatten() };
         let mut report = |step: &str| eprintln!("ksnap: {name}: {step}");
         Ok(source.changelog(pin.as_ref(), kernel, cache, archives, &mut report)?)
     }
