@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::CommandCargoExt;
 use ksnap_vm::cache::Cache;
@@ -70,14 +71,41 @@ fn two_processes_fetching_the_same_kernel_download_it_once() {
     assert_eq!(std::fs::read_dir(root.join("tmp")).unwrap().count(), 0, "staging directories left behind");
 }
 
+/// `ksnap kernels --fetch` with its cache under `cache_home`. It fails the test, rather than hang it, if
+/// ksnap has not ended after ten minutes (every step of a fetch that fails must fail, not wait).
 fn ksnap_kernels(cache_home: &Path) -> std::process::Output {
-    Command::cargo_bin("ksnap")
+    let stdout = tempfile::tempfile().unwrap();
+    let stderr = tempfile::tempfile().unwrap();
+    let mut child = Command::cargo_bin("ksnap")
         .unwrap()
         .args(["kernels", "--fetch"])
         .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap())
         .env("XDG_CACHE_HOME", cache_home)
-        .output()
-        .unwrap()
+        .stdout(stdout.try_clone().unwrap())
+        .stderr(stderr.try_clone().unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("`ksnap kernels --fetch` was still running after 10 minutes:\n{}", read_all(stdout));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    std::process::Output { status, stdout: read_all(stdout).into_bytes(), stderr: read_all(stderr).into_bytes() }
+}
+
+fn read_all(mut file: std::fs::File) -> String {
+    use std::io::{Read, Seek};
+    let mut text = String::new();
+    file.seek(std::io::SeekFrom::Start(0)).unwrap();
+    file.read_to_string(&mut text).unwrap();
+    text
 }
 
 #[test]

@@ -72,7 +72,7 @@ pub enum Error {
         why: String,
     },
 
-    // Kernels through apt (kernel/apt.rs, and the pins of kernel/mod.rs).
+    // Kernels through apt (kernel/apt/, and the pins of kernel/mod.rs).
     /// apt cannot resolve a package (no such package, an invalid name, no `Version` or `SHA256` field, too
     /// many metapackage hops).
     #[error("kernel package `{package}` is not known to apt ({detail}). Check the name with `apt-cache policy {package}`; run `apt-get update` if the package lists are stale")]
@@ -168,6 +168,31 @@ pub enum Error {
         command: String,
         /// Its stderr without apt's `W:` warnings, trimmed; or why it could not start, or which `.deb` is missing.
         stderr: String,
+    },
+
+    /// An apt command neither printed nor wrote anything for a while and was stopped (kernel/apt/run.rs).
+    #[error("`{command}` made no progress for {seconds} s and was stopped: {why}")]
+    AptStalled {
+        /// The command, for display, as in [`Error::AptFailed`].
+        command: String,
+        /// How long it was silent.
+        seconds: u64,
+        /// The likely cause and what to do: the directory it writes is (nearly) full, or the network.
+        why: String,
+    },
+
+    /// The filesystem an apt command would fill has too little room for it; apt was not started.
+    #[error("not enough free space in {dir} for {what}: about {needed_mib} MiB needed, {free_mib} MiB free; \
+             free some space there, or set XDG_CACHE_HOME to a directory on a larger filesystem", dir = dir.display())]
+    NoSpace {
+        /// The directory apt would write.
+        dir: PathBuf,
+        /// What it would write there (`apt's package lists for bullseye`).
+        what: String,
+        /// About how much it needs.
+        needed_mib: u64,
+        /// How much the filesystem has.
+        free_mib: u64,
     },
 
     // Kernel images and packages (kernel/entry.rs, kernel/deb.rs).

@@ -23,6 +23,13 @@ use crate::error::Error;
 use crate::kernel::entry::Package;
 use crate::kernel::releases::{self, Family, Release};
 
+mod run;
+use run::{require_space, run_apt};
+
+/// Room `apt-get update` needs for one suite's lists and their downloads in flight (a Debian release's
+/// main lists with its companions take about 18 MiB, sid's 23 MiB, plus the compressed file being fetched).
+const LISTS_ROOM: u64 = 64 << 20;
+
 /// The keyring Debian ships (package `debian-archive-keyring`), for mirrors whose entry names none.
 const DEBIAN_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
 /// What the lock and snapshots call packages found through the system's own apt configuration.
@@ -434,6 +441,11 @@ impl Apt {
         command
     }
 
+    /// Where this configuration's apt keeps its state: the private directory, or the system's cache.
+    fn state_dir(&self) -> PathBuf {
+        self.private.as_ref().map_or_else(|| PathBuf::from("/var/cache/apt"), |p| p.dir.clone())
+    }
+
     fn has_lists(&self) -> bool {
         match &self.private {
             None => true,
@@ -447,7 +459,8 @@ impl Apt {
         let Some(private) = &self.private else { return Ok(()) };
         let mut command = self.command("apt-get");
         command.args(["update", "-q"]);
-        run_apt(&mut command, "apt-get update")?;
+        require_space(&private.dir, LISTS_ROOM, &format!("apt's package lists for {}", private.suite))?;
+        run_apt(&mut command, "apt-get update", &private.dir)?;
         cache::write_atomic(&private.dir.join("updated"), b"")
     }
 
@@ -460,13 +473,18 @@ impl Apt {
         };
         let mut command = self.command("apt-cache");
         command.args(["show", "--no-all-versions", &spec]);
-        let text = run_apt(&mut command, &format!("apt-cache show {spec}")).map_err(|e| match e {
-            Error::AptFailed { stderr, .. } => Error::UnknownPackage {
-                package: spec.clone(),
-                detail: format!("{} ({})", if stderr.is_empty() { "no such package" } else { &stderr }, self.label()),
-            },
-            other => other,
-        })?;
+        let text =
+            run_apt(&mut command, &format!("apt-cache show {spec}"), &self.state_dir()).map_err(|e| match e {
+                Error::AptFailed { stderr, .. } => Error::UnknownPackage {
+                    package: spec.clone(),
+                    detail: format!(
+                        "{} ({})",
+                        if stderr.is_empty() { "no such package" } else { &stderr },
+                        self.label()
+                    ),
+                },
+                other => other,
+            })?;
         if text.trim().is_empty() {
             return Err(Error::UnknownPackage { package: spec, detail: format!("no such package ({})", self.label()) });
         }
@@ -494,7 +512,7 @@ impl Apt {
         }
         let mut command = self.command("apt-cache");
         command.arg("madison").args(names);
-        Ok(releases::parse_madison(&run_apt(&mut command, "apt-cache madison")?))
+        Ok(releases::parse_madison(&run_apt(&mut command, "apt-cache madison", &self.state_dir())?))
     }
 
     fn pinned(&self, name: &str, version: Option<&str>) -> Result<(PinnedPackage, Fields), Error> {
@@ -553,7 +571,7 @@ impl Apt {
     pub fn releases(&self, family: &Family) -> Result<Vec<Release>, Error> {
         let mut command = self.command("apt-cache");
         command.args(["pkgnames", "linux-image-"]);
-        let names = run_apt(&mut command, "apt-cache pkgnames linux-image-")?;
+        let names = run_apt(&mut command, "apt-cache pkgnames linux-image-", &self.state_dir())?;
         let mut names: Vec<String> =
             names.lines().map(str::trim).filter(|n| family.contains(n)).map(String::from).collect();
         names.sort();
@@ -568,7 +586,7 @@ impl Apt {
         let mut command = self.command("apt-get");
         command.args(["download", "-q"]).args(&specs).current_dir(dir);
         let what = format!("apt-get download {}", specs.join(" "));
-        match run_apt(&mut command, &what) {
+        match run_apt(&mut command, &what, dir) {
             Ok(_) => {}
             Err(Error::AptFailed { stderr, .. })
                 if stderr.contains("not found")
@@ -619,39 +637,6 @@ fn check_package_name(name: &str) -> Result<(), Error> {
         return Err(Error::UnknownPackage { package: name.into(), detail: "not a valid Debian package name".into() });
     }
     Ok(())
-}
-
-/// Run an apt command to its end; its stdout. Both pipes are read to the end (threads), so a chatty apt
-/// never blocks on a full pipe.
-fn run_apt(command: &mut Command, what: &str) -> Result<String, Error> {
-    command.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let failed = |stderr: String| Error::AptFailed { command: what.to_string(), stderr };
-    let mut child = crate::children::spawn(command).map_err(|e| match crate::children::is_cancelled() {
-        true => Error::Cancelled,
-        false => failed(e.to_string()),
-    })?;
-    let read = |pipe: Option<Box<dyn std::io::Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            if let Some(mut pipe) = pipe {
-                let _ = pipe.read_to_end(&mut bytes);
-            }
-            String::from_utf8_lossy(&bytes).into_owned()
-        })
-    };
-    let stdout = read(child.child_mut().stdout.take().map(|p| Box::new(p) as _));
-    let stderr = read(child.child_mut().stderr.take().map(|p| Box::new(p) as _));
-    let status = child.wait().map_err(|e| Error::io(format!("waiting for {what}"), e))?;
-    let (stdout, stderr) = (stdout.join().unwrap_or_default(), stderr.join().unwrap_or_default());
-    if crate::children::is_cancelled() {
-        return Err(Error::Cancelled);
-    }
-    if !status.success() {
-        // apt's warnings (`W:`) say nothing about why it failed; its errors (`E:`) do.
-        let errors: Vec<&str> = stderr.lines().filter(|l| !l.starts_with("W:")).collect();
-        return Err(failed(errors.join("\n").trim().to_string()));
-    }
-    Ok(stdout)
 }
 
 #[cfg(test)]
@@ -760,25 +745,6 @@ mod tests {
                 ("linux-binary-7.2.13+deb14-cloud-amd64".to_string(), Some("7.2.13-1".to_string())),
             ]
         );
-    }
-
-    /// apt prints progress on stdout and errors on stderr; a command that fills a pipe's buffer (64 KiB)
-    /// on either must not block forever because nobody reads it.
-    #[test]
-    fn a_chatty_command_does_not_block_on_a_full_pipe() {
-        let mut command = Command::new("sh");
-        command.args(["-c", "head -c 1000000 /dev/zero; head -c 200000 /dev/zero >&2; echo done"]);
-        let (sender, receiver) = std::sync::mpsc::channel();
-        std::thread::spawn(move || sender.send(run_apt(&mut command, "chatty").map(|out| out.len())));
-        let result = receiver.recv_timeout(std::time::Duration::from_secs(20)).expect("run_apt blocked on a full pipe");
-        assert_eq!(result.unwrap(), 1_000_005);
-        let mut failing = Command::new("sh");
-        failing.args([
-            "-c",
-            "head -c 100000 /dev/zero; echo 'W: a warning' >&2; echo 'E: Version not found' >&2; exit 100",
-        ]);
-        let err = run_apt(&mut failing, "failing").unwrap_err().to_string();
-        assert_eq!(err, "`failing` failed: E: Version not found");
     }
 
     #[test]
