@@ -76,6 +76,52 @@ fn bisect_refuses_what_it_cannot_search_before_anything_boots() {
 }
 
 #[test]
+fn bisect_over_a_git_tree_refuses_what_it_cannot_build_before_anything_builds() {
+    let stderr_of = |tree: &Path, extra: &[&str]| {
+        let output = ksnap()
+            .args(["bisect", "proc_mem", "--tree"])
+            .arg(tree)
+            .args(["--good", "HEAD~1", "--bad", "HEAD"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{extra:?}");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let minimal = ["--kconfig", "vm/configs/minimal"];
+    // Without --kconfig, clap names what is missing; a fragment that is not there is named.
+    assert!(stderr_of(Path::new("/tmp"), &[]).contains("--kconfig <FRAGMENT>"));
+    assert!(stderr_of(Path::new("/tmp"), &["--kconfig", "no/such/fragment"])
+        .contains("--kconfig no/such/fragment: no such file"));
+    let plain = tempfile::tempdir().unwrap();
+    assert!(stderr_of(plain.path(), &minimal).contains("not a git repository"));
+    // A repository that holds no kernel, and one with uncommitted changes.
+    let git = |args: &[&str]| {
+        let status = Command::new("git")
+            .arg("-C")
+            .arg(plain.path())
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.org"])
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(status.success(), "git {args:?}");
+    };
+    git(&["init", "-q"]);
+    std::fs::write(plain.path().join("README"), "not a kernel").unwrap();
+    git(&["add", "README"]);
+    git(&["commit", "-qm", "one"]);
+    git(&["commit", "-q", "--allow-empty", "-m", "two"]);
+    assert!(stderr_of(plain.path(), &minimal).contains("has no Makefile: not a Linux kernel tree"));
+    std::fs::write(plain.path().join("README"), "edited").unwrap();
+    let stderr = stderr_of(plain.path(), &minimal);
+    assert!(stderr.contains("it has uncommitted changes (README): commit or stash them first"), "{stderr}");
+    // --from and --to are for releases.
+    let output = ksnap().args(["bisect", "proc_mem", "--tree", "/tmp", "--from", "1"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot be used with"));
+}
+
+#[test]
 fn a_sweep_refuses_what_it_cannot_run_before_anything_boots() {
     // A kernel built from source has no releases; an unknown suite, variant or kernel, and a bad shard,
     // are refused before apt is asked.

@@ -110,6 +110,28 @@ impl ChildGuard {
         Ok(status)
     }
 
+    /// Block until the child ends, reading its piped stdout and stderr to the end (on threads of their
+    /// own, so that a child filling one pipe while ksnap waits on the other never blocks).
+    pub fn wait_with_output(&mut self) -> io::Result<std::process::Output> {
+        fn read_all(pipe: Option<impl io::Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                if let Some(mut pipe) = pipe {
+                    let _ = pipe.read_to_end(&mut bytes);
+                }
+                bytes
+            })
+        }
+        let stdout = read_all(self.child.stdout.take());
+        let stderr = read_all(self.child.stderr.take());
+        let status = self.wait()?;
+        Ok(std::process::Output {
+            status,
+            stdout: stdout.join().unwrap_or_default(),
+            stderr: stderr.join().unwrap_or_default(),
+        })
+    }
+
     /// Kill the child (if still running) and what it started, and reap it.
     pub fn kill(&mut self) {
         if !self.finished {

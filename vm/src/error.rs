@@ -290,6 +290,15 @@ pub enum Error {
         why: String,
     },
 
+    /// A git repository that `ksnap bisect --tree` cannot use, or a git command on it that failed.
+    #[error("git tree {path}: {why}", path = path.display())]
+    GitTree {
+        /// The repository given.
+        path: PathBuf,
+        /// What is wrong (not a repository, uncommitted changes, no such commit, not a kernel) or what git said.
+        why: String,
+    },
+
     /// A local source tree, or an unpacked source package, does not look like a Linux kernel tree.
     #[error("{path} is not a Linux source tree: {why}", path = path.display())]
     NotASourceTree {

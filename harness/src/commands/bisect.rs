@@ -1,13 +1,16 @@
 //! `ksnap bisect FACT --kernel LINE`: the two adjacent point releases of a kernel line between which a
 //! fact (or any fact of a suite) changes, found by booting about log2(N) of the releases apt serves, and
 //! why: the changelog entries between them (those in the suite's `areas` first) and their config
-//! difference.
+//! difference. `ksnap bisect FACT --tree PATH --good REV --bad REV --kconfig FRAGMENT`: the same search
+//! over the commits of a local kernel git repository, each built (incrementally, in one checkout of
+//! ksnap's) from tinyconfig and the fragments; why: the first new commit itself.
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use ksnap_vm::cache::Cache;
 use ksnap_vm::kernel::apt::Archives;
+use ksnap_vm::kernel::build::git::{Commit, GitTree};
 use ksnap_vm::kernel::releases::{nearest, Release};
 use ksnap_vm::AccelChoice;
 
@@ -26,6 +29,7 @@ const LIKELIEST: usize = 5;
 
 /// The command line of `ksnap bisect`.
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("candidates").required(true).args(["kernel", "tree"])))]
 pub struct BisectArgs {
     /// A fact key as snapshots have it (`proc_mem.write_ro_private.result`), or a suite's name to watch
     /// all of its facts.
@@ -33,7 +37,21 @@ pub struct BisectArgs {
     /// The kernel line of ksnap.toml whose releases are searched (an apt kernel: `ksnap releases LINE`
     /// lists them).
     #[arg(long, value_name = "LINE")]
-    pub kernel: String,
+    pub kernel: Option<String>,
+    /// A local kernel git repository whose commits from --good to --bad are searched, each built from
+    /// tinyconfig and --kconfig. It is only read: ksnap checks commits out into a clone in its cache.
+    #[arg(long, value_name = "PATH", requires_all = ["good", "bad", "kconfig"])]
+    pub tree: Option<PathBuf>,
+    /// With --tree: a commit with the old behaviour (a hash, tag or branch).
+    #[arg(long, value_name = "REV", requires = "tree")]
+    pub good: Option<String>,
+    /// With --tree: a later commit with the new behaviour.
+    #[arg(long, value_name = "REV", requires = "tree")]
+    pub bad: Option<String>,
+    /// With --tree: a Kconfig fragment merged on top of tinyconfig; repeat it for more, later ones win
+    /// (ksnap's own vm/configs/minimal boots its probes).
+    #[arg(long, value_name = "FRAGMENT", requires = "tree")]
+    pub kconfig: Vec<PathBuf>,
     /// The variant the suite runs under.
     #[arg(long, default_value = "default")]
     pub variant: String,
@@ -41,10 +59,10 @@ pub struct BisectArgs {
     #[arg(long)]
     pub suite: Option<String>,
     /// The oldest release to consider, a Debian version (default: the oldest apt serves).
-    #[arg(long, value_name = "VERSION")]
+    #[arg(long, value_name = "VERSION", conflicts_with = "tree")]
     pub from: Option<String>,
     /// The newest release to consider (default: the newest apt serves).
-    #[arg(long, value_name = "VERSION")]
+    #[arg(long, value_name = "VERSION", conflicts_with = "tree")]
     pub to: Option<String>,
     #[arg(long, value_enum, default_value = "text")]
     pub format: PrintFormat,
@@ -55,47 +73,126 @@ pub struct BisectArgs {
 /// `ksnap bisect`: true when it found the change, or there was none between the ends.
 pub fn bisect(args: BisectArgs, config: Option<PathBuf>, lock_mode: LockMode) -> Result<bool> {
     let mut config = load_config(config)?;
-    // What needs no apt is checked first.
+    // What needs no apt, git or VM is checked first.
     let (watched, suite) = watched(&config, &args)?;
     config.variants.get(&args.variant).with_context(|| format!("unknown variant `{}`", args.variant))?;
-    let cache = Cache::user_default()?;
-    let archives = Archives::new(&cache, config.apt_mirror.clone());
-    let (family, releases) = kernels::releases(&config, &archives, &args.kernel)?;
-    let releases = between(&releases, &args, &family.to_string())?;
-    let mut names = Vec::new();
-    for release in releases {
-        names.push(kernels::add_release(&mut config, &args.kernel, release)?);
-    }
+    let candidates = match (&args.kernel, &args.tree) {
+        (Some(line), _) => releases(&mut config, &args, line)?,
+        (None, Some(path)) => commits(&mut config, &args, path)?,
+        (None, None) => bail!("name what to search: --kernel LINE (its releases) or --tree PATH (its commits)"),
+    };
     let interests: Vec<_> =
         crate::present::moves::interests(&config).into_iter().filter(|interest| interest.name == suite).collect();
     let mut session = Session::start(config, args.accel, Progress::detect(), lock_mode)?;
-    // Each release runs one cell: a machine saved for its other cells would never be restored.
+    // Each candidate runs one cell: a machine saved for its other cells would never be restored.
     session.boot_every_cell = true;
+    let names = &candidates.names;
     let cell =
         |index: usize| Cell { kernel: names[index].clone(), variant: args.variant.clone(), suite: suite.clone() };
-    let versions: Vec<&str> = releases.iter().map(|r| r.version.as_str()).collect();
+    let labels: Vec<&str> = candidates.labels.iter().map(String::as_str).collect();
     let width = crate::present::text::output_width();
     eprintln!(
-        "ksnap: bisecting `{}` over {} releases of {family} ({} … {}), suite {suite}, variant {}",
+        "ksnap: bisecting `{}` over {} {} ({} … {}), suite {suite}, variant {}",
         watched.name(),
-        versions.len(),
-        versions[0],
-        versions[versions.len() - 1],
+        labels.len(),
+        candidates.what,
+        labels[0],
+        labels[labels.len() - 1],
         args.variant
     );
-    let report = run_search(&session, &versions, &names, watched, &cell, width)?;
-    let why = match report.outcome {
-        Outcome::NothingToBisect => Vec::new(),
-        Outcome::Found | Outcome::Narrowed => {
-            let (old, new) = (report.old.index, report.new.index);
+    let report = run_search(&session, &labels, names, watched, &cell, candidates.prefetch(), width)?;
+    let (old, new) = (report.old.index, report.new.index);
+    let why = match (report.outcome, &candidates.origin) {
+        (Outcome::NothingToBisect, _) => Vec::new(),
+        (_, Origin::Releases) => {
             let keys = std::iter::once(report.watched.name()).chain(report.changes.iter().map(|c| c.key.as_str()));
             let hints = crate::present::moves::hint_words(keys);
-            let ends = ((names[old].as_str(), versions[old]), (names[new].as_str(), versions[new]));
+            let ends = ((names[old].as_str(), labels[old]), (names[new].as_str(), labels[new]));
             why(&session, ends, &interests, &hints)
         }
+        (_, Origin::Commits { tree, commits }) => {
+            let kernels = (session.kernel(&names[old]), session.kernel(&names[new]));
+            commit_why(tree, (&commits[old], &commits[new]), new - old, kernels, &interests, width)
+        }
     };
-    print_report(&report, &why, versions[report.new.index], args.format, width);
+    let heading = match &candidates.origin {
+        Origin::Releases => format!("why, from {}'s changelog and the two kernels' configs:", labels[new]),
+        Origin::Commits { .. } => "why: the first new commit, and the two builds' configs:".to_string(),
+    };
+    print_report(&report, &why, &heading, args.format, width);
     Ok(true)
+}
+
+/// What is searched: kernels of the config, oldest first, and where they come from.
+struct Candidates {
+    /// The kernels' names in the config.
+    names: Vec<String>,
+    /// How the report names each: a Debian version, or a commit's short id.
+    labels: Vec<String>,
+    /// What they are, for the first line (`releases of linux-image-5.10…`).
+    what: String,
+    origin: Origin,
+}
+
+enum Origin {
+    /// Releases apt serves, explained by the newer one's changelog.
+    Releases,
+    /// Commits of a local repository, each a build.
+    Commits { tree: GitTree, commits: Vec<Commit> },
+}
+
+impl Candidates {
+    /// Whether the kernels the next step may need are fetched while a VM runs: downloads yes; builds no,
+    /// since they share one checkout and would only queue behind each other, building kernels never booted.
+    fn prefetch(&self) -> bool {
+        matches!(self.origin, Origin::Releases)
+    }
+}
+
+/// The releases of `line` from `--from` to `--to`, made kernels of `config`.
+fn releases(config: &mut Config, args: &BisectArgs, line: &str) -> Result<Candidates> {
+    let cache = Cache::user_default()?;
+    let archives = Archives::new(&cache, config.apt_mirror.clone());
+    let (family, releases) = kernels::releases(config, &archives, line)?;
+    let releases = between(&releases, args, line, &family.to_string())?;
+    let mut names = Vec::new();
+    for release in releases {
+        names.push(kernels::add_release(config, line, release)?);
+    }
+    Ok(Candidates {
+        names,
+        labels: releases.iter().map(|r| r.version.clone()).collect(),
+        what: format!("releases of {family}"),
+        origin: Origin::Releases,
+    })
+}
+
+/// The commits of the repository at `path` from `--good` to `--bad`, made kernels of `config`.
+fn commits(config: &mut Config, args: &BisectArgs, path: &std::path::Path) -> Result<Candidates> {
+    let fragments = args
+        .kconfig
+        .iter()
+        .map(|fragment| {
+            std::path::absolute(fragment)
+                .ok()
+                .filter(|path| path.is_file())
+                .with_context(|| format!("--kconfig {}: no such file", fragment.display()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let tree = GitTree::open(path)?;
+    let (good, bad) = (args.good.as_deref().unwrap_or("--good"), args.bad.as_deref().unwrap_or("--bad"));
+    let (good, bad) = (tree.commit(good)?, tree.commit(bad)?);
+    let commits = tree.range(&good, &bad)?;
+    if commits.len() < 2 {
+        bail!("--good and --bad are the same commit ({}): nothing lies between them", good.short());
+    }
+    let names = commits.iter().map(|commit| kernels::add_commit(config, &tree.path, commit, &fragments)).collect();
+    Ok(Candidates {
+        names,
+        labels: commits.iter().map(|c| c.short().to_string()).collect(),
+        what: format!("commits of {}", tree.path.display()),
+        origin: Origin::Commits { tree, commits },
+    })
 }
 
 /// The search itself: each step one cell, with a progress line. Kernels the next step may need are
@@ -107,13 +204,14 @@ fn run_search(
     names: &[String],
     watched: Watched,
     cell: &dyn Fn(usize) -> Cell,
+    prefetch: bool,
     width: usize,
 ) -> Result<BisectReport> {
     let mut search = Search::new(versions, watched).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut number = 0;
     std::thread::scope(|scope| -> Result<()> {
         while let Some(index) = search.next() {
-            for next in search.may_need_after(index) {
+            for next in search.may_need_after(index).into_iter().filter(|_| prefetch) {
                 let name = &names[next];
                 scope.spawn(move || {
                     crate::session::schedule::yield_cpu_to_vms();
@@ -130,8 +228,8 @@ fn run_search(
     Ok(search.report().expect("the search is over"))
 }
 
-/// The report and the explanation, as text (`new` is the newer end's version) or JSON.
-fn print_report(report: &BisectReport, why: &[String], new: &str, format: PrintFormat, width: usize) {
+/// The report and the explanation (under `heading`), as text or JSON.
+fn print_report(report: &BisectReport, why: &[String], heading: &str, format: PrintFormat, width: usize) {
     match format {
         PrintFormat::Json => {
             println!("{}", serde_json::json!({ "bisect": report, "why": why }));
@@ -139,7 +237,7 @@ fn print_report(report: &BisectReport, why: &[String], new: &str, format: PrintF
         PrintFormat::Text | PrintFormat::Markdown => {
             print!("{}", crate::present::bisect::text(report, width));
             if !why.is_empty() {
-                println!("\nwhy, from {new}'s changelog and the two kernels' configs:");
+                println!("\n{heading}");
                 for line in why {
                     println!("{line}");
                 }
@@ -149,7 +247,7 @@ fn print_report(report: &BisectReport, why: &[String], new: &str, format: PrintF
 }
 
 /// The releases from `--from` to `--to` (both served), at least two.
-fn between<'r>(releases: &'r [Release], args: &BisectArgs, family: &str) -> Result<&'r [Release]> {
+fn between<'r>(releases: &'r [Release], args: &BisectArgs, line: &str, family: &str) -> Result<&'r [Release]> {
     let position = |version: &Option<String>, default: usize| -> Result<usize> {
         let Some(version) = version else { return Ok(default) };
         releases.iter().position(|r| &r.version == version).with_context(|| {
@@ -157,7 +255,7 @@ fn between<'r>(releases: &'r [Release], args: &BisectArgs, family: &str) -> Resu
             format!(
                 "apt serves no release {version} of {family}; the nearest are {} (`ksnap releases {}` lists all)",
                 near.join(", "),
-                args.kernel
+                line
             )
         })
     };
@@ -167,10 +265,10 @@ fn between<'r>(releases: &'r [Release], args: &BisectArgs, family: &str) -> Resu
         bail!(
             "kernel `{}`: {} release{} of {family} between the ends given: bisecting needs two, oldest first \
              (`ksnap releases {}` lists them)",
-            args.kernel,
+            line,
             (to + 1).saturating_sub(from),
             if to + 1 == from + 1 { "" } else { "s" },
-            args.kernel
+            line
         );
     }
     Ok(&releases[from..=to])
@@ -259,4 +357,37 @@ fn why(
         Ok(lines)
     };
     explained().unwrap_or_else(|e| vec![format!("  (cannot explain the change: {e:#})")])
+}
+
+/// Why, for commits: the first new commit, whether the last old one is its parent, and the two builds'
+/// configs. `apart` is how many commits separate the two (more than one: the ones between were skipped).
+fn commit_why(
+    tree: &GitTree,
+    (old, new): (&Commit, &Commit),
+    apart: usize,
+    (old_kernel, new_kernel): (Result<ksnap_vm::kernel::Kernel>, Result<ksnap_vm::kernel::Kernel>),
+    interests: &[crate::present::moves::SuiteInterest],
+    width: usize,
+) -> Vec<String> {
+    let shorten = |line: String| crate::present::text::shorten(&line, width);
+    let git = format!("git -C {}", tree.path.display());
+    let mut lines = vec![shorten(format!("  first new commit: {new}"))];
+    lines.push(shorten(if apart > 1 {
+        format!("  the change is one of the commits `{git} log --oneline {}..{}` lists", old.short(), new.short())
+    } else if new.parents.contains(&old.id) {
+        format!("  its parent {} is the last old one: `{git} show {}` shows the change", old.short(), new.short())
+    } else {
+        format!(
+            "  the last old commit, {}, is not its parent (the range has merges, searched in topological order): \
+             look at `{git} log --oneline {}..{}`",
+            old.short(),
+            old.short(),
+            new.short()
+        )
+    }));
+    match (old_kernel, new_kernel) {
+        (Ok(old), Ok(new)) => lines.extend(crate::present::moves::config_explanation(&old, &new, interests)),
+        (Err(e), _) | (_, Err(e)) => lines.push(format!("  (cannot compare the configs: {e:#})")),
+    }
+    lines
 }

@@ -280,14 +280,17 @@ pub fn explanation(
         }
         None => vec![format!("  changelog: none in the packages of {to}")],
     };
+    lines.extend(config_explanation(old_kernel, new_kernel, suites));
+    lines
+}
+
+/// How two kernels' configs differ ([`config_lines`]), or that one of them has none.
+pub fn config_explanation(old_kernel: &Kernel, new_kernel: &Kernel, suites: &[SuiteInterest]) -> Vec<String> {
     let read = |kernel: &Kernel| kernel.config.as_ref().and_then(|path| std::fs::read_to_string(path).ok());
     match (read(old_kernel), read(new_kernel)) {
-        (Some(before), Some(after)) => {
-            lines.extend(config_lines(&config_diff::diff(&before, &after), suites));
-        }
-        _ => lines.push("  config: not known for both kernels".to_string()),
+        (Some(before), Some(after)) => config_lines(&config_diff::diff(&before, &after), suites),
+        _ => vec!["  config: not known for both kernels".to_string()],
     }
-    lines
 }
 
 #[cfg(test)]

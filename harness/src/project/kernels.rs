@@ -5,12 +5,14 @@
 //! *frozen* (`--locked`, or `CI` set, as cargo's `--locked`): then that is an error saying what to run.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use anyhow::{anyhow, bail, Context, Result};
 use ksnap_vm::cache::Cache;
 use ksnap_vm::kernel::apt::{Archives, PinnedPackage};
+use ksnap_vm::kernel::build::git::Commit;
+use ksnap_vm::kernel::build::{BuildRecipe, SourceTree};
 use ksnap_vm::kernel::releases::{Family, Release};
 use ksnap_vm::kernel::{Kernel, KernelSource, Pin};
 
@@ -295,6 +297,17 @@ pub fn add_release(config: &mut Config, line: &str, release: &Release) -> Result
     config.named_only.insert(name.clone());
     config.kernels.insert(name.clone(), source);
     Ok(name)
+}
+
+/// Commit `commit` of the git repository `repo`, built from tinyconfig and `fragments`, made a kernel of
+/// `config` named `commit-SHORT`: outside the default run, and never written to ksnap.lock (the commit
+/// is its own pin). Returns its name.
+pub fn add_commit(config: &mut Config, repo: &Path, commit: &Commit, fragments: &[PathBuf]) -> String {
+    let name = format!("commit-{}", commit.short());
+    let tree = SourceTree::Git { repo: repo.to_path_buf(), commit: commit.id.clone() };
+    config.named_only.insert(name.clone());
+    config.kernels.insert(name.clone(), KernelSource::Build(BuildRecipe { tree, fragments: fragments.to_vec() }));
+    name
 }
 
 /// A kernel error, with what to do about it where ksnap knows better than the library.

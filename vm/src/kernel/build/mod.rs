@@ -5,6 +5,7 @@
 //! The steps, all under the cache lock of the kernel's key:
 //! 1. the source: the package is downloaded and its tarball unpacked in Rust into its own cache entry
 //!    (`sources/PACKAGE_VERSION`, kept for builds with other fragments); a local tree is used where it is;
+//!    a commit of a local git repository is checked out into ksnap's own clone of it ([`git`]);
 //! 2. `make tinyconfig`, the fragments merged into `.config` (the private `kconfig` module), `make olddefconfig`,
 //!    and a check that every option the fragments ask for survived (Kconfig silently drops an option
 //!    whose dependencies are missing);
@@ -27,6 +28,7 @@
 //! What the build needs from the host and runs on it (prerequisites, `make`, progress reports) is the
 //! `host` module.
 
+pub mod git;
 pub(crate) mod host;
 mod kconfig;
 
@@ -65,6 +67,13 @@ pub enum SourceTree {
         /// The tree's top directory, the one with the kernel's top-level `Makefile`.
         path: PathBuf,
     },
+    /// One commit of a local git repository, checked out into ksnap's own clone of it ([`git`]).
+    Git {
+        /// The repository (only read).
+        repo: PathBuf,
+        /// The commit's full object name.
+        commit: String,
+    },
 }
 
 impl std::fmt::Display for BuildRecipe {
@@ -73,6 +82,9 @@ impl std::fmt::Display for BuildRecipe {
             SourceTree::Apt { package, suite: None } => write!(f, "source package {package}")?,
             SourceTree::Apt { package, suite: Some(suite) } => write!(f, "source package {package} from {suite}")?,
             SourceTree::Local { path } => write!(f, "source tree {}", path.display())?,
+            SourceTree::Git { repo, commit } => {
+                write!(f, "commit {} of {}", &commit[..commit.len().min(12)], repo.display())?
+            }
         }
         write!(f, " with config {}", fragment_names(&self.fragments))
     }
@@ -113,6 +125,10 @@ enum Origin<'a> {
     Local {
         path: PathBuf,
     },
+    Git {
+        repo: PathBuf,
+        commit: String,
+    },
 }
 
 impl BuildRecipe {
@@ -139,6 +155,7 @@ impl BuildRecipe {
         let origin = match (&self.tree, source) {
             (SourceTree::Apt { .. }, Some(source)) => Origin::Apt { source: source.clone(), archives },
             (SourceTree::Local { path }, _) => Origin::Local { path: path.clone() },
+            (SourceTree::Git { repo, commit }, _) => Origin::Git { repo: repo.clone(), commit: commit.clone() },
             (SourceTree::Apt { package, .. }, None) => return Err(unpinned(package)),
         };
         let plan = self.plan(origin)?;
@@ -155,7 +172,7 @@ impl BuildRecipe {
     pub fn apt_request(&self) -> Option<(&str, Option<&str>)> {
         match &self.tree {
             SourceTree::Apt { package, suite } => Some((package, suite.as_deref())),
-            SourceTree::Local { .. } => None,
+            SourceTree::Local { .. } | SourceTree::Git { .. } => None,
         }
     }
 
@@ -177,6 +194,7 @@ impl BuildRecipe {
                     .map_err(|e| Error::io(format!("reading the source tree {}", path.display()), e))?;
                 format!("tree-{}", &fingerprint[..16])
             }
+            (SourceTree::Git { commit, .. }, _) => format!("git-{}", &commit[..commit.len().min(16)]),
         };
         Ok(format!("{source_key}+build-{}", &recipe_hash[..16]))
     }
@@ -185,7 +203,7 @@ impl BuildRecipe {
         let options = read_fragments(&self.fragments)?;
         let package = match &origin {
             Origin::Apt { source, .. } => Some(source.package()),
-            Origin::Local { .. } => None,
+            Origin::Local { .. } | Origin::Git { .. } => None,
         };
         let key = self.key_with(package.as_ref(), &options)?;
         Ok(Plan { recipe: self, origin, options, key })
@@ -213,19 +231,25 @@ impl Plan<'_> {
     /// Build the kernel into `staging` (see the module documentation for the steps).
     fn build(&self, host: &Host, cache: &Cache, staging: &Path, report: StepReporter) -> Result<Produced, Error> {
         check_prerequisites(host.prerequisites.iter())?;
-        let (tree, package) = match &self.origin {
+        // A checkout stays at its commit (under its lock) until the build is over.
+        let (tree, package, _checkout) = match &self.origin {
             Origin::Apt { source, archives } => {
                 let suite = self.recipe.apt_request().and_then(|(_, suite)| suite);
-                (unpacked_source(cache, archives, suite, source, report)?, Some(source.package()))
+                (unpacked_source(cache, archives, suite, source, report)?, Some(source.package()), None)
             }
-            Origin::Local { path } => (path.clone(), None),
+            Origin::Local { path } => (path.clone(), None, None),
+            Origin::Git { repo, commit } => {
+                let checkout = git::check_out(cache, repo, commit, report)?;
+                (checkout.tree.clone(), None, Some(checkout))
+            }
         };
         let objects = ObjectTree::take(cache, &self.object_tree_key(host)?, report)?;
         let out = objects.dir();
         let log = cache.root().join("build-logs").join(format!("{}.log", self.key));
-        let stamp = match &package {
-            Some(p) => format!("{} {}", p.name, p.version),
-            None => "local source tree".to_string(),
+        let stamp = match (&package, &self.origin) {
+            (Some(p), _) => format!("{} {}", p.name, p.version),
+            (None, Origin::Git { commit, .. }) => format!("commit {commit}"),
+            (None, _) => "local source tree".to_string(),
         };
         let mut make = Make::new(host.make, &tree, out, &log, &stamp)?;
         if host.ccache {
@@ -282,6 +306,12 @@ impl Plan<'_> {
                     std::path::absolute(path).map_err(|e| Error::io(format!("resolving {}", path.display()), e))?;
                 format!("tree-{}", &cache::sha256_bytes(path.as_os_str().as_encoded_bytes())[..16])
             }
+            // One object tree per repository, next to its one checkout: each step builds on the last.
+            Origin::Git { repo, .. } => {
+                let path =
+                    std::path::absolute(repo).map_err(|e| Error::io(format!("resolving {}", repo.display()), e))?;
+                format!("git-{}", &cache::sha256_bytes(path.as_os_str().as_encoded_bytes())[..16])
+            }
         };
         let mut toolchain = String::from(RECIPE);
         for program in host.toolchain {
@@ -336,7 +366,7 @@ impl ObjectTree {
 /// The unpacked source of a kernel source package, from the cache or downloaded and unpacked into it
 /// (from `suite`: `None` for the system's apt sources). Builds must never write into it: kernel builds
 /// and the selftests build share it, out of tree.
-pub(crate) fn unpacked_source(
+pub fn unpacked_source(
     cache: &Cache,
     archives: &Archives,
     suite: Option<&str>,
