@@ -85,7 +85,8 @@ fn repository(source: &Path, version: &str) -> (PathBuf, Vec<String>) {
         let _ = std::fs::remove_dir_all(&repo);
         std::fs::create_dir_all(&repo).unwrap();
         git(&repo, &["init", "-q", "--bare"], None, None);
-        git(&repo, &["add", "-A", "."], Some(source), None);
+        // -f: Debian's .gitignore in the source package ignores everything at the top level.
+        git(&repo, &["add", "-A", "-f", "."], Some(source), None);
         git(
             &repo,
             &["commit", "-q", "-m", &format!("linux-source-6.12 {version}, as Debian ships it")],
@@ -166,7 +167,8 @@ fn bisect_finds_the_commit_that_changes_a_fact() {
     let why: Vec<&str> = json["why"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
     let first_new = format!("first new commit: {} {CHANGE}", short(&commits[1]));
     assert!(why.iter().any(|l| l.contains(&first_new)), "{why:#?}");
-    assert!(why.iter().any(|l| l.contains(&format!("its parent {} is the last old one", short(&commits[0])))));
+    assert!(why.iter().any(|l| l.contains(&format!("its parent {} is the last old commit", short(&commits[0])))));
+    assert!(why.iter().any(|l| l.ends_with(&format!(" show {}", short(&commits[1])))), "{why:#?}");
     assert!(why.iter().any(|l| l.contains("config: no option differs")), "{why:#?}");
     // The repository is only read.
     assert_eq!(git(&repo, &["show-ref"], None, None), refs_before);

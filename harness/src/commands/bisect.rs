@@ -16,6 +16,7 @@ use ksnap_vm::AccelChoice;
 
 use crate::facts::bisect::{suggest, BisectReport, Observation, Outcome, Search, Watched};
 use crate::facts::snapshot;
+use crate::present::bisect::Along;
 use crate::progress::Progress;
 use crate::project::config::Config;
 use crate::project::kernels::{self, LockMode};
@@ -119,7 +120,11 @@ pub fn bisect(args: BisectArgs, config: Option<PathBuf>, lock_mode: LockMode) ->
         Origin::Releases => format!("why, from {}'s changelog and the two kernels' configs:", labels[new]),
         Origin::Commits { .. } => "why: the first new commit, and the two builds' configs:".to_string(),
     };
-    print_report(&report, &why, &heading, args.format, width);
+    let along = match &candidates.origin {
+        Origin::Releases => Along::Releases,
+        Origin::Commits { .. } => Along::Commits,
+    };
+    print_report(&report, along, &why, &heading, args.format, width);
     Ok(true)
 }
 
@@ -180,7 +185,10 @@ fn commits(config: &mut Config, args: &BisectArgs, path: &std::path::Path) -> Re
         })
         .collect::<Result<Vec<_>>>()?;
     let tree = GitTree::open(path)?;
-    let (good, bad) = (args.good.as_deref().unwrap_or("--good"), args.bad.as_deref().unwrap_or("--bad"));
+    let (good, bad) = (
+        args.good.as_deref().expect("clap: --tree requires --good"),
+        args.bad.as_deref().expect("clap: --tree requires --bad"),
+    );
     let (good, bad) = (tree.commit(good)?, tree.commit(bad)?);
     let commits = tree.range(&good, &bad)?;
     if commits.len() < 2 {
@@ -229,13 +237,13 @@ fn run_search(
 }
 
 /// The report and the explanation (under `heading`), as text or JSON.
-fn print_report(report: &BisectReport, why: &[String], heading: &str, format: PrintFormat, width: usize) {
+fn print_report(report: &BisectReport, along: Along, why: &[String], heading: &str, format: PrintFormat, width: usize) {
     match format {
         PrintFormat::Json => {
             println!("{}", serde_json::json!({ "bisect": report, "why": why }));
         }
         PrintFormat::Text | PrintFormat::Markdown => {
-            print!("{}", crate::present::bisect::text(report, width));
+            print!("{}", crate::present::bisect::text(report, along, width));
             if !why.is_empty() {
                 println!("\n{heading}");
                 for line in why {
@@ -372,19 +380,29 @@ fn commit_why(
     let shorten = |line: String| crate::present::text::shorten(&line, width);
     let git = format!("git -C {}", tree.path.display());
     let mut lines = vec![shorten(format!("  first new commit: {new}"))];
-    lines.push(shorten(if apart > 1 {
-        format!("  the change is one of the commits `{git} log --oneline {}..{}` lists", old.short(), new.short())
-    } else if new.parents.contains(&old.id) {
-        format!("  its parent {} is the last old one: `{git} show {}` shows the change", old.short(), new.short())
-    } else {
-        format!(
-            "  the last old commit, {}, is not its parent (the range has merges, searched in topological order): \
-             look at `{git} log --oneline {}..{}`",
-            old.short(),
-            old.short(),
-            new.short()
+    // Commands are printed whole, to be copied, however long the repository's path.
+    let (said, command) = if apart > 1 {
+        (
+            "  the change is one of the commits in between, which could not be observed:".to_string(),
+            format!("{git} log --oneline {}..{}", old.short(), new.short()),
         )
-    }));
+    } else if new.parents.contains(&old.id) {
+        (
+            format!("  its parent {} is the last old commit; the change:", old.short()),
+            format!("{git} show {}", new.short()),
+        )
+    } else {
+        (
+            format!(
+                "  the last old commit, {}, is not its parent (the range has merges, searched in topological \
+                 order); the commits between:",
+                old.short()
+            ),
+            format!("{git} log --oneline {}..{}", old.short(), new.short()),
+        )
+    };
+    lines.push(shorten(said));
+    lines.push(format!("    {command}"));
     match (old_kernel, new_kernel) {
         (Ok(old), Ok(new)) => lines.extend(crate::present::moves::config_explanation(&old, &new, interests)),
         (Err(e), _) | (_, Err(e)) => lines.push(format!("  (cannot compare the configs: {e:#})")),

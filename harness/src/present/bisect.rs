@@ -6,6 +6,15 @@ use std::fmt::{Display, Write};
 use crate::facts::bisect::{BisectReport, End, FactChange, Outcome, Side, Step, StepSeen, Watched, ABSENT};
 use crate::present::text::{shorten, two_sides, MAX_VALUE_CHARS};
 
+/// What was searched: it decides how to look further than one change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Along {
+    /// A kernel line's releases (`--kernel`).
+    Releases,
+    /// A git repository's commits (`--tree`).
+    Commits,
+}
+
 /// Said after every change found: binary search sees one change, not every one.
 pub const ONE_OF_SEVERAL: &str = "Binary search finds one change; if the fact changes more than once along \
 these releases, `ksnap history --releases` shows every one.";
@@ -13,6 +22,14 @@ these releases, `ksnap history --releases` shows every one.";
 /// Said when the ends agree: a change and its undoing between them are not seen.
 pub const CHANGE_AND_BACK: &str = "A fact that changes and changes back between the ends is not seen by \
 bisecting; `ksnap history --releases` shows every release.";
+
+/// [`ONE_OF_SEVERAL`], for commits.
+pub const ONE_OF_SEVERAL_COMMITS: &str = "Binary search finds one change; if the fact changes more than once \
+between these commits, bisecting the range before or after this change (--good, --bad) finds another.";
+
+/// [`CHANGE_AND_BACK`], for commits.
+pub const CHANGE_AND_BACK_COMMITS: &str = "A fact that changes and changes back between the ends is not seen \
+by bisecting; bisect a narrower range (--good, --bad) to look inside.";
 
 /// Said when an observed value was neither end's.
 pub const MORE_THAN_TWO_VALUES: &str =
@@ -41,7 +58,7 @@ fn value_of(watched: &Watched, end: &End) -> String {
 }
 
 /// What was found, fitted to `width` columns (values cut, never wrapped).
-pub fn text(report: &BisectReport, width: usize) -> String {
+pub fn text(report: &BisectReport, along: Along, width: usize) -> String {
     let watched = match &report.watched {
         Watched::Fact(fact) => fact.clone(),
         Watched::Suite(suite) => format!("suite {suite}"),
@@ -97,10 +114,13 @@ pub fn text(report: &BisectReport, width: usize) -> String {
     if report.more_than_two_values {
         out.push_str(&wrap(MORE_THAN_TWO_VALUES, width));
     }
-    out.push_str(&wrap(
-        if report.outcome == Outcome::NothingToBisect { CHANGE_AND_BACK } else { ONE_OF_SEVERAL },
-        width,
-    ));
+    let further = match (report.outcome == Outcome::NothingToBisect, along) {
+        (true, Along::Releases) => CHANGE_AND_BACK,
+        (false, Along::Releases) => ONE_OF_SEVERAL,
+        (true, Along::Commits) => CHANGE_AND_BACK_COMMITS,
+        (false, Along::Commits) => ONE_OF_SEVERAL_COMMITS,
+    };
+    out.push_str(&wrap(further, width));
     out
 }
 
@@ -169,7 +189,7 @@ mod tests {
 
     #[test]
     fn a_change_names_both_ends_and_the_other_facts_of_the_step() {
-        let text = text(&report(40, 23, &[19], Watched::Fact("p.mseal".into())), 100);
+        let text = text(&report(40, 23, &[19], Watched::Fact("p.mseal".into())), Along::Releases, 100);
         assert!(text.starts_with("p.mseal changed between 6.1.22 and 6.1.23\n"), "{text}");
         assert!(text.contains("  last with the old value:  6.1.22  ENOSYS\n  first with a new value:   6.1.23  ok\n"));
         assert!(text.contains("candidates observed, 1 of them skipped\n"), "{text}");
@@ -182,14 +202,14 @@ mod tests {
 
     #[test]
     fn a_range_names_the_skipped_releases_in_it() {
-        let text = text(&report(10, 5, &[4, 5], Watched::Fact("p.mseal".into())), 100);
+        let text = text(&report(10, 5, &[4, 5], Watched::Fact("p.mseal".into())), Along::Releases, 100);
         assert!(text.starts_with("p.mseal changed somewhere between 6.1.3 and 6.1.6: the 2 between could"), "{text}");
         assert!(text.contains("  not observed: 6.1.4: failed to boot\n  not observed: 6.1.5: failed to boot\n"));
     }
 
     #[test]
     fn agreeing_ends_say_there_is_nothing_to_bisect() {
-        let text = text(&report(10, 10, &[], Watched::Fact("p.mseal".into())), 100);
+        let text = text(&report(10, 10, &[], Watched::Fact("p.mseal".into())), Along::Releases, 100);
         assert!(text.starts_with("p.mseal: the same at both ends (6.1.0 and 6.1.9): nothing to bisect\n"));
         assert!(text.contains("  value: ENOSYS\n"), "{text}");
         assert!(text.ends_with(&wrap(CHANGE_AND_BACK, 100)), "{text}");
@@ -198,11 +218,11 @@ mod tests {
     #[test]
     fn a_suite_lists_every_fact_that_changed_and_fits_a_narrow_terminal() {
         let report = report(8, 3, &[], Watched::Suite("p".into()));
-        let wide = text(&report, 100);
+        let wide = text(&report, Along::Releases, 100);
         assert!(
             wide.contains("The facts that changed in that step (2):\nfact     6.1.2   6.1.3\np.mseal  ENOSYS  ok\n")
         );
-        let narrow = text(&report, 20);
+        let narrow = text(&report, Along::Releases, 20);
         let too_long = |l: &&str| l.chars().count() > 20 && !l.starts_with('`');
         assert!(narrow.lines().filter(too_long).count() == 0, "only a command is kept whole: {narrow}");
         assert!(narrow.contains("p.mseal\n  6.1.2: ENOSYS\n  6.1.3: ok\n"), "{narrow}");

@@ -24,7 +24,7 @@ pub(super) const STALL: Duration = Duration::from_secs(120);
 const LOW_SPACE: u64 = 64 << 20;
 
 /// How often the watch looks at the command's output and directory.
-const POLL: Duration = Duration::from_millis(200);
+const POLL: Duration = Duration::from_millis(100);
 
 /// Run an apt command to its end; its stdout. Both pipes are read to the end (threads), so a chatty apt
 /// never blocks on a full pipe. `writes` is the directory the command fills (lists, `.deb`s): its growth

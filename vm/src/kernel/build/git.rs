@@ -2,7 +2,8 @@
 //!
 //! The user's repository is only read. Each commit is checked out into ksnap's own clone of it,
 //! `CACHE/checkouts/KEY/tree` (one per repository path, `git clone --shared`: its objects are the
-//! repository's, through git's alternates, so a commit made after the clone is found too). Going from one
+//! repository's, through git's alternates, so a commit made after the clone is found too; a clone that
+//! cannot see a commit, its repository replaced at the same path, is made again). Going from one
 //! commit to another rewrites only the files that differ, with new times, so the build in the clone's
 //! object tree is kbuild's incremental build: a bisect step after a small change recompiles a few files
 //! and relinks. A built kernel's cache key is its commit and the options of its fragments, so a commit
@@ -52,36 +53,46 @@ impl std::fmt::Display for Commit {
 }
 
 impl GitTree {
-    /// The repository at `path`. A work tree with uncommitted changes is refused: only commits are
-    /// built, and changes nobody committed would silently not be part of any of them.
+    /// The repository at `path` (its work tree, any directory in it, or a bare repository). Refused: a
+    /// work tree with uncommitted changes (only commits are built, and changes nobody committed would
+    /// silently be part of none of them) and a shallow clone (its history stops short).
     pub fn open(path: &Path) -> Result<GitTree, Error> {
         let refuse = |why: String| Error::GitTree { path: path.to_path_buf(), why };
-        if !path.is_dir() {
-            return Err(refuse("no such directory".into()));
-        }
-        let probe = GitTree { path: path.to_path_buf() };
-        let bare = probe.git(&["rev-parse", "--is-bare-repository"]).map_err(|e| match e {
-            Error::GitTree { why, .. } => refuse(format!("not a git repository ({why})")),
-            other => other,
-        })?;
-        if bare.trim() == "true" {
-            return Ok(probe);
-        }
-        let top = PathBuf::from(probe.git(&["rev-parse", "--show-toplevel"])?.trim());
-        let tree = GitTree { path: top };
-        let changed = tree.git(&["status", "--porcelain", "--untracked-files=no"])?;
+        let path = std::fs::canonicalize(path).map_err(|e| refuse(format!("cannot be opened: {e}")))?;
+        let probe = GitTree { path: path.clone() };
+        let facts = probe
+            .git(&["rev-parse", "--is-bare-repository", "--is-inside-git-dir", "--is-shallow-repository"])
+            .map_err(|e| match e {
+                Error::GitTree { why, .. } => refuse(format!("not a git repository ({why})")),
+                other => other,
+            })?;
+        let facts: Vec<&str> = facts.lines().map(str::trim).collect();
+        let tree = match facts.as_slice() {
+            [_, _, "true"] => {
+                return Err(refuse(
+                    "it is a shallow clone, whose history stops short: `git fetch --unshallow` first".into(),
+                ))
+            }
+            ["true", ..] => {
+                let dir = probe.git(&["rev-parse", "--absolute-git-dir"])?;
+                return Ok(GitTree { path: PathBuf::from(dir.trim()) });
+            }
+            [_, "true", _] => {
+                return Err(refuse("it is a repository's git directory: give its work tree instead".into()))
+            }
+            _ => GitTree { path: PathBuf::from(probe.git(&["rev-parse", "--show-toplevel"])?.trim()) },
+        };
+        // --no-optional-locks: a status that refreshed the index would take the repository's index.lock.
+        let changed = tree.git(&["--no-optional-locks", "status", "--porcelain", "--untracked-files=no"])?;
         let changed: Vec<&str> = changed.lines().map(|l| l.get(3..).unwrap_or(l)).collect();
         if !changed.is_empty() {
             let shown: Vec<&str> = changed.iter().take(5).copied().collect();
+            let more = changed.len() - shown.len();
             return Err(refuse(format!(
                 "it has uncommitted changes ({}{}): commit or stash them first; ksnap builds commits, each in a \
                  checkout of its own, and never touches this tree",
                 shown.join(", "),
-                if changed.len() > shown.len() {
-                    format!(" and {} more", changed.len() - shown.len())
-                } else {
-                    String::new()
-                }
+                if more > 0 { format!(" and {more} more") } else { String::new() }
             )));
         }
         Ok(tree)
@@ -89,59 +100,61 @@ impl GitTree {
 
     /// The commit `rev` names (a hash, a tag, a branch, `HEAD~3` …), checked to hold a kernel tree.
     pub fn commit(&self, rev: &str) -> Result<Commit, Error> {
-        let spec = format!("{rev}^{{commit}}");
+        let refuse = |why: String| refused(&self.path, why);
+        if rev.starts_with('-') || rev.is_empty() {
+            return Err(refuse(format!("`{rev}` is not a revision")));
+        }
         let id = self
-            .git(&["rev-parse", "--verify", "--quiet", "--end-of-options", &spec])
-            .map_err(|_| Error::GitTree { path: self.path.clone(), why: format!("no commit `{rev}` in it") })?;
-        let commit = self.describe(id.trim())?;
-        for file in KERNEL_FILES {
-            if self.git(&["cat-file", "-e", &format!("{}:{file}", commit.id)]).is_err() {
-                return Err(Error::GitTree {
-                    path: self.path.clone(),
-                    why: format!("commit {} has no {file}: not a Linux kernel tree", commit.short()),
-                });
-            }
+            .git(&["rev-parse", "--verify", "--quiet", &format!("{rev}^{{commit}}")])
+            .map_err(|_| refuse(format!("no commit `{rev}` in it")))?;
+        let commit = self.log(&["-1", id.trim()])?.pop().ok_or_else(|| refuse(format!("no commit `{rev}` in it")))?;
+        let files =
+            self.git(&["ls-tree", "-r", "--name-only", &commit.id, "--", "Makefile", "arch/x86", "scripts/kconfig"])?;
+        if let Some(missing) = KERNEL_FILES.iter().find(|file| !files.lines().any(|line| line == **file)) {
+            return Err(refuse(format!("commit {} has no {missing}: not a Linux kernel tree", commit.short())));
         }
         Ok(commit)
     }
 
     /// `good`, then every commit after it up to `bad`, oldest first: the commits that descend from `good`
-    /// and are ancestors of `bad` (`git rev-list --ancestry-path`), in topological order.
+    /// and are ancestors of `bad` (`git log --ancestry-path`), in topological order.
     pub fn range(&self, good: &Commit, bad: &Commit) -> Result<Vec<Commit>, Error> {
-        if self.git(&["merge-base", "--is-ancestor", &good.id, &bad.id]).is_err() {
-            return Err(Error::GitTree {
-                path: self.path.clone(),
-                why: format!(
+        let base = self.git(&["merge-base", &good.id, &bad.id]).unwrap_or_default();
+        if base.trim() != good.id {
+            return Err(refused(
+                &self.path,
+                format!(
                     "--good {} is not an ancestor of --bad {}: the older commit goes with --good",
                     good.short(),
                     bad.short()
                 ),
-            });
+            ));
         }
-        let ids = self.git(&[
-            "rev-list",
+        let mut commits = vec![good.clone()];
+        commits.extend(self.log(&[
             "--reverse",
             "--topo-order",
             "--ancestry-path",
             &format!("{}..{}", good.id, bad.id),
-        ])?;
-        let mut commits = vec![good.clone()];
-        for id in ids.lines() {
-            commits.push(self.describe(id.trim())?);
-        }
+        ])?);
         Ok(commits)
     }
 
-    fn describe(&self, id: &str) -> Result<Commit, Error> {
-        let line = self.git(&["log", "-1", "--format=%H%x00%P%x00%s", id])?;
-        let mut fields = line.trim_end_matches('\n').splitn(3, '\0');
-        let (id, parents, subject) =
-            (fields.next().unwrap_or(id), fields.next().unwrap_or(""), fields.next().unwrap_or(""));
-        Ok(Commit {
-            id: id.to_string(),
-            parents: parents.split_whitespace().map(String::from).collect(),
-            subject: subject.to_string(),
-        })
+    /// The commits `git log ARGS` lists, in its order.
+    fn log(&self, args: &[&str]) -> Result<Vec<Commit>, Error> {
+        // --no-show-signature: a user's log.showSignature would put gpg's lines before each record.
+        let mut command = vec!["log", "--no-show-signature", "--format=%H%x00%P%x00%s%x00"];
+        command.extend_from_slice(args);
+        let text = self.git(&command)?;
+        let fields: Vec<&str> = text.split('\0').collect();
+        Ok(fields
+            .chunks_exact(3)
+            .map(|record| Commit {
+                id: record[0].trim().to_string(),
+                parents: record[1].split_whitespace().map(String::from).collect(),
+                subject: record[2].to_string(),
+            })
+            .collect())
     }
 
     /// Run git in the repository; its stdout, or its stderr as the error.
@@ -165,7 +178,8 @@ pub(super) struct Checkout {
     _lock: cache::CacheLock,
 }
 
-/// Check `commit` of `repo` out into ksnap's clone of it, cloning first if there is none.
+/// Check `commit` of `repo` out into ksnap's clone of it, cloning first if there is none, or if the one
+/// there cannot see the commit (its repository was replaced at the same path).
 pub(super) fn check_out(cache: &Cache, repo: &Path, commit: &str, report: StepReporter) -> Result<Checkout, Error> {
     let key = checkout_key(repo)?;
     let lock = cache.lock_reporting(CHECKOUTS, &key, &mut || {
@@ -173,20 +187,25 @@ pub(super) fn check_out(cache: &Cache, repo: &Path, commit: &str, report: StepRe
     })?;
     let tree = cache.entry(CHECKOUTS, &key).join("tree");
     let fail = |why: String| refused(repo, why);
-    let in_tree = |args: &[&str]| run_git(Command::new("git").arg("-C").arg(&tree).args(args));
-    // A clone interrupted half-way has no usable HEAD: start it again.
-    if tree.exists() && in_tree(&["rev-parse", "--git-dir"]).is_err() {
+    // Always the clone's own git directory, never one found above it or named by the environment.
+    let in_tree = |args: &[&str]| {
+        let mut command = Command::new("git");
+        command
+            .arg(format!("--git-dir={}", tree.join(".git").display()))
+            .arg(format!("--work-tree={}", tree.display()));
+        run_git(command.current_dir(&tree).args(args))
+    };
+    let has_commit = |commit: &str| in_tree(&["cat-file", "-e", &format!("{commit}^{{commit}}")]).is_ok();
+    if tree.exists() && !has_commit(commit) {
         std::fs::remove_dir_all(&tree).map_err(|e| Error::io(format!("removing {}", tree.display()), e))?;
     }
     if !tree.exists() {
-        report(&format!("cloning {} into ksnap's cache (shared objects: nothing is copied)", repo.display()));
-        std::fs::create_dir_all(tree.parent().expect("an entry has a parent"))
-            .map_err(|e| Error::io(format!("creating {}", tree.display()), e))?;
-        run_git(Command::new("git").args(["clone", "--quiet", "--shared", "--no-checkout"]).arg(repo).arg(&tree))
-            .map_err(|why| fail(format!("cloning it into {}: {why}", tree.display())))?;
+        clone(cache, repo, &tree, report).map_err(fail)?;
+        if !has_commit(commit) {
+            return Err(fail(format!("its clone in {} has no commit {commit}", tree.display())));
+        }
     }
-    let first =
-        in_tree(&["rev-parse", "--verify", "--quiet", "HEAD^{commit}"]).is_err() || !tree.join("Makefile").exists();
+    let first = !tree.join("Makefile").exists();
     report(&format!(
         "checking out {}{}",
         &commit[..commit.len().min(12)],
@@ -199,22 +218,46 @@ pub(super) fn check_out(cache: &Cache, repo: &Path, commit: &str, report: StepRe
     Ok(Checkout { tree, _lock: lock })
 }
 
-/// One clone per repository: keyed by its absolute path.
+/// `git clone --shared --no-checkout REPO`, into a staging directory first, so that an interrupted clone
+/// never stands where a clone is expected.
+fn clone(cache: &Cache, repo: &Path, tree: &Path, report: StepReporter) -> Result<(), String> {
+    report(&format!("cloning {} into ksnap's cache (shared objects: nothing is copied)", repo.display()));
+    let staging = cache.staging_dir().map_err(|e| e.to_string())?;
+    let staged = staging.path().join("tree");
+    run_git(Command::new("git").args(["clone", "--quiet", "--shared", "--no-checkout"]).arg(repo).arg(&staged))?;
+    std::fs::create_dir_all(tree.parent().expect("an entry has a parent")).map_err(|e| e.to_string())?;
+    std::fs::rename(&staged, tree).map_err(|e| format!("moving the clone to {}: {e}", tree.display()))
+}
+
+/// One clone per repository: keyed by its path (as [`GitTree::open`] resolved it).
 fn checkout_key(repo: &Path) -> Result<String, Error> {
     let path = std::path::absolute(repo).map_err(|e| Error::io(format!("resolving {}", repo.display()), e))?;
     Ok(cache::sha256_bytes(path.as_os_str().as_encoded_bytes())[..16].to_string())
 }
 
 /// Run a git command (through [`crate::children`], so that an interrupt stops it); its stdout, or why
-/// it failed.
+/// it failed. Git's environment variables are dropped: set by a hook ksnap runs under, `GIT_DIR` or
+/// `GIT_WORK_TREE` would point every command, the clone's checkout and clean too, at the user's repository.
 fn run_git(command: &mut Command) -> Result<String, String> {
+    for name in [
+        "GIT_DIR",
+        "GIT_WORK_TREE",
+        "GIT_INDEX_FILE",
+        "GIT_OBJECT_DIRECTORY",
+        "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+        "GIT_COMMON_DIR",
+        "GIT_NAMESPACE",
+        "GIT_CEILING_DIRECTORIES",
+        "GIT_DISCOVERY_ACROSS_FILESYSTEM",
+    ] {
+        command.env_remove(name);
+    }
     command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).env("LC_ALL", "C");
     let mut child = crate::children::spawn(command).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => "git is not installed (apt-get install git)".to_string(),
         _ => e.to_string(),
     })?;
     let output = child.wait_with_output().map_err(|e| e.to_string())?;
-
     if output.status.success() {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     } else {
@@ -262,10 +305,19 @@ mod tests {
     #[test]
     fn a_range_is_the_good_commit_then_every_later_one_up_to_bad() {
         let (dir, ids) = repository(3);
-        let tree = GitTree::open(dir.path()).unwrap();
+        // From any directory of the work tree, and from a bare clone.
+        let tree = GitTree::open(&dir.path().join("arch/x86")).unwrap();
+        assert_eq!(tree.path, std::fs::canonicalize(dir.path()).unwrap());
         let (good, bad) = (tree.commit("HEAD~3").unwrap(), tree.commit("HEAD").unwrap());
         let range = tree.range(&good, &bad).unwrap();
         assert_eq!(range.iter().map(|c| c.id.clone()).collect::<Vec<_>>(), ids);
+        let bare = tempfile::tempdir().unwrap();
+        let cloned =
+            Command::new("git").args(["clone", "-q", "--bare"]).arg(dir.path()).arg(bare.path().join("b.git")).status();
+        assert!(cloned.unwrap().success());
+        let bare = GitTree::open(&bare.path().join("b.git")).unwrap();
+        let (good, bad) = (bare.commit(&ids[0]).unwrap(), bare.commit(&ids[3]).unwrap());
+        assert_eq!(bare.range(&good, &bad).unwrap(), range);
         assert_eq!(range[2].subject, "commit 2");
         assert_eq!(range[2].parents, vec![ids[1].clone()]);
         assert_eq!(range[2].short(), &ids[2][..12]);
@@ -289,6 +341,17 @@ mod tests {
         assert!(refused(GitTree::open(dir.path())).contains("uncommitted changes (file)"));
         let plain = tempfile::tempdir().unwrap();
         assert!(refused(GitTree::open(plain.path())).contains("not a git repository"));
+        assert!(refused(GitTree::open(&dir.path().join(".git"))).contains("give its work tree instead"));
+        assert!(refused(tree.commit("--all")).contains("`--all` is not a revision"));
+        let shallow = plain.path().join("shallow");
+        let cloned = Command::new("git")
+            .args(["clone", "-q", "--depth", "1"])
+            .arg(format!("file://{}", dir.path().display()))
+            .arg(&shallow)
+            .status()
+            .unwrap();
+        assert!(cloned.success());
+        assert!(refused(GitTree::open(&shallow)).contains("shallow clone"));
 
         let (other, _) = repository(0);
         std::fs::remove_file(other.path().join("arch/x86/Kconfig")).unwrap();
