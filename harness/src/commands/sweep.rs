@@ -2,7 +2,7 @@
 //! fact's timeline along the releases, and under each change the newer release's likeliest changelog
 //! entries. The results go to a file the user keeps (never snapshots/), which shards of a CI job merge.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 use ksnap_vm::cache::Cache;
@@ -60,7 +60,10 @@ pub fn sweep(request: SweepRequest, config: Option<PathBuf>, lock_mode: LockMode
         names.push(kernels::add_release(&mut config, &request.line, release)?);
     }
     let chosen: Vec<usize> = (0..releases.len()).filter(|&i| request.shard.is_none_or(|s| s.selects(i))).collect();
-    let out = request.out.clone().unwrap_or_else(|| default_out(&config, &request.line, &variant, request.shard));
+    let out = request
+        .out
+        .clone()
+        .unwrap_or_else(|| default_out(&config, &request.line, &variant, &request.suites, request.shard));
     let cells = cells_of(&chosen, &names, &variant, &suites);
     eprintln!(
         "ksnap: {} of {} releases of {family} ({} … {}){}, variant {variant}, suite{} {}",
@@ -132,10 +135,21 @@ fn record_results(file: &mut SweepFile, results: &crate::session::CellResults) {
     }
 }
 
-/// Where a sweep's results go without `--out`: under the project's target/, which git ignores.
-fn default_out(config: &Config, line: &str, variant: &str, shard: Option<Shard>) -> PathBuf {
+/// Where a sweep's results go without `--out`: under the project's target/, which git ignores, named by
+/// the line, the variant and the suites asked for (`6.12-default-proc_mem.json`), so that sweeps of
+/// other suites do not overwrite each other.
+fn default_out(config: &Config, line: &str, variant: &str, suites: &[String], shard: Option<Shard>) -> PathBuf {
+    let suites: String = suites.iter().map(|suite| format!("-{suite}")).collect();
     let shard = shard.map(|s| format!(".shard-{}-of-{}", s.number, s.count)).unwrap_or_default();
-    config.root.join("target/ksnap/sweeps").join(format!("{line}-{variant}{shard}.json"))
+    config.root.join("target/ksnap/sweeps").join(format!("{line}-{variant}{suites}{shard}.json"))
+}
+
+/// Where merged shards go without `--out`: the first shard's name without its `.shard-K-of-N`.
+fn merged_out(first: &Path) -> Option<PathBuf> {
+    let name = first.file_name()?.to_str()?.strip_suffix(".json")?;
+    let (whole, shard) = name.rsplit_once(".shard-")?;
+    shard.split_once("-of-")?;
+    Some(first.with_file_name(format!("{whole}.json")))
 }
 
 /// `ksnap history --merge FILE...`: the shards' results files as one, written to `out` (default: the
@@ -149,7 +163,9 @@ pub fn merge(
 ) -> Result<bool> {
     let file = SweepFile::merge(files.iter().map(|path| SweepFile::read(path)).collect::<Result<_>>()?)?;
     let mut config = load_config(config)?;
-    let out = out.unwrap_or_else(|| default_out(&config, &file.line, &file.variant, None));
+    let out = out
+        .or_else(|| files.first().and_then(|first| merged_out(first)))
+        .unwrap_or_else(|| default_out(&config, &file.line, &file.variant, &[], None));
     file.write(&out)?;
     // The changelogs are read from the newer releases' packages: the releases made kernels as for a run.
     let cache = Cache::user_default()?;
@@ -232,4 +248,24 @@ fn print_timeline(file: &SweepFile, session: &Session) -> usize {
         }
     }
     ran.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_are_named_by_line_variant_and_suites_and_merged_shards_lose_their_shard() {
+        let config = Config::from_toml("[kernels.a]\napt='x'\n[suites.s]\nprobes=[{exe='p'}]\n", "/p".into()).unwrap();
+        let shard = Some(Shard { number: 1, count: 2 });
+        let suites = ["proc_mem".to_string()];
+        let sharded = default_out(&config, "6.12", "default", &suites, shard);
+        assert_eq!(sharded, Path::new("/p/target/ksnap/sweeps/6.12-default-proc_mem.shard-1-of-2.json"));
+        assert_eq!(
+            default_out(&config, "6.12", "default", &[], None),
+            Path::new("/p/target/ksnap/sweeps/6.12-default.json")
+        );
+        assert_eq!(merged_out(&sharded).unwrap(), Path::new("/p/target/ksnap/sweeps/6.12-default-proc_mem.json"));
+        assert_eq!(merged_out(Path::new("mine.json")), None);
+    }
 }
