@@ -41,7 +41,11 @@ cd "$scratch/fresh"
 env -u CI "$ksnap" lock
 COLUMNS=200 "$ksnap" run --kernel 6.12 | tee "$scratch/out"
 grep -Eq '^fresh\.punch_through\.write +ok +EIO$' "$scratch/out"
+grep -qx '  no snapshot yet: fresh@6.12, fresh@6.12+force-never' "$scratch/out"
 test_project
 grep -qx 'fresh.punch_through.write = ok' snapshots/fresh@6.12.snap
 grep -qx 'fresh.punch_through.write = EIO' snapshots/fresh@6.12+force-never.snap
+# Run again: now `ksnap run` answers against the snapshots cargo test recorded.
+COLUMNS=200 "$ksnap" run --kernel 6.12 | tee "$scratch/out"
+grep -qx 'snapshots: all 2 cells match snapshots/' "$scratch/out"
 echo "example: ok (an installed ksnap ran, and cargo test snapshotted, two projects of their own)"

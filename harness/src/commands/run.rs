@@ -7,7 +7,7 @@ use ksnap_vm::AccelChoice;
 
 use crate::present::results::{FactsShown, View};
 use crate::progress::Progress;
-use crate::project::kernels::LockMode;
+use crate::project::kernels::{LockMode, RELEASE_AT};
 use crate::project::matrix::{self, Selection};
 use crate::session::Session;
 
@@ -47,7 +47,8 @@ pub struct RunArgs {
     pub facts: FactsShown,
 }
 
-/// `ksnap run`: true when every cell passed (every run of it, with `--repeat`, with the same facts).
+/// `ksnap run`: true when every cell passed (every run of it, with `--repeat`, with the same facts) and
+/// no cell's facts differ from its committed snapshot (a cell without one is named, and does not fail).
 pub fn run(args: RunArgs, config: Option<PathBuf>, lock_mode: LockMode) -> Result<bool> {
     let RunArgs { kernels, suites, variants, accel, jobs, repeat, boot_every_cell, facts } = args;
     let view = View::detect(facts);
@@ -67,10 +68,33 @@ pub fn run(args: RunArgs, config: Option<PathBuf>, lock_mode: LockMode) -> Resul
         println!("plot: {}", path.display());
     }
     print_totals(&runs, session.accel);
+    let matching = print_snapshot_answer(&session, &runs)?;
     let flakes = if repeat > 1 { repeat_flakes(&runs, repeat, boot_every_cell) } else { Vec::new() };
     // What could not run at all comes last, after everything that did: a late error hides nothing.
     bail_on_cells_not_run(&results.errors, &results.not_started, work.len())?;
-    Ok(runs.failed == 0 && flakes.is_empty())
+    Ok(runs.failed == 0 && flakes.is_empty() && matching)
+}
+
+/// Whether the kernels still behave as the committed snapshots say: each passed cell's facts against its
+/// snapshot (a release, `LINE@VERSION`, has none by design and is not compared). Printed; true when no
+/// compared cell differs. Writes nothing.
+fn print_snapshot_answer(session: &Session, runs: &Runs) -> Result<bool> {
+    let dir = crate::facts::snapshot::dir(&session.config.root);
+    let mut answers = Vec::new();
+    for run in runs.shown.iter().filter(|run| run.passed()) {
+        if run.cell.kernel.contains(RELEASE_AT) {
+            continue;
+        }
+        answers.push(crate::facts::snapshot::compare::against(&dir, &run.cell, &run.facts())?);
+    }
+    let failed = runs.shown.iter().filter(|run| !run.passed()).count();
+    if answers.is_empty() && failed == 0 {
+        return Ok(true);
+    }
+    let shown = format!("{}/", dir.strip_prefix(&session.config.root).unwrap_or(&dir).display());
+    let width = crate::present::text::output_width();
+    print!("{}", crate::present::snapshots::answer(&answers, failed, &shown, width));
+    Ok(!answers.iter().any(|a| matches!(a.agreement, crate::facts::snapshot::compare::Agreement::Differs(_))))
 }
 
 /// The runs of a `ksnap run`, a cell's repeats gathered.

@@ -20,6 +20,26 @@ pub mod timeline;
 /// One observed fact or test result, keyed `PROBE.TEST.KEY` (a test's own result is `PROBE.TEST`).
 pub type Facts = BTreeMap<String, String>;
 
+/// A fact whose value differs between two sets of facts (two bisection candidates; a snapshot and a run).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FactChange {
+    pub key: String,
+    /// `None`: the fact is absent on that side.
+    pub old: Option<String>,
+    pub new: Option<String>,
+}
+
+/// Every fact that differs between `old` and `new`, in key order, but `except`.
+pub fn fact_changes(old: &Facts, new: &Facts, except: Option<&str>) -> Vec<FactChange> {
+    let mut keys: Vec<&String> = old.keys().chain(new.keys()).filter(|k| Some(k.as_str()) != except).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter(|k| old.get(*k) != new.get(*k))
+        .map(|k| FactChange { key: k.clone(), old: old.get(k).cloned(), new: new.get(k).cloned() })
+        .collect()
+}
+
 /// Facts of every probe of a completed run, flattened. Subtests nest with `.`. A probe read as a kernel
 /// selftest ([`Reading::Kselftest`]) has one fact for the binary (`PROBE = ok`, from its exit status) and
 /// one per test case (`PROBE.CASE = …`), read by [`ksnap_readers::kselftest`].

@@ -4,7 +4,7 @@
 use std::fmt::{Display, Write};
 
 use crate::facts::bisect::{BisectReport, End, FactChange, Outcome, Side, Step, StepSeen, Watched, ABSENT};
-use crate::present::text::{shorten, two_sides, MAX_VALUE_CHARS};
+use crate::present::text::{shorten, two_sides, wrap, MAX_VALUE_CHARS};
 
 /// What was searched: it decides how to look further than one change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,36 +121,6 @@ pub fn text(report: &BisectReport, along: Along, width: usize) -> String {
         (false, Along::Commits) => ONE_OF_SEVERAL_COMMITS,
     };
     out.push_str(&wrap(further, width));
-    out
-}
-
-/// Our own sentences, wrapped at spaces to `width` (values are cut instead: a wrapped value could not be
-/// told from two). A command in backquotes stays on one line, to be copied whole.
-fn wrap(prose: &str, width: usize) -> String {
-    let mut words: Vec<String> = vec![];
-    let mut in_command = false;
-    for word in prose.split(' ') {
-        match words.last_mut() {
-            Some(last) if in_command => *last = format!("{last} {word}"),
-            _ => words.push(word.to_string()),
-        }
-        in_command ^= word.matches('`').count() % 2 == 1;
-    }
-    let mut out = String::new();
-    let mut line_chars = 0;
-    for word in &words {
-        let chars = word.chars().count();
-        if line_chars > 0 && line_chars + 1 + chars > width {
-            out.push('\n');
-            line_chars = 0;
-        } else if line_chars > 0 {
-            out.push(' ');
-            line_chars += 1;
-        }
-        out.push_str(word);
-        line_chars += chars;
-    }
-    out.push('\n');
     out
 }
 

@@ -8,6 +8,7 @@ pub mod moves;
 pub mod plot;
 pub mod report;
 pub mod results;
+pub mod snapshots;
 pub mod text;
 
 pub use results::View;

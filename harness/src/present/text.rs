@@ -104,6 +104,36 @@ pub fn md(value: &str) -> String {
         .collect()
 }
 
+/// Our own sentences, wrapped at spaces to `width` (values are cut instead: a wrapped value could not be
+/// told from two). A command in backquotes stays on one line, to be copied whole.
+pub fn wrap(prose: &str, width: usize) -> String {
+    let mut words: Vec<String> = vec![];
+    let mut in_command = false;
+    for word in prose.split(' ') {
+        match words.last_mut() {
+            Some(last) if in_command => *last = format!("{last} {word}"),
+            _ => words.push(word.to_string()),
+        }
+        in_command ^= word.matches('`').count() % 2 == 1;
+    }
+    let mut out = String::new();
+    let mut line_chars = 0;
+    for word in &words {
+        let chars = word.chars().count();
+        if line_chars > 0 && line_chars + 1 + chars > width {
+            out.push('\n');
+            line_chars = 0;
+        } else if line_chars > 0 {
+            out.push(' ');
+            line_chars += 1;
+        }
+        out.push_str(word);
+        line_chars += chars;
+    }
+    out.push('\n');
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,6 +3,8 @@
 
 use serde::Serialize;
 
+pub(super) use crate::facts::fact_changes;
+pub use crate::facts::FactChange;
 use crate::facts::Facts;
 
 /// What is watched: one fact (`PROBE.TEST.KEY`), or a whole suite, whose "value" is all of its facts.
@@ -83,15 +85,6 @@ pub struct Skipped {
     pub why: String,
 }
 
-/// A fact that differs between the two ends.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FactChange {
-    pub key: String,
-    /// `None`: the fact is absent on that end.
-    pub old: Option<String>,
-    pub new: Option<String>,
-}
-
 /// What a bisection found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BisectReport {
@@ -144,14 +137,3 @@ impl std::fmt::Display for BisectError {
 }
 
 impl std::error::Error for BisectError {}
-
-/// Every fact that differs between `old` and `new`, in key order, but `except`.
-pub(super) fn fact_changes(old: &Facts, new: &Facts, except: Option<&str>) -> Vec<FactChange> {
-    let mut keys: Vec<&String> = old.keys().chain(new.keys()).filter(|k| Some(k.as_str()) != except).collect();
-    keys.sort();
-    keys.dedup();
-    keys.into_iter()
-        .filter(|k| old.get(*k) != new.get(*k))
-        .map(|k| FactChange { key: k.clone(), old: old.get(k).cloned(), new: new.get(k).cloned() })
-        .collect()
-}
