@@ -181,7 +181,8 @@ pub(super) struct Checkout {
 /// Check `commit` of `repo` out into ksnap's clone of it, cloning first if there is none, or if the one
 /// there cannot see the commit (its repository was replaced at the same path).
 pub(super) fn check_out(cache: &Cache, repo: &Path, commit: &str, report: StepReporter) -> Result<Checkout, Error> {
-    let key = checkout_key(repo)?;
+    // One clone per repository, keyed by its path (as `GitTree::open` resolved it).
+    let key = super::path_key(repo)?;
     let lock = cache.lock_reporting(CHECKOUTS, &key, &mut || {
         report("waiting for another build from this repository to finish with its checkout")
     })?;
@@ -227,12 +228,6 @@ fn clone(cache: &Cache, repo: &Path, tree: &Path, report: StepReporter) -> Resul
     run_git(Command::new("git").args(["clone", "--quiet", "--shared", "--no-checkout"]).arg(repo).arg(&staged))?;
     std::fs::create_dir_all(tree.parent().expect("an entry has a parent")).map_err(|e| e.to_string())?;
     std::fs::rename(&staged, tree).map_err(|e| format!("moving the clone to {}: {e}", tree.display()))
-}
-
-/// One clone per repository: keyed by its path (as [`GitTree::open`] resolved it).
-fn checkout_key(repo: &Path) -> Result<String, Error> {
-    let path = std::path::absolute(repo).map_err(|e| Error::io(format!("resolving {}", repo.display()), e))?;
-    Ok(cache::sha256_bytes(path.as_os_str().as_encoded_bytes())[..16].to_string())
 }
 
 /// Run a git command (through [`crate::children`], so that an interrupt stops it); its stdout, or why

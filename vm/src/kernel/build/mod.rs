@@ -301,17 +301,9 @@ impl Plan<'_> {
     fn object_tree_key(&self, host: &Host) -> Result<String, Error> {
         let source = match &self.origin {
             Origin::Apt { source, .. } => format!("{}_{}", source.package().name, source.package().version),
-            Origin::Local { path } => {
-                let path =
-                    std::path::absolute(path).map_err(|e| Error::io(format!("resolving {}", path.display()), e))?;
-                format!("tree-{}", &cache::sha256_bytes(path.as_os_str().as_encoded_bytes())[..16])
-            }
+            Origin::Local { path } => format!("tree-{}", path_key(path)?),
             // One object tree per repository, next to its one checkout: each step builds on the last.
-            Origin::Git { repo, .. } => {
-                let path =
-                    std::path::absolute(repo).map_err(|e| Error::io(format!("resolving {}", repo.display()), e))?;
-                format!("git-{}", &cache::sha256_bytes(path.as_os_str().as_encoded_bytes())[..16])
-            }
+            Origin::Git { repo, .. } => format!("git-{}", path_key(repo)?),
         };
         let mut toolchain = String::from(RECIPE);
         for program in host.toolchain {
@@ -322,6 +314,12 @@ impl Plan<'_> {
         }
         Ok(format!("{source}+objects-{}", &cache::sha256_bytes(toolchain.as_bytes())[..16]))
     }
+}
+
+/// A directory's part of a cache key: a hash of its absolute path.
+fn path_key(path: &Path) -> Result<String, Error> {
+    let path = std::path::absolute(path).map_err(|e| Error::io(format!("resolving {}", path.display()), e))?;
+    Ok(cache::sha256_bytes(path.as_os_str().as_encoded_bytes())[..16].to_string())
 }
 
 /// The object tree of one (source, toolchain), held under its lock for one build.
