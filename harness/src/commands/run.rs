@@ -82,10 +82,12 @@ fn print_snapshot_answer(session: &Session, runs: &Runs) -> Result<bool> {
     let dir = crate::facts::snapshot::dir(&session.config.root);
     let mut answers = Vec::new();
     for run in runs.shown.iter().filter(|run| run.passed()) {
+        // The shown run's facts are the first of its cell's, flattened once by `Runs::of`.
+        let Some(facts) = runs.facts_of.get(&run.cell).and_then(|facts| facts.first()) else { continue };
         if run.cell.kernel.contains(RELEASE_AT) {
             continue;
         }
-        answers.push(crate::facts::snapshot::compare::against(&dir, &run.cell, &run.facts())?);
+        answers.push(crate::facts::snapshot::compare::against(&dir, &run.cell, facts)?);
     }
     let failed = runs.shown.iter().filter(|run| !run.passed()).count();
     if answers.is_empty() && failed == 0 {
