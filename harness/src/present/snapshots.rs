@@ -46,8 +46,8 @@ pub fn answer(answers: &[CellAnswer], failed: usize, dir: &str, width: usize) ->
         width,
     ));
     for (answer, changes) in differing.iter().take(MAX_CELLS) {
-        let facts = if changes.len() == 1 { "1 fact".to_string() } else { format!("{} facts", changes.len()) };
-        let cell = format!("  {} on {} ({facts} differ, old → new):", answer.cell.suite, answer.cell.column());
+        let facts = counted(changes.len(), "fact differs", "facts differ");
+        let cell = format!("  {} on {} ({facts}, old → new):", answer.cell.suite, answer.cell.column());
         let _ = writeln!(out, "{}", shorten(&cell, width));
         for change in changes.iter().take(MAX_FACTS) {
             out.push_str(&fact_line(change, width));
@@ -146,6 +146,8 @@ mod tests {
         let text = answer(&answers, 0, "snapshots/", 60);
         assert!(text.starts_with("snapshots: 1 cell matches snapshots/, 1 differs, 1 has none\nyet\n"), "{text}");
         assert!(text.contains("  proc_mem on 7.2 (7 facts differ, old → new):\n"), "{text}");
+        let one = [answer_of("7.2", Agreement::Differs(vec![change("proc_mem.a", Some("1"), Some("2"))]))];
+        assert!(answer(&one, 0, "snapshots/", 100).contains("  proc_mem on 7.2 (1 fact differs, old → new):\n"));
         assert!(text.contains("    proc_mem.case0.write:\n      ok 4 bytes → EEEE"), "{text}");
         assert!(text.contains("    … and 3 more"), "{text}");
         assert!(answer(&answers, 0, "snapshots/", 100).contains("    proc_mem.new_case: (absent) → ok\n"));
