@@ -46,11 +46,15 @@ fn history_tells_since_which_kernel_from_the_committed_snapshots() {
     let output = ksnap().args(["history", "--suite", "proc_mem"]).output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    assert!(stdout.starts_with("kernel versions: 5.10 → 6.1 → 6.12 → 7.2\n"), "{stdout}");
+    assert!(stdout.starts_with("kernel versions: 5.10 → 6.1 → 6.12 → 7.2;"), "{stdout}");
     assert!(stdout.contains("\nproc_mem.mseal.mseal: ENOSYS up to 6.1, ok from 6.12\n"), "{stdout}");
+    // A variant's and a kernel off the axis' values, where they differ.
+    assert!(stdout.contains("\nproc_mem.setup.force_override.requested: unset; force-always: always;"), "{stdout}");
     let json = ksnap().args(["history", "--suite", "proc_mem", "--format", "json"]).output().unwrap();
     let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
-    assert!(json["facts"].as_array().is_some_and(|facts| facts.iter().all(|f| f["suite"] == "proc_mem")));
+    let suites = json["suites"].as_array().unwrap();
+    assert!(suites.len() == 1 && suites[0]["suite"] == "proc_mem", "{json}");
+    assert!(suites[0]["groups"].as_array().is_some_and(|g| g.iter().all(|g| g["facts"].as_array().is_some())));
     let output = ksnap().args(["history", "--suite", "nope"]).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("unknown suite `nope`"));

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
+use crate::present::history::Fold;
 use crate::project::kernels::LockMode;
 
 use super::{load_config, PrintFormat};
@@ -44,8 +45,9 @@ pub struct HistoryArgs {
     pub merge: Vec<PathBuf>,
 }
 
-/// `ksnap history`: per suite, each fact that changes along the kernel versions of the default variant,
-/// and the version where each value appears (from the committed snapshots).
+/// `ksnap history`: per suite, each fact that differs between the kernels and variants of the committed
+/// snapshots, told along the kernel versions, facts with the same history on one line; a suite longer than
+/// a screen summarised unless `--suite` names it.
 pub fn history(args: HistoryArgs, config: Option<PathBuf>, lock_mode: LockMode) -> Result<bool> {
     let HistoryArgs { suites, format, releases, variant, out, shard, jobs, accel, merge } = args;
     if !merge.is_empty() {
@@ -66,14 +68,17 @@ pub fn history(args: HistoryArgs, config: Option<PathBuf>, lock_mode: LockMode) 
         }
     }
     let snapshots = crate::facts::snapshot::read::read_dir(&crate::facts::snapshot::dir(&config.root))?;
-    let (axis, histories) = crate::present::history::compute(&snapshots, &suites);
+    let histories = crate::present::history::of_snapshots(&snapshots, &suites);
     match format {
-        PrintFormat::Text => print!("{}", crate::present::history::text(&axis, &histories)),
-        PrintFormat::Markdown => print!("{}", crate::present::history::markdown(&axis, &histories)),
-        PrintFormat::Json => {
-            let json = serde_json::json!({ "kernel_versions": axis, "facts": histories });
-            println!("{}", serde_json::to_string_pretty(&json)?);
+        PrintFormat::Text => {
+            let fold = match suites.is_empty() {
+                true => Fold::Screen { more: &|suite| format!("`ksnap history --suite {suite}`") },
+                false => Fold::Whole,
+            };
+            print!("{}", crate::present::history::text(&histories, fold, crate::present::text::output_width()));
         }
+        PrintFormat::Markdown => print!("{}", crate::present::history::markdown(&histories)),
+        PrintFormat::Json => println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "suites": histories }))?),
     }
     Ok(true)
 }

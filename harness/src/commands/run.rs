@@ -63,7 +63,12 @@ pub fn run(args: RunArgs, config: Option<PathBuf>, lock_mode: LockMode) -> Resul
     let work: Vec<matrix::Cell> = cells.iter().flat_map(|cell| std::iter::repeat_n(cell.clone(), repeat)).collect();
     let results = session.run_cells(&work, jobs);
     let runs = Runs::of(results.runs);
-    print!("{}", crate::present::results::render(&runs.shown, view));
+    // Every suite's history whole, where a suite too long for the screen is summarised from.
+    let whole = session.log_dir.parent().unwrap_or(&session.log_dir).join("history.txt");
+    std::fs::write(&whole, crate::present::results::whole_history(&runs.shown, view.width))
+        .with_context(|| format!("writing {}", whole.display()))?;
+    let more = |_: &str| whole.display().to_string();
+    print!("{}", crate::present::results::render(&runs.shown, view, &more));
     for path in write_plots(&session, &runs.shown)? {
         println!("plot: {}", path.display());
     }

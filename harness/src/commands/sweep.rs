@@ -209,8 +209,15 @@ fn print_timeline(file: &SweepFile, session: &Session) -> usize {
     if timeline.is_empty() {
         println!("\nno fact of {} changes along these releases", file.suites().join(", "));
     } else {
-        // `history::text` less its first line, the matrix's kernel versions.
-        print!("{}", crate::present::history::text(&[], &timeline).split_once('\n').map_or("", |(_, rest)| rest));
+        let width = crate::present::text::output_width();
+        let mut suite = "";
+        for history in &timeline {
+            if history.suite != suite {
+                suite = &history.suite;
+                println!("\nsuite {suite}");
+            }
+            print!("{}", crate::present::history::hanging(&format!("{}: {}", history.fact, history.sentence()), width));
+        }
     }
     let steps = steps(&timeline, &file.releases);
     if !steps.is_empty() {

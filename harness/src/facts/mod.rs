@@ -12,6 +12,7 @@ use ksnap_readers::ktap::KtapTest;
 
 pub mod bisect;
 pub mod column;
+pub mod history;
 pub mod repeat;
 pub mod snapshot;
 pub mod sweep;

@@ -14,7 +14,7 @@ pub struct FactHistory {
 }
 
 /// A value held by consecutive kernel versions, `first` to `last`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 pub struct ValueRun {
     /// The fact's value; `-` where the kernel's snapshot has no such fact.
     pub value: String,
@@ -29,14 +29,7 @@ pub fn along(suite: &str, columns: &[(&str, &Facts)]) -> Vec<FactHistory> {
     let keys: BTreeSet<&String> = columns.iter().flat_map(|(_, facts)| facts.keys()).collect();
     let mut histories = Vec::new();
     for key in keys {
-        let mut runs: Vec<ValueRun> = Vec::new();
-        for (column, facts) in columns {
-            let value = facts.get(key).cloned().unwrap_or_else(|| "-".into());
-            match runs.last_mut() {
-                Some(run) if run.value == value => run.last = column.to_string(),
-                _ => runs.push(ValueRun { value, first: column.to_string(), last: column.to_string() }),
-            }
-        }
+        let runs = runs(columns.iter().map(|(column, facts)| (*column, facts.get(key).map_or("-", String::as_str))));
         if runs.len() > 1 {
             histories.push(FactHistory { suite: suite.to_string(), fact: key.clone(), runs });
         }
@@ -44,21 +37,41 @@ pub fn along(suite: &str, columns: &[(&str, &Facts)]) -> Vec<FactHistory> {
     histories
 }
 
+/// Values along an axis (each column's name and value, in the axis' order) as runs of equal values.
+pub fn runs<'a>(values: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<ValueRun> {
+    let mut runs: Vec<ValueRun> = Vec::new();
+    for (column, value) in values {
+        match runs.last_mut() {
+            Some(run) if run.value == value => run.last = column.to_string(),
+            _ => runs.push(ValueRun { value: value.to_string(), first: column.to_string(), last: column.to_string() }),
+        }
+    }
+    runs
+}
+
+/// `ENOSYS up to 6.1, ok from 6.12` (`in 6.12` for a value of one version, `6.1 to 6.12` between); a
+/// value held along the whole axis is just the value.
+pub fn sentence(runs: &[ValueRun]) -> String {
+    if let [only] = runs {
+        return only.value.clone();
+    }
+    let last = runs.len().saturating_sub(1);
+    let parts: Vec<String> = runs
+        .iter()
+        .enumerate()
+        .map(|(i, run)| match (i, run.first == run.last) {
+            (0, _) => format!("{} up to {}", run.value, run.last),
+            (i, _) if i == last => format!("{} from {}", run.value, run.first),
+            (_, true) => format!("{} in {}", run.value, run.first),
+            (_, false) => format!("{} in {} to {}", run.value, run.first, run.last),
+        })
+        .collect();
+    parts.join(", ")
+}
+
 impl FactHistory {
-    /// `ENOSYS up to 6.1, ok from 6.12` (`in 6.12` for a value of one version, `6.1 to 6.12` between).
+    /// `ENOSYS up to 6.1, ok from 6.12`: [`sentence`].
     pub fn sentence(&self) -> String {
-        let last = self.runs.len() - 1;
-        let parts: Vec<String> = self
-            .runs
-            .iter()
-            .enumerate()
-            .map(|(i, run)| match (i, run.first == run.last) {
-                (0, _) => format!("{} up to {}", run.value, run.last),
-                (i, _) if i == last => format!("{} from {}", run.value, run.first),
-                (_, true) => format!("{} in {}", run.value, run.first),
-                (_, false) => format!("{} in {} to {}", run.value, run.first, run.last),
-            })
-            .collect();
-        parts.join(", ")
+        sentence(&self.runs)
     }
 }

@@ -1,80 +1,247 @@
-//! `ksnap history`: since which kernel. Along the kernel-version axis of the default variant (the
-//! committed snapshots of kernels named by a version, `5.10` → `6.1` → `6.12` → `7.2`), each fact whose
-//! value changes and the version where each value appears: `proc_mem.mseal.mseal: ENOSYS up to 6.1, ok
-//! from 6.12` — the machine-checked form of the hand-kept "kernel feature by version" tables.
+//! How the kernels differ, as history, in a few screens: per suite, each group of facts with the same
+//! [`History`] on one line, `NAME (N cases): SENTENCE`, wrapped to the width (never cut: a value is never
+//! cut away). `ksnap history` prints it from the committed snapshots, `ksnap run` from what ran.
 //!
-//! Kernels whose names are not versions (`6.12-minimal`, a local build) and variants are left out: they
-//! are not points on that axis.
+//! Invariant: with [`Fold::Screen`], a suite longer than [`SCREEN_LINES`] is told as its counts per
+//! kernel and its largest groups, and the output names where the rest is.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
+use crate::facts::history::{groups, Axis, Column, Group, History, DEFAULT_VARIANT};
 use crate::facts::snapshot::read::SnapshotFile;
-use crate::facts::timeline::{along, FactHistory};
 
-/// `6.12` → `[6, 12]`; `None` for a name that is not a version.
-fn version(kernel: &str) -> Option<Vec<u64>> {
-    kernel.split('.').map(|part| part.parse().ok()).collect()
+/// Lines a suite may take before [`Fold::Screen`] summarises it.
+pub const SCREEN_LINES: usize = 30;
+/// Groups a summarised suite shows.
+const LARGEST_GROUPS: usize = 6;
+/// How long a group's name may list its facts' names (`p.{a,b}.write`) in a summary, and in a whole list
+/// or a page (`…` stands for the rest beyond).
+const LISTED_IN_SUMMARY: usize = 48;
+pub const LISTED_IN_WHOLE: usize = 400;
+
+/// One suite's facts with their histories.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SuiteHistory {
+    pub suite: String,
+    pub axis: Axis,
+    /// The variants the suite ran under, the default first.
+    pub variants: Vec<String>,
+    pub groups: Vec<Group>,
 }
 
-/// The kernel versions of the axis, in order, and every fact that changes along it (of `suites`, or all
-/// suites when empty). Suites with snapshots of fewer than two versions have no history.
-pub fn compute(snapshots: &[SnapshotFile], suites: &[String]) -> (Vec<String>, Vec<FactHistory>) {
-    let mut axis: BTreeSet<(Vec<u64>, String)> = BTreeSet::new();
-    let mut by_suite: BTreeMap<&str, Vec<(Vec<u64>, &SnapshotFile)>> = BTreeMap::new();
-    for snapshot in snapshots {
-        if snapshot.column.contains('+') || !(suites.is_empty() || suites.contains(&snapshot.suite)) {
-            continue;
-        }
-        let Some(v) = version(&snapshot.column) else { continue };
-        axis.insert((v.clone(), snapshot.column.clone()));
-        by_suite.entry(&snapshot.suite).or_default().push((v, snapshot));
+impl SuiteHistory {
+    /// The histories of a suite's columns: of the facts that change (every fact with `all`).
+    pub fn of(suite: &str, columns: &[Column], all: bool) -> SuiteHistory {
+        let (axis, groups) = groups(suite, columns, all);
+        let mut variants: Vec<String> = columns.iter().map(|c| c.variant.to_string()).collect();
+        variants.sort_by(|a, b| (a != DEFAULT_VARIANT, a).cmp(&(b != DEFAULT_VARIANT, b)));
+        variants.dedup();
+        SuiteHistory { suite: suite.to_string(), axis, variants, groups }
     }
-    let mut histories = Vec::new();
-    for (suite, mut columns) in by_suite {
-        if columns.len() < 2 {
-            continue;
-        }
-        columns.sort_by(|a, b| a.0.cmp(&b.0));
-        let columns: Vec<(&str, &crate::facts::Facts)> =
-            columns.iter().map(|(_, s)| (s.column.as_str(), &s.facts)).collect();
-        histories.extend(along(suite, &columns));
+
+    /// How many facts the groups hold.
+    pub fn facts(&self) -> usize {
+        self.groups.iter().map(|g| g.facts.len()).sum()
     }
-    (axis.into_iter().map(|(_, name)| name).collect(), histories)
 }
 
-/// Per suite, one line per changing fact.
-pub fn text(axis: &[String], histories: &[FactHistory]) -> String {
-    let mut out = format!("kernel versions: {}\n", axis.join(" → "));
-    let mut suite = "";
-    for history in histories {
-        if history.suite != suite {
-            suite = &history.suite;
-            let _ = write!(out, "\nsuite {suite}\n");
+/// Per suite, from the committed snapshots (of `suites`, or every suite when empty).
+pub fn of_snapshots(snapshots: &[SnapshotFile], suites: &[String]) -> Vec<SuiteHistory> {
+    let mut names: Vec<&str> = snapshots.iter().map(|s| s.suite.as_str()).collect();
+    names.sort();
+    names.dedup();
+    names
+        .into_iter()
+        .filter(|suite| suites.is_empty() || suites.iter().any(|s| s == suite))
+        .map(|suite| {
+            let columns: Vec<Column> = snapshots
+                .iter()
+                .filter(|s| s.suite == suite)
+                .map(|s| {
+                    let (kernel, variant) = s.column.split_once('+').unwrap_or((&s.column, DEFAULT_VARIANT));
+                    Column { kernel, variant, facts: &s.facts }
+                })
+                .collect();
+            SuiteHistory::of(suite, &columns, false)
+        })
+        .collect()
+}
+
+/// How much of a long suite is printed.
+#[derive(Clone, Copy)]
+pub enum Fold<'a> {
+    /// Every group.
+    Whole,
+    /// A suite over [`SCREEN_LINES`] as its counts and largest groups, ending with `more`: where the rest
+    /// is (`ksnap history --suite S`), given the suite.
+    Screen { more: &'a dyn Fn(&str) -> String },
+}
+
+/// The histories as text for a terminal `width` wide: a header naming the axis, then per suite its groups.
+pub fn text(histories: &[SuiteHistory], fold: Fold, width: usize) -> String {
+    let mut out = header(histories, width);
+    for suite in histories.iter().filter(|s| !s.groups.is_empty()) {
+        out.push('\n');
+        let whole = suite_text(suite, width);
+        match fold {
+            Fold::Screen { more } if whole.lines().count() > SCREEN_LINES => out.push_str(&summary(suite, more, width)),
+            _ => out.push_str(&whole),
         }
-        let _ = writeln!(out, "{}: {}", history.fact, history.sentence());
     }
-    if histories.is_empty() {
-        out.push_str("no fact changes along these versions\n");
+    if histories.iter().all(|s| s.groups.is_empty()) {
+        out.push_str("no fact differs between these kernels and variants\n");
     }
     out
 }
 
-/// The same as Markdown: a list per suite.
-pub fn markdown(axis: &[String], histories: &[FactHistory]) -> String {
-    let mut out = format!("# Since which kernel\n\nKernel versions: {}\n", axis.join(" → "));
-    let mut suite = "";
-    for history in histories {
-        if history.suite != suite {
-            suite = &history.suite;
-            let _ = write!(out, "\n## {}\n\n", crate::present::text::md(suite));
-        }
-        let _ = writeln!(
-            out,
-            "- `{}`: {}",
-            crate::present::text::md(&history.fact),
-            crate::present::text::md(&history.sentence())
+/// `kernel versions: 5.10 → 6.1 → …`, the kernels off the axis and how they are told.
+fn header(histories: &[SuiteHistory], width: usize) -> String {
+    let axis =
+        Axis::of(histories.iter().flat_map(|s| s.axis.versions.iter().chain(&s.axis.others)).map(String::as_str));
+    let mut line = format!("kernel versions: {}", axis.versions.join(" → "));
+    if !axis.others.is_empty() {
+        let _ = write!(
+            line,
+            "; told where they differ from the version they are built from: {} (K*: K under every variant it ran)",
+            axis.others.join(", ")
         );
+    }
+    hanging(&line, width)
+}
+
+/// `suite NAME (variants …)` and a line per group.
+fn suite_text(suite: &SuiteHistory, width: usize) -> String {
+    let mut out = hanging(&suite_title(suite), width);
+    for group in &suite.groups {
+        out.push_str(&group_line(group, LISTED_IN_WHOLE, width));
+    }
+    out
+}
+
+fn suite_title(suite: &SuiteHistory) -> String {
+    match suite.variants.as_slice() {
+        [_] => format!("suite {}", suite.suite),
+        variants => format!("suite {} (variants {})", suite.suite, variants.join(", ")),
+    }
+}
+
+/// `NAME (N cases): SENTENCE`, wrapped.
+fn group_line(group: &Group, max_listed: usize, width: usize) -> String {
+    let cases = match group.facts.len() {
+        1 => String::new(),
+        n => format!(" ({n} cases)"),
+    };
+    hanging(&format!("{}{cases}: {}", group.name(max_listed), group.history.sentence()), width)
+}
+
+/// A suite too long for the screen: how many facts change where, and its largest groups.
+fn summary(suite: &SuiteHistory, more: &dyn Fn(&str) -> String, width: usize) -> String {
+    let mut out = hanging(
+        &format!("{}: {} facts differ, in {} groups", suite_title(suite), suite.facts(), suite.groups.len()),
+        width,
+    );
+    let counts: Vec<String> = changes_per_kernel(suite).into_iter().map(|(at, n)| format!("{at} {n}")).collect();
+    out.push_str(&hanging(&format!("  facts that change, per kernel: {}", counts.join(", ")), width));
+    let mut largest: Vec<&Group> = suite.groups.iter().collect();
+    largest.sort_by_key(|g| std::cmp::Reverse(g.facts.len()));
+    largest.truncate(LARGEST_GROUPS);
+    out.push_str(&hanging(&format!("  the {} largest groups:", largest.len()), width));
+    for group in largest {
+        out.push_str(&group_line(group, LISTED_IN_SUMMARY, width));
+    }
+    out.push_str(&hanging(&format!("  {} lists all {}", more(&suite.suite), suite.groups.len()), width));
+    out
+}
+
+/// Per kernel, how many facts have another value there: along the axis than on the version before (`6.1
+/// (from 5.10) 120`), off it than on its base, and per variant than under the default.
+fn changes_per_kernel(suite: &SuiteHistory) -> Vec<(String, usize)> {
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    let mut count = |at: String, n: usize| match counts.iter_mut().find(|(a, _)| *a == at) {
+        Some((_, total)) => *total += n,
+        None => counts.push((at, n)),
+    };
+    for pair in suite.axis.versions.windows(2) {
+        let n: usize = suite
+            .groups
+            .iter()
+            .filter(|g| changes_between(&g.history, &pair[0], &pair[1]))
+            .map(|g| g.facts.len())
+            .sum();
+        count(format!("{} (from {})", pair[1], pair[0]), n);
+    }
+    for group in &suite.groups {
+        // Each kernel and variant counts a fact once, however many of its columns tell it.
+        let mut places: Vec<String> = Vec::new();
+        for exception in &group.history.others {
+            for column in &exception.columns {
+                places.push(column.trim_end_matches('*').split('+').next().unwrap_or(column).to_string());
+            }
+        }
+        for track in &group.history.variants {
+            places.extend(track.variants.iter().map(|variant| format!("+{variant}")));
+        }
+        places.sort();
+        places.dedup();
+        for place in places {
+            count(place, group.facts.len());
+        }
+    }
+    counts
+}
+
+/// Whether the main track's value changes from version `a` to version `b`.
+fn changes_between(history: &History, a: &str, b: &str) -> bool {
+    history.main.runs.windows(2).any(|w| w[0].last == a && w[1].first == b)
+}
+
+/// `text` on lines of at most `width` characters: broken at spaces, the lines after the first indented
+/// four spaces more than it (a continuation is never mistaken for a new line), a word longer than a line
+/// broken where it must be.
+pub fn hanging(text: &str, width: usize) -> String {
+    let lead = text.len() - text.trim_start_matches(' ').len();
+    let indent = " ".repeat(lead + 4);
+    let width = width.max(indent.len() + 8);
+    let mut out = String::new();
+    let mut line = " ".repeat(lead);
+    // Characters on the line, and whether a word is on it yet.
+    let (mut line_chars, mut has_word) = (lead, false);
+    for word in text[lead..].split(' ') {
+        let chars = word.chars().count();
+        if has_word && line_chars + 1 + chars > width {
+            out.push_str(&line);
+            out.push('\n');
+            (line, line_chars) = (indent.clone(), indent.len());
+        } else if has_word {
+            line.push(' ');
+            line_chars += 1;
+        }
+        has_word = true;
+        for c in word.chars() {
+            if line_chars == width {
+                out.push_str(&line);
+                out.push('\n');
+                (line, line_chars) = (indent.clone(), indent.len());
+            }
+            line.push(c);
+            line_chars += 1;
+        }
+    }
+    out.push_str(&line);
+    out.push('\n');
+    out
+}
+
+/// The same as Markdown: per suite a list of groups.
+pub fn markdown(histories: &[SuiteHistory]) -> String {
+    let md = crate::present::text::md;
+    let mut out = String::from("# How the kernels differ\n");
+    for suite in histories.iter().filter(|s| !s.groups.is_empty()) {
+        let _ = write!(out, "\n## {}\n\n", md(&suite_title(suite)));
+        for group in &suite.groups {
+            let cases = if group.facts.len() > 1 { format!(" ({} cases)", group.facts.len()) } else { String::new() };
+            let _ = writeln!(out, "- `{}`{cases}: {}", md(&group.name(LISTED_IN_WHOLE)), md(&group.history.sentence()));
+        }
     }
     out
 }
@@ -101,37 +268,55 @@ mod tests {
             snapshot("p", "5.10", &[("p.mseal", "ENOSYS"), ("p.same", "1"), ("p.back", "a")]),
             snapshot("p", "7.2", &[("p.mseal", "ok"), ("p.same", "1"), ("p.back", "a"), ("p.new", "y")]),
             snapshot("p", "6.1", &[("p.mseal", "ENOSYS"), ("p.same", "1"), ("p.back", "b")]),
-            // Not on the axis: a variant, and a kernel that is no version.
-            snapshot("p", "6.12+force-never", &[("p.mseal", "EPERM")]),
-            snapshot("p", "6.12-minimal", &[("p.mseal", "EPERM")]),
-            // One version only: no history.
+            snapshot("p", "6.12+force-never", &[("p.mseal", "ok"), ("p.same", "2"), ("p.back", "a")]),
+            snapshot("p", "6.12-minimal", &[("p.mseal", "EPERM"), ("p.same", "1"), ("p.back", "a")]),
             snapshot("q", "6.1", &[("q.x", "1")]),
         ];
-        let (axis, histories) = compute(&snapshots, &[]);
-        assert_eq!(axis, ["5.10", "6.1", "6.12", "7.2"]);
-        let sentences: Vec<(String, String)> = histories.iter().map(|h| (h.fact.clone(), h.sentence())).collect();
+        let histories = of_snapshots(&snapshots, &[]);
+        assert_eq!(histories[0].axis.versions, ["5.10", "6.1", "6.12", "7.2"]);
+        let text = text(&histories, Fold::Whole, 100);
         assert_eq!(
-            sentences,
-            [
-                ("p.back".to_string(), "a up to 5.10, b in 6.1, a from 6.12".to_string()),
-                ("p.mseal".to_string(), "ENOSYS up to 6.1, ok from 6.12".to_string()),
-                ("p.new".to_string(), "- up to 6.12, y from 7.2".to_string()),
-            ]
+            text,
+            "kernel versions: 5.10 → 6.1 → 6.12 → 7.2; told where they differ from the version they are built\n    \
+             from: 6.12-minimal (K*: K under every variant it ran)\n\
+             \nsuite p (variants default, force-never)\n\
+             p.back: a up to 5.10, b in 6.1, a from 6.12\n\
+             p.mseal: ENOSYS up to 6.1, ok from 6.12; 6.12-minimal: EPERM\n\
+             p.new: - up to 6.12, y from 7.2\n\
+             p.same: 1; force-never: 2\n"
         );
-        let text = text(&axis, &histories);
-        assert!(text.starts_with("kernel versions: 5.10 → 6.1 → 6.12 → 7.2\n\nsuite p\np.back: "), "{text}");
-        assert!(markdown(&axis, &histories).contains("- `p.mseal`: ENOSYS up to 6.1, ok from 6.12\n"));
-        assert!(compute(&snapshots, &["q".to_string()]).1.is_empty());
+        assert!(markdown(&histories).contains("- `p.mseal`: ENOSYS up to 6.1, ok from 6.12; 6.12-minimal: EPERM\n"));
+        assert!(of_snapshots(&snapshots, &["q".to_string()])[0].groups.is_empty());
     }
 
     #[test]
-    fn a_value_held_by_several_middle_versions_says_from_to() {
-        let snapshots = vec![
-            snapshot("p", "5.10", &[("k", "a")]),
-            snapshot("p", "6.1", &[("k", "b")]),
-            snapshot("p", "6.6", &[("k", "b")]),
-            snapshot("p", "7.2", &[("k", "c")]),
-        ];
-        assert_eq!(compute(&snapshots, &[]).1[0].sentence(), "a up to 5.10, b in 6.1 to 6.6, c from 7.2");
+    fn a_long_suite_is_summarised_and_names_the_command_for_the_rest() {
+        let mut old = Vec::new();
+        let mut new = Vec::new();
+        for i in 0..(SCREEN_LINES + 5) {
+            old.push((format!("t{i}.case"), "skip".to_string()));
+            new.push((format!("t{i}.case"), if i % 2 == 0 { "ok" } else { "fail" }.to_string()));
+        }
+        fn pairs(v: &[(String, String)]) -> Vec<(&str, &str)> {
+            v.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect()
+        }
+        let snapshots = vec![snapshot("k", "6.1", &pairs(&old)), snapshot("k", "6.12", &pairs(&new))];
+        let histories = of_snapshots(&snapshots, &[]);
+        let text = text(&histories, Fold::Screen { more: &|s| format!("`ksnap history --suite {s}`") }, 100);
+        assert!(text.contains("suite k: 35 facts differ, in 35 groups\n"), "{text}");
+        assert!(text.contains("  facts that change, per kernel: 6.12 (from 6.1) 35\n"), "{text}");
+        assert!(text.ends_with("  `ksnap history --suite k` lists all 35\n"), "{text}");
+        assert!(text.lines().count() < 15, "{text}");
+    }
+
+    #[test]
+    fn lines_fit_the_width_and_a_long_word_is_broken_never_cut() {
+        let long = format!("{}: {} then more", "n".repeat(30), "v".repeat(25));
+        let out = hanging(&long, 20);
+        assert!(out.lines().all(|l| l.chars().count() <= 20), "{out}");
+        assert!(out.lines().skip(1).all(|l| l.starts_with("    ")), "{out}");
+        assert_eq!(out.chars().filter(|c| *c == 'v').count(), 25, "{out}");
+        assert_eq!(hanging("a b", 100), "a b\n");
+        assert_eq!(hanging("  aaaa bbbbbbbb", 14), "  aaaa\n      bbbbbbbb\n");
     }
 }

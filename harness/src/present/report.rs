@@ -228,8 +228,9 @@ fn group_starts(m: &SuiteMatrix) -> Vec<bool> {
 /// The HTML page. `snapshot_links` is the path from the page's directory to the snapshots directory.
 pub fn html(snapshots: &[SnapshotFile], snapshot_links: &Path) -> String {
     let matrices = matrices(snapshots);
-    let (axis, histories) = crate::present::history::compute(snapshots, &[]);
-    let history_suites: BTreeSet<&str> = histories.iter().map(|h| h.suite.as_str()).collect();
+    let histories = crate::present::history::of_snapshots(snapshots, &[]);
+    let axis =
+        crate::facts::history::Axis::of(snapshots.iter().map(|s| s.column.split('+').next().unwrap_or_default()));
     let link = |s: &SnapshotFile| snapshot_links.join(s.path.file_name().unwrap_or_default()).display().to_string();
     let page = html! {
         (DOCTYPE)
@@ -248,12 +249,14 @@ pub fn html(snapshots: &[SnapshotFile], snapshot_links: &Path) -> String {
                 nav { "Suites: " @for m in &matrices { a href=(format!("#suite-{}", m.suite)) { (m.suite) } " " } }
                 section id="history" {
                     h2 { "Since which kernel" }
-                    p.note { "Along the kernel versions of the default variant (" (axis.join(" → ")) "): each fact whose value changes, and the version where each value appears." }
-                    @for suite in &history_suites {
-                        @let changes: Vec<&crate::facts::timeline::FactHistory> = histories.iter().filter(|h| h.suite == *suite).collect();
+                    p.note { "Along the kernel versions (" (axis.versions.join(" → ")) ") under the default variant, then what other variants and the kernels built from a version ("
+                        (axis.others.join(", ")) ") do differently: each fact that differs, facts with the same history together." }
+                    @for suite in histories.iter().filter(|s| !s.groups.is_empty()) {
                         details {
-                            summary { code { (suite) } ": " (changes.len()) @if changes.len() == 1 { " fact changes" } @else { " facts change" } }
-                            ul.history { @for h in &changes { li { code { (h.fact) } ": " (h.sentence()) } } }
+                            summary { code { (suite.suite) } ": " (suite.facts()) @if suite.facts() == 1 { " fact differs" } @else { " facts differ" } ", in " (suite.groups.len()) " groups" }
+                            ul.history { @for g in &suite.groups {
+                                li { code { (g.name(crate::present::history::LISTED_IN_WHOLE)) } @if g.facts.len() > 1 { " (" (g.facts.len()) " cases)" } ": " (g.history.sentence()) }
+                            } }
                         }
                     }
                 }
@@ -418,14 +421,17 @@ fn same_in_every_column(n: usize) -> String {
 /// The same matrix as Markdown (for a CI job summary): one table per suite, rows that differ marked ≠.
 pub fn markdown(snapshots: &[SnapshotFile]) -> String {
     let mut out = String::from("# ksnap: kernel behaviour matrix\n\n");
-    let (axis, histories) = crate::present::history::compute(snapshots, &[]);
-    let _ = write!(out, "## Since which kernel\n\nAlong {}, the facts that change:\n\n", axis.join(" → "));
-    let suites: BTreeSet<&str> = histories.iter().map(|h| h.suite.as_str()).collect();
-    for suite in suites {
-        let changes: Vec<_> = histories.iter().filter(|h| h.suite == suite).collect();
-        let _ = write!(out, "<details><summary>{} ({} facts)</summary>\n\n", md(suite), changes.len());
-        for h in changes {
-            let _ = writeln!(out, "- `{}`: {}", md(&h.fact), md(&h.sentence()));
+    out.push_str("## How the kernels differ\n\n");
+    for suite in crate::present::history::of_snapshots(snapshots, &[]).iter().filter(|s| !s.groups.is_empty()) {
+        let _ = write!(out, "<details><summary>{} ({} facts)</summary>\n\n", md(&suite.suite), suite.facts());
+        for g in &suite.groups {
+            let cases = if g.facts.len() > 1 { format!(" ({} cases)", g.facts.len()) } else { String::new() };
+            let _ = writeln!(
+                out,
+                "- `{}`{cases}: {}",
+                md(&g.name(crate::present::history::LISTED_IN_WHOLE)),
+                md(&g.history.sentence())
+            );
         }
         out.push_str("\n</details>\n\n");
     }

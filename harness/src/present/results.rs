@@ -1,5 +1,6 @@
-//! Turning cell runs into what a person reads: a table of cells, per suite the facts that differ across
-//! the columns that ran (or all of them), fitted to the terminal, and the details of anything that failed.
+//! Turning cell runs into what a person reads: a line per kernel, how the kernels differ as history
+//! ([`crate::present::history`]: per suite, facts with the same history on one line, a suite longer than
+//! a screen summarised), fitted to the terminal, and the details of anything that failed.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -7,16 +8,18 @@ use std::fmt::Write;
 use ksnap_readers::channel::Reading;
 use ksnap_vm::{Outcome, RunReport};
 
+use crate::facts::history::Column;
 use crate::facts::Facts;
-use crate::present::text::{output_width, shorten, table, table_width, MAX_VALUE_CHARS};
+use crate::present::history::{hanging, Fold, SuiteHistory};
+use crate::present::text::{output_width, table};
 use crate::session::CellRun;
 
 /// Which facts `ksnap run` prints per suite.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum FactsShown {
-    /// Only the facts whose values differ across the columns that ran (all of them for one column).
+    /// The facts whose values differ between the cells that ran, folded (all of them for one cell).
     Differing,
-    /// Every fact.
+    /// Every fact, every suite whole.
     All,
 }
 
@@ -35,98 +38,130 @@ impl View {
     }
 }
 
-pub fn render(runs: &[CellRun], view: View) -> String {
-    let mut out = String::new();
-    out.push_str(&render_cells(runs));
-    let mut suites: BTreeMap<&str, Vec<&CellRun>> = BTreeMap::new();
-    for run in runs {
-        suites.entry(&run.cell.suite).or_default().push(run);
-    }
-    for (suite, runs) in suites {
-        let columns: Vec<(String, Facts)> = runs.iter().map(|run| (run.cell.column(), run.facts())).collect();
-        out.push('\n');
-        out.push_str(&render_facts(suite, &columns, view));
-    }
-    let failures: Vec<&CellRun> = runs.iter().filter(|r| !r.passed()).collect();
-    for run in failures {
+/// One kernel's cells in a run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KernelRow {
+    pub kernel: String,
+    pub release: String,
+    pub cells: usize,
+    pub passed: usize,
+    pub probes: usize,
+    pub probes_passed: usize,
+    pub seconds: f64,
+}
+
+/// The kernels' lines, the history of the suites' facts (`more`: where a summarised suite's rest is),
+/// and each failure's details.
+pub fn render(runs: &[CellRun], view: View, more: &dyn Fn(&str) -> String) -> String {
+    let mut out = kernel_table(&kernel_rows(runs));
+    let fold = match view.facts {
+        FactsShown::All => Fold::Whole,
+        FactsShown::Differing => Fold::Screen { more },
+    };
+    out.push('\n');
+    out.push_str(&facts_text(&columns_of(runs, &facts_of(runs)), view.facts == FactsShown::All, fold, view.width));
+    for run in runs.iter().filter(|r| !r.passed()) {
         out.push('\n');
         out.push_str(&render_failure(run));
     }
     out
 }
 
-fn render_cells(runs: &[CellRun]) -> String {
-    let mut rows = vec![["CELL".to_string(), "KERNEL".into(), "RESULT".into(), "PROBES".into(), "TIME".into()]];
-    for run in runs {
-        let probes = match &run.report.outcome {
-            Outcome::Completed(guest) => {
-                format!("{}/{} passed", guest.probes.iter().filter(|p| run.probe_passed(p)).count(), guest.probes.len())
-            }
-            _ => "-".into(),
-        };
-        let result = if run.passed() { "ok".to_string() } else { first_line(&run.report.outcome.to_string()) };
-        rows.push([
-            run.cell.id(),
-            run.kernel.release.clone(),
-            result,
-            probes,
-            format!("{:.1}s", run.report.duration.as_secs_f64()),
-        ]);
-    }
-    table(&rows)
+/// The history of every suite's differing facts, none summarised: what [`render`]'s `more` points to.
+pub fn whole_history(runs: &[CellRun], width: usize) -> String {
+    facts_text(&columns_of(runs, &facts_of(runs)), false, Fold::Whole, width)
 }
 
-/// One suite's facts, a column per cell: those that differ (or all, per `view`), then how many agree.
-/// As a table when it fits `view.width`; otherwise one block per fact with its columns grouped by value.
-fn render_facts(suite: &str, columns: &[(String, Facts)], view: View) -> String {
-    let mut keys: Vec<&String> = columns.iter().flat_map(|(_, facts)| facts.keys()).collect();
-    keys.sort();
-    keys.dedup();
-    let value = |facts: &Facts, key: &str| facts.get(key).cloned().unwrap_or_else(|| "-".into());
-    let differs = |key: &str| columns.iter().any(|(_, facts)| value(facts, key) != value(&columns[0].1, key));
-    let shown: Vec<&String> = match view.facts {
-        FactsShown::All => keys.clone(),
-        // With one column nothing can differ: its facts are the answer.
-        FactsShown::Differing if columns.len() < 2 => keys.clone(),
-        FactsShown::Differing => keys.iter().copied().filter(|key| differs(key)).collect(),
-    };
-    let agreeing = keys.len() - keys.iter().filter(|key| differs(key)).count();
-    let mut header = vec![format!("suite {suite}")];
-    header.extend(columns.iter().map(|(name, _)| name.clone()));
-    let mut rows = vec![header];
-    for key in &shown {
-        let mut row = vec![key.to_string()];
-        row.extend(columns.iter().map(|(_, facts)| shorten(&value(facts, key), MAX_VALUE_CHARS)));
-        rows.push(row);
+fn facts_of(runs: &[CellRun]) -> Vec<Facts> {
+    runs.iter().map(CellRun::facts).collect()
+}
+
+/// Each run's suite and column.
+fn columns_of<'a>(runs: &'a [CellRun], facts: &'a [Facts]) -> Vec<(&'a str, Column<'a>)> {
+    runs.iter()
+        .zip(facts)
+        .map(|(run, facts)| {
+            (run.cell.suite.as_str(), Column { kernel: &run.cell.kernel, variant: &run.cell.variant, facts })
+        })
+        .collect()
+}
+
+/// Per kernel: its release, its cells and probes passed, the time its cells took.
+fn kernel_rows(runs: &[CellRun]) -> Vec<KernelRow> {
+    let mut rows: Vec<KernelRow> = Vec::new();
+    for run in runs {
+        let i = match rows.iter().position(|r| r.kernel == run.cell.kernel) {
+            Some(i) => i,
+            None => {
+                rows.push(KernelRow {
+                    kernel: run.cell.kernel.clone(),
+                    release: run.kernel.release.clone(),
+                    ..KernelRow::default()
+                });
+                rows.len() - 1
+            }
+        };
+        let row = &mut rows[i];
+        row.cells += 1;
+        row.passed += usize::from(run.passed());
+        if let Outcome::Completed(guest) = &run.report.outcome {
+            row.probes += guest.probes.len();
+            row.probes_passed += guest.probes.iter().filter(|p| run.probe_passed(p)).count();
+        }
+        row.seconds += run.report.duration.as_secs_f64();
     }
-    let mut out =
-        if table_width(&rows) <= view.width { table(&rows) } else { blocks(suite, columns, &shown, view.width) };
-    if columns.len() > 1 && view.facts == FactsShown::Differing && agreeing > 0 {
-        let noun = if agreeing == 1 { "fact is" } else { "facts are" };
-        let line = format!("{agreeing} more {noun} the same in every column (`--facts all` shows them)");
-        let _ = writeln!(out, "{}", shorten(&line, view.width));
+    rows
+}
+
+/// `KERNEL  RELEASE  CELLS  PROBES  TIME`, a line per kernel.
+pub fn kernel_table(rows: &[KernelRow]) -> String {
+    let mut table_rows = vec![[
+        "KERNEL".to_string(),
+        "RELEASE".into(),
+        "CELLS PASSED".into(),
+        "PROBES PASSED".into(),
+        "CELL TIME".into(),
+    ]];
+    for row in rows {
+        table_rows.push([
+            row.kernel.clone(),
+            row.release.clone(),
+            format!("{}/{}", row.passed, row.cells),
+            format!("{}/{}", row.probes_passed, row.probes),
+            format!("{:.1}s", row.seconds),
+        ]);
+    }
+    table(&table_rows)
+}
+
+/// The facts of `columns` (each with its suite): per suite with more than one column, the history of
+/// the facts that differ (of every fact with `all`), folded as `fold` says; a suite of one column, its
+/// facts one by one.
+pub fn facts_text(columns: &[(&str, Column)], all: bool, fold: Fold, width: usize) -> String {
+    let mut suites: BTreeMap<&str, Vec<Column>> = BTreeMap::new();
+    for (suite, column) in columns {
+        suites.entry(suite).or_default().push(*column);
+    }
+    let mut histories = Vec::new();
+    let mut out = String::new();
+    for (suite, columns) in &suites {
+        match columns.as_slice() {
+            [one] => out.push_str(&one_column(suite, one, width)),
+            columns => histories.push(SuiteHistory::of(suite, columns, all)),
+        }
+    }
+    if !histories.is_empty() {
+        let history = crate::present::history::text(&histories, fold, width);
+        out = if out.is_empty() { history } else { format!("{history}\n{out}") };
     }
     out
 }
 
-/// Facts one by one, each column's value grouped with the columns that have the same one:
-/// `  6.1 6.12: huge_zero_page` / `  6.1+thp-never: zero_page`. Every line fits `width`.
-fn blocks(suite: &str, columns: &[(String, Facts)], keys: &[&String], width: usize) -> String {
-    let mut out = format!("suite {suite}\n");
-    for key in keys {
-        let _ = writeln!(out, "{}", shorten(key, width));
-        let mut groups: Vec<(String, Vec<&str>)> = Vec::new();
-        for (column, facts) in columns {
-            let value = facts.get(*key).cloned().unwrap_or_else(|| "-".into());
-            match groups.iter_mut().find(|(v, _)| *v == value) {
-                Some((_, names)) => names.push(column),
-                None => groups.push((value, vec![column])),
-            }
-        }
-        for (value, names) in groups {
-            let line = format!("  {}: {value}", names.join(" "));
-            let _ = writeln!(out, "{}", shorten(&line, width));
-        }
+/// A suite that ran in one column: each fact and its value.
+fn one_column(suite: &str, column: &Column, width: usize) -> String {
+    let mut out = hanging(&format!("suite {suite} on {} ({} facts)", column.name(), column.facts.len()), width);
+    for (key, value) in column.facts {
+        out.push_str(&hanging(&format!("{key}: {value}"), width));
     }
     out
 }
@@ -232,67 +267,53 @@ fn escape_controls(line: &str) -> String {
         .collect()
 }
 
-fn first_line(text: &str) -> String {
-    text.lines().next().unwrap_or("").chars().take(100).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn column(name: &str, facts: &[(&str, &str)]) -> (String, Facts) {
-        (name.to_string(), facts.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
-    }
-
-    fn columns() -> Vec<(String, Facts)> {
-        vec![
-            column("6.1", &[("p.same", "1"), ("p.zero", "huge_zero_page"), ("p.only_here", "x")]),
-            column("6.12", &[("p.same", "1"), ("p.zero", "huge_zero_page")]),
-            column("6.1+thp-never", &[("p.same", "1"), ("p.zero", "zero_page")]),
-        ]
+    fn facts(pairs: &[(&str, &str)]) -> Facts {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
-    fn only_differing_facts_are_shown_and_the_rest_counted() {
-        let view = View { facts: FactsShown::Differing, width: 100 };
-        let out = render_facts("p", &columns(), view);
+    fn facts_are_told_as_history_and_a_single_column_whole() {
+        let (a, b, c) = (
+            facts(&[("p.same", "1"), ("p.zero", "huge")]),
+            facts(&[("p.same", "1"), ("p.zero", "huge")]),
+            facts(&[("p.same", "1"), ("p.zero", "zero")]),
+        );
+        let columns = [
+            ("p", Column { kernel: "6.1", variant: "default", facts: &a }),
+            ("p", Column { kernel: "6.12", variant: "default", facts: &b }),
+            ("p", Column { kernel: "6.1", variant: "thp-never", facts: &c }),
+            ("q", Column { kernel: "6.1", variant: "default", facts: &a }),
+        ];
+        let more = |s: &str| format!("see {s}");
+        let out = facts_text(&columns, false, Fold::Screen { more: &more }, 100);
         assert_eq!(
             out,
-            "suite p      6.1             6.12            6.1+thp-never\n\
-             p.only_here  x               -               -\n\
-             p.zero       huge_zero_page  huge_zero_page  zero_page\n\
-             1 more fact is the same in every column (`--facts all` shows them)\n"
+            "kernel versions: 6.1 → 6.12\n\nsuite p (variants default, thp-never)\np.zero: huge; thp-never: zero\n\n\
+             suite q on 6.1 (2 facts)\np.same: 1\np.zero: huge\n"
         );
-        let all = render_facts("p", &columns(), View { facts: FactsShown::All, width: 100 });
-        assert!(all.contains("p.same ") && !all.contains("the same in every"), "{all}");
-        // One column: nothing to compare, everything shown.
-        let one = render_facts("p", &columns()[..1], view);
-        assert!(one.contains("p.same") && one.contains("p.zero") && !one.contains("the same in every"), "{one}");
+        let all = facts_text(&columns, true, Fold::Whole, 100);
+        assert!(all.contains("\np.same: 1\n"), "{all}");
     }
 
     #[test]
-    fn a_table_too_wide_becomes_blocks_grouped_by_value() {
-        let view = View { facts: FactsShown::Differing, width: 40 };
-        let out = render_facts("p", &columns(), view);
+    fn kernels_are_a_line_each() {
+        let row = KernelRow {
+            kernel: "6.1".into(),
+            release: "6.1.0-1".into(),
+            cells: 3,
+            passed: 2,
+            probes: 9,
+            probes_passed: 8,
+            seconds: 12.34,
+        };
         assert_eq!(
-            out,
-            "suite p\np.only_here\n  6.1: x\n  6.12 6.1+thp-never: -\np.zero\n  6.1 6.12: huge_zero_page\n\
-             \x20 6.1+thp-never: zero_page\n1 more fact is the same in every column…\n"
+            kernel_table(&[row]),
+            "KERNEL  RELEASE  CELLS PASSED  PROBES PASSED  CELL TIME\n6.1     6.1.0-1  2/3           8/9            12.3s\n"
         );
-        assert!(out.lines().all(|line| line.chars().count() <= 40), "{out}");
-    }
-
-    #[test]
-    fn long_values_are_cut_with_a_marker_never_wrapped() {
-        assert_eq!(shorten("abcdef", 4), "abc…");
-        assert_eq!(shorten("abcd", 4), "abcd");
-        let long = "v".repeat(90);
-        let cols = vec![column("a", &[("k", &long)]), column("b", &[("k", "short")])];
-        let out = render_facts("s", &cols, View { facts: FactsShown::Differing, width: 200 });
-        let row = out.lines().nth(1).unwrap();
-        assert!(row.contains(&format!("{}…", "v".repeat(MAX_VALUE_CHARS - 1))), "{out}");
-        let narrow = render_facts("s", &cols, View { facts: FactsShown::Differing, width: 30 });
-        assert!(narrow.lines().all(|l| l.chars().count() <= 30) && narrow.contains('…'), "{narrow}");
     }
 
     #[test]
