@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-exec cargo run --quiet --release --package ksnap -- run "$@"
+# Not --quiet: the first build takes minutes, and cargo's own progress says what it is doing.
+echo "scripts/run.sh: building ksnap (cargo build --release: about 2 minutes the first time)" >&2
+exec cargo run --release --package ksnap -- run "$@"

@@ -107,7 +107,7 @@ impl Session {
         let machine = machine.filter(|_| !self.boot_every_cell);
         let vm = self.vm_of(suite, variant, &kernel, machine.as_ref())?;
         let mut spec = vm.spec(&self.cache)?;
-        let task = self.progress.start(&cell.id());
+        let task = self.progress.start_cell(&cell.id());
         let (report, started) = match machine {
             None => {
                 task.step(&format!("booting {} under {}", kernel.release, self.accel));

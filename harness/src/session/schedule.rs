@@ -48,6 +48,7 @@ impl Session {
     /// slot takes the first cell, in order, whose kernel (and selftests) are ready, so cells of downloaded
     /// kernels run while kernels are still building.
     pub fn run_cells(&self, cells: &[Cell], jobs: usize) -> CellResults {
+        self.progress.expect_cells(cells.len());
         let started: Vec<std::sync::atomic::AtomicBool> = cells.iter().map(|_| Default::default()).collect();
         let results: Vec<Mutex<Option<Result<CellRun>>>> = cells.iter().map(|_| Mutex::new(None)).collect();
         // A pure function of the config and the cell: computed once here, not at every poll below.
