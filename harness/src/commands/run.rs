@@ -67,12 +67,15 @@ pub fn run(args: RunArgs, config: Option<PathBuf>, lock_mode: LockMode) -> Resul
     let whole = session.log_dir.parent().unwrap_or(&session.log_dir).join("history.txt");
     std::fs::write(&whole, crate::present::results::whole_history(&runs.shown, view.width))
         .with_context(|| format!("writing {}", whole.display()))?;
-    let more = |_: &str| whole.display().to_string();
+    let here = std::env::current_dir().unwrap_or_default();
+    let whole_shown = whole.strip_prefix(&here).unwrap_or(&whole).display().to_string();
+    let more = |_: &str| whole_shown.clone();
     print!("{}", crate::present::results::render(&runs.shown, view, &more));
     for path in write_plots(&session, &runs.shown)? {
-        println!("plot: {}", path.display());
+        let path = path.strip_prefix(&here).unwrap_or(&path).display().to_string();
+        print!("{}", crate::present::text::hanging(&format!("plot: {path}"), view.width));
     }
-    print_totals(&runs, session.accel);
+    print_totals(&runs, session.accel, view.width);
     let matching = print_snapshot_answer(&session, &runs)?;
     let flakes = if repeat > 1 { repeat_flakes(&runs, repeat, boot_every_cell) } else { Vec::new() };
     // What could not run at all comes last, after everything that did: a late error hides nothing.
@@ -134,7 +137,7 @@ impl Runs {
 }
 
 /// The closing lines: how many cells passed, and how many runs were starved of CPU (if any were).
-fn print_totals(runs: &Runs, accel: ksnap_vm::Accel) {
+fn print_totals(runs: &Runs, accel: ksnap_vm::Accel, width: usize) {
     let failed = runs.shown.iter().filter(|r| !r.passed()).count();
     println!(
         "\n{} cells, {} passed, {} failed (accelerator {})",
@@ -144,7 +147,7 @@ fn print_totals(runs: &Runs, accel: ksnap_vm::Accel) {
         accel,
     );
     if runs.starved > 0 {
-        println!(
+        let starved = format!(
             "{} cell runs were STARVED: their VMs waited for a CPU over {:.0}% of the time they wanted \
              one, {:.2}s or more (other work on this machine); what they measured may be the host's load, not \
              the kernel",
@@ -152,6 +155,7 @@ fn print_totals(runs: &Runs, accel: ksnap_vm::Accel) {
             crate::session::STARVED_ABOVE * 100.0,
             crate::session::STARVED_MIN_WAIT.as_secs_f64()
         );
+        print!("{}", crate::present::text::wrap(&starved, width));
     }
 }
 

@@ -216,7 +216,7 @@ fn print_timeline(file: &SweepFile, session: &Session) -> usize {
                 suite = &history.suite;
                 println!("\nsuite {suite}");
             }
-            print!("{}", crate::present::history::hanging(&format!("{}: {}", history.fact, history.sentence()), width));
+            print!("{}", crate::present::text::hanging(&format!("{}: {}", history.fact, history.sentence()), width));
         }
     }
     let steps = steps(&timeline, &file.releases);

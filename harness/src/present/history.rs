@@ -9,6 +9,7 @@ use std::fmt::Write;
 
 use crate::facts::history::{groups, Axis, Column, Group, History, DEFAULT_VARIANT};
 use crate::facts::snapshot::read::SnapshotFile;
+use crate::present::text::hanging;
 
 /// Lines a suite may take before [`Fold::Screen`] summarises it.
 pub const SCREEN_LINES: usize = 30;
@@ -147,7 +148,7 @@ fn summary(suite: &SuiteHistory, more: &dyn Fn(&str) -> String, width: usize) ->
     largest.truncate(LARGEST_GROUPS);
     out.push_str(&hanging(&format!("  the {} largest groups:", largest.len()), width));
     for group in largest {
-        out.push_str(&group_line(group, LISTED_IN_SUMMARY, width));
+        out.push_str(&hanging(&format!("  {}", group_line(group, LISTED_IN_SUMMARY, usize::MAX).trim_end()), width));
     }
     out.push_str(&hanging(&format!("  {} lists all {}", more(&suite.suite), suite.groups.len()), width));
     out
@@ -193,43 +194,6 @@ fn changes_per_kernel(suite: &SuiteHistory) -> Vec<(String, usize)> {
 /// Whether the main track's value changes from version `a` to version `b`.
 fn changes_between(history: &History, a: &str, b: &str) -> bool {
     history.main.runs.windows(2).any(|w| w[0].last == a && w[1].first == b)
-}
-
-/// `text` on lines of at most `width` characters: broken at spaces, the lines after the first indented
-/// four spaces more than it (a continuation is never mistaken for a new line), a word longer than a line
-/// broken where it must be.
-pub fn hanging(text: &str, width: usize) -> String {
-    let lead = text.len() - text.trim_start_matches(' ').len();
-    let indent = " ".repeat(lead + 4);
-    let width = width.max(indent.len() + 8);
-    let mut out = String::new();
-    let mut line = " ".repeat(lead);
-    // Characters on the line, and whether a word is on it yet.
-    let (mut line_chars, mut has_word) = (lead, false);
-    for word in text[lead..].split(' ') {
-        let chars = word.chars().count();
-        if has_word && line_chars + 1 + chars > width {
-            out.push_str(&line);
-            out.push('\n');
-            (line, line_chars) = (indent.clone(), indent.len());
-        } else if has_word {
-            line.push(' ');
-            line_chars += 1;
-        }
-        has_word = true;
-        for c in word.chars() {
-            if line_chars == width {
-                out.push_str(&line);
-                out.push('\n');
-                (line, line_chars) = (indent.clone(), indent.len());
-            }
-            line.push(c);
-            line_chars += 1;
-        }
-    }
-    out.push_str(&line);
-    out.push('\n');
-    out
 }
 
 /// The same as Markdown: per suite a list of groups.
@@ -307,16 +271,5 @@ mod tests {
         assert!(text.contains("  facts that change, per kernel: 6.12 (from 6.1) 35\n"), "{text}");
         assert!(text.ends_with("  `ksnap history --suite k` lists all 35\n"), "{text}");
         assert!(text.lines().count() < 15, "{text}");
-    }
-
-    #[test]
-    fn lines_fit_the_width_and_a_long_word_is_broken_never_cut() {
-        let long = format!("{}: {} then more", "n".repeat(30), "v".repeat(25));
-        let out = hanging(&long, 20);
-        assert!(out.lines().all(|l| l.chars().count() <= 20), "{out}");
-        assert!(out.lines().skip(1).all(|l| l.starts_with("    ")), "{out}");
-        assert_eq!(out.chars().filter(|c| *c == 'v').count(), 25, "{out}");
-        assert_eq!(hanging("a b", 100), "a b\n");
-        assert_eq!(hanging("  aaaa bbbbbbbb", 14), "  aaaa\n      bbbbbbbb\n");
     }
 }

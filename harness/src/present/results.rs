@@ -10,7 +10,8 @@ use ksnap_vm::{Outcome, RunReport};
 
 use crate::facts::history::Column;
 use crate::facts::Facts;
-use crate::present::history::{hanging, Fold, SuiteHistory};
+use crate::present::history::{Fold, SuiteHistory};
+use crate::present::text::hanging;
 use crate::present::text::{output_width, table};
 use crate::session::CellRun;
 

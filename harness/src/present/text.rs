@@ -1,5 +1,6 @@
-//! Plain text for a terminal or a Markdown page: aligned tables, values cut to a width (never wrapped),
-//! the width to fit, Markdown escapes. Shared by every view, so that the commands which only read the
+//! Plain text for a terminal or a Markdown page: aligned tables, values cut to a width in a table (never
+//! wrapped there), lines wrapped with a hanging indent where a value must stay whole, the width to fit,
+//! Markdown escapes. Shared by every view, so that the commands which only read the
 //! committed snapshots need nothing of a session.
 
 use std::fmt::Write;
@@ -104,6 +105,43 @@ pub fn md(value: &str) -> String {
         .collect()
 }
 
+/// `text` on lines of at most `width` characters: broken at spaces, the lines after the first indented
+/// four spaces more than it (a continuation is never mistaken for a new line), a word longer than a line
+/// broken where it must be.
+pub fn hanging(text: &str, width: usize) -> String {
+    let lead = text.len() - text.trim_start_matches(' ').len();
+    let indent = " ".repeat(lead + 4);
+    let width = width.max(indent.len() + 8);
+    let mut out = String::new();
+    let mut line = " ".repeat(lead);
+    // Characters on the line, and whether a word is on it yet.
+    let (mut line_chars, mut has_word) = (lead, false);
+    for word in text[lead..].split(' ') {
+        let chars = word.chars().count();
+        if has_word && line_chars + 1 + chars > width {
+            out.push_str(&line);
+            out.push('\n');
+            (line, line_chars) = (indent.clone(), indent.len());
+        } else if has_word {
+            line.push(' ');
+            line_chars += 1;
+        }
+        has_word = true;
+        for c in word.chars() {
+            if line_chars == width {
+                out.push_str(&line);
+                out.push('\n');
+                (line, line_chars) = (indent.clone(), indent.len());
+            }
+            line.push(c);
+            line_chars += 1;
+        }
+    }
+    out.push_str(&line);
+    out.push('\n');
+    out
+}
+
 /// Our own sentences, wrapped at spaces to `width` (values are cut instead: a wrapped value could not be
 /// told from two). A command in backquotes stays on one line, to be copied whole.
 pub fn wrap(prose: &str, width: usize) -> String {
@@ -137,6 +175,17 @@ pub fn wrap(prose: &str, width: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_fit_the_width_and_a_long_word_is_broken_never_cut() {
+        let long = format!("{}: {} then more", "n".repeat(30), "v".repeat(25));
+        let out = hanging(&long, 20);
+        assert!(out.lines().all(|l| l.chars().count() <= 20), "{out}");
+        assert!(out.lines().skip(1).all(|l| l.starts_with("    ")), "{out}");
+        assert_eq!(out.chars().filter(|c| *c == 'v').count(), 25, "{out}");
+        assert_eq!(hanging("a b", 100), "a b\n");
+        assert_eq!(hanging("  aaaa bbbbbbbb", 14), "  aaaa\n      bbbbbbbb\n");
+    }
 
     #[test]
     fn table_aligns_columns() {
