@@ -10,8 +10,10 @@ use std::path::{Component, Path, PathBuf};
 
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
+use crate::facts::history::{fold_names, Axis, Column, DEFAULT_VARIANT};
 use crate::facts::snapshot::read::SnapshotFile;
 use crate::facts::Facts;
+use crate::present::history::SuiteHistory;
 use crate::present::text::md;
 
 /// One suite's matrix: rows are facts, columns are kernel[+variant].
@@ -21,22 +23,41 @@ pub struct SuiteMatrix<'a> {
     pub keys: Vec<&'a str>,
 }
 
-impl SuiteMatrix<'_> {
+impl<'a> SuiteMatrix<'a> {
     fn value(&self, column: usize, key: &str) -> Option<&str> {
         self.columns[column].facts.get(key).map(String::as_str)
     }
 
-    /// Which cells of a row to highlight: those that differ from a value more than half the columns agree
-    /// on; when no value has such a majority (two columns that differ, say), every cell of the row.
-    fn highlighted(&self, key: &str) -> Vec<bool> {
-        let values: Vec<Option<&str>> = (0..self.columns.len()).map(|c| self.value(c, key)).collect();
-        let mut counts: BTreeMap<Option<&str>, usize> = BTreeMap::new();
-        for value in &values {
-            *counts.entry(*value).or_default() += 1;
-        }
-        let majority = counts.into_iter().find(|(_, n)| 2 * n > values.len()).map(|(v, _)| v);
-        // Without a majority the values cannot all be equal, so every cell is highlighted.
-        values.iter().map(|v| majority.is_none_or(|m| *v != m)).collect()
+    /// Column `i`'s kernel and variant: `6.12-minimal+thp-never` → (`6.12-minimal`, `thp-never`).
+    fn kernel_and_variant(&self, i: usize) -> (&'a str, &'a str) {
+        let column = self.columns[i].column.as_str();
+        column.split_once('+').unwrap_or((column, DEFAULT_VARIANT))
+    }
+
+    /// For each column, the column its values are held against: on the axis, the nearest earlier kernel
+    /// version under the same variant (`6.1+thp-never` for `6.12+thp-never`); off it (`6.12-minimal`), its
+    /// base kernel under the same variant. `None` for the first kernel, or with nothing to hold against.
+    fn previous_columns(&self) -> Vec<Option<usize>> {
+        let axis = Axis::of((0..self.columns.len()).map(|i| self.kernel_and_variant(i).0));
+        let find = |kernel: &str, variant: &str| {
+            (0..self.columns.len()).find(|&i| self.kernel_and_variant(i) == (kernel, variant))
+        };
+        (0..self.columns.len())
+            .map(|i| {
+                let (kernel, variant) = self.kernel_and_variant(i);
+                match axis.versions.iter().position(|v| v == kernel) {
+                    Some(at) => axis.versions[..at].iter().rev().find_map(|earlier| find(earlier, variant)),
+                    None => axis.base(kernel).and_then(|base| find(base, variant)),
+                }
+            })
+            .collect()
+    }
+
+    /// Which cells of a row to highlight: where the value changes along the kernels, those whose value
+    /// differs from their [`previous_columns`](Self::previous_columns) cell's. A change is marked once,
+    /// where it happens, not on every column on one side of it.
+    fn changed(&self, key: &str, previous: &[Option<usize>]) -> Vec<bool> {
+        previous.iter().enumerate().map(|(i, p)| p.is_some_and(|p| self.value(p, key) != self.value(i, key))).collect()
     }
 
     fn row_differs(&self, key: &str) -> bool {
@@ -46,11 +67,63 @@ impl SuiteMatrix<'_> {
 
     /// The facts shown in full (those that differ across columns; all of them for a single column) and
     /// those the same in every column, each in key order.
-    fn differing_and_same(&self) -> (Vec<&str>, Vec<&str>) {
+    fn differing_and_same(&self) -> (Vec<&'a str>, Vec<&'a str>) {
         if self.columns.len() < 2 {
             return (self.keys.clone(), Vec::new());
         }
         self.keys.iter().partition(|key| self.row_differs(key))
+    }
+
+    /// The rows of the table of facts that differ: the facts of one [`Group`](crate::facts::history::Group)
+    /// (one probe, the same history) with the same value in every column share a row, in the order of
+    /// their first fact.
+    fn differing_rows(&self, differing: &[&'a str]) -> Vec<FactRow<'a>> {
+        let columns: Vec<Column> = (0..self.columns.len())
+            .map(|i| {
+                let (kernel, variant) = self.kernel_and_variant(i);
+                Column { kernel, variant, facts: &self.columns[i].facts }
+            })
+            .collect();
+        let history = SuiteHistory::of(self.suite, &columns, false);
+        let group_of: BTreeMap<&str, usize> = (history.groups.iter().enumerate())
+            .flat_map(|(i, g)| g.facts.iter().map(move |f| (f.as_str(), i)))
+            .collect();
+        // A fact outside every group (a value `-` beside a missing one reads as no change) keeps a row of
+        // its own; so does one whose values differ from its group's.
+        let mut rows: Vec<FactRow> = Vec::new();
+        let mut row_of: BTreeMap<RowIdentity, usize> = BTreeMap::new();
+        for &key in differing {
+            let values: Vec<Option<&str>> = (0..self.columns.len()).map(|i| self.value(i, key)).collect();
+            let group = group_of.get(key).copied().ok_or(key);
+            match row_of.get(&(group, values.clone())) {
+                Some(&row) => rows[row].facts.push(key),
+                None => {
+                    row_of.insert((group, values), rows.len());
+                    rows.push(FactRow { facts: vec![key] });
+                }
+            }
+        }
+        rows
+    }
+}
+
+/// What facts sharing a row have in common: their group (or, outside every group, the one fact) and their
+/// value in each column.
+type RowIdentity<'a> = (Result<usize, &'a str>, Vec<Option<&'a str>>);
+
+/// Facts with the same value in every column, shown as one row.
+struct FactRow<'a> {
+    facts: Vec<&'a str>,
+}
+
+impl FactRow<'_> {
+    /// `cow.…_thp_{16..1024}_kb (196 cases)`, the one fact's name, at most about [`HTML_FACT_CHARS`].
+    fn name(&self) -> String {
+        let names: Vec<String> = self.facts.iter().map(|f| f.to_string()).collect();
+        match self.facts.len() {
+            1 => fact_name(self.facts[0]),
+            n => format!("{} ({n} cases)", fact_name(&fold_names(&names, HTML_FACT_CHARS / 2))),
+        }
     }
 }
 
@@ -187,7 +260,7 @@ fn column_header(m: &SuiteMatrix, first: &str, link: Option<&dyn Fn(&SnapshotFil
                 }
             }
             @if variants {
-                tr { @for (c, variant, first) in &cells { th.variant class=[first.then_some("group")] { (name(c, variant)) } } }
+                tr { @for (c, variant, first) in &cells { th class=(if *first { "variant group" } else { "variant" }) { (name(c, variant)) } } }
             }
         }
     }
@@ -244,8 +317,10 @@ pub fn html(snapshots: &[SnapshotFile], snapshot_links: &Path) -> String {
             body {
                 h1 { "ksnap: kernel behaviour matrix" }
                 p.note { "From the committed snapshots. Each cell is what a probe observed on that kernel; "
-                    "cells that differ from the rest of their row are highlighted; hover a cell for its whole value. "
-                    "Column headers link to the snapshot files." }
+                    "a highlighted cell has another value than the kernel before it: the previous version under the same variant "
+                    "(6.12+thp-never against 6.1+thp-never) or, for a kernel built from a version (6.12-minimal), that version under the same variant; "
+                    "the first kernel is never highlighted. Facts with the same values in every column share a row (hover its name for them); "
+                    "hover a cell for its whole value. Column headers link to the snapshot files." }
                 nav { "Suites: " @for m in &matrices { a href=(format!("#suite-{}", m.suite)) { (m.suite) } " " } }
                 section id="history" {
                     h2 { "Since which kernel" }
@@ -271,6 +346,7 @@ pub fn html(snapshots: &[SnapshotFile], snapshot_links: &Path) -> String {
 /// the environment.
 fn suite_section(m: &SuiteMatrix, link: &dyn Fn(&SnapshotFile) -> String) -> Markup {
     let (differing, same) = m.differing_and_same();
+    let rows = m.differing_rows(&differing);
     let starts = group_starts(m);
     let curves = crate::present::plot::curves(m.columns.iter().map(|c| (c.column.as_str(), &c.facts)));
     html! {
@@ -278,12 +354,12 @@ fn suite_section(m: &SuiteMatrix, link: &dyn Fn(&SnapshotFile) -> String) -> Mar
             h2 { "Suite " code { (m.suite) } }
             p.note {
                 @if m.columns.len() > 1 {
-                    (m.keys.len()) " facts in " (m.columns.len()) " columns: " (differing.len()) " differ across columns, "
+                    (m.keys.len()) " facts in " (m.columns.len()) " columns: " (differing.len()) " differ across columns (in " (rows.len()) " rows: facts with the same values share one), "
                     (same.len()) " are the same in every column (collapsed below)."
                 } @else { (m.keys.len()) " facts, in one column." }
             }
             @if is_selftest_suite(m) { (selftest_totals(m, &starts)) }
-            @if !differing.is_empty() { (differing_facts(m, &differing, &starts, link)) }
+            @if !rows.is_empty() { (differing_facts(m, &rows, &starts, link)) }
             @if !same.is_empty() { (same_facts(m, &same)) }
             @if !curves.is_empty() {
                 h3 { "Curves" }
@@ -313,26 +389,29 @@ fn selftest_totals(m: &SuiteMatrix, starts: &[bool]) -> Markup {
     }
 }
 
-/// The facts shown in full, a row each (with an anchor), the cells that differ highlighted.
+/// The facts shown in full, facts with equal values in every column on one row (their names on hover),
+/// each row with an anchor, the cells where a value changes along the kernels highlighted.
 fn differing_facts(
     m: &SuiteMatrix,
-    differing: &[&str],
+    rows: &[FactRow],
     starts: &[bool],
     link: &dyn Fn(&SnapshotFile) -> String,
 ) -> Markup {
+    let previous = m.previous_columns();
     html! {
         h3 { @if m.columns.len() > 1 { "Facts that differ" } @else { "Facts" } }
         div.scroll.tall {
             table.matrix {
                 (column_header(m, "fact", Some(link)))
                 tbody {
-                    @for key in differing {
-                        @let highlighted = m.highlighted(key);
+                    @for row in rows {
+                        @let key = row.facts[0];
+                        @let changed = m.changed(key, &previous);
                         @let anchor = format!("{}.{key}", m.suite);
                         tr id=(anchor) {
-                            th title=(key) { a href=(format!("#{anchor}")) { (fact_name(key)) } }
+                            th title=(row.facts.join("\n")) { a href=(format!("#{anchor}")) { (row.name()) } }
                             @for (i, c) in m.columns.iter().enumerate() {
-                                (value_cell(&c.column, m.value(i, key), starts[i], highlighted[i]))
+                                (value_cell(&c.column, m.value(i, key), starts[i], changed[i]))
                             }
                         }
                     }
@@ -554,7 +633,7 @@ mod tests {
     }
 
     #[test]
-    fn html_escapes_guest_values_and_marks_differences() {
+    fn html_escapes_guest_values_and_marks_where_a_value_changes() {
         let snaps = vec![
             snapshot("s", "6.1", &[("p.t.k", "<script>alert(1)</script>"), ("p.t.same", "1")]),
             snapshot("s", "6.12", &[("p.t.k", "fine"), ("p.t.same", "1")]),
@@ -563,14 +642,46 @@ mod tests {
         let page = html(&snaps, Path::new("../../snapshots"));
         assert!(!page.contains("<script>alert"), "unescaped guest value");
         assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
-        assert_eq!(page.matches(" diff\"").count(), 1, "only the odd cell out is highlighted");
-        let two = html(&snaps[..2], Path::new("s"));
-        assert_eq!(two.matches(" diff\"").count(), 2, "with no majority, both cells are");
+        assert_eq!(page.matches("diff\" title=").count(), 1, "only the kernel where the value changes is highlighted");
+        assert!(page.contains("class=\"group diff\" title=\"6.12: fine\""), "{page}");
         assert!(page.contains("href=\"../../snapshots/s@6.1.snap\""));
         // Self-contained: no scripts, stylesheets or images from anywhere.
         for external in ["<script", "<link", "src="] {
             assert!(!page.contains(external), "{external} in the page");
         }
+    }
+
+    #[test]
+    fn a_change_is_marked_once_per_variant_where_it_happens_not_on_the_old_majority() {
+        // 12 of 18 columns are old kernels saying `never`: the majority, and yet not the news.
+        let mut snaps = Vec::new();
+        for kernel in ["4.19", "5.4", "5.10", "6.1", "6.12", "7.2"] {
+            let value = if kernel == "6.12" || kernel == "7.2" { "always" } else { "never" };
+            for suffix in ["", "+thp-always", "+thp-never"] {
+                snaps.push(snapshot("s", &format!("{kernel}{suffix}"), &[("p.thp", value)]));
+            }
+        }
+        snaps.push(snapshot("s", "6.12-minimal", &[("p.thp", "never")]));
+        snaps.push(snapshot("s", "6.12-minimal+thp-never", &[("p.thp", "always")]));
+        let m = &matrices(&snaps)[0];
+        let changed = m.changed("p.thp", &m.previous_columns());
+        let marked: Vec<&str> =
+            (0..m.columns.len()).filter(|&i| changed[i]).map(|i| m.columns[i].column.as_str()).collect();
+        assert_eq!(marked, ["6.12", "6.12+thp-always", "6.12+thp-never", "6.12-minimal"]);
+        let page = html(&snaps, Path::new("s"));
+        assert_eq!(page.matches("diff\" title=").count(), 4, "{page}");
+    }
+
+    #[test]
+    fn facts_of_one_history_share_a_row_named_by_their_folded_names() {
+        let snaps = vec![
+            snapshot("s", "6.1", &[("cow.a_thp_16_kb", "ok"), ("cow.a_thp_64_kb", "ok"), ("cow.b", "x")]),
+            snapshot("s", "6.12", &[("cow.a_thp_16_kb", "fail"), ("cow.a_thp_64_kb", "fail"), ("cow.b", "y")]),
+        ];
+        let page = html(&snaps, Path::new("s"));
+        assert!(page.contains("<th title=\"cow.a_thp_16_kb\ncow.a_thp_64_kb\">"), "{page}");
+        assert!(page.contains(">cow.a_thp_{16..64}_kb (2 cases)</a>"), "{page}");
+        assert!(page.contains("3 differ across columns (in 2 rows"), "{page}");
     }
 
     #[test]
@@ -604,6 +715,8 @@ mod tests {
         let page = html(&snaps, Path::new("s"));
         assert!(page.contains("<th class=\"kernel\" colspan=\"2\">6.12</th>"), "{page}");
         assert!(page.contains("<th class=\"corner\" rowspan=\"2\">fact</th>"), "{page}");
+        // One class attribute: a second one would be ignored, and with it the rule left of a kernel.
+        assert!(page.contains("<th class=\"variant group\"><a href=\"s/s@6.12.snap\""), "{page}");
         // A long value is cut in the cell and whole on hover.
         let cut = format!("{}…", "x".repeat(HTML_VALUE_CHARS - 1));
         assert!(page.contains(&format!("title=\"6.1: {long}\">{cut}</td>")), "{page}");
