@@ -497,64 +497,104 @@ fn same_in_every_column(n: usize) -> String {
     format!("{n} {} the same in every column", if n == 1 { "fact is" } else { "facts are" })
 }
 
-/// The same matrix as Markdown (for a CI job summary): one table per suite, rows that differ marked ≠.
-pub fn markdown(snapshots: &[SnapshotFile]) -> String {
+/// Where the Markdown summary says the whole page is.
+#[derive(Debug, Clone, Copy)]
+pub enum Page<'a> {
+    /// Published there (CI's artifact).
+    Url(&'a str),
+    /// Where `ksnap report` writes it, for a summary read where no URL is known.
+    Written(&'a Path),
+}
+
+/// Groups of a suite's history the Markdown summary lists (the largest, when there are more); the page
+/// has them all.
+const MARKDOWN_GROUPS: usize = 10;
+/// How long a group's name in the summary may list its facts' names (`p.{a,b}.write`).
+const MARKDOWN_LISTED: usize = 48;
+/// Longest history sentence in the summary, cut with `…`; the page has it whole.
+const MARKDOWN_SENTENCE_CHARS: usize = 300;
+
+/// The matrix summarised as Markdown for a CI job summary, which GitHub caps at 1 MiB: a link to the
+/// whole page, then per suite its counts, the selftest totals per column and its history (the largest
+/// groups). Invariant: its size grows with suites × (groups shown + columns), never with facts × columns.
+pub fn markdown(snapshots: &[SnapshotFile], page: Page) -> String {
     let mut out = String::from("# ksnap: kernel behaviour matrix\n\n");
-    out.push_str("## How the kernels differ\n\n");
-    for suite in crate::present::history::of_snapshots(snapshots, &[]).iter().filter(|s| !s.groups.is_empty()) {
-        let _ = write!(out, "<details><summary>{} ({} facts)</summary>\n\n", md(&suite.suite), suite.facts());
-        for g in &suite.groups {
-            let cases = if g.facts.len() > 1 { format!(" ({} cases)", g.facts.len()) } else { String::new() };
+    let whole = "every fact in every column, the curves and the environment";
+    let _ = match page {
+        Page::Url(url) => writeln!(out, "A summary of [the whole matrix]({}): {whole}.\n", link_target(url)),
+        Page::Written(path) => writeln!(
+            out,
+            "A summary of the whole matrix ({whole}): `ksnap report` writes it to `{}`; CI uploads it as \
+             this run's `ksnap-report` artifact.\n",
+            md(&path.display().to_string())
+        ),
+    };
+    let axis = Axis::of(snapshots.iter().map(|s| s.column.split('+').next().unwrap_or_default()));
+    let _ = write!(out, "Kernel versions: {}", md(&axis.versions.join(" → ")));
+    if !axis.others.is_empty() {
+        let _ = write!(out, "; built from a version, told where they differ from it: {}", md(&axis.others.join(", ")));
+    }
+    out.push_str(".\n");
+    let histories = crate::present::history::of_snapshots(snapshots, &[]);
+    for m in matrices(snapshots) {
+        let history = histories.iter().find(|h| h.suite == m.suite);
+        out.push_str(&suite_markdown(&m, history));
+    }
+    out
+}
+
+/// A link's target as Markdown reads it whole: no space or parenthesis to end it early.
+fn link_target(url: &str) -> String {
+    url.replace(' ', "%20").replace('(', "%28").replace(')', "%29").replace('<', "%3C").replace('>', "%3E")
+}
+
+/// One suite in the summary: its counts, selftest totals per column, and its history.
+fn suite_markdown(m: &SuiteMatrix, history: Option<&SuiteHistory>) -> String {
+    let (differing, same) = m.differing_and_same();
+    let mut out = format!("\n## {}\n\n", md(m.suite));
+    let groups = history.map_or(&[][..], |h| h.groups.as_slice());
+    let _ = writeln!(
+        out,
+        "{} facts in {} columns: {} differ, in {} groups of facts with the same history; {}.\n",
+        m.keys.len(),
+        m.columns.len(),
+        differing.len(),
+        groups.len(),
+        same_in_every_column(same.len())
+    );
+    if is_selftest_suite(m) {
+        out.push_str("| selftest results | pass | fail | skip | xfail | other |\n|---|---|---|---|---|---|\n");
+        for c in &m.columns {
+            let t = SelftestTotals::of(&c.facts);
             let _ = writeln!(
                 out,
-                "- `{}`{cases}: {}",
-                md(&g.name(crate::present::history::LISTED_IN_WHOLE)),
-                md(&g.history.sentence())
+                "| {} | {} | {} | {} | {} | {} |",
+                md(&c.column),
+                t.pass,
+                t.fail,
+                t.skip,
+                t.xfail,
+                t.other
             );
         }
-        out.push_str("\n</details>\n\n");
+        out.push('\n');
     }
-    for m in matrices(snapshots) {
-        let _ = write!(out, "## {}\n\n", m.suite);
-        if is_selftest_suite(&m) {
-            out.push_str("Selftest results per column (pass / fail / skip / xfail / other):\n\n|");
-            for c in &m.columns {
-                let _ = write!(out, " {} |", md(&c.column));
-            }
-            let _ = write!(out, "\n|{}\n|", "---|".repeat(m.columns.len()));
-            for c in &m.columns {
-                let t = SelftestTotals::of(&c.facts);
-                let _ = write!(out, " {} / {} / {} / {} / {} |", t.pass, t.fail, t.skip, t.xfail, t.other);
-            }
-            out.push_str("\n\n");
-        }
-        let (differing, same) = m.differing_and_same();
-        if !differing.is_empty() {
-            out.push_str("| fact |");
-            for c in &m.columns {
-                let _ = write!(out, " {} |", md(&c.column));
-            }
-            let _ = write!(out, "\n|---|{}\n", "---|".repeat(m.columns.len()));
-            for key in &differing {
-                let _ = write!(out, "| `{}` |", md(key));
-                for i in 0..m.columns.len() {
-                    let _ = write!(out, " {} |", md(m.value(i, key).unwrap_or("—")));
-                }
-                out.push('\n');
-            }
-            out.push('\n');
-        }
-        if !same.is_empty() {
-            let _ = write!(
-                out,
-                "<details><summary>{}</summary>\n\n| fact | value |\n|---|---|\n",
-                same_in_every_column(same.len())
-            );
-            for key in &same {
-                let _ = writeln!(out, "| `{}` | {} |", md(key), md(m.value(0, key).unwrap_or("—")));
-            }
-            out.push_str("\n</details>\n\n");
-        }
+    let mut shown: Vec<&crate::facts::history::Group> = groups.iter().collect();
+    if shown.len() > MARKDOWN_GROUPS {
+        shown.sort_by_key(|g| std::cmp::Reverse(g.facts.len()));
+        shown.truncate(MARKDOWN_GROUPS);
+        let _ = writeln!(out, "The {MARKDOWN_GROUPS} largest of {} groups:\n", groups.len());
+    }
+    for g in &shown {
+        let cases = if g.facts.len() > 1 { format!(" ({} cases)", g.facts.len()) } else { String::new() };
+        let sentence = crate::present::text::shorten(&g.history.sentence(), MARKDOWN_SENTENCE_CHARS);
+        let _ = writeln!(out, "- `{}`{cases}: {}", md(&g.name(MARKDOWN_LISTED)), md(&sentence));
+    }
+    let rest: usize = groups.len() - shown.len();
+    if rest > 0 {
+        let facts: usize =
+            groups.iter().map(|g| g.facts.len()).sum::<usize>() - shown.iter().map(|g| g.facts.len()).sum::<usize>();
+        let _ = writeln!(out, "- and {rest} more groups ({facts} facts): on the page");
     }
     out
 }
@@ -617,7 +657,8 @@ mod tests {
         assert_eq!(differing, ["mkdirty", "mkdirty.b_case"]);
         assert_eq!(same.len(), 5);
         assert!(html(&snaps, Path::new("s")).contains("Selftest results"));
-        assert!(markdown(&snaps).contains("| 1 / 1 / 1 / 0 / 1 |"), "{}", markdown(&snaps));
+        let summary = markdown(&snaps, Page::Url("https://example.org/run/1"));
+        assert!(summary.contains("| 5.10 | 1 | 1 | 1 | 0 | 1 |\n"), "{summary}");
     }
 
     #[test]
@@ -685,16 +726,38 @@ mod tests {
     }
 
     #[test]
-    fn markdown_marks_rows_that_differ() {
-        let snaps = vec![snapshot("s", "a", &[("k", "1"), ("j", "x")]), snapshot("s", "b", &[("k", "2"), ("j", "x")])];
-        let text = markdown(&snaps);
-        assert!(text.contains("| fact | a | b |\n|---|---|---|\n| `k` | 1 | 2 |\n"), "{text}");
-        assert!(
-            text.contains(
-                "<summary>1 fact is the same in every column</summary>\n\n| fact | value |\n|---|---|\n| `j` | x |\n"
-            ),
-            "{text}"
-        );
+    fn markdown_summarises_each_suite_and_links_to_the_page() {
+        let snaps = vec![
+            snapshot("s", "6.1", &[("p.k", "1"), ("p.j", "x"), ("p.w", "<b>")]),
+            snapshot("s", "6.12", &[("p.k", "2"), ("p.j", "x"), ("p.w", "ok")]),
+        ];
+        let text = markdown(&snaps, Page::Url("https://example.org/a (b)"));
+        assert!(text.contains("[the whole matrix](https://example.org/a%20%28b%29)"), "{text}");
+        assert!(text.contains("\n## s\n\n3 facts in 2 columns: 2 differ, in 2 groups"), "{text}");
+        assert!(text.contains("1 fact is the same in every column"), "{text}");
+        assert!(text.contains("- `p.w`: &lt;b&gt; up to 6.1, ok from 6.12\n"), "{text}");
+        let local = markdown(&snaps, Page::Written(Path::new("target/ksnap/report/index.html")));
+        assert!(local.contains("writes it to `target/ksnap/report/index.html`"), "{local}");
+    }
+
+    /// A matrix of `facts` facts, each with a history of its own, in `columns` columns.
+    fn wide_matrix(facts: usize, columns: usize) -> Vec<SnapshotFile> {
+        (0..columns)
+            .map(|c| {
+                let values: Vec<(String, String)> =
+                    (0..facts).map(|f| (format!("p{f}.case"), format!("{}", (f + c) % 3))).collect();
+                let pairs: Vec<(&str, &str)> = values.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                snapshot("s", &format!("6.{c}"), &pairs)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_markdown_summary_grows_with_columns_not_with_facts_times_columns() {
+        let size = |facts, columns| markdown(&wide_matrix(facts, columns), Page::Url("u")).len();
+        let small = size(20, 4);
+        assert!(size(200, 4) < small * 3 / 2, "{} vs {small}: more facts, the same groups shown", size(200, 4));
+        assert!(size(200, 40) < small * 10, "{} vs {small}: not per fact × column", size(200, 40));
     }
 
     #[test]
