@@ -301,9 +301,6 @@ fn group_starts(m: &SuiteMatrix) -> Vec<bool> {
 /// The HTML page. `snapshot_links` is the path from the page's directory to the snapshots directory.
 pub fn html(snapshots: &[SnapshotFile], snapshot_links: &Path) -> String {
     let matrices = matrices(snapshots);
-    let histories = crate::present::history::of_snapshots(snapshots, &[]);
-    let axis =
-        crate::facts::history::Axis::of(snapshots.iter().map(|s| s.column.split('+').next().unwrap_or_default()));
     let link = |s: &SnapshotFile| snapshot_links.join(s.path.file_name().unwrap_or_default()).display().to_string();
     let page = html! {
         (DOCTYPE)
@@ -322,24 +319,41 @@ pub fn html(snapshots: &[SnapshotFile], snapshot_links: &Path) -> String {
                     "the first kernel is never highlighted. Facts with the same values in every column share a row (hover its name for them); "
                     "hover a cell for its whole value. Column headers link to the snapshot files." }
                 nav { "Suites: " @for m in &matrices { a href=(format!("#suite-{}", m.suite)) { (m.suite) } " " } }
-                section id="history" {
-                    h2 { "Since which kernel" }
-                    p.note { "Along the kernel versions (" (axis.versions.join(" → ")) ") under the default variant, then what other variants and the kernels built from a version ("
-                        (axis.others.join(", ")) ") do differently: each fact that differs, facts with the same history together." }
-                    @for suite in histories.iter().filter(|s| !s.groups.is_empty()) {
-                        details {
-                            summary { code { (suite.suite) } ": " (suite.facts()) @if suite.facts() == 1 { " fact differs" } @else { " facts differ" } ", in " (suite.groups.len()) " groups" }
-                            ul.history { @for g in &suite.groups {
-                                li { code { (g.name(crate::present::history::LISTED_IN_WHOLE)) } @if g.facts.len() > 1 { " (" (g.facts.len()) " cases)" } ": " (g.history.sentence()) }
-                            } }
-                        }
-                    }
-                }
+                (history_section(snapshots))
                 @for m in &matrices { (suite_section(m, &link)) }
             }
         }
     };
     page.into_string()
+}
+
+/// How long a group's name in the page's history may list its facts' names (`p.{a,b}.write`); the names
+/// are on hover.
+const HTML_LISTED_CHARS: usize = 100;
+
+/// Since which kernel: per suite, collapsed, each group of facts with the same history on a line.
+fn history_section(snapshots: &[SnapshotFile]) -> Markup {
+    let histories = crate::present::history::of_snapshots(snapshots, &[]);
+    let axis = Axis::of(snapshots.iter().map(|s| s.column.split('+').next().unwrap_or_default()));
+    let plural = |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    html! {
+        section id="history" {
+            h2 { "Since which kernel" }
+            p.note { "Along the kernel versions (" (axis.versions.join(" → ")) ") under the default variant, then what other variants and the kernels built from a version ("
+                (axis.others.join(", ")) ") do differently: each fact that differs, facts with the same history together (hover a name for them)." }
+            @for suite in histories.iter().filter(|s| !s.groups.is_empty()) {
+                details {
+                    summary { code { (suite.suite) } ": " (plural(suite.facts(), "fact differs", "facts differ")) ", in " (plural(suite.groups.len(), "group", "groups")) }
+                    ul.history { @for g in &suite.groups {
+                        li {
+                            code title=[(g.facts.len() > 1).then(|| g.facts.join("\n"))] { (g.name(HTML_LISTED_CHARS)) }
+                            @if g.facts.len() > 1 { " (" (g.facts.len()) " cases)" } ": " (g.history.sentence())
+                        }
+                    } }
+                }
+            }
+        }
+    }
 }
 
 /// One suite: totals (selftest suites), the facts that differ, the identical ones collapsed, the curves,
