@@ -538,8 +538,8 @@ pub fn markdown(snapshots: &[SnapshotFile], page: Page) -> String {
         Page::Url(url) => writeln!(out, "A summary of [the whole matrix]({}): {whole}.\n", link_target(url)),
         Page::Written(path) => writeln!(
             out,
-            "A summary of the whole matrix ({whole}): `ksnap report` writes it to `{}`; CI uploads it as \
-             this run's `ksnap-report` artifact.\n",
+            "A summary of the whole matrix ({whole}): `ksnap report` writes it to `{}`; in CI, the run's \
+             `ksnap-report` artifact.\n",
             md(&path.display().to_string())
         ),
     };
@@ -554,6 +554,19 @@ pub fn markdown(snapshots: &[SnapshotFile], page: Page) -> String {
         let history = histories.iter().find(|h| h.suite == m.suite);
         out.push_str(&suite_markdown(&m, history));
     }
+    out
+}
+
+/// A selftest suite's results per column, a row each.
+fn selftest_totals_markdown(m: &SuiteMatrix) -> String {
+    let mut out =
+        String::from("| selftest results | pass | fail | skip | xfail | other |\n|---|---|---|---|---|---|\n");
+    for c in &m.columns {
+        let t = SelftestTotals::of(&c.facts);
+        let (pass, fail, skip, xfail, other) = (t.pass, t.fail, t.skip, t.xfail, t.other);
+        let _ = writeln!(out, "| {} | {pass} | {fail} | {skip} | {xfail} | {other} |", md(&c.column));
+    }
+    out.push('\n');
     out
 }
 
@@ -577,21 +590,7 @@ fn suite_markdown(m: &SuiteMatrix, history: Option<&SuiteHistory>) -> String {
         same_in_every_column(same.len())
     );
     if is_selftest_suite(m) {
-        out.push_str("| selftest results | pass | fail | skip | xfail | other |\n|---|---|---|---|---|---|\n");
-        for c in &m.columns {
-            let t = SelftestTotals::of(&c.facts);
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} | {} | {} | {} |",
-                md(&c.column),
-                t.pass,
-                t.fail,
-                t.skip,
-                t.xfail,
-                t.other
-            );
-        }
-        out.push('\n');
+        out.push_str(&selftest_totals_markdown(m));
     }
     let mut shown: Vec<&crate::facts::history::Group> = groups.iter().collect();
     if shown.len() > MARKDOWN_GROUPS {
