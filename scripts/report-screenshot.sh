@@ -18,6 +18,6 @@ for width in 1280 1920; do
   # No network at all: the page must be self-contained; these flags keep Chromium from trying to phone home.
   chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking \
     --disable-component-update --disable-sync --user-data-dir="$profile" --hide-scrollbars \
-    --window-size="$width,1100" --screenshot="$out" "file://$page" 2>/dev/null
+    --window-size="$width,2000" --screenshot="$out" "file://$page" 2>/dev/null
   echo "$out"
 done

@@ -227,8 +227,12 @@ fn report_writes_a_self_contained_page() {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let page = std::fs::read_to_string(out.path().join("index.html")).unwrap();
     assert!(page.starts_with("<!DOCTYPE html>") && page.contains("Suite <code>env</code>"));
-    let markdown = ksnap().args(["report", "--format", "markdown"]).output().unwrap();
-    assert!(String::from_utf8_lossy(&markdown.stdout).contains("## env"));
+    let markdown =
+        ksnap().args(["report", "--format", "markdown", "--page-url", "https://example.org/p"]).output().unwrap();
+    let summary = String::from_utf8_lossy(&markdown.stdout);
+    assert!(summary.contains("## env") && summary.contains("(https://example.org/p)"), "{summary}");
+    // A summary, far under GitHub's 1 MiB cap for a job summary, with room for the matrix to grow.
+    assert!(summary.len() < 100_000, "{} bytes", summary.len());
 }
 
 /// A matrix in a scratch directory: a kernel from a Debian suite, and `lock` as ksnap.lock.

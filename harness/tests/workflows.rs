@@ -1,6 +1,7 @@
 //! The GitHub Actions workflows — this repository's and the one `ksnap init` writes — checked for what
 //! they promise: the cache of kernels keyed by ksnap.lock, the nextest shards covering 1..=N with the
-//! same N, JUnit uploaded from where nextest's `ci` profile writes it, the report in the job summary.
+//! same N, JUnit uploaded from where nextest's `ci` profile writes it, the report's page uploaded and its
+//! summary in the job summary linking to the upload.
 //! (No Actions runner here: this is what can be checked without one.)
 
 use std::path::Path;
@@ -72,7 +73,31 @@ fn check(workflow_file: &Path, nextest_config: &Path) {
         .collect::<Vec<_>>();
     assert_eq!(uploaded, [format!("target/nextest/ci/{junit}")], "{what}");
 
-    assert_eq!(run("report --format markdown >> \"$GITHUB_STEP_SUMMARY\""), 1, "{what}: the report in the job summary");
+    report(&steps, &what.to_string());
+}
+
+/// The report: the page written where `ksnap report` writes it, uploaded, then the Markdown summary in
+/// the job summary linking to that upload, all in one job and in that order.
+fn report(steps: &[(String, &Yaml)], what: &str) {
+    let at = |found: &dyn Fn(&Yaml) -> bool, step: &str| {
+        steps.iter().position(|(_, s)| found(s)).unwrap_or_else(|| panic!("{what}: no step {step}"))
+    };
+    let runs = |text: &'static str| move |s: &Yaml| s["run"].as_str().is_some_and(|r| r.trim_end().ends_with(text));
+    let page = at(&runs(" report"), "writing the page (`ksnap report`, no arguments)");
+    let upload = at(
+        &|s: &Yaml| {
+            s["uses"].as_str().is_some_and(|u| u.starts_with("actions/upload-artifact"))
+                && s["with"]["path"].as_str().is_some_and(|p| p.trim_end_matches('/') == "target/ksnap/report")
+        },
+        "uploading target/ksnap/report",
+    );
+    let id = steps[upload].1["id"].as_str().unwrap_or_else(|| panic!("{what}: the page's upload has no id"));
+    let summary_run =
+        format!("report --format markdown --page-url \"${{{{ steps.{id}.outputs.artifact-url }}}}\" >> \"$GITHUB_STEP_SUMMARY\"");
+    let summary = at(&|s: &Yaml| s["run"].as_str().is_some_and(|r| r.contains(&summary_run)), &summary_run);
+    assert!(page < upload && upload < summary, "{what}: page, upload, summary in that order");
+    let jobs = [page, upload, summary].map(|i| steps[i].0.clone());
+    assert!(jobs.iter().all(|j| *j == jobs[0]), "{what}: page, upload and summary in one job: {jobs:?}");
 }
 
 #[test]

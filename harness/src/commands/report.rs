@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 
 use super::load_config;
+use crate::present::report::Page;
 
 /// What `ksnap report` writes.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -19,19 +20,32 @@ pub struct ReportArgs {
     /// Directory for index.html.
     #[arg(short, long, default_value = "target/ksnap/report")]
     pub out: PathBuf,
+    /// `html`: the whole matrix as a page in --out; `markdown`: a summary of it for a CI job summary
+    /// (GitHub caps those at 1 MiB), linking to the page.
     #[arg(long, value_enum, default_value = "html")]
     pub format: ReportFormat,
+    /// With --format markdown: where the page is published (CI: the uploaded artifact's URL), for the
+    /// summary's link. Without it, the summary names where `ksnap report` writes the page.
+    #[arg(long, value_name = "URL")]
+    pub page_url: Option<String>,
 }
 
 /// `ksnap report`.
 pub fn report(args: ReportArgs, config: Option<PathBuf>) -> Result<bool> {
-    let ReportArgs { out, format } = args;
+    let ReportArgs { out, format, page_url } = args;
     let out = out.as_path();
     let config = load_config(config)?;
     let snapshots_dir = crate::facts::snapshot::dir(&config.root);
     let snapshots = crate::facts::snapshot::read::read_dir(&snapshots_dir)?;
     match format {
-        ReportFormat::Markdown => print!("{}", crate::present::report::markdown(&snapshots)),
+        ReportFormat::Markdown => {
+            let written = out.join("index.html");
+            let page = match &page_url {
+                Some(url) => Page::Url(url),
+                None => Page::Written(&written),
+            };
+            print!("{}", crate::present::report::markdown(&snapshots, page));
+        }
         ReportFormat::Html => {
             std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
             let out = out.canonicalize()?;
