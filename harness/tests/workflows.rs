@@ -27,10 +27,29 @@ fn steps(workflow: &Yaml) -> Vec<(String, &Yaml)> {
 fn check(workflow_file: &Path, nextest_config: &Path) {
     let workflow = load(workflow_file);
     let what = workflow_file.display();
-    for (name, job) in workflow["jobs"].as_hash().unwrap() {
-        assert_eq!(job["container"].as_str(), Some("debian:12"), "{what}: job {name:?} runs in Debian 12");
-    }
     let steps = steps(&workflow);
+    for (name, job) in workflow["jobs"].as_hash().unwrap() {
+        let name = name.as_str().unwrap();
+        let image = job["container"].as_str().or(job["container"]["image"].as_str());
+        assert_eq!(image, Some("debian:12"), "{what}: job {name:?} runs in Debian 12");
+        // A job that boots VMs is handed the runner's /dev/kvm where there is one, and says in the job
+        // summary which accelerator its cells ran under.
+        let boots = steps.iter().any(|(job, s)| {
+            job == name && s["run"].as_str().is_some_and(|r| r.contains("nextest run") || r.contains("example.sh"))
+        });
+        if boots {
+            assert_eq!(job["container"]["options"].as_str(), Some("--privileged"), "{what}: job {name:?}");
+        }
+        if steps.iter().any(|(job, s)| job == name && s["run"].as_str().is_some_and(|r| r.contains("nextest run"))) {
+            let summary = steps.iter().any(|(job, s)| {
+                job == name
+                    && s["run"].as_str().is_some_and(|r| {
+                        r.contains(ksnap::session::resources::ACCELERATOR_FILE) && r.contains("$GITHUB_STEP_SUMMARY")
+                    })
+            });
+            assert!(summary, "{what}: job {name:?} puts the accelerator in the job summary");
+        }
+    }
     let run = |text: &str| steps.iter().filter(|(_, s)| s["run"].as_str().is_some_and(|r| r.contains(text))).count();
 
     // The kernel cache: saved by one job, restored by the others, always under the lock's hash.

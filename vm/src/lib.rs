@@ -24,7 +24,7 @@ pub mod kernel;
 pub mod machine;
 
 pub use error::Error;
-pub use machine::qemu::{Accel, AccelChoice, Qemu};
+pub use machine::qemu::{Accel, AccelChoice, Qemu, Resolved};
 pub use machine::run::{run, run_saving, Outcome, RunReport, WaitingFor};
 pub use machine::spec::{Format, PlanEntry, ProbeSpec, Start, Timeouts, VmSpec};
 pub use machine::Vm;

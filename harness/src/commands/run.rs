@@ -139,13 +139,11 @@ impl Runs {
 /// The closing lines: how many cells passed, and how many runs were starved of CPU (if any were).
 fn print_totals(runs: &Runs, accel: ksnap_vm::Accel, width: usize) {
     let failed = runs.shown.iter().filter(|r| !r.passed()).count();
-    println!(
-        "\n{} cells, {} passed, {} failed (accelerator {})",
-        runs.shown.len(),
-        runs.shown.len() - failed,
-        failed,
-        accel,
-    );
+    let cells = match runs.shown.len() {
+        1 => "1 cell".to_string(),
+        n => format!("{n} cells"),
+    };
+    println!("\n{cells}, {} passed, {} failed (accelerator {accel})", runs.shown.len() - failed, failed);
     if runs.starved > 0 {
         let starved = format!(
             "{} cell runs were STARVED: their VMs waited for a CPU over {:.0}% of the time they wanted \

@@ -33,7 +33,11 @@ pub fn answer(answers: &[CellAnswer], failed: usize, dir: &str, width: usize) ->
     };
     let mut out = String::new();
     if differing.is_empty() && missing.is_empty() {
-        out.push_str(&wrap(&format!("snapshots: all {matching} cells match {dir}{not_compared}"), width));
+        let all = match matching {
+            1 => "the cell matches".to_string(),
+            n => format!("all {n} cells match"),
+        };
+        out.push_str(&wrap(&format!("snapshots: {all} {dir}{not_compared}"), width));
         return out;
     }
     out.push_str(&wrap(

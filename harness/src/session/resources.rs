@@ -58,13 +58,15 @@ impl Session {
     /// Kernels boot exactly as `ksnap.lock` pins them; `lock_mode` says whether a missing entry may be added.
     pub fn start(config: Config, accel: AccelChoice, progress: Progress, lock_mode: LockMode) -> Result<Session> {
         let qemu = Qemu::locate()?;
-        let accel = accel.resolve(&qemu)?;
+        let resolved = accel.resolve(&qemu)?;
+        let accel = resolved.accel;
         let cache = Cache::user_default()?;
         let kernels = Kernels::open(config.clone(), cache.clone(), lock_mode)?;
         let task = progress.start("probes");
         let probe_executables = executables::build_all(&config)?;
         task.finish("built");
         let log_dir = config.root.join("target").join("ksnap").join("logs");
+        record_accelerator(&config.root, &resolved)?;
         Ok(Session {
             config,
             qemu,
@@ -155,4 +157,23 @@ pub fn build_selftests(
     recipe
         .resolve(&source, suite, cache, &kernels.archives, step)
         .with_context(|| format!("building the kernel selftests from {source}"))
+}
+
+/// Where every session records the accelerator it resolved, and why: a CI step puts it in the job summary
+/// (under `cargo test` the cells' output is not shown).
+pub const ACCELERATOR_FILE: &str = "target/ksnap/accelerator.txt";
+
+/// Write [`ACCELERATOR_FILE`] under the project's `root`: `kvm (a test guest runs under KVM)`, `tcg (KVM
+/// not used: cannot open /dev/kvm: …)`. Written whole and renamed into place: sessions of parallel test
+/// processes write it at once.
+fn record_accelerator(root: &std::path::Path, resolved: &ksnap_vm::Resolved) -> Result<()> {
+    let path = root.join(ACCELERATOR_FILE);
+    let dir = path.parent().unwrap_or(root);
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut file =
+        tempfile::NamedTempFile::new_in(dir).with_context(|| format!("creating a file in {}", dir.display()))?;
+    std::io::Write::write_all(&mut file, format!("{resolved}\n").as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.persist(&path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
 }

@@ -126,25 +126,41 @@ impl AccelChoice {
     /// Resolve `auto` by *functionally* checking KVM: /dev/kvm can exist and accept KVM_CREATE_VM on a
     /// host where a guest then hangs, so ksnap boots a small test firmware (`KVM_PROBE_ROM`) under KVM and uses KVM only if it
     /// reaches long mode within `KVM_PROBE_TIMEOUT`. The answer is remembered for the process.
-    pub fn resolve(self, qemu: &Qemu) -> Result<Accel, Error> {
+    pub fn resolve(self, qemu: &Qemu) -> Result<Resolved, Error> {
         match self {
-            AccelChoice::Tcg => Ok(Accel::Tcg),
+            AccelChoice::Tcg => Ok(Resolved { accel: Accel::Tcg, why: "asked for".into() }),
             AccelChoice::Kvm => match kvm_works(qemu)? {
-                KvmCheck::Works => Ok(Accel::Kvm),
+                KvmCheck::Works => Ok(Resolved { accel: Accel::Kvm, why: "asked for; a test guest runs".into() }),
                 KvmCheck::Broken(why) => Err(Error::KvmUnusable { why }),
             },
             AccelChoice::Auto => {
-                static AUTO: OnceLock<Accel> = OnceLock::new();
-                if let Some(accel) = AUTO.get() {
-                    return Ok(*accel);
+                static AUTO: OnceLock<Resolved> = OnceLock::new();
+                if let Some(resolved) = AUTO.get() {
+                    return Ok(resolved.clone());
                 }
-                let accel = match kvm_works(qemu)? {
-                    KvmCheck::Works => Accel::Kvm,
-                    KvmCheck::Broken(_) => Accel::Tcg,
+                let resolved = match kvm_works(qemu)? {
+                    KvmCheck::Works => Resolved { accel: Accel::Kvm, why: "a test guest runs under KVM".into() },
+                    KvmCheck::Broken(why) => Resolved { accel: Accel::Tcg, why: format!("KVM not used: {why}") },
                 };
-                Ok(*AUTO.get_or_init(|| accel))
+                Ok(AUTO.get_or_init(|| resolved).clone())
             }
         }
+    }
+}
+
+/// The accelerator a choice came to, and why: `kvm` because a test guest runs under it, `tcg` because it
+/// was asked for or because KVM does not work here (`cannot open /dev/kvm: …`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// The accelerator the guests run under.
+    pub accel: Accel,
+    /// Why that one, in words.
+    pub why: String,
+}
+
+impl std::fmt::Display for Resolved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.accel, self.why)
     }
 }
 
