@@ -32,6 +32,11 @@ pub mod plan;
 /// (`! LINE`, `stderr-truncated=`); version 3 moved the plan from the initramfs to the result channel.
 pub const VERSION: &str = "3";
 
+/// The word on the kernel command line (after `--`, so init gets it as its argument) that makes init give
+/// a person a shell on the console (`ksnap shell`) instead of saying hello and running a plan: `/bin/sh`
+/// (busybox) with the console as its controlling terminal; when it exits, the guest powers off.
+pub const SHELL_ARG: &str = "shell";
+
 /// Marks a relayed line of a probe's stdout: `| LINE` (a bare `|` is an empty line).
 pub const STDOUT_MARKER: u8 = b'|';
 /// Marks a relayed line of a probe's stderr: `! LINE`.

@@ -1,7 +1,7 @@
 //! The commands behind `ksnap`'s subcommands ([`Command`]), a file each: its command line as a clap
 //! `Args` struct and one function, returning whether the command succeeded (`Ok(false)`: it ran and
 //! found a failure, exit status 1; `Err`: it could not run, exit 2). `main.rs` only parses the command
-//! line and calls these.
+//! line and calls these. `ksnap shell` returns an exit status instead: its guest command's.
 
 use std::path::PathBuf;
 
@@ -18,6 +18,7 @@ pub mod lock;
 pub mod releases;
 pub mod report;
 pub mod run;
+pub mod shell;
 pub mod sweep;
 
 /// `ksnap`'s subcommands.
@@ -35,10 +36,14 @@ pub enum Command {
     Diff(diff::DiffArgs),
     /// The whole matrix from the committed snapshots: an HTML page, or Markdown for a CI job summary.
     Report(report::ReportArgs),
-    /// Since which kernel: per suite, each fact whose value changes along the kernel versions of the
-    /// default variant (5.10 → 6.1 → 6.12 → 7.2), and the version where each value appears. With
-    /// `--releases LINE`: along every release of a kernel line apt serves, run now.
+    /// How the kernels differ: per suite, each fact whose value differs in the committed snapshots, along
+    /// the kernel versions (5.10 → 6.1 → 6.12 → 7.2) under the default variant, then the variants and the
+    /// kernels built from a version that differ. With `--releases LINE`: along every release of a kernel
+    /// line apt serves, run now.
     History(history::HistoryArgs),
+    /// A cell's guest for a person: a shell on its console (Ctrl-D or `exit` powers it off), or with
+    /// `-- CMD ARGS…` one command, its output and exit status passed through; `--gdb` for QEMU's gdb stub.
+    Shell(shell::ShellArgs),
     /// List the matrix's kernels: locked package, release and cache state, and newer versions apt has.
     Kernels(kernels::KernelsArgs),
     /// List every point release of an apt kernel's line apt serves (its suite and the suite's -updates and

@@ -138,17 +138,8 @@ impl Session {
         kernel: &Kernel,
         machine: Option<&Machine>,
     ) -> Result<Vm> {
-        let binary = |suite: &str, probe: &Probe| -> Result<PathBuf> {
-            Ok(match &probe.kind {
-                ProbeKind::Kselftest { test } => self.selftests()?.binary(test)?,
-                _ => self.probe_executable(suite, &probe.name).path.clone(),
-            })
-        };
-        let mut vm = Vm::new(&kernel.image)
-            .memory_mib(suite.memory_mib)
-            .cpus(suite.cpus)
-            .accel(self.accel)
-            .cmdline(variant.cmdline.iter().chain(&suite.cmdline).cloned());
+        let binary = |suite: &str, probe: &Probe| self.probe_binary(suite, probe);
+        let mut vm = self.machine_of_cell(suite, variant, kernel);
         for probe in &suite.probes {
             vm = vm.probe_spec(ProbeSpec {
                 name: probe.name.clone(),
@@ -171,6 +162,41 @@ impl Session {
             vm = vm.busybox(executables::static_busybox()?);
         }
         Ok(vm)
+    }
+
+    /// The VM of a cell's kernel, variant and suite, without probes: its kernel, command line, memory,
+    /// CPUs and accelerator.
+    fn machine_of_cell(
+        &self,
+        suite: &crate::project::config::Suite,
+        variant: &crate::project::config::Variant,
+        kernel: &Kernel,
+    ) -> Vm {
+        Vm::new(&kernel.image)
+            .memory_mib(suite.memory_mib)
+            .cpus(suite.cpus)
+            .accel(self.accel)
+            .cmdline(variant.cmdline.iter().chain(&suite.cmdline).cloned())
+    }
+
+    /// The guest's executable of a probe of `suite`: built by this session, or a kernel selftest.
+    fn probe_binary(&self, suite: &str, probe: &Probe) -> Result<PathBuf> {
+        Ok(match &probe.kind {
+            ProbeKind::Kselftest { test } => self.selftests()?.binary(test)?,
+            _ => self.probe_executable(suite, &probe.name).path.clone(),
+        })
+    }
+
+    /// The guest of `cell` for a person (`ksnap shell`): the cell's kernel, command line, memory and
+    /// CPUs, its suite's probes in `/ksnap/probes` (packed, not run) and busybox. Returns the kernel too.
+    pub fn guest_of(&self, cell: &Cell) -> Result<(Kernel, Vm)> {
+        let kernel = self.kernel(&cell.kernel)?;
+        let suite = &self.config.suites[&cell.suite];
+        let mut vm = self.machine_of_cell(suite, &self.config.variants[&cell.variant], &kernel);
+        for probe in &suite.probes {
+            vm = vm.pack(&probe.name, self.probe_binary(&suite.name, probe)?);
+        }
+        Ok((kernel, vm.busybox(executables::static_busybox()?)))
     }
 
     fn write_console_log(&self, cell: &Cell, report: &RunReport) -> Result<PathBuf> {

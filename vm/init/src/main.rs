@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 use ksnap_init::pid1;
 use ksnap_init::relay::Lines;
 use ksnap_protocol::paths::{PROBE_DIR, RESULT_CHANNEL};
-use ksnap_protocol::{limits, plan, ControlLine, ProbeEnd, ProbeNote, STDERR_MARKER, STDOUT_MARKER, VERSION};
+use ksnap_protocol::{
+    limits, plan, ControlLine, ProbeEnd, ProbeNote, SHELL_ARG, STDERR_MARKER, STDOUT_MARKER, VERSION,
+};
 
 /// How long to keep reading a probe's stdout once it is gone, for output still in the pipe.
 const DRAIN_TIME: Duration = Duration::from_millis(200);
@@ -39,6 +41,9 @@ fn main() {
 
 fn run() -> io::Result<()> {
     mount_filesystems()?;
+    if std::env::args().skip(1).any(|arg| arg == SHELL_ARG) {
+        return shell();
+    }
     let mut channel = Channel { port: pid1::open_serial(RESULT_CHANNEL)?, buf: Vec::new() };
     channel.control(ControlLine::Hello { version: VERSION.into() })?;
     log!("waiting for the plan");
@@ -60,6 +65,54 @@ fn run() -> io::Result<()> {
     channel.control(ControlLine::Done)?;
     log!("all probes done, powering off");
     Err(pid1::power_off(&channel.port))
+}
+
+/// `ksnap shell`: busybox's shell on the console (`/dev/ttyS0`, its controlling terminal, in its own
+/// session) for a person, in `/` with the probes on PATH; the guest powers off when it exits.
+fn shell() -> io::Result<()> {
+    const CONSOLE: &str = "/dev/ttyS0";
+    log!("a shell on the console; `exit` or Ctrl-D powers the guest off");
+    let console = std::fs::OpenOptions::new().read(true).write(true).open(CONSOLE)?;
+    // SAFETY: fork in a single-threaded init; the child only makes system calls before exec or _exit.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid == 0 {
+        // SAFETY: system calls on an open fd and NUL-terminated strings; argv and envp end in null.
+        unsafe {
+            let fd = console.as_raw_fd();
+            let ready = libc::setsid() >= 0
+                && libc::ioctl(fd, libc::TIOCSCTTY, 0) == 0
+                && libc::dup2(fd, 0) == 0
+                && libc::dup2(fd, 1) == 1
+                && libc::dup2(fd, 2) == 2
+                && libc::chdir(c"/".as_ptr()) == 0;
+            if ready {
+                let argv = [c"sh".as_ptr(), std::ptr::null()];
+                let envp = [
+                    c"PATH=/bin:/ksnap/probes".as_ptr(),
+                    c"HOME=/".as_ptr(),
+                    c"TERM=vt100".as_ptr(),
+                    c"PS1=guest:\\w# ".as_ptr(),
+                    std::ptr::null(),
+                ];
+                libc::execve(c"/bin/sh".as_ptr(), argv.as_ptr(), envp.as_ptr());
+            }
+            libc::_exit(127)
+        }
+    }
+    // Reap whatever the shell leaves behind until the shell itself is gone.
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid writes the status through a valid pointer.
+        let reaped = unsafe { libc::waitpid(-1, &mut status, 0) };
+        if reaped == pid || (reaped < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EINTR)) {
+            break;
+        }
+    }
+    log!("the shell exited, powering off");
+    Err(pid1::power_off(&console))
 }
 
 fn mount_filesystems() -> io::Result<()> {

@@ -6,6 +6,7 @@ pub mod initramfs;
 pub mod qemu;
 mod qmp;
 pub mod run;
+pub mod shell;
 pub mod spec;
 pub mod vmstate;
 
