@@ -185,33 +185,23 @@ fn history_of(axis: &Axis, columns: &[Column], key: &str) -> History {
     let mut variants: Vec<&str> = columns.iter().map(|c| c.variant).collect();
     variants.sort_by_key(|v| (*v != DEFAULT_VARIANT, *v));
     variants.dedup();
-    let track = |variant: &str| -> Vec<ValueRun> {
-        let along: Vec<(&str, String)> = axis
+    // `variant`'s values along the axis, on the kernels `on` ran on (`variant` itself, or the main track
+    // compared with a variant that did not run everywhere).
+    let along = |variant: &str, on: &str| -> Vec<ValueRun> {
+        let column = |kernel: &str, variant: &str| columns.iter().find(|c| c.kernel == kernel && c.variant == variant);
+        let values: Vec<(&str, String)> = axis
             .versions
             .iter()
-            .filter_map(|k| {
-                columns.iter().find(|c| c.kernel == k && c.variant == variant).map(|c| (k.as_str(), value(c)))
-            })
+            .filter(|k| column(k, on).is_some())
+            .filter_map(|k| column(k, variant).map(|c| (k.as_str(), value(c))))
             .collect();
-        runs(along.iter().map(|(k, v)| (*k, v.as_str())))
+        runs(values.iter().map(|(k, v)| (*k, v.as_str())))
     };
-    let main = Track { variants: vec![variants[0].to_string()], runs: track(variants[0]) };
-    // The main track's values on the kernels a variant ran on.
-    let main_on = |variant: &str| -> Vec<ValueRun> {
-        let along: Vec<(&str, String)> = axis
-            .versions
-            .iter()
-            .filter(|k| columns.iter().any(|c| c.kernel == k.as_str() && c.variant == variant))
-            .filter_map(|k| {
-                columns.iter().find(|c| c.kernel == k && c.variant == variants[0]).map(|c| (k.as_str(), value(c)))
-            })
-            .collect();
-        runs(along.iter().map(|(k, v)| (*k, v.as_str())))
-    };
+    let main = Track { variants: vec![variants[0].to_string()], runs: along(variants[0], variants[0]) };
     let mut tracks: Vec<Track> = Vec::new();
     for variant in &variants[1..] {
-        let runs = track(variant);
-        if runs == main_on(variant) {
+        let runs = along(variant, variant);
+        if runs == along(variants[0], variant) {
             continue;
         }
         match tracks.iter_mut().find(|t| t.runs == runs) {
