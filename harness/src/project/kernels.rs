@@ -154,14 +154,6 @@ impl Kernels {
         source.resolve(pin.as_ref(), &self.cache, &self.archives, report).map_err(|e| explain(name, source, e))
     }
 
-    /// For kernel `name` built from a source package, the package downloaded and unpacked into the cache,
-    /// as locked, unless the kernel is built already; nothing for other kernels.
-    pub fn fetch_source(&self, name: &str, report: &mut dyn FnMut(&str)) -> Result<()> {
-        let source = self.source(name)?;
-        let pin = self.pin(name, report)?;
-        source.fetch_source(pin.as_ref(), &self.cache, &self.archives, report).map_err(|e| explain(name, source, e))
-    }
-
     /// The lock entry of kernel `name`, if it has a current one (never resolves, never writes).
     pub fn locked(&self, name: &str) -> Result<Option<Pin>> {
         let source = self.source(name)?;

@@ -99,24 +99,6 @@ impl Session {
         })
     }
 
-    /// The source package of kernel `name`, if it is built from one, downloaded and unpacked unless the
-    /// kernel is built already (its progress shown only when there is something to do). A failure is only
-    /// shown: the kernel's build meets it again and reports it for its cells.
-    pub fn fetch_source(&self, name: &str) {
-        let mut task = None;
-        let label = format!("source of kernel {name}");
-        let fetched = self.kernels.fetch_source(name, &mut |step| {
-            task.get_or_insert_with(|| self.progress.start(&label)).step(step);
-        });
-        match (task, fetched) {
-            (Some(task), Ok(())) => task.finish("ready"),
-            (task, Err(e)) => task
-                .unwrap_or_else(|| self.progress.start(&label))
-                .finish(&format!("not fetched now ({e:#}); its build will try again")),
-            (None, Ok(())) => {}
-        }
-    }
-
     /// Debian's changelog of kernel `name` (`kernel`, as [`Session::kernel`] made it), read as `ksnap lock
     /// --update` reads one (downloaded again for a cache entry made before ksnap kept changelogs): `None`
     /// when it has none.

@@ -92,10 +92,9 @@ impl Session {
     }
 
     /// Make ready what `cells` need, as [`Session::run_cells`] does beside its VM slots (and the `cargo test`
-    /// trials beside theirs): one thread downloads the packaged kernels and then the source packages of
-    /// the kernels to build, unpacked; another builds the kernel selftests and then the source kernels one
-    /// after the other (in turn: a build of a source builds on the object tree of the one before), by then
-    /// finding their source unpacked. Errors stay in the kernel's (or the selftests') slot, for its cells
+    /// trials beside theirs): one thread downloads the packaged kernels, another builds the kernel selftests
+    /// and then the source kernels one after the other (in turn: a build of a source builds on the object
+    /// tree of the one before). Errors stay in the kernel's (or the selftests') slot, for its cells
     /// to report. Returns when both are done.
     pub fn prepare(&self, cells: &[Cell]) {
         let mut kernels: Vec<&str> = Vec::new();
@@ -110,9 +109,7 @@ impl Session {
         std::thread::scope(|scope| {
             scope.spawn(|| {
                 yield_cpu_to_vms();
-                to_fetch.iter().for_each(|name| drop(self.kernel(name)));
-                // The source kernels' builds wait for the selftests'; their sources need not.
-                to_build.iter().for_each(|name| self.fetch_source(name));
+                to_fetch.iter().for_each(|name| drop(self.kernel(name)))
             });
             scope.spawn(|| {
                 yield_cpu_to_vms();

@@ -264,28 +264,6 @@ impl KernelSource {
         }
     }
 
-    /// For a kernel built from a source package, that package downloaded and unpacked into the cache now,
-    /// unless the kernel is built already: so that a build which comes later (after the selftests') finds
-    /// it ready. Nothing for any other source.
-    pub fn fetch_source(
-        &self,
-        pin: Option<&Pin>,
-        cache: &Cache,
-        archives: &Archives,
-        report: StepReporter,
-    ) -> Result<(), Error> {
-        let KernelSource::Build(recipe) = self else { return Ok(()) };
-        let Some((_, suite)) = recipe.apt_request() else { return Ok(()) };
-        let source = match self.pin_or_resolve(pin, archives)? {
-            Pin::Build { source, .. } => source,
-            Pin::Apt { .. } => unreachable!("a build is pinned to its source package"),
-        };
-        if recipe.cached(Some(&source.package()), cache)?.is_some() {
-            return Ok(());
-        }
-        crate::kernel::build::unpacked_source(cache, archives, suite, &source, report).map(drop)
-    }
-
     /// Debian's changelog of `kernel` (this source's, resolved as `pin`), as text: the one kept in its
     /// cache entry, or, for an entry unpacked before ksnap kept changelogs, read from its pinned packages,
     /// downloaded again (`report` says so) and not kept. `None` when the kernel has none (a local bzImage
