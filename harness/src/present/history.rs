@@ -15,9 +15,10 @@ use crate::present::text::hanging;
 pub const SCREEN_LINES: usize = 30;
 /// Groups a summarised suite shows.
 const LARGEST_GROUPS: usize = 6;
-/// How long a group's name may list its facts' names (`p.{a,b}.write`) in a summary, and in a whole list
-/// or a page (`…` stands for the rest beyond).
+/// How long a group's name may list its facts' names (`p.{a,b}.write`) in a summary (`…` stands for a
+/// longer list).
 const LISTED_IN_SUMMARY: usize = 48;
+/// The same in a whole list or on a page.
 pub const LISTED_IN_WHOLE: usize = 400;
 
 /// One suite's facts with their histories.
