@@ -64,13 +64,14 @@ pub fn run(args: RunArgs, config: Option<PathBuf>, lock_mode: LockMode) -> Resul
     let results = session.run_cells(&work, jobs);
     let runs = Runs::of(results.runs);
     // Every suite's history whole, where a suite too long for the screen is summarised from.
+    let facts = runs.shown_facts();
     let whole = session.log_dir.parent().unwrap_or(&session.log_dir).join("history.txt");
-    std::fs::write(&whole, crate::present::results::whole_history(&runs.shown, view.width))
+    std::fs::write(&whole, crate::present::results::whole_history(&runs.shown, &facts, view.width))
         .with_context(|| format!("writing {}", whole.display()))?;
     let here = std::env::current_dir().unwrap_or_default();
     let whole_shown = whole.strip_prefix(&here).unwrap_or(&whole).display().to_string();
     let more = |_: &str| whole_shown.clone();
-    print!("{}", crate::present::results::render(&runs.shown, view, &more));
+    print!("{}", crate::present::results::render(&runs.shown, &facts, view, &more));
     for path in write_plots(&session, &runs.shown)? {
         let path = path.strip_prefix(&here).unwrap_or(&path).display().to_string();
         print!("{}", crate::present::text::hanging(&format!("plot: {path}"), view.width));
@@ -120,6 +121,11 @@ struct Runs {
 }
 
 impl Runs {
+    /// The facts of each shown run, in order: its cell's first, flattened once by [`Runs::of`].
+    fn shown_facts(&self) -> Vec<&crate::facts::Facts> {
+        self.shown.iter().map(|run| &self.facts_of[&run.cell][0]).collect()
+    }
+
     fn of(results: Vec<crate::session::CellRun>) -> Runs {
         // The first run of each cell is the one shown; every run counts for passing and for flakes.
         let mut runs = Runs { shown: Vec::new(), facts_of: Default::default(), failed: 0, starved: 0 };

@@ -51,16 +51,16 @@ pub struct KernelRow {
     pub seconds: f64,
 }
 
-/// The kernels' lines, the history of the suites' facts (`more`: where a summarised suite's rest is),
-/// and each failure's details.
-pub fn render(runs: &[CellRun], view: View, more: &dyn Fn(&str) -> String) -> String {
+/// The kernels' lines, the history of the suites' facts (`facts`: each run's, in order; `more`: where a
+/// summarised suite's rest is), and each failure's details.
+pub fn render(runs: &[CellRun], facts: &[&Facts], view: View, more: &dyn Fn(&str) -> String) -> String {
     let mut out = kernel_table(&kernel_rows(runs));
     let fold = match view.facts {
         FactsShown::All => Fold::Whole,
         FactsShown::Differing => Fold::Screen { more },
     };
     out.push('\n');
-    out.push_str(&facts_text(&columns_of(runs, &facts_of(runs)), view.facts == FactsShown::All, fold, view.width));
+    out.push_str(&facts_text(&columns_of(runs, facts), view.facts == FactsShown::All, fold, view.width));
     for run in runs.iter().filter(|r| !r.passed()) {
         out.push('\n');
         out.push_str(&render_failure(run));
@@ -69,16 +69,12 @@ pub fn render(runs: &[CellRun], view: View, more: &dyn Fn(&str) -> String) -> St
 }
 
 /// The history of every suite's differing facts, none summarised: what [`render`]'s `more` points to.
-pub fn whole_history(runs: &[CellRun], width: usize) -> String {
-    facts_text(&columns_of(runs, &facts_of(runs)), false, Fold::Whole, width)
-}
-
-fn facts_of(runs: &[CellRun]) -> Vec<Facts> {
-    runs.iter().map(CellRun::facts).collect()
+pub fn whole_history(runs: &[CellRun], facts: &[&Facts], width: usize) -> String {
+    facts_text(&columns_of(runs, facts), false, Fold::Whole, width)
 }
 
 /// Each run's suite and column.
-fn columns_of<'a>(runs: &'a [CellRun], facts: &'a [Facts]) -> Vec<(&'a str, Column<'a>)> {
+fn columns_of<'a>(runs: &'a [CellRun], facts: &[&'a Facts]) -> Vec<(&'a str, Column<'a>)> {
     runs.iter()
         .zip(facts)
         .map(|(run, facts)| {
