@@ -175,6 +175,12 @@ impl Make {
     /// directories of the same cache share objects; the build directory itself is left out of the hash
     /// (`CCACHE_NOHASHDIR`): it only reaches the objects through debug information, which a bzImage does
     /// not carry. The kernel built is the same as without ccache.
+    ///
+    /// ccache runs in its depend mode (`CCACHE_DEPEND`): it hashes the headers kbuild's `-Wp,-MMD` lists
+    /// instead of running the preprocessor on every miss. A first build, all misses, is where a first run
+    /// waits: the 6.12-minimal build took 341 s through ccache's default mode, 263 s in depend mode and 240 s
+    /// without ccache (2 cores, side by side); again from an empty object tree, depend mode's hits made it 30 s
+    /// (README, "The first run on a fresh machine").
     pub(crate) fn use_ccache(&mut self, dir: &Path, base: &Path) {
         self.ccache = Some((dir.to_path_buf(), base.to_path_buf()));
     }
@@ -189,7 +195,8 @@ impl Make {
                 .arg("CC=ccache gcc")
                 .env("CCACHE_DIR", dir)
                 .env("CCACHE_BASEDIR", base)
-                .env("CCACHE_NOHASHDIR", "1");
+                .env("CCACHE_NOHASHDIR", "1")
+                .env("CCACHE_DEPEND", "1");
         }
         self.follow(format!("make {}", targets.join(" ")), command, on_line)
     }
